@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from pydantic import AwareDatetime
+
+from app.audit import schemas, service
+from app.core.auth import AuditRead
+from app.core.deps import DbSession
+from app.core.errors import problem_responses
+from app.core.pagination import Page, Pagination, page_of
+
+router = APIRouter(prefix="/v1/audit", tags=["audit"])
+
+
+@router.get(
+    "",
+    name="audit-list",
+    summary="List audit entries, newest first",
+    response_model=Page[schemas.AuditEntryOut],
+    responses=problem_responses(401, 403, 422),
+)
+def list_audit(
+    session: DbSession,
+    principal: AuditRead,
+    page: Pagination,
+    entity_type: Annotated[str | None, Query(max_length=50, description="Only this kind of object.")] = None,
+    entity_id: Annotated[str | None, Query(max_length=200, description="Only this object.")] = None,
+    actor: Annotated[str | None, Query(max_length=200, description="Only this actor.")] = None,
+    action: Annotated[str | None, Query(max_length=100, description="Only this action.")] = None,
+    since: Annotated[AwareDatetime | None, Query(description="Entries at or after this time.")] = None,
+    until: Annotated[AwareDatetime | None, Query(description="Entries before this time.")] = None,
+) -> Page[schemas.AuditEntryOut]:
+    flt = service.AuditFilter(entity_type, entity_id, actor, action, since, until)
+    rows = service.list_entries(session, flt, limit=page.limit + 1, offset=page.offset)
+    items, nxt = page_of(rows, page)
+    return Page[schemas.AuditEntryOut](
+        items=[schemas.AuditEntryOut.model_validate(r) for r in items],
+        limit=page.limit, offset=page.offset, next_offset=nxt,
+    )
+
+
+@router.get(
+    "/verify",
+    name="audit-verify",
+    summary="Verify the whole hash chain",
+    description="Recomputes every hash in order; reports the first entry that was edited, deleted or reordered.",
+    response_model=schemas.AuditVerification,
+    responses=problem_responses(401, 403),
+)
+def verify_audit(session: DbSession, principal: AuditRead) -> schemas.AuditVerification:
+    result = service.verify(session)
+    broken = result.first_broken
+    return schemas.AuditVerification(
+        ok=result.ok, count=result.count, total=result.total, head_hash=result.head_hash,
+        first_broken=schemas.ChainBreak(seq=broken.seq, reason=broken.reason) if broken else None,
+    )

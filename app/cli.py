@@ -1,0 +1,121 @@
+"""The `handover` command: serve, migrate, token, openapi."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+
+from app.core.config import get_settings
+
+DEFAULT_OPENAPI = Path("openapi/openapi.json")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app.core.migrate import upgrade
+
+    settings = get_settings()
+    if settings.is_sqlite or args.migrate:
+        upgrade(settings.database_url)
+    uvicorn.run(
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,
+        proxy_headers=True,
+        log_level="warning",
+    )
+    return 0
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from app.core.migrate import upgrade
+
+    upgrade(get_settings().database_url, args.revision)
+    print("migrated to", args.revision)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    from app.core.auth import mint_token
+
+    settings = get_settings()
+    if settings.environment != "development":
+        print("handover token: refused outside development (HANDOVER_ENVIRONMENT)", file=sys.stderr)
+        return 2
+    if args.ttl <= 0 or args.ttl > 30 * 24 * 3600:
+        print("handover token: --ttl must be between 1 second and 30 days", file=sys.stderr)
+        return 2
+    token = mint_token(
+        settings,
+        role=args.role,
+        sub=args.sub or f"dev-{args.role}",
+        emp=args.emp,
+        scope=" ".join(args.scope) if args.scope else None,
+        ttl=dt.timedelta(seconds=args.ttl),
+    )
+    print(f"# role={args.role} expires in {args.ttl}s", file=sys.stderr)
+    print(token)
+    return 0
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    from app.main import create_app
+
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_openapi(create_app()) + "\n", encoding="utf-8")
+    print("wrote", out)
+    return 0
+
+
+def render_openapi(app: object) -> str:
+    schema = app.openapi()  # type: ignore[attr-defined]
+    return json.dumps(schema, indent=2, ensure_ascii=False, sort_keys=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from app.core.auth import ROLE_SCOPES
+
+    parser = argparse.ArgumentParser(prog="handover", description="handover-service")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the API (migrates the embedded SQLite first)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--migrate", action="store_true", help="also migrate a non-SQLite database first")
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("migrate", help="apply database migrations")
+    p.add_argument("--revision", default="head")
+    p.set_defaults(func=_migrate)
+
+    p = sub.add_parser("token", help="mint a development token (development only)")
+    p.add_argument("--role", required=True, choices=sorted(ROLE_SCOPES))
+    p.add_argument("--sub", help="subject (default dev-<role>)")
+    p.add_argument("--emp", help="the employee external id this person is")
+    p.add_argument("--scope", action="append", help="a scope; repeat for several (integration tokens)")
+    p.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    p.set_defaults(func=_token)
+
+    p = sub.add_parser("openapi", help="write openapi/openapi.json")
+    p.add_argument("--output", default=str(DEFAULT_OPENAPI))
+    p.set_defaults(func=_openapi)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

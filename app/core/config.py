@@ -1,0 +1,89 @@
+"""Settings, read once from the environment (prefix HANDOVER_); refuses unsafe production set-ups."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789abcdef"  # noqa: S105
+HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
+ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HANDOVER_", env_file=".env", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite:///./handover.db"
+    database_pool_size: int = Field(10, ge=1, le=200)
+    database_max_overflow: int = Field(10, ge=0, le=200)
+    statement_timeout_ms: int = Field(15_000, ge=100, le=600_000)
+    sqlite_busy_timeout_ms: int = Field(10_000, ge=0, le=600_000)
+
+    jwt_algorithms: list[str] = Field(default_factory=lambda: ["HS256"])
+    jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
+    jwt_public_key: str | None = None
+    jwt_public_key_file: Path | None = None
+    jwt_jwks_file: Path | None = None
+    jwt_private_key_file: Path | None = None
+    jwt_key_id: str | None = None
+    jwt_issuer: str = "handover-dev"
+    jwt_audience: str = "handover-service"
+    jwt_leeway_seconds: int = Field(30, ge=0, le=60)
+
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    default_page_size: int = Field(50, ge=1, le=1000)
+    max_page_size: int = Field(200, ge=1, le=1000)
+
+    log_level: str = "INFO"
+
+    @field_validator("jwt_algorithms", mode="before")
+    @classmethod
+    def _split_algorithms(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip().startswith("["):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, str):
+            return json.loads(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        algorithms = set(self.jwt_algorithms)
+        if not algorithms:
+            raise ValueError("jwt_algorithms must name at least one algorithm")
+        unknown = algorithms - HMAC_ALGORITHMS - ASYMMETRIC_ALGORITHMS
+        if unknown:
+            raise ValueError(f"unsupported JWT algorithms: {sorted(unknown)}")
+        if algorithms & HMAC_ALGORITHMS and algorithms & ASYMMETRIC_ALGORITHMS:
+            # Mixing families invites key-confusion attacks (an RS public key used as an HMAC secret).
+            raise ValueError("jwt_algorithms must not mix HMAC and asymmetric algorithms")
+        if algorithms & ASYMMETRIC_ALGORITHMS and not (
+            self.jwt_public_key or self.jwt_public_key_file or self.jwt_jwks_file
+        ):
+            raise ValueError("asymmetric JWT algorithms need jwt_public_key(_file) or jwt_jwks_file")
+        if self.environment != "development":
+            if algorithms & HMAC_ALGORITHMS and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
+                raise ValueError("the built-in development JWT secret is refused outside development")
+            if algorithms & HMAC_ALGORITHMS and len(self.jwt_secret.get_secret_value()) < 32:
+                raise ValueError("jwt_secret must be at least 32 characters")
+        if self.default_page_size > self.max_page_size:
+            raise ValueError("default_page_size must not exceed max_page_size")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def uses_hmac(self) -> bool:
+        return bool(set(self.jwt_algorithms) & HMAC_ALGORITHMS)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

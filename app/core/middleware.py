@@ -1,0 +1,177 @@
+"""One pure-ASGI middleware for request ids, body limits, JSON-only bodies, access logs and metrics.
+
+Pure ASGI rather than BaseHTTPMiddleware: no extra task per request and streaming stays intact.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import problem_response
+
+REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+access_log = logging.getLogger("handover.access")
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "handover_http_requests_total", "HTTP requests by route and status.",
+            ["method", "route", "status"], registry=registry,
+        )
+        self.latency = Histogram(
+            "handover_http_request_duration_seconds", "HTTP request latency by route.",
+            ["method", "route"], registry=registry,
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, metrics: Metrics) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        incoming = headers.get("x-request-id", "")
+        request_id = incoming if REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+        scope.setdefault("state", {})["request_id"] = request_id
+        status_holder = {"status": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            rejection = None
+            method = scope["method"]
+            if method in BODY_METHODS:
+                rejection, receive = await self._check_body(scope, headers, receive)
+            if rejection is not None:
+                status, detail = rejection
+                await problem_response(Request(scope), status, detail)(scope, receive, send_wrapper)
+            else:
+                await self.app(scope, receive, send_wrapper)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            route_path = getattr(route, "path", None) or "unmatched"
+            status = status_holder["status"]
+            self.metrics.requests.labels(scope["method"], route_path, str(status)).inc()
+            self.metrics.latency.labels(scope["method"], route_path).observe(elapsed)
+            if access_log.isEnabledFor(logging.INFO):
+                principal = scope.get("state", {}).get("principal")
+                access_log.info(
+                    "request",
+                    extra={
+                        "fields": {
+                            "request_id": request_id,
+                            "method": scope["method"],
+                            "path": scope["path"],
+                            "route": route_path,
+                            "status": status,
+                            "duration_ms": round(elapsed * 1000, 2),
+                            "actor": getattr(principal, "actor", None),
+                        }
+                    },
+                )
+
+    async def _check_body(
+        self, scope: Scope, headers: dict[str, str], receive: Receive
+    ) -> tuple[tuple[int, str] | None, Receive]:
+        limit = self.max_body_bytes
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                return (400, "Content-Length is not a number."), receive
+            if int(length) > limit:
+                return (413, f"The request body exceeds {limit} bytes."), receive
+            if int(length) > 0 and not _is_json(headers.get("content-type", "")):
+                return (415, "The request body must be application/json."), receive
+            return None, receive
+        if "chunked" not in headers.get("transfer-encoding", ""):
+            return None, receive
+        # Chunked body without a length: buffer up to the limit, then replay it to the app.
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            body = message.get("body", b"")
+            size += len(body)
+            if size > limit:
+                return (413, f"The request body exceeds {limit} bytes."), receive
+            chunks.append(body)
+            more = message.get("more_body", False)
+        data = b"".join(chunks)
+        if data and not _is_json(headers.get("content-type", "")):
+            return (415, "The request body must be application/json."), receive
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": data, "more_body": False}
+            return await receive()
+
+        return None, replay
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line; never includes headers, tokens or query strings."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        payload: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            payload.update(fields)
+        if record.exc_info and record.exc_info[0] is not None:
+            payload["exc_type"] = record.exc_info[0].__name__
+            payload["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(payload, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: str) -> None:
+    root = logging.getLogger("handover")
+    if any(isinstance(h.formatter, JsonLogFormatter) for h in root.handlers):
+        root.setLevel(level.upper())
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLogFormatter())
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    root.propagate = False

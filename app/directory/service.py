@@ -1,0 +1,361 @@
+"""Directory logic: set-based upserts by external id, and who may see which record."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, exists, false, insert, or_, select, true
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.core.auth import Principal
+from app.core.errors import NotFound, Unprocessable
+from app.directory import schemas
+from app.directory.models import AccountTeamMember, Client, ClientContact, Employee
+
+
+def _upsert(session: Session, table: Any, rows: list[dict[str, Any]], keep: Sequence[str]) -> None:
+    """One INSERT … ON CONFLICT DO UPDATE per chunk, on either database."""
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    ins_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    pk = [c.name for c in table.primary_key.columns]
+    columns = [k for k in rows[0] if k not in pk and k not in keep]
+    chunk = max(1, 30_000 // max(1, len(rows[0])))
+    for start in range(0, len(rows), chunk):
+        stmt = ins_fn(table).values(rows[start : start + chunk])
+        stmt = stmt.on_conflict_do_update(
+            index_elements=pk, set_={c: stmt.excluded[c] for c in columns}
+        )
+        session.execute(stmt)
+
+
+def _existing(session: Session, column: Any, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    unique = list(dict.fromkeys(ids))
+    for start in range(0, len(unique), 5000):
+        found.update(session.scalars(select(column).where(column.in_(unique[start : start + 5000]))))
+    return found
+
+
+# ---- visibility -------------------------------------------------------------------------------
+
+
+def _subtree(root: str) -> Any:
+    """The employee and everyone below them (UNION, so a manager cycle still terminates)."""
+    base = select(Employee.external_id.label("id")).where(Employee.external_id == root)
+    tree = base.cte("subtree", recursive=True)
+    tree = tree.union(select(Employee.external_id).where(Employee.manager_id == tree.c.id))
+    return select(tree.c.id)
+
+
+def employee_visibility(principal: Principal) -> ColumnElement[bool]:
+    if principal.unrestricted:
+        return true()
+    if principal.employee is None:
+        return false()
+    if principal.role == "manager":
+        return Employee.external_id.in_(_subtree(principal.employee))
+    own = select(Employee.manager_id).where(Employee.external_id == principal.employee).scalar_subquery()
+    return or_(Employee.external_id == principal.employee, Employee.external_id == own)
+
+
+def client_visibility(principal: Principal) -> ColumnElement[bool]:
+    if principal.unrestricted:
+        return true()
+    if principal.employee is None:
+        return false()
+    if principal.role == "manager":
+        tree = _subtree(principal.employee)
+        on_team = exists().where(
+            AccountTeamMember.client_id == Client.external_id, AccountTeamMember.employee_id.in_(tree)
+        )
+        return or_(Client.owner_id.in_(tree), on_team)
+    on_team = exists().where(
+        AccountTeamMember.client_id == Client.external_id,
+        AccountTeamMember.employee_id == principal.employee,
+    )
+    return or_(Client.owner_id == principal.employee, on_team)
+
+
+# ---- employees --------------------------------------------------------------------------------
+
+
+def employee_out(e: Employee) -> schemas.EmployeeOut:
+    return schemas.EmployeeOut(
+        external_id=e.external_id, name=e.name, email=e.email, title=e.title, seniority=e.seniority,
+        manager=e.manager_id, skills=list(e.skills or []), regions=list(e.regions or []),
+        languages=list(e.languages or []), clearance=e.clearance, capacity=float(e.capacity),
+        status=e.status,  # type: ignore[arg-type]
+        exit_at=e.exit_at, created_at=e.created_at, updated_at=e.updated_at,
+    )
+
+
+def upsert_employees(
+    session: Session,
+    rows: Sequence[tuple[str, schemas.EmployeeIn]],
+    *,
+    actor: str,
+    now: dt.datetime,
+    loc_prefix: Sequence[str | int] = ("body", "items"),
+) -> tuple[int, int]:
+    """All-or-nothing: every row is validated before anything is written."""
+    ids = [external_id for external_id, _ in rows]
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, external_id in enumerate(ids):
+        if external_id in seen:
+            errors.append({"loc": [*loc_prefix, i, "external_id"], "msg": "duplicate external_id in batch", "type": "duplicate"})
+        seen.add(external_id)
+    managers = {m.manager for _, m in rows if m.manager}
+    known = _existing(session, Employee.external_id, list(managers - seen)) | seen
+    for i, (external_id, row) in enumerate(rows):
+        if row.manager is None:
+            continue
+        if row.manager == external_id:
+            errors.append({"loc": [*loc_prefix, i, "manager"], "msg": "an employee cannot manage themselves", "type": "self_reference"})
+        elif row.manager not in known:
+            errors.append({"loc": [*loc_prefix, i, "manager"], "msg": f"no employee {row.manager!r}", "type": "unknown_reference"})
+    if errors:
+        raise Unprocessable("Some rows are not valid; nothing was written.", errors=errors)
+
+    existing = _existing(session, Employee.external_id, ids)
+    values = []
+    for external_id, row in rows:
+        values.append(
+            {
+                "external_id": external_id, "name": row.name, "email": str(row.email).lower(),
+                "title": row.title, "seniority": row.seniority, "manager_id": None,
+                "skills": sorted(set(row.skills)), "regions": sorted(set(row.regions)),
+                "languages": list(dict.fromkeys(row.languages)), "clearance": row.clearance,
+                "capacity": row.capacity, "status": row.status, "exit_at": row.exit_at,
+                "created_at": now, "updated_at": now,
+            }
+        )
+    # Managers are set in a second pass so rows may reference each other in any order.
+    _upsert(session, Employee.__table__, values, keep=("created_at", "manager_id"))
+    manager_rows = [{"external_id": eid, "manager_id": row.manager} for eid, row in rows]
+    _upsert_managers(session, manager_rows)
+    audit.record_many(
+        session,
+        [
+            audit.Change(
+                actor, "employee.updated" if eid in existing else "employee.created", "employee", eid,
+                row.model_dump(mode="json"),
+            )
+            for eid, row in rows
+        ],
+        at=now,
+    )
+    created = sum(1 for eid in ids if eid not in existing)
+    return created, len(ids) - created
+
+
+def _upsert_managers(session: Session, rows: list[dict[str, Any]]) -> None:
+    from sqlalchemy import bindparam, update
+
+    if rows:
+        stmt = (
+            update(Employee)
+            .where(Employee.external_id == bindparam("b_id"))
+            .values(manager_id=bindparam("b_manager"))
+        )
+        session.connection().execute(
+            stmt, [{"b_id": r["external_id"], "b_manager": r["manager_id"]} for r in rows]
+        )
+
+
+def get_employee(session: Session, principal: Principal, external_id: str) -> Employee:
+    row = session.scalar(
+        select(Employee).where(Employee.external_id == external_id, employee_visibility(principal))
+    )
+    if row is None:
+        raise NotFound(f"No employee {external_id!r}.")
+    return row
+
+
+@dataclass(frozen=True)
+class EmployeeFilter:
+    status: str | None = None
+    manager: str | None = None
+    q: str | None = None
+
+
+def list_employees(
+    session: Session, principal: Principal, flt: EmployeeFilter, *, limit: int, offset: int
+) -> list[Employee]:
+    stmt = select(Employee).where(employee_visibility(principal))
+    if flt.status:
+        stmt = stmt.where(Employee.status == flt.status)
+    if flt.manager:
+        stmt = stmt.where(Employee.manager_id == flt.manager)
+    if flt.q:
+        pattern = f"%{_escape_like(flt.q.lower())}%"
+        stmt = stmt.where(
+            or_(Employee.name.ilike(pattern, escape="\\"), Employee.email.ilike(pattern, escape="\\"))
+        )
+    return list(session.scalars(stmt.order_by(Employee.external_id).limit(limit).offset(offset)))
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+# ---- clients ----------------------------------------------------------------------------------
+
+
+def upsert_clients(
+    session: Session,
+    rows: Sequence[tuple[str, schemas.ClientIn]],
+    *,
+    actor: str,
+    now: dt.datetime,
+    loc_prefix: Sequence[str | int] = ("body", "items"),
+) -> tuple[int, int]:
+    ids = [external_id for external_id, _ in rows]
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, external_id in enumerate(ids):
+        if external_id in seen:
+            errors.append({"loc": [*loc_prefix, i, "external_id"], "msg": "duplicate external_id in batch", "type": "duplicate"})
+        seen.add(external_id)
+    referenced = {r.owner for _, r in rows} | {m.employee for _, r in rows for m in r.account_team}
+    known = _existing(session, Employee.external_id, list(referenced))
+    for i, (_, row) in enumerate(rows):
+        if row.owner not in known:
+            errors.append({"loc": [*loc_prefix, i, "owner"], "msg": f"no employee {row.owner!r}", "type": "unknown_reference"})
+        for j, member in enumerate(row.account_team):
+            if member.employee not in known:
+                errors.append({"loc": [*loc_prefix, i, "account_team", j, "employee"], "msg": f"no employee {member.employee!r}", "type": "unknown_reference"})
+    if errors:
+        raise Unprocessable("Some rows are not valid; nothing was written.", errors=errors)
+
+    existing = _existing(session, Client.external_id, ids)
+    values = [
+        {
+            "external_id": eid, "name": r.name, "tier": r.tier, "annual_value": r.annual_value,
+            "industry": r.industry, "region": r.region, "language": r.language,
+            "sensitivity": r.sensitivity, "owner_id": r.owner, "relationship_since": r.relationship_since,
+            "last_contact_at": r.last_contact_at, "satisfaction": r.satisfaction,
+            "renewal_at": r.renewal_at, "open_issues": r.open_issues, "status": r.status,
+            "created_at": now, "updated_at": now,
+        }
+        for eid, r in rows
+    ]
+    _upsert(session, Client.__table__, values, keep=("created_at",))
+    for start in range(0, len(ids), 5000):
+        part = ids[start : start + 5000]
+        session.execute(delete(ClientContact).where(ClientContact.client_id.in_(part)))
+        session.execute(delete(AccountTeamMember).where(AccountTeamMember.client_id.in_(part)))
+    contacts = [
+        {
+            "client_id": eid, "position": pos, "name": c.name,
+            "email": str(c.email).lower() if c.email else None, "phone": c.phone, "locale": c.locale,
+            "preferred_channel": c.preferred_channel, "is_primary": c.primary,
+        }
+        for eid, r in rows
+        for pos, c in enumerate(r.contacts)
+    ]
+    team = [
+        {"client_id": eid, "employee_id": m.employee, "role": m.role}
+        for eid, r in rows
+        for m in r.account_team
+        if m.employee != r.owner
+    ]
+    if contacts:
+        session.execute(insert(ClientContact), contacts)
+    if team:
+        session.execute(insert(AccountTeamMember), team)
+    audit.record_many(
+        session,
+        [
+            audit.Change(
+                actor, "client.updated" if eid in existing else "client.created", "client", eid,
+                row.model_dump(mode="json"),
+            )
+            for eid, row in rows
+        ],
+        at=now,
+    )
+    created = sum(1 for eid in ids if eid not in existing)
+    return created, len(ids) - created
+
+
+def clients_out(session: Session, clients: Sequence[Client]) -> list[schemas.ClientOut]:
+    """Contacts and teams for a page of clients in two queries, not two per client."""
+    ids = [c.external_id for c in clients]
+    contacts: dict[str, list[schemas.ContactOut]] = defaultdict(list)
+    team: dict[str, list[schemas.TeamMemberOut]] = defaultdict(list)
+    if ids:
+        for c in session.scalars(
+            select(ClientContact).where(ClientContact.client_id.in_(ids)).order_by(ClientContact.client_id, ClientContact.position)
+        ):
+            contacts[c.client_id].append(
+                schemas.ContactOut(
+                    name=c.name, email=c.email, phone=c.phone, locale=c.locale,
+                    preferred_channel=c.preferred_channel,  # type: ignore[arg-type]
+                    primary=c.is_primary,
+                )
+            )
+        for m in session.scalars(
+            select(AccountTeamMember).where(AccountTeamMember.client_id.in_(ids)).order_by(AccountTeamMember.client_id, AccountTeamMember.employee_id)
+        ):
+            team[m.client_id].append(schemas.TeamMemberOut(employee=m.employee_id, role=m.role))
+    return [
+        schemas.ClientOut(
+            external_id=c.external_id, name=c.name, tier=c.tier,  # type: ignore[arg-type]
+            annual_value=float(c.annual_value), industry=c.industry, region=c.region,
+            language=c.language, sensitivity=c.sensitivity, owner=c.owner_id,
+            former_owner=c.former_owner_id, relationship_since=c.relationship_since,
+            last_contact_at=c.last_contact_at,
+            satisfaction=float(c.satisfaction) if c.satisfaction is not None else None,
+            renewal_at=c.renewal_at, open_issues=c.open_issues,
+            status=c.status,  # type: ignore[arg-type]
+            contacts=contacts[c.external_id], account_team=team[c.external_id],
+            created_at=c.created_at, updated_at=c.updated_at,
+        )
+        for c in clients
+    ]
+
+
+def get_client(session: Session, principal: Principal, external_id: str) -> Client:
+    row = session.scalar(
+        select(Client).where(Client.external_id == external_id, client_visibility(principal))
+    )
+    if row is None:
+        raise NotFound(f"No client {external_id!r}.")
+    return row
+
+
+@dataclass(frozen=True)
+class ClientFilter:
+    status: str | None = None
+    owner: str | None = None
+    manager: str | None = None
+    tier: str | None = None
+    q: str | None = None
+
+
+def list_clients(
+    session: Session, principal: Principal, flt: ClientFilter, *, limit: int, offset: int
+) -> list[Client]:
+    stmt = select(Client).where(client_visibility(principal))
+    if flt.status:
+        stmt = stmt.where(Client.status == flt.status)
+    if flt.owner:
+        stmt = stmt.where(Client.owner_id == flt.owner)
+    if flt.tier:
+        stmt = stmt.where(Client.tier == flt.tier)
+    if flt.manager:
+        stmt = stmt.where(
+            Client.owner_id.in_(select(Employee.external_id).where(Employee.manager_id == flt.manager))
+        )
+    if flt.q:
+        stmt = stmt.where(Client.name.ilike(f"%{_escape_like(flt.q.lower())}%", escape="\\"))
+    return list(session.scalars(stmt.order_by(Client.external_id).limit(limit).offset(offset)))

@@ -1,0 +1,111 @@
+"""create_app(): routers, error handlers, middleware, lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+from prometheus_client import CollectorRegistry
+
+from app.audit.router import router as audit_router
+from app.core.auth import SCOPES, TokenVerifier
+from app.core.clock import Clock, SystemClock
+from app.core.config import Settings, get_settings
+from app.core.db import Database
+from app.core.errors import PROBLEM_MEDIA_TYPE, install_handlers
+from app.core.middleware import Metrics, RequestMiddleware, configure_logging
+from app.core.poolmetrics import PoolCollector
+from app.directory.router import router as directory_router
+from app.ops.router import router as ops_router
+
+API_VERSION = "0.1.0"
+DESCRIPTION = """\
+Handover service: when an account manager leaves, every client gets the right new owner, access ends
+exactly on time, clients hear about it first, and every step is provable.
+
+Errors are `application/problem+json` (RFC 9457). Lists are paginated with `limit`/`offset` and
+return `next_offset`. Times are ISO 8601 UTC. Authenticate with a bearer JWT; each operation lists
+the scopes it needs.
+"""
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def create_app(settings: Settings | None = None, *, clock: Clock | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    db = Database(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        db.dispose()
+
+    app = FastAPI(
+        title="handover-service",
+        version=API_VERSION,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.clock = clock or SystemClock()
+    app.state.verifier = TokenVerifier(settings)
+    registry = CollectorRegistry()
+    registry.register(PoolCollector(db))
+    app.state.metrics = Metrics(registry)
+
+    install_handlers(app)
+    app.include_router(ops_router)
+    app.include_router(directory_router)
+    app.include_router(audit_router)
+    app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics)
+
+    def custom_openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        _polish_openapi(schema, settings)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = custom_openapi  # type: ignore[method-assign]
+    return app
+
+
+def _polish_openapi(schema: dict[str, Any], settings: Settings) -> None:
+    """Problems are served as application/problem+json; page limits show the configured maximum."""
+    for path_item in schema.get("paths", {}).values():
+        for op in path_item.values():
+            if not isinstance(op, dict):
+                continue
+            for code, response in op.get("responses", {}).items():
+                content = response.get("content", {})
+                if code.startswith(("4", "5")) and "application/json" in content:
+                    json_schema = content.pop("application/json")
+                    content[PROBLEM_MEDIA_TYPE] = json_schema
+                if code == "422" and PROBLEM_MEDIA_TYPE in content:
+                    content[PROBLEM_MEDIA_TYPE]["schema"] = {"$ref": "#/components/schemas/Problem"}
+            for param in op.get("parameters", []):
+                if param.get("name") == "limit" and param.get("in") == "query":
+                    for sub in param["schema"].get("anyOf", [param["schema"]]):
+                        if sub.get("type") == "integer":
+                            sub["maximum"] = settings.max_page_size
+    components = schema.setdefault("components", {})
+    schemes = components.setdefault("securitySchemes", {})
+    if "bearerAuth" in schemes:
+        schemes["bearerAuth"]["description"] = (
+            "Bearer JWT. Scopes: " + "; ".join(f"`{k}` {v}" for k, v in SCOPES.items())
+        )
+    # FastAPI's default 422 schema is replaced by Problem everywhere.
+    for name in ("HTTPValidationError", "ValidationError"):
+        components.get("schemas", {}).pop(name, None)

@@ -1,0 +1,9 @@
+"""Every module's tables, imported once so Alembic and tests see the whole schema."""
+
+from app.audit import models as audit_models
+from app.core.db import Base
+from app.directory import models as directory_models
+
+metadata = Base.metadata
+
+__all__ = ["audit_models", "directory_models", "metadata"]

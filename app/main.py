@@ -71,9 +71,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     def custom_openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
+        schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         _polish_openapi(schema, settings)
         app.openapi_schema = schema
         return schema
@@ -103,8 +101,8 @@ def _polish_openapi(schema: dict[str, Any], settings: Settings) -> None:
     components = schema.setdefault("components", {})
     schemes = components.setdefault("securitySchemes", {})
     if "bearerAuth" in schemes:
-        schemes["bearerAuth"]["description"] = (
-            "Bearer JWT. Scopes: " + "; ".join(f"`{k}` {v}" for k, v in SCOPES.items())
+        schemes["bearerAuth"]["description"] = "Bearer JWT. Scopes: " + "; ".join(
+            f"`{k}` {v}" for k, v in SCOPES.items()
         )
     # FastAPI's default 422 schema is replaced by Problem everywhere.
     for name in ("HTTPValidationError", "ValidationError"):

@@ -128,8 +128,14 @@ TokenFactory = Callable[..., str]
 
 @pytest.fixture
 def token(settings: Settings, clock: ManualClock) -> TokenFactory:
-    def make(role: str = "admin", *, sub: str | None = None, emp: str | None = None,
-             scope: str | None = None, **kwargs: Any) -> str:
+    def make(
+        role: str = "admin",
+        *,
+        sub: str | None = None,
+        emp: str | None = None,
+        scope: str | None = None,
+        **kwargs: Any,
+    ) -> str:
         # Tokens are signed against real time: the app's clock only drives domain logic.
         return mint_token(settings, role=role, sub=sub or f"test-{role}", emp=emp, scope=scope, **kwargs)
 

@@ -77,7 +77,9 @@ class Break:
     reason: str
 
 
-def verify(entries: Iterable[StoredEntry], *, expected_prev: str = GENESIS_HASH, expected_seq: int = 1) -> tuple[int, Break | None]:
+def verify(
+    entries: Iterable[StoredEntry], *, expected_prev: str = GENESIS_HASH, expected_seq: int = 1
+) -> tuple[int, Break | None]:
     """Walks entries in seq order; returns how many were checked and the first break, if any."""
     count = 0
     prev = expected_prev
@@ -86,7 +88,10 @@ def verify(entries: Iterable[StoredEntry], *, expected_prev: str = GENESIS_HASH,
         count += 1
         c = stored.content
         if c.seq != seq:
-            return count, Break(seq=c.seq, reason=f"sequence gap: expected {seq}, found {c.seq} (an entry was deleted)")
+            return count, Break(
+                seq=c.seq,
+                reason=f"sequence gap: expected {seq}, found {c.seq} (an entry was deleted)",
+            )
         if stored.prev_hash != prev:
             return count, Break(seq=c.seq, reason="prev_hash does not match the previous entry's hash")
         if entry_hash(prev, c) != stored.hash:

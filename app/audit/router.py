@@ -11,11 +11,11 @@ from app.core.deps import DbSession
 from app.core.errors import problem_responses
 from app.core.pagination import Page, Pagination, page_of
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
+router = APIRouter(tags=["audit"])
 
 
 @router.get(
-    "",
+    "/v1/audit",
     name="audit-list",
     summary="List audit entries, newest first",
     response_model=Page[schemas.AuditEntryOut],
@@ -37,12 +37,14 @@ def list_audit(
     items, nxt = page_of(rows, page)
     return Page[schemas.AuditEntryOut](
         items=[schemas.AuditEntryOut.model_validate(r) for r in items],
-        limit=page.limit, offset=page.offset, next_offset=nxt,
+        limit=page.limit,
+        offset=page.offset,
+        next_offset=nxt,
     )
 
 
 @router.get(
-    "/verify",
+    "/v1/audit/verify",
     name="audit-verify",
     summary="Verify the whole hash chain",
     description="Recomputes every hash in order; reports the first entry that was edited, deleted or reordered.",
@@ -53,6 +55,9 @@ def verify_audit(session: DbSession, principal: AuditRead) -> schemas.AuditVerif
     result = service.verify(session)
     broken = result.first_broken
     return schemas.AuditVerification(
-        ok=result.ok, count=result.count, total=result.total, head_hash=result.head_hash,
+        ok=result.ok,
+        count=result.count,
+        total=result.total,
+        head_hash=result.head_hash,
         first_broken=schemas.ChainBreak(seq=broken.seq, reason=broken.reason) if broken else None,
     )

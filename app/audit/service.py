@@ -37,9 +37,7 @@ def _tail(session: Session) -> tuple[int, str]:
     if bind.dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK_KEY})
     # SQLite: writer sessions begin IMMEDIATE, which already serialises writers.
-    row = session.execute(
-        select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)
-    ).first()
+    row = session.execute(select(AuditEntry.seq, AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)).first()
     return (row[0], row[1]) if row else (0, chain.GENESIS_HASH)
 
 
@@ -132,8 +130,13 @@ def _stored(session: Session, batch: int = 5000) -> Iterator[chain.StoredEntry]:
         for r in rows:
             yield chain.StoredEntry(
                 content=chain.EntryContent(
-                    seq=r.seq, occurred_at=r.occurred_at, actor=r.actor, action=r.action,
-                    entity_type=r.entity_type, entity_id=r.entity_id, data=r.data,
+                    seq=r.seq,
+                    occurred_at=r.occurred_at,
+                    actor=r.actor,
+                    action=r.action,
+                    entity_type=r.entity_type,
+                    entity_id=r.entity_id,
+                    data=r.data,
                 ),
                 prev_hash=r.prev_hash,
                 hash=r.hash,

@@ -39,16 +39,28 @@ SCOPES: dict[str, str] = {
 ROLE_SCOPES: dict[str, frozenset[str]] = {
     "admin": frozenset(SCOPES),
     "hr": frozenset(
-        {"directory:read", "directory:write", "handovers:read", "handovers:write", "access:check",
-         "notifications:read", "risk:read"}
+        {
+            "directory:read",
+            "directory:write",
+            "handovers:read",
+            "handovers:write",
+            "access:check",
+            "notifications:read",
+            "risk:read",
+        }
     ),
     "manager": frozenset(
-        {"directory:read", "handovers:read", "handovers:write", "handovers:approve", "access:check",
-         "notifications:read", "risk:read"}
+        {
+            "directory:read",
+            "handovers:read",
+            "handovers:write",
+            "handovers:approve",
+            "access:check",
+            "notifications:read",
+            "risk:read",
+        }
     ),
-    "account_manager": frozenset(
-        {"directory:read", "handovers:read", "handovers:write", "access:check", "risk:read"}
-    ),
+    "account_manager": frozenset({"directory:read", "handovers:read", "handovers:write", "access:check", "risk:read"}),
     "auditor": frozenset({"audit:read", "directory:read", "handovers:read", "risk:read"}),
     "integration": frozenset(),  # machine tokens carry explicit scopes
 }
@@ -146,7 +158,7 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     role = claims.get("role")
     if role not in ROLE_SCOPES:
         raise Unauthorized("The token's role is unknown.")
-    raw_scope = claims.get("scope", None)
+    raw_scope = claims.get("scope")
     requested: frozenset[str] | None = None
     if raw_scope is not None:
         if not isinstance(raw_scope, str):

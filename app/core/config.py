@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789abcdef"  # noqa: S105
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
@@ -25,7 +25,7 @@ class Settings(BaseSettings):
     statement_timeout_ms: int = Field(15_000, ge=100, le=600_000)
     sqlite_busy_timeout_ms: int = Field(10_000, ge=0, le=600_000)
 
-    jwt_algorithms: list[str] = Field(default_factory=lambda: ["HS256"])
+    jwt_algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["HS256"])
     jwt_secret: SecretStr = SecretStr(DEV_JWT_SECRET)
     jwt_public_key: str | None = None
     jwt_public_key_file: Path | None = None

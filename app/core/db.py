@@ -60,7 +60,10 @@ def make_engine(settings: Settings) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": settings.sqlite_busy_timeout_ms / 1000},
+            connect_args={
+                "check_same_thread": False,
+                "timeout": settings.sqlite_busy_timeout_ms / 1000,
+            },
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_max_overflow,
             pool_pre_ping=False,
@@ -106,11 +109,7 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = make_engine(settings)
-        writer_bind = (
-            self.engine.execution_options(sqlite_begin="IMMEDIATE")
-            if settings.is_sqlite
-            else self.engine
-        )
+        writer_bind = self.engine.execution_options(sqlite_begin="IMMEDIATE") if settings.is_sqlite else self.engine
         self.writer = sessionmaker(bind=writer_bind, expire_on_commit=False, autoflush=False)
         self.reader = sessionmaker(bind=self.engine, expire_on_commit=False, autoflush=False)
 

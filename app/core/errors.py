@@ -27,7 +27,10 @@ class FieldError(BaseModel):
 class Problem(BaseModel):
     """An RFC 9457 problem document."""
 
-    type: str = Field(description="A stable URI naming the kind of problem.", examples=["urn:handover:problem:not-found"])
+    type: str = Field(
+        description="A stable URI naming the kind of problem.",
+        examples=["urn:handover:problem:not-found"],
+    )
     title: str = Field(description="A short summary of the kind of problem.")
     status: int = Field(description="The HTTP status code.")
     detail: str = Field(description="What went wrong this time, for a person.")
@@ -156,7 +159,13 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
         loc = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
-        out.append({"loc": loc, "msg": str(err.get("msg", "invalid")), "type": str(err.get("type", "invalid"))})
+        out.append(
+            {
+                "loc": loc,
+                "msg": str(err.get("msg", "invalid")),
+                "type": str(err.get("type", "invalid")),
+            }
+        )
     return out
 
 
@@ -164,15 +173,19 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
         return problem_response(
-            request, exc.status, exc.detail, slug=exc.slug, title=exc.title,
-            errors=exc.errors, headers=exc.headers, extra=exc.extra,
+            request,
+            exc.status,
+            exc.detail,
+            slug=exc.slug,
+            title=exc.title,
+            errors=exc.errors,
+            headers=exc.headers,
+            extra=exc.extra,
         )
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return problem_response(
-            request, 422, "The request is not valid; see errors.", errors=_validation_errors(exc)
-        )
+        return problem_response(request, 422, "The request is not valid; see errors.", errors=_validation_errors(exc))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -187,21 +200,37 @@ def install_handlers(app: FastAPI) -> None:
     async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
         logger.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else "unknown")
         return problem_response(
-            request, 503, "The database is unavailable; retry shortly.", headers={"Retry-After": "5"}
+            request,
+            503,
+            "The database is unavailable; retry shortly.",
+            headers={"Retry-After": "5"},
         )
 
     @app.exception_handler(DBAPIError)
     async def _db_error(request: Request, exc: DBAPIError) -> JSONResponse:
         if exc.connection_invalidated:
             return problem_response(
-                request, 503, "The database connection was lost; retry shortly.", headers={"Retry-After": "5"}
+                request,
+                503,
+                "The database connection was lost; retry shortly.",
+                headers={"Retry-After": "5"},
             )
-        logger.error("database error %s on %s", type(exc.orig).__name__ if exc.orig else "?", request.url.path)
+        logger.error(
+            "database error %s on %s",
+            type(exc.orig).__name__ if exc.orig else "?",
+            request.url.path,
+        )
         return problem_response(request, 500, "An internal error occurred.")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        logger.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
+        logger.error(
+            "unhandled %s on %s %s",
+            type(exc).__name__,
+            request.method,
+            request.url.path,
+            exc_info=exc,
+        )
         return problem_response(request, 500, "An internal error occurred.")
 
 
@@ -221,6 +250,10 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         503: "The database is unavailable.",
     }
     return {
-        s: {"model": Problem, "description": descriptions.get(s, "Problem."), "content": {PROBLEM_MEDIA_TYPE: {}}}
+        s: {
+            "model": Problem,
+            "description": descriptions.get(s, "Problem."),
+            "content": {PROBLEM_MEDIA_TYPE: {}},
+        }
         for s in statuses
     }

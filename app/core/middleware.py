@@ -28,12 +28,16 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         self.requests = Counter(
-            "handover_http_requests_total", "HTTP requests by route and status.",
-            ["method", "route", "status"], registry=registry,
+            "handover_http_requests_total",
+            "HTTP requests by route and status.",
+            ["method", "route", "status"],
+            registry=registry,
         )
         self.latency = Histogram(
-            "handover_http_request_duration_seconds", "HTTP request latency by route.",
-            ["method", "route"], registry=registry,
+            "handover_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ["method", "route"],
+            registry=registry,
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
 
@@ -150,8 +154,7 @@ class JsonLogFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),

@@ -27,7 +27,11 @@ def page_params(
     request: Request,
     limit: Annotated[
         int | None,
-        Query(ge=1, le=HARD_MAX_PAGE_SIZE, description="Page size; at most the configured maximum (default 200)."),
+        Query(
+            ge=1,
+            le=HARD_MAX_PAGE_SIZE,
+            description="Page size; at most the configured maximum (default 200).",
+        ),
     ] = None,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="How many items to skip.")] = 0,
 ) -> PageParams:
@@ -37,7 +41,13 @@ def page_params(
     if limit > settings.max_page_size:
         raise Unprocessable(
             f"limit must be at most {settings.max_page_size}.",
-            errors=[{"loc": ["query", "limit"], "msg": f"at most {settings.max_page_size}", "type": "less_than_equal"}],
+            errors=[
+                {
+                    "loc": ["query", "limit"],
+                    "msg": f"at most {settings.max_page_size}",
+                    "type": "less_than_equal",
+                }
+            ],
         )
     return PageParams(limit=limit, offset=offset)
 

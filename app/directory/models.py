@@ -31,9 +31,7 @@ class Employee(Base):
     email: Mapped[str] = mapped_column(String(320))
     title: Mapped[str | None] = mapped_column(String(200))
     seniority: Mapped[int] = mapped_column(Integer)
-    manager_id: Mapped[str | None] = mapped_column(
-        ForeignKey("employee.external_id", ondelete="SET NULL"), index=True
-    )
+    manager_id: Mapped[str | None] = mapped_column(ForeignKey("employee.external_id", ondelete="SET NULL"), index=True)
     skills: Mapped[list[str]] = mapped_column(JSONType, default=list)
     regions: Mapped[list[str]] = mapped_column(JSONType, default=list)
     languages: Mapped[list[str]] = mapped_column(JSONType, default=list)
@@ -78,7 +76,10 @@ class Client(Base):
         CheckConstraint("sensitivity BETWEEN 1 AND 3", name="sensitivity"),
         CheckConstraint("annual_value >= 0", name="annual_value"),
         CheckConstraint("open_issues >= 0", name="open_issues"),
-        CheckConstraint("satisfaction IS NULL OR (satisfaction >= 0 AND satisfaction <= 10)", name="satisfaction"),
+        CheckConstraint(
+            "satisfaction IS NULL OR (satisfaction >= 0 AND satisfaction <= 10)",
+            name="satisfaction",
+        ),
         CheckConstraint("tier IN ('strategic', 'key', 'standard', 'prospect')", name="tier"),
         CheckConstraint("status IN ('active', 'at_risk', 'churned', 'inactive')", name="status"),
     )
@@ -101,9 +102,7 @@ class ClientContact(Base):
 class AccountTeamMember(Base):
     __tablename__ = "account_team_member"
 
-    client_id: Mapped[str] = mapped_column(
-        ForeignKey("client.external_id", ondelete="CASCADE"), primary_key=True
-    )
+    client_id: Mapped[str] = mapped_column(ForeignKey("client.external_id", ondelete="CASCADE"), primary_key=True)
     employee_id: Mapped[str] = mapped_column(ForeignKey("employee.external_id"), primary_key=True)
     role: Mapped[str] = mapped_column(String(100))
 

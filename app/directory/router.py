@@ -11,22 +11,29 @@ from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN
 from app.directory import schemas, service
 
-router = APIRouter(prefix="/v1", tags=["directory"])
+router = APIRouter(tags=["directory"])
 
 PathId = Annotated[str, Path(pattern=EXTERNAL_ID_PATTERN, description="The external id (HR/CRM id).")]
 Q = Annotated[str | None, Query(min_length=1, max_length=100, description="Case-insensitive text search.")]
 
 
 @router.put(
-    "/employees/{external_id}",
+    "/v1/employees/{external_id}",
     name="employees-upsert",
     summary="Create or replace an employee",
     response_model=schemas.EmployeeOut,
-    responses={201: {"model": schemas.EmployeeOut, "description": "Created."}, **problem_responses(401, 403, 409, 413, 415, 422)},
+    responses={
+        201: {"model": schemas.EmployeeOut, "description": "Created."},
+        **problem_responses(401, 403, 409, 413, 415, 422),
+    },
 )
 def upsert_employee(
-    external_id: PathId, body: schemas.EmployeeIn, session: DbSession, principal: DirectoryWrite,
-    now: Now, response: Response,
+    external_id: PathId,
+    body: schemas.EmployeeIn,
+    session: DbSession,
+    principal: DirectoryWrite,
+    now: Now,
+    response: Response,
 ) -> schemas.EmployeeOut:
     created, _ = service.upsert_employees(
         session, [(external_id, body)], actor=principal.actor, now=now, loc_prefix=("body",)
@@ -37,7 +44,7 @@ def upsert_employee(
 
 
 @router.post(
-    "/employees/batch",
+    "/v1/employees/batch",
     name="employees-batch-upsert",
     summary="Create or replace up to 1,000 employees, all or nothing",
     description="Rows may reference each other as managers. One bad row writes nothing; errors name the row index.",
@@ -45,7 +52,10 @@ def upsert_employee(
     responses=problem_responses(401, 403, 409, 413, 415, 422),
 )
 def batch_employees(
-    body: schemas.EmployeeBatch, session: DbSession, principal: DirectoryWrite, now: Now,
+    body: schemas.EmployeeBatch,
+    session: DbSession,
+    principal: DirectoryWrite,
+    now: Now,
 ) -> schemas.BatchResult:
     rows = [(item.external_id, item) for item in body.items]
     created, updated = service.upsert_employees(session, rows, actor=principal.actor, now=now)
@@ -53,7 +63,7 @@ def batch_employees(
 
 
 @router.get(
-    "/employees/{external_id}",
+    "/v1/employees/{external_id}",
     name="employees-get",
     summary="Get an employee",
     response_model=schemas.EmployeeOut,
@@ -64,7 +74,7 @@ def get_employee(external_id: PathId, session: DbSession, principal: DirectoryRe
 
 
 @router.get(
-    "/employees",
+    "/v1/employees",
     name="employees-list",
     summary="List employees",
     description="Ordered by external id. Managers see their reports; account managers themselves and their manager.",
@@ -76,28 +86,45 @@ def list_employees(
     principal: DirectoryRead,
     page: Pagination,
     status: Annotated[schemas.EmployeeStatus | None, Query(description="Only this status.")] = None,
-    manager: Annotated[str | None, Query(pattern=EXTERNAL_ID_PATTERN, description="Only direct reports of this employee.")] = None,
+    manager: Annotated[
+        str | None,
+        Query(pattern=EXTERNAL_ID_PATTERN, description="Only direct reports of this employee."),
+    ] = None,
     q: Q = None,
 ) -> Page[schemas.EmployeeOut]:
     rows = service.list_employees(
-        session, principal, service.EmployeeFilter(status, manager, q), limit=page.limit + 1, offset=page.offset
+        session,
+        principal,
+        service.EmployeeFilter(status, manager, q),
+        limit=page.limit + 1,
+        offset=page.offset,
     )
     items, nxt = page_of(rows, page)
     return Page[schemas.EmployeeOut](
-        items=[service.employee_out(e) for e in items], limit=page.limit, offset=page.offset, next_offset=nxt
+        items=[service.employee_out(e) for e in items],
+        limit=page.limit,
+        offset=page.offset,
+        next_offset=nxt,
     )
 
 
 @router.put(
-    "/clients/{external_id}",
+    "/v1/clients/{external_id}",
     name="clients-upsert",
     summary="Create or replace a client with its contacts and account team",
     response_model=schemas.ClientOut,
-    responses={201: {"model": schemas.ClientOut, "description": "Created."}, **problem_responses(401, 403, 409, 413, 415, 422)},
+    responses={
+        201: {"model": schemas.ClientOut, "description": "Created."},
+        **problem_responses(401, 403, 409, 413, 415, 422),
+    },
 )
 def upsert_client(
-    external_id: PathId, body: schemas.ClientIn, session: DbSession, principal: DirectoryWrite,
-    now: Now, response: Response,
+    external_id: PathId,
+    body: schemas.ClientIn,
+    session: DbSession,
+    principal: DirectoryWrite,
+    now: Now,
+    response: Response,
 ) -> schemas.ClientOut:
     created, _ = service.upsert_clients(
         session, [(external_id, body)], actor=principal.actor, now=now, loc_prefix=("body",)
@@ -108,7 +135,7 @@ def upsert_client(
 
 
 @router.post(
-    "/clients/batch",
+    "/v1/clients/batch",
     name="clients-batch-upsert",
     summary="Create or replace up to 1,000 clients, all or nothing",
     description="Owners and account-team members must exist. One bad row writes nothing; errors name the row index.",
@@ -116,7 +143,10 @@ def upsert_client(
     responses=problem_responses(401, 403, 409, 413, 415, 422),
 )
 def batch_clients(
-    body: schemas.ClientBatch, session: DbSession, principal: DirectoryWrite, now: Now,
+    body: schemas.ClientBatch,
+    session: DbSession,
+    principal: DirectoryWrite,
+    now: Now,
 ) -> schemas.BatchResult:
     rows = [(item.external_id, item) for item in body.items]
     created, updated = service.upsert_clients(session, rows, actor=principal.actor, now=now)
@@ -124,7 +154,7 @@ def batch_clients(
 
 
 @router.get(
-    "/clients/{external_id}",
+    "/v1/clients/{external_id}",
     name="clients-get",
     summary="Get a client with its contacts and account team",
     response_model=schemas.ClientOut,
@@ -135,10 +165,13 @@ def get_client(external_id: PathId, session: DbSession, principal: DirectoryRead
 
 
 @router.get(
-    "/clients",
+    "/v1/clients",
     name="clients-list",
     summary="List clients",
-    description="Ordered by external id. Account managers see clients they own or serve; managers their reports' clients.",
+    description=(
+        "Ordered by external id. Account managers see clients they own or serve; "
+        "managers their reports' clients."
+    ),
     response_model=Page[schemas.ClientOut],
     responses=problem_responses(401, 403, 422),
 )
@@ -147,15 +180,31 @@ def list_clients(
     principal: DirectoryRead,
     page: Pagination,
     status: Annotated[schemas.ClientStatus | None, Query(description="Only this status.")] = None,
-    owner: Annotated[str | None, Query(pattern=EXTERNAL_ID_PATTERN, description="Only clients owned by this employee.")] = None,
-    manager: Annotated[str | None, Query(pattern=EXTERNAL_ID_PATTERN, description="Only clients whose owner reports to this employee.")] = None,
+    owner: Annotated[
+        str | None,
+        Query(pattern=EXTERNAL_ID_PATTERN, description="Only clients owned by this employee."),
+    ] = None,
+    manager: Annotated[
+        str | None,
+        Query(
+            pattern=EXTERNAL_ID_PATTERN,
+            description="Only clients whose owner reports to this employee.",
+        ),
+    ] = None,
     tier: Annotated[schemas.ClientTier | None, Query(description="Only this tier.")] = None,
     q: Q = None,
 ) -> Page[schemas.ClientOut]:
     rows = service.list_clients(
-        session, principal, service.ClientFilter(status, owner, manager, tier, q), limit=page.limit + 1, offset=page.offset
+        session,
+        principal,
+        service.ClientFilter(status, owner, manager, tier, q),
+        limit=page.limit + 1,
+        offset=page.offset,
     )
     items, nxt = page_of(rows, page)
     return Page[schemas.ClientOut](
-        items=service.clients_out(session, items), limit=page.limit, offset=page.offset, next_offset=nxt
+        items=service.clients_out(session, items),
+        limit=page.limit,
+        offset=page.offset,
+        next_offset=nxt,
     )

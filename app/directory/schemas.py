@@ -86,7 +86,11 @@ class TeamMemberIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     employee: ExternalId = Field(description="The team member's external id.")
-    role: str = Field(min_length=1, max_length=100, description="Their role on the account, e.g. solutions engineer.")
+    role: str = Field(
+        min_length=1,
+        max_length=100,
+        description="Their role on the account, e.g. solutions engineer.",
+    )
 
 
 class TeamMemberOut(BaseModel):

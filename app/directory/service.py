@@ -30,9 +30,7 @@ def _upsert(session: Session, table: Any, rows: list[dict[str, Any]], keep: Sequ
     chunk = max(1, 30_000 // max(1, len(rows[0])))
     for start in range(0, len(rows), chunk):
         stmt = ins_fn(table).values(rows[start : start + chunk])
-        stmt = stmt.on_conflict_do_update(
-            index_elements=pk, set_={c: stmt.excluded[c] for c in columns}
-        )
+        stmt = stmt.on_conflict_do_update(index_elements=pk, set_={c: stmt.excluded[c] for c in columns})
         session.execute(stmt)
 
 
@@ -74,7 +72,8 @@ def client_visibility(principal: Principal) -> ColumnElement[bool]:
     if principal.role == "manager":
         tree = _subtree(principal.employee)
         on_team = exists().where(
-            AccountTeamMember.client_id == Client.external_id, AccountTeamMember.employee_id.in_(tree)
+            AccountTeamMember.client_id == Client.external_id,
+            AccountTeamMember.employee_id.in_(tree),
         )
         return or_(Client.owner_id.in_(tree), on_team)
     on_team = exists().where(
@@ -89,11 +88,21 @@ def client_visibility(principal: Principal) -> ColumnElement[bool]:
 
 def employee_out(e: Employee) -> schemas.EmployeeOut:
     return schemas.EmployeeOut(
-        external_id=e.external_id, name=e.name, email=e.email, title=e.title, seniority=e.seniority,
-        manager=e.manager_id, skills=list(e.skills or []), regions=list(e.regions or []),
-        languages=list(e.languages or []), clearance=e.clearance, capacity=float(e.capacity),
-        status=e.status,  # type: ignore[arg-type]
-        exit_at=e.exit_at, created_at=e.created_at, updated_at=e.updated_at,
+        external_id=e.external_id,
+        name=e.name,
+        email=e.email,
+        title=e.title,
+        seniority=e.seniority,
+        manager=e.manager_id,
+        skills=list(e.skills or []),
+        regions=list(e.regions or []),
+        languages=list(e.languages or []),
+        clearance=e.clearance,
+        capacity=float(e.capacity),
+        status=e.status,
+        exit_at=e.exit_at,
+        created_at=e.created_at,
+        updated_at=e.updated_at,
     )
 
 
@@ -111,7 +120,13 @@ def upsert_employees(
     seen: set[str] = set()
     for i, external_id in enumerate(ids):
         if external_id in seen:
-            errors.append({"loc": [*loc_prefix, i, "external_id"], "msg": "duplicate external_id in batch", "type": "duplicate"})
+            errors.append(
+                {
+                    "loc": [*loc_prefix, i, "external_id"],
+                    "msg": "duplicate external_id in batch",
+                    "type": "duplicate",
+                }
+            )
         seen.add(external_id)
     managers = {m.manager for _, m in rows if m.manager}
     known = _existing(session, Employee.external_id, list(managers - seen)) | seen
@@ -119,9 +134,21 @@ def upsert_employees(
         if row.manager is None:
             continue
         if row.manager == external_id:
-            errors.append({"loc": [*loc_prefix, i, "manager"], "msg": "an employee cannot manage themselves", "type": "self_reference"})
+            errors.append(
+                {
+                    "loc": [*loc_prefix, i, "manager"],
+                    "msg": "an employee cannot manage themselves",
+                    "type": "self_reference",
+                }
+            )
         elif row.manager not in known:
-            errors.append({"loc": [*loc_prefix, i, "manager"], "msg": f"no employee {row.manager!r}", "type": "unknown_reference"})
+            errors.append(
+                {
+                    "loc": [*loc_prefix, i, "manager"],
+                    "msg": f"no employee {row.manager!r}",
+                    "type": "unknown_reference",
+                }
+            )
     if errors:
         raise Unprocessable("Some rows are not valid; nothing was written.", errors=errors)
 
@@ -130,12 +157,21 @@ def upsert_employees(
     for external_id, row in rows:
         values.append(
             {
-                "external_id": external_id, "name": row.name, "email": str(row.email).lower(),
-                "title": row.title, "seniority": row.seniority, "manager_id": None,
-                "skills": sorted(set(row.skills)), "regions": sorted(set(row.regions)),
-                "languages": list(dict.fromkeys(row.languages)), "clearance": row.clearance,
-                "capacity": row.capacity, "status": row.status, "exit_at": row.exit_at,
-                "created_at": now, "updated_at": now,
+                "external_id": external_id,
+                "name": row.name,
+                "email": str(row.email).lower(),
+                "title": row.title,
+                "seniority": row.seniority,
+                "manager_id": None,
+                "skills": sorted(set(row.skills)),
+                "regions": sorted(set(row.regions)),
+                "languages": list(dict.fromkeys(row.languages)),
+                "clearance": row.clearance,
+                "capacity": row.capacity,
+                "status": row.status,
+                "exit_at": row.exit_at,
+                "created_at": now,
+                "updated_at": now,
             }
         )
     # Managers are set in a second pass so rows may reference each other in any order.
@@ -146,7 +182,10 @@ def upsert_employees(
         session,
         [
             audit.Change(
-                actor, "employee.updated" if eid in existing else "employee.created", "employee", eid,
+                actor,
+                "employee.updated" if eid in existing else "employee.created",
+                "employee",
+                eid,
                 row.model_dump(mode="json"),
             )
             for eid, row in rows
@@ -162,19 +201,13 @@ def _upsert_managers(session: Session, rows: list[dict[str, Any]]) -> None:
 
     if rows:
         stmt = (
-            update(Employee)
-            .where(Employee.external_id == bindparam("b_id"))
-            .values(manager_id=bindparam("b_manager"))
+            update(Employee).where(Employee.external_id == bindparam("b_id")).values(manager_id=bindparam("b_manager"))
         )
-        session.connection().execute(
-            stmt, [{"b_id": r["external_id"], "b_manager": r["manager_id"]} for r in rows]
-        )
+        session.connection().execute(stmt, [{"b_id": r["external_id"], "b_manager": r["manager_id"]} for r in rows])
 
 
 def get_employee(session: Session, principal: Principal, external_id: str) -> Employee:
-    row = session.scalar(
-        select(Employee).where(Employee.external_id == external_id, employee_visibility(principal))
-    )
+    row = session.scalar(select(Employee).where(Employee.external_id == external_id, employee_visibility(principal)))
     if row is None:
         raise NotFound(f"No employee {external_id!r}.")
     return row
@@ -198,7 +231,10 @@ def list_employees(
     if flt.q:
         pattern = f"%{_escape_like(flt.q.lower())}%"
         stmt = stmt.where(
-            or_(Employee.name.ilike(pattern, escape="\\"), Employee.email.ilike(pattern, escape="\\"))
+            or_(
+                Employee.name.ilike(pattern, escape="\\"),
+                Employee.email.ilike(pattern, escape="\\"),
+            )
         )
     return list(session.scalars(stmt.order_by(Employee.external_id).limit(limit).offset(offset)))
 
@@ -223,28 +259,57 @@ def upsert_clients(
     seen: set[str] = set()
     for i, external_id in enumerate(ids):
         if external_id in seen:
-            errors.append({"loc": [*loc_prefix, i, "external_id"], "msg": "duplicate external_id in batch", "type": "duplicate"})
+            errors.append(
+                {
+                    "loc": [*loc_prefix, i, "external_id"],
+                    "msg": "duplicate external_id in batch",
+                    "type": "duplicate",
+                }
+            )
         seen.add(external_id)
     referenced = {r.owner for _, r in rows} | {m.employee for _, r in rows for m in r.account_team}
     known = _existing(session, Employee.external_id, list(referenced))
     for i, (_, row) in enumerate(rows):
         if row.owner not in known:
-            errors.append({"loc": [*loc_prefix, i, "owner"], "msg": f"no employee {row.owner!r}", "type": "unknown_reference"})
+            errors.append(
+                {
+                    "loc": [*loc_prefix, i, "owner"],
+                    "msg": f"no employee {row.owner!r}",
+                    "type": "unknown_reference",
+                }
+            )
         for j, member in enumerate(row.account_team):
             if member.employee not in known:
-                errors.append({"loc": [*loc_prefix, i, "account_team", j, "employee"], "msg": f"no employee {member.employee!r}", "type": "unknown_reference"})
+                errors.append(
+                    {
+                        "loc": [*loc_prefix, i, "account_team", j, "employee"],
+                        "msg": f"no employee {member.employee!r}",
+                        "type": "unknown_reference",
+                    }
+                )
     if errors:
         raise Unprocessable("Some rows are not valid; nothing was written.", errors=errors)
 
     existing = _existing(session, Client.external_id, ids)
     values = [
         {
-            "external_id": eid, "name": r.name, "tier": r.tier, "annual_value": r.annual_value,
-            "industry": r.industry, "region": r.region, "language": r.language,
-            "sensitivity": r.sensitivity, "owner_id": r.owner, "relationship_since": r.relationship_since,
-            "last_contact_at": r.last_contact_at, "satisfaction": r.satisfaction,
-            "renewal_at": r.renewal_at, "open_issues": r.open_issues, "status": r.status,
-            "created_at": now, "updated_at": now,
+            "external_id": eid,
+            "name": r.name,
+            "tier": r.tier,
+            "annual_value": r.annual_value,
+            "industry": r.industry,
+            "region": r.region,
+            "language": r.language,
+            "sensitivity": r.sensitivity,
+            "owner_id": r.owner,
+            "relationship_since": r.relationship_since,
+            "last_contact_at": r.last_contact_at,
+            "satisfaction": r.satisfaction,
+            "renewal_at": r.renewal_at,
+            "open_issues": r.open_issues,
+            "status": r.status,
+            "created_at": now,
+            "updated_at": now,
         }
         for eid, r in rows
     ]
@@ -255,9 +320,14 @@ def upsert_clients(
         session.execute(delete(AccountTeamMember).where(AccountTeamMember.client_id.in_(part)))
     contacts = [
         {
-            "client_id": eid, "position": pos, "name": c.name,
-            "email": str(c.email).lower() if c.email else None, "phone": c.phone, "locale": c.locale,
-            "preferred_channel": c.preferred_channel, "is_primary": c.primary,
+            "client_id": eid,
+            "position": pos,
+            "name": c.name,
+            "email": str(c.email).lower() if c.email else None,
+            "phone": c.phone,
+            "locale": c.locale,
+            "preferred_channel": c.preferred_channel,
+            "is_primary": c.primary,
         }
         for eid, r in rows
         for pos, c in enumerate(r.contacts)
@@ -276,7 +346,10 @@ def upsert_clients(
         session,
         [
             audit.Change(
-                actor, "client.updated" if eid in existing else "client.created", "client", eid,
+                actor,
+                "client.updated" if eid in existing else "client.created",
+                "client",
+                eid,
                 row.model_dump(mode="json"),
             )
             for eid, row in rows
@@ -294,40 +367,55 @@ def clients_out(session: Session, clients: Sequence[Client]) -> list[schemas.Cli
     team: dict[str, list[schemas.TeamMemberOut]] = defaultdict(list)
     if ids:
         for c in session.scalars(
-            select(ClientContact).where(ClientContact.client_id.in_(ids)).order_by(ClientContact.client_id, ClientContact.position)
+            select(ClientContact)
+            .where(ClientContact.client_id.in_(ids))
+            .order_by(ClientContact.client_id, ClientContact.position)
         ):
             contacts[c.client_id].append(
                 schemas.ContactOut(
-                    name=c.name, email=c.email, phone=c.phone, locale=c.locale,
-                    preferred_channel=c.preferred_channel,  # type: ignore[arg-type]
+                    name=c.name,
+                    email=c.email,
+                    phone=c.phone,
+                    locale=c.locale,
+                    preferred_channel=c.preferred_channel,
                     primary=c.is_primary,
                 )
             )
         for m in session.scalars(
-            select(AccountTeamMember).where(AccountTeamMember.client_id.in_(ids)).order_by(AccountTeamMember.client_id, AccountTeamMember.employee_id)
+            select(AccountTeamMember)
+            .where(AccountTeamMember.client_id.in_(ids))
+            .order_by(AccountTeamMember.client_id, AccountTeamMember.employee_id)
         ):
             team[m.client_id].append(schemas.TeamMemberOut(employee=m.employee_id, role=m.role))
     return [
         schemas.ClientOut(
-            external_id=c.external_id, name=c.name, tier=c.tier,  # type: ignore[arg-type]
-            annual_value=float(c.annual_value), industry=c.industry, region=c.region,
-            language=c.language, sensitivity=c.sensitivity, owner=c.owner_id,
-            former_owner=c.former_owner_id, relationship_since=c.relationship_since,
+            external_id=c.external_id,
+            name=c.name,
+            tier=c.tier,
+            annual_value=float(c.annual_value),
+            industry=c.industry,
+            region=c.region,
+            language=c.language,
+            sensitivity=c.sensitivity,
+            owner=c.owner_id,
+            former_owner=c.former_owner_id,
+            relationship_since=c.relationship_since,
             last_contact_at=c.last_contact_at,
             satisfaction=float(c.satisfaction) if c.satisfaction is not None else None,
-            renewal_at=c.renewal_at, open_issues=c.open_issues,
-            status=c.status,  # type: ignore[arg-type]
-            contacts=contacts[c.external_id], account_team=team[c.external_id],
-            created_at=c.created_at, updated_at=c.updated_at,
+            renewal_at=c.renewal_at,
+            open_issues=c.open_issues,
+            status=c.status,
+            contacts=contacts[c.external_id],
+            account_team=team[c.external_id],
+            created_at=c.created_at,
+            updated_at=c.updated_at,
         )
         for c in clients
     ]
 
 
 def get_client(session: Session, principal: Principal, external_id: str) -> Client:
-    row = session.scalar(
-        select(Client).where(Client.external_id == external_id, client_visibility(principal))
-    )
+    row = session.scalar(select(Client).where(Client.external_id == external_id, client_visibility(principal)))
     if row is None:
         raise NotFound(f"No client {external_id!r}.")
     return row
@@ -342,9 +430,7 @@ class ClientFilter:
     q: str | None = None
 
 
-def list_clients(
-    session: Session, principal: Principal, flt: ClientFilter, *, limit: int, offset: int
-) -> list[Client]:
+def list_clients(session: Session, principal: Principal, flt: ClientFilter, *, limit: int, offset: int) -> list[Client]:
     stmt = select(Client).where(client_visibility(principal))
     if flt.status:
         stmt = stmt.where(Client.status == flt.status)
@@ -353,9 +439,7 @@ def list_clients(
     if flt.tier:
         stmt = stmt.where(Client.tier == flt.tier)
     if flt.manager:
-        stmt = stmt.where(
-            Client.owner_id.in_(select(Employee.external_id).where(Employee.manager_id == flt.manager))
-        )
+        stmt = stmt.where(Client.owner_id.in_(select(Employee.external_id).where(Employee.manager_id == flt.manager)))
     if flt.q:
         stmt = stmt.where(Client.name.ilike(f"%{_escape_like(flt.q.lower())}%", escape="\\"))
     return list(session.scalars(stmt.order_by(Client.external_id).limit(limit).offset(offset)))

@@ -49,7 +49,13 @@ def readyz(request: Request) -> Health:
     name="ops-metrics",
     summary="Prometheus metrics: requests, latency, database pool",
     response_class=Response,
-    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}}, "description": "Prometheus text format."}, **problem_responses(401, 403)},
+    responses={
+        200: {
+            "content": {CONTENT_TYPE_LATEST.split(";")[0]: {"schema": {"type": "string"}}},
+            "description": "Prometheus text format.",
+        },
+        **problem_responses(401, 403),
+    },
 )
 async def metrics(request: Request, principal: OpsRead) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,56 @@
+"""Every route, enumerated from the app, refuses a missing token (401) and a token without its scope (403)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from app.core.routes import iter_api_routes
+
+# Routes that authenticate otherwise (or not at all), by design.
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
+
+
+def api_routes(app: FastAPI) -> list[tuple[str, str]]:
+    out = []
+    for route in iter_api_routes(app):
+        for method in sorted(route.methods - {"HEAD", "OPTIONS"}):
+            out.append((method, route.path))
+    return out
+
+
+def _concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x1", path)
+
+
+def test_route_list_is_not_empty(app: FastAPI) -> None:
+    routes = api_routes(app)
+    assert ("PUT", "/v1/employees/{external_id}") in routes
+    assert len(routes) >= 10
+
+
+def test_every_route_needs_a_token_and_its_scope(client: TestClient, app: FastAPI, auth: Any) -> None:
+    no_scope = auth("integration", scope="")
+    failures = []
+    for method, path in api_routes(app):
+        if (method, path) in PUBLIC:
+            continue
+        url = _concrete(path)
+        anonymous = client.request(method, url)
+        if anonymous.status_code != 401 or not anonymous.headers.get("www-authenticate"):
+            failures.append(f"{method} {path} without token: {anonymous.status_code}")
+        scopeless = client.request(method, url, headers=no_scope)
+        if scopeless.status_code != 403:
+            failures.append(f"{method} {path} without scope: {scopeless.status_code}")
+        for response in (anonymous, scopeless):
+            assert response.headers["content-type"].startswith("application/problem+json")
+    assert not failures, failures
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz"])
+def test_health_is_public(client: TestClient, path: str) -> None:
+    assert client.get(path).status_code == 200

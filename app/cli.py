@@ -1,4 +1,4 @@
-"""The `handover` command: serve, migrate, token, openapi."""
+"""The `handover` command: serve, worker, migrate, token, openapi."""
 
 from __future__ import annotations
 
@@ -39,6 +39,16 @@ def _migrate(args: argparse.Namespace) -> int:
 
     upgrade(get_settings().database_url, args.revision)
     print("migrated to", args.revision)
+    return 0
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from app.core.middleware import configure_logging
+    from app.worker import run_forever
+
+    settings = get_settings()
+    configure_logging(settings.log_level)
+    run_forever(settings)
     return 0
 
 
@@ -92,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1)
     p.add_argument("--migrate", action="store_true", help="also migrate a non-SQLite database first")
     p.set_defaults(func=_serve)
+
+    p = sub.add_parser("worker", help="run due work (handover execution) in a loop until SIGTERM")
+    p.set_defaults(func=_worker)
 
     p = sub.add_parser("migrate", help="apply database migrations")
     p.add_argument("--revision", default="head")

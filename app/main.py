@@ -21,6 +21,7 @@ from app.core.middleware import Metrics, RequestMiddleware, configure_logging
 from app.core.poolmetrics import PoolCollector
 from app.directory.router import router as directory_router
 from app.ops.router import router as ops_router
+from app.transfer.router import router as transfer_router
 
 API_VERSION = "0.1.0"
 DESCRIPTION = """\
@@ -66,6 +67,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(ops_router)
     app.include_router(directory_router)
     app.include_router(audit_router)
+    app.include_router(transfer_router)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics)
 
     def custom_openapi() -> dict[str, Any]:

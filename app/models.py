@@ -3,7 +3,8 @@
 from app.audit import models as audit_models
 from app.core.db import Base
 from app.directory import models as directory_models
+from app.transfer import models as transfer_models
 
 metadata = Base.metadata
 
-__all__ = ["audit_models", "directory_models", "metadata"]
+__all__ = ["audit_models", "directory_models", "metadata", "transfer_models"]

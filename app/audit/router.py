@@ -3,13 +3,13 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from pydantic import AwareDatetime
 
 from app.audit import schemas, service
 from app.core.auth import AuditRead
 from app.core.deps import DbSession
 from app.core.errors import problem_responses
 from app.core.pagination import Page, Pagination, page_of
+from app.core.types import UtcTime
 
 router = APIRouter(tags=["audit"])
 
@@ -29,8 +29,8 @@ def list_audit(
     entity_id: Annotated[str | None, Query(max_length=200, description="Only this object.")] = None,
     actor: Annotated[str | None, Query(max_length=200, description="Only this actor.")] = None,
     action: Annotated[str | None, Query(max_length=100, description="Only this action.")] = None,
-    since: Annotated[AwareDatetime | None, Query(description="Entries at or after this time.")] = None,
-    until: Annotated[AwareDatetime | None, Query(description="Entries before this time.")] = None,
+    since: Annotated[UtcTime | None, Query(description="Entries at or after this time.")] = None,
+    until: Annotated[UtcTime | None, Query(description="Entries before this time.")] = None,
 ) -> Page[schemas.AuditEntryOut]:
     flt = service.AuditFilter(entity_type, entity_id, actor, action, since, until)
     rows = service.list_entries(session, flt, limit=page.limit + 1, offset=page.offset)

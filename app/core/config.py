@@ -42,6 +42,18 @@ class Settings(BaseSettings):
 
     log_level: str = "INFO"
 
+    hr_webhook_secret: SecretStr | None = None  # "whsec_<base64>", several separated by spaces
+    successor_exit_horizon_days: int = Field(90, ge=0, le=3650)
+    undo_window_days: int = Field(30, ge=0, le=3650)
+    load_points: dict[str, float] = Field(
+        default_factory=lambda: {"strategic": 5.0, "key": 3.0, "standard": 1.0, "prospect": 0.5}
+    )
+    min_seniority: dict[str, int] = Field(
+        default_factory=lambda: {"strategic": 3, "key": 2, "standard": 1, "prospect": 1}
+    )
+    interim_owner: str | None = None  # fallback interim owner when a leaver has no manager
+    worker_interval_seconds: float = Field(5.0, gt=0, le=3600)
+
     @field_validator("jwt_algorithms", mode="before")
     @classmethod
     def _split_algorithms(cls, value: Any) -> Any:

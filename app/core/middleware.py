@@ -11,6 +11,7 @@ import re
 import time
 import uuid
 from typing import Any
+from urllib.parse import parse_qsl
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.requests import Request
@@ -40,6 +41,13 @@ class Metrics:
             registry=registry,
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+
+
+def _nul_errors(scope: Scope) -> list[dict[str, Any]]:
+    query = scope.get("query_string", b"").decode("latin-1")
+    names = [k for k, v in parse_qsl(query, keep_blank_values=True) if "\x00" in k or "\x00" in v]
+    loc: list[list[str]] = [["query", n.replace("\x00", "")] for n in names] or [["path"]]
+    return [{"loc": x, "msg": "NUL characters are not allowed", "type": "string_pattern_mismatch"} for x in loc]
 
 
 def _is_json(content_type: str) -> bool:
@@ -74,11 +82,17 @@ class RequestMiddleware:
         try:
             rejection = None
             method = scope["method"]
-            if method in BODY_METHODS:
+            errors = None
+            if b"%00" in scope.get("query_string", b"") or "\x00" in scope["path"]:
+                # PostgreSQL cannot store or compare NUL in text: refuse it at the door, on every backend.
+                rejection = (422, "NUL characters are not allowed in the URL.")
+                errors = _nul_errors(scope)
+            elif method in BODY_METHODS:
                 rejection, receive = await self._check_body(scope, headers, receive)
             if rejection is not None:
                 status, detail = rejection
-                await problem_response(Request(scope), status, detail)(scope, receive, send_wrapper)
+                response = problem_response(Request(scope), status, detail, errors=errors)
+                await response(scope, receive, send_wrapper)
             else:
                 await self.app(scope, receive, send_wrapper)
         finally:

@@ -36,7 +36,7 @@ def upsert_employee(
     response: Response,
 ) -> schemas.EmployeeOut:
     created, _ = service.upsert_employees(
-        session, [(external_id, body)], actor=principal.actor, now=now, loc_prefix=("body",)
+        session, [(external_id, body)], actor=principal.actor, now=now, loc_prefix=("body",), row_index=False
     )
     if created:
         response.status_code = status.HTTP_201_CREATED
@@ -127,7 +127,7 @@ def upsert_client(
     response: Response,
 ) -> schemas.ClientOut:
     created, _ = service.upsert_clients(
-        session, [(external_id, body)], actor=principal.actor, now=now, loc_prefix=("body",)
+        session, [(external_id, body)], actor=principal.actor, now=now, loc_prefix=("body",), row_index=False
     )
     if created:
         response.status_code = status.HTTP_201_CREATED
@@ -169,8 +169,7 @@ def get_client(external_id: PathId, session: DbSession, principal: DirectoryRead
     name="clients-list",
     summary="List clients",
     description=(
-        "Ordered by external id. Account managers see clients they own or serve; "
-        "managers their reports' clients."
+        "Ordered by external id. Account managers see clients they own or serve; managers their reports' clients."
     ),
     response_model=Page[schemas.ClientOut],
     responses=problem_responses(401, 403, 422),

@@ -3,9 +3,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 
-from app.core.types import ExternalId, Locale, Name, Tag
+from app.core.types import ExternalId, InputModel, Locale, Name, Tag, UtcTime
 
 EmployeeStatus = Literal["active", "leaving", "departed"]
 ClientTier = Literal["strategic", "key", "standard", "prospect"]
@@ -15,7 +15,7 @@ Channel = Literal["email", "webhook", "phone", "none"]
 BATCH_MAX = 1000
 
 
-class EmployeeIn(BaseModel):
+class EmployeeIn(InputModel):
     """An employee as the HR system knows them; PUT replaces the whole record."""
 
     model_config = ConfigDict(extra="forbid")
@@ -31,7 +31,7 @@ class EmployeeIn(BaseModel):
     clearance: int = Field(1, ge=1, le=3, description="Highest client sensitivity the employee may handle.")
     capacity: float = Field(20, ge=0, le=10_000, description="Capacity in load points.")
     status: EmployeeStatus = Field("active", description="active, leaving or departed.")
-    exit_at: AwareDatetime | None = Field(None, description="When the employee leaves (UTC).")
+    exit_at: UtcTime | None = Field(None, description="When the employee leaves (UTC).")
 
 
 class EmployeeBatchItem(EmployeeIn):
@@ -62,7 +62,7 @@ class EmployeeOut(BaseModel):
     updated_at: dt.datetime
 
 
-class ContactIn(BaseModel):
+class ContactIn(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name = Field(description="Contact's name.")
@@ -82,7 +82,7 @@ class ContactOut(BaseModel):
     primary: bool
 
 
-class TeamMemberIn(BaseModel):
+class TeamMemberIn(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     employee: ExternalId = Field(description="The team member's external id.")
@@ -98,7 +98,7 @@ class TeamMemberOut(BaseModel):
     role: str
 
 
-class ClientIn(BaseModel):
+class ClientIn(InputModel):
     """A client as the CRM knows it; PUT replaces the record, its contacts and its account team."""
 
     model_config = ConfigDict(extra="forbid")
@@ -112,7 +112,7 @@ class ClientIn(BaseModel):
     sensitivity: int = Field(1, ge=1, le=3, description="1 normal, 2 confidential, 3 restricted.")
     owner: ExternalId = Field(description="The owning employee's external id; must exist.")
     relationship_since: dt.date | None = Field(None, description="When the owner took the relationship.")
-    last_contact_at: AwareDatetime | None = Field(None, description="Last contact with the client.")
+    last_contact_at: UtcTime | None = Field(None, description="Last contact with the client.")
     satisfaction: float | None = Field(None, ge=0, le=10, description="Satisfaction 0–10.")
     renewal_at: dt.date | None = Field(None, description="Next renewal date.")
     open_issues: int = Field(0, ge=0, le=100_000, description="Open issues and complaints.")

@@ -45,7 +45,7 @@ def _existing(session: Session, column: Any, ids: Sequence[str]) -> set[str]:
 # ---- visibility -------------------------------------------------------------------------------
 
 
-def _subtree(root: str) -> Any:
+def subtree(root: str) -> Any:
     """The employee and everyone below them (UNION, so a manager cycle still terminates)."""
     base = select(Employee.external_id.label("id")).where(Employee.external_id == root)
     tree = base.cte("subtree", recursive=True)
@@ -59,7 +59,7 @@ def employee_visibility(principal: Principal) -> ColumnElement[bool]:
     if principal.employee is None:
         return false()
     if principal.role == "manager":
-        return Employee.external_id.in_(_subtree(principal.employee))
+        return Employee.external_id.in_(subtree(principal.employee))
     own = select(Employee.manager_id).where(Employee.external_id == principal.employee).scalar_subquery()
     return or_(Employee.external_id == principal.employee, Employee.external_id == own)
 
@@ -70,7 +70,7 @@ def client_visibility(principal: Principal) -> ColumnElement[bool]:
     if principal.employee is None:
         return false()
     if principal.role == "manager":
-        tree = _subtree(principal.employee)
+        tree = subtree(principal.employee)
         on_team = exists().where(
             AccountTeamMember.client_id == Client.external_id,
             AccountTeamMember.employee_id.in_(tree),
@@ -106,6 +106,11 @@ def employee_out(e: Employee) -> schemas.EmployeeOut:
     )
 
 
+def _row_loc(loc_prefix: Sequence[str | int], i: int, row_index: bool) -> list[str | int]:
+    """Where row i is: a batch names the row's index, a single PUT's body is the row itself."""
+    return [*loc_prefix, i] if row_index else list(loc_prefix)
+
+
 def upsert_employees(
     session: Session,
     rows: Sequence[tuple[str, schemas.EmployeeIn]],
@@ -113,6 +118,7 @@ def upsert_employees(
     actor: str,
     now: dt.datetime,
     loc_prefix: Sequence[str | int] = ("body", "items"),
+    row_index: bool = True,
 ) -> tuple[int, int]:
     """All-or-nothing: every row is validated before anything is written."""
     ids = [external_id for external_id, _ in rows]
@@ -122,7 +128,7 @@ def upsert_employees(
         if external_id in seen:
             errors.append(
                 {
-                    "loc": [*loc_prefix, i, "external_id"],
+                    "loc": [*_row_loc(loc_prefix, i, row_index), "external_id"],
                     "msg": "duplicate external_id in batch",
                     "type": "duplicate",
                 }
@@ -136,7 +142,7 @@ def upsert_employees(
         if row.manager == external_id:
             errors.append(
                 {
-                    "loc": [*loc_prefix, i, "manager"],
+                    "loc": [*_row_loc(loc_prefix, i, row_index), "manager"],
                     "msg": "an employee cannot manage themselves",
                     "type": "self_reference",
                 }
@@ -144,7 +150,7 @@ def upsert_employees(
         elif row.manager not in known:
             errors.append(
                 {
-                    "loc": [*loc_prefix, i, "manager"],
+                    "loc": [*_row_loc(loc_prefix, i, row_index), "manager"],
                     "msg": f"no employee {row.manager!r}",
                     "type": "unknown_reference",
                 }
@@ -240,6 +246,11 @@ def list_employees(
 
 
 def _escape_like(text: str) -> str:
+    if "\x00" in text:  # PostgreSQL refuses NUL in text: a 422 here, not a 500 there
+        raise Unprocessable(
+            "q must not contain NUL characters.",
+            errors=[{"loc": ["query", "q"], "msg": "must not contain NUL (U+0000)", "type": "value_error"}],
+        )
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
@@ -253,6 +264,7 @@ def upsert_clients(
     actor: str,
     now: dt.datetime,
     loc_prefix: Sequence[str | int] = ("body", "items"),
+    row_index: bool = True,
 ) -> tuple[int, int]:
     ids = [external_id for external_id, _ in rows]
     errors: list[dict[str, Any]] = []
@@ -261,7 +273,7 @@ def upsert_clients(
         if external_id in seen:
             errors.append(
                 {
-                    "loc": [*loc_prefix, i, "external_id"],
+                    "loc": [*_row_loc(loc_prefix, i, row_index), "external_id"],
                     "msg": "duplicate external_id in batch",
                     "type": "duplicate",
                 }
@@ -273,7 +285,7 @@ def upsert_clients(
         if row.owner not in known:
             errors.append(
                 {
-                    "loc": [*loc_prefix, i, "owner"],
+                    "loc": [*_row_loc(loc_prefix, i, row_index), "owner"],
                     "msg": f"no employee {row.owner!r}",
                     "type": "unknown_reference",
                 }
@@ -282,7 +294,7 @@ def upsert_clients(
             if member.employee not in known:
                 errors.append(
                     {
-                        "loc": [*loc_prefix, i, "account_team", j, "employee"],
+                        "loc": [*_row_loc(loc_prefix, i, row_index), "account_team", j, "employee"],
                         "msg": f"no employee {member.employee!r}",
                         "type": "unknown_reference",
                     }

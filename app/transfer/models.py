@@ -1,0 +1,115 @@
+"""Handover cases and their items (one per client)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, JSONType, UTCDateTime
+
+HANDOVER_STATUSES = ("draft", "planned", "approved", "executed", "completed", "cancelled", "undone")
+OPEN_STATUSES = ("draft", "planned", "approved", "executed")
+REASONS = ("resignation", "termination", "retirement", "role_change", "leave", "other")
+ITEM_STATUSES = ("proposed", "approved", "transferred", "confirmed", "closed", "cancelled", "reverted")
+CHECKLIST_KEYS = (
+    "client_profile",
+    "contacts",
+    "open_projects",
+    "contracts_financials",
+    "open_issues",
+    "handover_meeting",
+)
+
+
+class Handover(Base):
+    __tablename__ = "handover"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    leaver_id: Mapped[str] = mapped_column(ForeignKey("employee.external_id"), index=True)
+    manager_id: Mapped[str | None] = mapped_column(ForeignKey("employee.external_id"), index=True)
+    reason: Mapped[str] = mapped_column(String(20))
+    destination_competitor: Mapped[bool | None] = mapped_column(Boolean)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    effective_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    source: Mapped[str] = mapped_column(String(20))
+    candidate_pool: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    leaver_status_before: Mapped[str | None] = mapped_column(String(20))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    planned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    executed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    completed_by: Mapped[str | None] = mapped_column(String(200))
+    completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    completion_reason: Mapped[str | None] = mapped_column(Text)
+    cancelled_by: Mapped[str | None] = mapped_column(String(200))
+    cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    cancel_reason: Mapped[str | None] = mapped_column(Text)
+    undone_by: Mapped[str | None] = mapped_column(String(200))
+    undone_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        # One open handover per leaver, enforced by the database so concurrent exits create one.
+        Index(
+            "uq_handover_open_leaver",
+            "leaver_id",
+            unique=True,
+            sqlite_where=text("status IN ('draft', 'planned', 'approved', 'executed')"),
+            postgresql_where=text("status IN ('draft', 'planned', 'approved', 'executed')"),
+        ),
+    )
+
+
+class HandoverItem(Base):
+    __tablename__ = "handover_item"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    handover_id: Mapped[int] = mapped_column(ForeignKey("handover.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(ForeignKey("client.external_id"), index=True)
+    previous_owner_id: Mapped[str] = mapped_column(ForeignKey("employee.external_id"))
+    successor_id: Mapped[str | None] = mapped_column(ForeignKey("employee.external_id"), index=True)
+    interim_owner_id: Mapped[str | None] = mapped_column(ForeignKey("employee.external_id"), index=True)
+    status: Mapped[str] = mapped_column(String(20))
+    needs_attention: Mapped[bool] = mapped_column(Boolean, default=False)
+    attention_reason: Mapped[str | None] = mapped_column(String(200))
+    risk_score: Mapped[float | None] = mapped_column(Numeric(6, 2))
+    risk_band: Mapped[str | None] = mapped_column(String(20))
+    risk_factors: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    reasons: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    override_reason: Mapped[str | None] = mapped_column(Text)
+    forced: Mapped[bool] = mapped_column(Boolean, default=False)
+    checklist: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    outgoing_signed_by: Mapped[str | None] = mapped_column(String(200))
+    outgoing_signed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    outgoing_signoff_reason: Mapped[str | None] = mapped_column(Text)
+    incoming_signed_by: Mapped[str | None] = mapped_column(String(200))
+    incoming_signed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    transferred_to_id: Mapped[str | None] = mapped_column(ForeignKey("employee.external_id"))
+    transferred_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    reverted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        UniqueConstraint("handover_id", "client_id"),
+        Index("ix_handover_item_handover_status", "handover_id", "status"),
+    )
+
+
+class InboundEvent(Base):
+    """Webhook ids already processed: a replay changes nothing."""
+
+    __tablename__ = "inbound_event"
+
+    webhook_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    source: Mapped[str] = mapped_column(String(50))
+    event_type: Mapped[str] = mapped_column(String(100))
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    result: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

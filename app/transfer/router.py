@@ -1,0 +1,487 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query, Request, Response, Security, status
+from sqlalchemy.orm import Session
+
+from app.core.auth import Principal, authenticate
+from app.core.deps import DbSession, Now
+from app.core.errors import Forbidden, NotFound, problem_responses
+from app.core.pagination import Page, Pagination, page_of
+from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
+from app.directory import service as directory
+from app.directory.models import Client
+from app.transfer import schemas, service
+from app.transfer.models import Handover, HandoverItem
+
+router = APIRouter(tags=["handovers"])
+
+HandoversRead = Annotated[Principal, Security(authenticate, scopes=["handovers:read"])]
+HandoversWrite = Annotated[Principal, Security(authenticate, scopes=["handovers:write"])]
+HandoversApprove = Annotated[Principal, Security(authenticate, scopes=["handovers:approve"])]
+HandoverId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The handover id.")]
+ItemId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The item id.")]
+IfMatch = Annotated[str | None, Header(max_length=200, description="The ETag you last read.")]
+
+CREATOR_ROLES = frozenset({"admin", "hr", "manager", "integration"})
+
+
+def handover_out(session: Session, h: Handover) -> schemas.HandoverOut:
+    statuses, bands, attention = service.counts(session, [h.id])[h.id]
+    return schemas.HandoverOut(
+        id=h.id,
+        leaver=h.leaver_id,
+        manager=h.manager_id,
+        reason=h.reason,
+        destination_competitor=h.destination_competitor,
+        status=h.status,
+        effective_at=h.effective_at,
+        source=h.source,
+        candidate_pool=h.candidate_pool or {},
+        created_by=h.created_by,
+        created_at=h.created_at,
+        planned_at=h.planned_at,
+        approved_by=h.approved_by,
+        approved_at=h.approved_at,
+        executed_at=h.executed_at,
+        completed_at=h.completed_at,
+        completion_reason=h.completion_reason,
+        cancelled_by=h.cancelled_by,
+        cancelled_at=h.cancelled_at,
+        cancel_reason=h.cancel_reason,
+        undone_by=h.undone_by,
+        undone_at=h.undone_at,
+        version=h.version,
+        item_counts=statuses,
+        risk_bands=bands,
+        needs_attention=attention,
+        allowed_transitions=list(service.TRANSITIONS[h.status]),
+    )
+
+
+def item_out(item: HandoverItem, client: Client) -> schemas.ItemOut:
+    return schemas.ItemOut(
+        id=item.id,
+        handover_id=item.handover_id,
+        client=item.client_id,
+        client_name=client.name,
+        tier=client.tier,
+        previous_owner=item.previous_owner_id,
+        successor=item.successor_id,
+        interim_owner=item.interim_owner_id,
+        status=item.status,
+        needs_attention=item.needs_attention,
+        attention_reason=item.attention_reason,
+        risk_score=float(item.risk_score) if item.risk_score is not None else None,
+        risk_band=item.risk_band,
+        reasons=item.reasons or {},
+        manual=item.manual,
+        override_reason=item.override_reason,
+        forced=item.forced,
+        checklist=item.checklist or {},
+        outgoing_signed_by=item.outgoing_signed_by,
+        outgoing_signed_at=item.outgoing_signed_at,
+        incoming_signed_by=item.incoming_signed_by,
+        incoming_signed_at=item.incoming_signed_at,
+        transferred_to=item.transferred_to_id,
+        transferred_at=item.transferred_at,
+        version=item.version,
+    )
+
+
+def _with_etag(response: Response, h: Handover) -> None:
+    response.headers["ETag"] = service.etag(h.version, "handover", h.id)
+
+
+@router.post(
+    "/v1/handovers",
+    name="handovers-create",
+    summary="Open a handover for a leaver",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.HandoverOut,
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
+)
+def create_handover(
+    body: schemas.HandoverCreate, session: DbSession, principal: HandoversWrite, now: Now, response: Response
+) -> schemas.HandoverOut:
+    if principal.role not in CREATOR_ROLES:
+        raise Forbidden("Only hr, managers and admins open handovers.")
+    if not principal.unrestricted:
+        # A manager opens handovers only for their own reports.
+        directory.get_employee(session, principal, body.leaver)
+        if body.leaver == principal.employee:
+            raise NotFound(f"No employee {body.leaver!r}.")
+    h = service.create_handover(
+        session,
+        leaver=body.leaver,
+        reason=body.reason,
+        effective_at=body.effective_at,
+        destination_competitor=body.destination_competitor,
+        source="api",
+        actor=principal.actor,
+        now=now,
+    )
+    session.flush()
+    _with_etag(response, h)
+    response.headers["Location"] = f"/v1/handovers/{h.id}"
+    return handover_out(session, h)
+
+
+@router.get(
+    "/v1/handovers",
+    name="handovers-list",
+    summary="List handovers",
+    response_model=Page[schemas.HandoverOut],
+    responses=problem_responses(401, 403, 422),
+)
+def list_handovers(
+    session: DbSession,
+    principal: HandoversRead,
+    page: Pagination,
+    status_: Annotated[schemas.HandoverStatus | None, Query(alias="status", description="Only this status.")] = None,
+    leaver: Annotated[str | None, Query(pattern=EXTERNAL_ID_PATTERN, description="Only this leaver.")] = None,
+    manager: Annotated[
+        str | None, Query(pattern=EXTERNAL_ID_PATTERN, description="Only this leaver's manager.")
+    ] = None,
+    effective_from: Annotated[UtcTime | None, Query(description="Effective at or after.")] = None,
+    effective_to: Annotated[UtcTime | None, Query(description="Effective before.")] = None,
+) -> Page[schemas.HandoverOut]:
+    flt = service.HandoverFilter(status_, leaver, manager, effective_from, effective_to)
+    rows = service.list_handovers(session, principal, flt, limit=page.limit + 1, offset=page.offset)
+    items, nxt = page_of(rows, page)
+    return Page[schemas.HandoverOut](
+        items=[handover_out(session, h) for h in items], limit=page.limit, offset=page.offset, next_offset=nxt
+    )
+
+
+@router.get(
+    "/v1/handovers/{handover_id}",
+    name="handovers-get",
+    summary="Get a handover with counts by item status and risk band",
+    response_model=schemas.HandoverOut,
+    responses=problem_responses(401, 403, 404, 422),
+)
+def get_handover(
+    handover_id: HandoverId, session: DbSession, principal: HandoversRead, response: Response
+) -> schemas.HandoverOut:
+    h = service.get_handover(session, principal, handover_id)
+    _with_etag(response, h)
+    return handover_out(session, h)
+
+
+@router.post(
+    "/v1/handovers/{handover_id}/plan",
+    name="handovers-plan",
+    summary="Plan successors for every client (dry_run=true previews without saving)",
+    description="Solves the whole reassignment at once, exactly; manual overrides are kept.",
+    response_model=schemas.PlanSummary,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+def plan_handover(
+    handover_id: HandoverId,
+    request: Request,
+    session: DbSession,
+    principal: HandoversWrite,
+    now: Now,
+    body: schemas.PlanRequest | None = None,
+    dry_run: Annotated[bool, Query(description="Return the plan without saving it.")] = False,
+) -> schemas.PlanSummary:
+    if principal.role not in CREATOR_ROLES:
+        raise Forbidden("Only hr, managers and admins plan handovers.")
+    h = service.get_handover(session, principal, handover_id, lock=not dry_run)
+    pool = body.candidate_pool.model_dump() if body and body.candidate_pool else None
+    result, preview = service.plan(
+        session, h, pool=pool, dry_run=dry_run, actor=principal.actor, now=now, settings=request.app.state.settings
+    )
+    successors: dict[str, int] = {}
+    for r in result.rows:
+        if r["successor_id"]:
+            successors[r["successor_id"]] = successors.get(r["successor_id"], 0) + 1
+    proposals = None
+    if preview is not None:
+        clients = {r["client_id"]: r["client"] for r in result.rows}
+        proposals = [item_out(i, clients[i.client_id]) for i in preview]
+    return schemas.PlanSummary(
+        handover_id=h.id,
+        dry_run=dry_run,
+        items=len(result.rows) + result.kept_manual,
+        assigned=sum(1 for r in result.rows if r["successor_id"]),
+        interim=sum(1 for r in result.rows if not r["successor_id"]),
+        kept_manual=result.kept_manual,
+        total_cost=result.total_cost,
+        solver_status=result.status,
+        successors=successors,
+        proposals=proposals,
+    )
+
+
+@router.get(
+    "/v1/handovers/{handover_id}/items",
+    name="handovers-items-list",
+    summary="List a handover's items",
+    response_model=Page[schemas.ItemOut],
+    responses=problem_responses(401, 403, 404, 422),
+)
+def list_items(
+    handover_id: HandoverId,
+    session: DbSession,
+    principal: HandoversRead,
+    page: Pagination,
+    status_: Annotated[schemas.ItemStatus | None, Query(alias="status", description="Only this status.")] = None,
+    risk_band: Annotated[str | None, Query(max_length=20, description="Only this risk band.")] = None,
+    successor: Annotated[str | None, Query(pattern=EXTERNAL_ID_PATTERN, description="Only this successor.")] = None,
+    needs_attention: Annotated[
+        bool | None, Query(description="Only items that need (or do not need) attention.")
+    ] = None,
+) -> Page[schemas.ItemOut]:
+    h = service.get_handover(session, principal, handover_id)
+    flt = service.ItemFilter(status_, risk_band, successor, needs_attention)
+    rows = service.list_items(session, h, flt, limit=page.limit + 1, offset=page.offset)
+    items, nxt = page_of(rows, page)
+    return Page[schemas.ItemOut](
+        items=[item_out(i, c) for i, c in items], limit=page.limit, offset=page.offset, next_offset=nxt
+    )
+
+
+def _item_response(session: Session, item: HandoverItem, response: Response) -> schemas.ItemOut:
+    client = session.get(Client, item.client_id)
+    assert client is not None
+    response.headers["ETag"] = service.etag(item.version, "item", item.id)
+    return item_out(item, client)
+
+
+@router.get(
+    "/v1/handovers/{handover_id}/items/{item_id}",
+    name="handovers-items-get",
+    summary="Get one item (with its ETag)",
+    response_model=schemas.ItemOut,
+    responses=problem_responses(401, 403, 404, 422),
+)
+def get_item(
+    handover_id: HandoverId, item_id: ItemId, session: DbSession, principal: HandoversRead, response: Response
+) -> schemas.ItemOut:
+    h = service.get_handover(session, principal, handover_id)
+    return _item_response(session, service.get_item(session, h, item_id), response)
+
+
+@router.patch(
+    "/v1/handovers/{handover_id}/items/{item_id}",
+    name="handovers-items-update",
+    summary="Override an item's successor or interim owner",
+    description="Needs If-Match with the item ETag (412 when stale, 428 when missing). A successor that breaks a hard "
+    "constraint answers 422 unless force=true with a reason.",
+    response_model=schemas.ItemOut,
+    responses=problem_responses(401, 403, 404, 409, 412, 415, 422, 428),
+)
+def patch_item(
+    handover_id: HandoverId,
+    item_id: ItemId,
+    body: schemas.ItemPatch,
+    request: Request,
+    session: DbSession,
+    principal: HandoversWrite,
+    now: Now,
+    response: Response,
+    if_match: IfMatch = None,
+) -> schemas.ItemOut:
+    if principal.role not in CREATOR_ROLES:
+        raise Forbidden("Only hr, managers and admins override items.")
+    h = service.get_handover(session, principal, handover_id, lock=True)
+    item = service.get_item(session, h, item_id)
+    service.check_if_match(if_match, service.etag(item.version, "item", item.id))
+    service.patch_item(session, h, item, body, actor=principal.actor, now=now, settings=request.app.state.settings)
+    return _item_response(session, item, response)
+
+
+def _transition_endpoint(h: Handover, session: Session, response: Response) -> schemas.HandoverOut:
+    session.flush()
+    _with_etag(response, h)
+    return handover_out(session, h)
+
+
+@router.post(
+    "/v1/handovers/{handover_id}/approve",
+    name="handovers-approve",
+    summary="Approve the plan (the leaver's manager or an admin)",
+    description="The point of no return for notifications. If-Match is optional here; when sent it must be current.",
+    response_model=schemas.HandoverOut,
+    responses=problem_responses(401, 403, 404, 409, 412, 422),
+)
+def approve_handover(
+    handover_id: HandoverId,
+    session: DbSession,
+    principal: HandoversApprove,
+    now: Now,
+    response: Response,
+    if_match: IfMatch = None,
+) -> schemas.HandoverOut:
+    h = service.get_handover(session, principal, handover_id, lock=True)
+    if if_match is not None:
+        service.check_if_match(if_match, service.etag(h.version, "handover", h.id))
+    service.approve(session, h, principal, now=now)
+    return _transition_endpoint(h, session, response)
+
+
+@router.post(
+    "/v1/handovers/{handover_id}/execute",
+    name="handovers-execute",
+    summary="Execute now (admins; e.g. an immediate termination)",
+    description="Moves ownership at once; an effective time in the future is brought forward to now.",
+    response_model=schemas.HandoverOut,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+def execute_handover(
+    handover_id: HandoverId, session: DbSession, principal: HandoversApprove, now: Now, response: Response
+) -> schemas.HandoverOut:
+    if principal.role != "admin":
+        raise Forbidden("Only admins execute a handover by hand.")
+    h = service.get_handover(session, principal, handover_id, lock=True)
+    service.execute(session, h, actor=principal.actor, now=now, immediate=True)
+    return _transition_endpoint(h, session, response)
+
+
+@router.post(
+    "/v1/handovers/{handover_id}/cancel",
+    name="handovers-cancel",
+    summary="Cancel before execution: nothing moves",
+    response_model=schemas.HandoverOut,
+    responses=problem_responses(401, 403, 404, 409, 415, 422),
+)
+def cancel_handover(
+    handover_id: HandoverId,
+    session: DbSession,
+    principal: HandoversWrite,
+    now: Now,
+    response: Response,
+    body: schemas.ReasonBody | None = None,
+) -> schemas.HandoverOut:
+    if principal.role not in CREATOR_ROLES:
+        raise Forbidden("Only hr, managers and admins cancel handovers.")
+    h = service.get_handover(session, principal, handover_id, lock=True)
+    service.cancel(session, h, actor=principal.actor, now=now, reason=body.reason if body else None)
+    return _transition_endpoint(h, session, response)
+
+
+@router.post(
+    "/v1/handovers/{handover_id}/undo",
+    name="handovers-undo",
+    summary="Undo an executed handover (within the undo window)",
+    description="Owners return to the leaver, who becomes active again.",
+    response_model=schemas.HandoverOut,
+    responses=problem_responses(401, 403, 404, 409, 415, 422),
+)
+def undo_handover(
+    handover_id: HandoverId,
+    request: Request,
+    session: DbSession,
+    principal: HandoversApprove,
+    now: Now,
+    response: Response,
+    body: schemas.ReasonBody | None = None,
+) -> schemas.HandoverOut:
+    h = service.get_handover(session, principal, handover_id, lock=True)
+    if principal.role == "manager" and principal.employee != h.manager_id:
+        raise Forbidden("Only the leaver's manager or an admin may undo this handover.")
+    service.undo(
+        session,
+        h,
+        actor=principal.actor,
+        now=now,
+        reason=body.reason if body else None,
+        settings=request.app.state.settings,
+    )
+    return _transition_endpoint(h, session, response)
+
+
+@router.post(
+    "/v1/handovers/{handover_id}/complete",
+    name="handovers-complete",
+    summary="Complete an executed handover with a reason (a manager closes open items)",
+    response_model=schemas.HandoverOut,
+    responses=problem_responses(401, 403, 404, 409, 415, 422),
+)
+def complete_handover(
+    handover_id: HandoverId,
+    body: schemas.RequiredReasonBody,
+    session: DbSession,
+    principal: HandoversApprove,
+    now: Now,
+    response: Response,
+) -> schemas.HandoverOut:
+    h = service.get_handover(session, principal, handover_id, lock=True)
+    service.complete(session, h, actor=principal.actor, now=now, reason=body.reason)
+    return _transition_endpoint(h, session, response)
+
+
+@router.put(
+    "/v1/handovers/{handover_id}/items/{item_id}/checklist/{key}",
+    name="handovers-items-checklist-set",
+    summary="Mark a checklist entry done or not, with a note",
+    response_model=schemas.ItemOut,
+    responses=problem_responses(401, 403, 404, 409, 415, 422),
+)
+def set_checklist(
+    handover_id: HandoverId,
+    item_id: ItemId,
+    key: schemas.ChecklistKey,
+    body: schemas.ChecklistUpdate,
+    session: DbSession,
+    principal: HandoversWrite,
+    now: Now,
+    response: Response,
+) -> schemas.ItemOut:
+    h = service.get_handover(session, principal, handover_id)
+    item = service.get_item(session, h, item_id)
+    service.set_checklist(session, h, item, key, done=body.done, note=body.note, principal=principal, now=now)
+    return _item_response(session, item, response)
+
+
+@router.post(
+    "/v1/handovers/{handover_id}/items/{item_id}/sign-off",
+    name="handovers-items-sign-off",
+    summary="Sign off an item: outgoing (the leaver, or their manager after exit) or incoming (the successor)",
+    response_model=schemas.ItemOut,
+    responses=problem_responses(401, 403, 404, 409, 415, 422),
+)
+def sign_off(
+    handover_id: HandoverId,
+    item_id: ItemId,
+    body: schemas.SignOff,
+    session: DbSession,
+    principal: HandoversWrite,
+    now: Now,
+    response: Response,
+) -> schemas.ItemOut:
+    h = service.get_handover(session, principal, handover_id, lock=True)
+    item = service.get_item(session, h, item_id)
+    service.sign_off(session, h, item, side=body.side, reason=body.reason, principal=principal, now=now)
+    return _item_response(session, item, response)
+
+
+@router.post(
+    "/v1/simulations",
+    name="simulations-create",
+    summary="Plan several leavers at once (a reorganisation or layoff); nothing is saved",
+    description="Returns load before and after per successor, clients gained by tier, items needing attention and, "
+    "optionally, the proposed items (at most 5,000).",
+    response_model=schemas.SimulationOut,
+    responses=problem_responses(401, 403, 404, 413, 415, 422),
+)
+def simulate(
+    body: schemas.SimulationRequest, request: Request, session: DbSession, principal: HandoversWrite
+) -> schemas.SimulationOut:
+    if principal.role not in CREATOR_ROLES:
+        raise Forbidden("Only hr, managers and admins run simulations.")
+    if not principal.unrestricted:
+        for leaver in body.leavers:
+            directory.get_employee(session, principal, leaver)  # 404 outside a manager's reach
+    result = service.simulate(
+        session,
+        leavers=body.leavers,
+        effective_at=body.effective_at,
+        pool=body.candidate_pool.model_dump() if body.candidate_pool else None,
+        settings=request.app.state.settings,
+        include_items=body.include_items,
+    )
+    return schemas.SimulationOut.model_validate(result)

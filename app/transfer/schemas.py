@@ -1,0 +1,198 @@
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, model_validator
+
+from app.core.types import ExternalId, InputModel, UtcTime
+
+Reason = Literal["resignation", "termination", "retirement", "role_change", "leave", "other"]
+HandoverStatus = Literal["draft", "planned", "approved", "executed", "completed", "cancelled", "undone"]
+ItemStatus = Literal["proposed", "approved", "transferred", "confirmed", "closed", "cancelled", "reverted"]
+ChecklistKey = Literal[
+    "client_profile", "contacts", "open_projects", "contracts_financials", "open_issues", "handover_meeting"
+]
+PoolKind = Literal["team", "department", "organisation", "list"]
+
+
+class CandidatePool(InputModel):
+    """Who may be proposed: the leaver's team first, then wider, or an explicit list."""
+
+    kind: PoolKind = Field(
+        "organisation",
+        description=(
+            "team: the leaver's manager's reports; department: everyone under the leaver's manager's manager; "
+            "organisation: every active employee (team members preferred); list: only `employees`."
+        ),
+    )
+    employees: list[ExternalId] = Field(default_factory=list, max_length=5000, description="For kind=list.")
+
+    @model_validator(mode="after")
+    def _check(self) -> CandidatePool:
+        if self.kind == "list" and not self.employees:
+            raise ValueError("kind=list needs employees")
+        return self
+
+
+class HandoverCreate(InputModel):
+    leaver: ExternalId = Field(description="The leaving employee's external id.")
+    reason: Reason = Field(description="Why they leave.")
+    effective_at: UtcTime = Field(description="When ownership moves and the leaver's access ends (UTC).")
+    destination_competitor: bool | None = Field(None, description="True if they go to a competitor, if known.")
+
+
+class PlanRequest(InputModel):
+    candidate_pool: CandidatePool | None = Field(None, description="Overrides the handover's candidate pool.")
+
+
+class CostBreakdown(BaseModel):
+    employee: str | None = Field(description="The candidate this breakdown is for.")
+    costs: dict[str, float] = Field(description="Cost per factor (skill, region, language, continuity, pool, total).")
+
+
+class ItemOut(BaseModel):
+    id: int
+    handover_id: int
+    client: str = Field(description="The client's external id.")
+    client_name: str
+    tier: str
+    previous_owner: str = Field(description="The leaver (the owner before the handover).")
+    successor: str | None = Field(description="The proposed or chosen successor.")
+    interim_owner: str | None = Field(description="Who holds the client when there is no successor.")
+    status: ItemStatus
+    needs_attention: bool = Field(description="True when no candidate could take the client, or a rule was forced.")
+    attention_reason: str | None
+    risk_score: float | None
+    risk_band: str | None
+    reasons: dict[str, Any] = Field(description="Cost breakdown of the chosen successor and the runner-up.")
+    manual: bool = Field(description="True when a person chose the successor (kept on re-planning).")
+    override_reason: str | None
+    forced: bool = Field(description="True when a hard constraint was overridden with force.")
+    checklist: dict[str, Any] = Field(description="Per checklist key: done, note, by, at.")
+    outgoing_signed_by: str | None
+    outgoing_signed_at: dt.datetime | None
+    incoming_signed_by: str | None
+    incoming_signed_at: dt.datetime | None
+    transferred_to: str | None
+    transferred_at: dt.datetime | None
+    version: int = Field(description="Changes on every update; the ETag is derived from it.")
+
+
+class ItemPatch(InputModel):
+    """Override one item: a successor, or an interim owner."""
+
+    successor: ExternalId | None = Field(None, description="The new successor.")
+    interim_owner: ExternalId | None = Field(None, description="An interim owner instead of a successor.")
+    force: bool = Field(False, description="Accept a successor that breaks a hard constraint (needs a reason).")
+    reason: str | None = Field(None, max_length=1000, description="Why; required with force.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ItemPatch:
+        if self.successor is None and self.interim_owner is None:
+            raise ValueError("give a successor or an interim_owner")
+        if self.force and not (self.reason and self.reason.strip()):
+            raise ValueError("force needs a reason")
+        return self
+
+
+class HandoverOut(BaseModel):
+    id: int
+    leaver: str
+    manager: str | None = Field(description="The leaver's manager when the handover was opened.")
+    reason: Reason
+    destination_competitor: bool | None
+    status: HandoverStatus
+    effective_at: dt.datetime
+    source: Literal["api", "hr_webhook"]
+    candidate_pool: dict[str, Any]
+    created_by: str
+    created_at: dt.datetime
+    planned_at: dt.datetime | None
+    approved_by: str | None
+    approved_at: dt.datetime | None
+    executed_at: dt.datetime | None
+    completed_at: dt.datetime | None
+    completion_reason: str | None
+    cancelled_by: str | None
+    cancelled_at: dt.datetime | None
+    cancel_reason: str | None
+    undone_by: str | None
+    undone_at: dt.datetime | None
+    version: int
+    item_counts: dict[str, int] = Field(description="Items by status.")
+    risk_bands: dict[str, int] = Field(description="Items by risk band.")
+    needs_attention: int = Field(description="Items needing attention.")
+    allowed_transitions: list[str] = Field(description="The statuses this handover may move to next.")
+
+
+class ReasonBody(InputModel):
+    reason: str | None = Field(None, max_length=2000, description="Why.")
+
+
+class RequiredReasonBody(InputModel):
+    reason: str = Field(min_length=1, max_length=2000, description="Why (required).")
+
+
+class ChecklistUpdate(InputModel):
+    done: bool = Field(description="Whether this part of the handover is done.")
+    note: str | None = Field(None, max_length=4000, description="A note for the record.")
+
+
+class SignOff(InputModel):
+    side: Literal["outgoing", "incoming"] = Field(
+        description="outgoing: the leaver (or their manager); incoming: the successor."
+    )
+    reason: str | None = Field(None, max_length=2000, description="Required when a manager signs for the leaver.")
+
+
+class PlanSummary(BaseModel):
+    handover_id: int | None
+    dry_run: bool
+    items: int = Field(description="Clients planned.")
+    assigned: int = Field(description="Clients with a successor.")
+    interim: int = Field(description="Clients going to an interim owner.")
+    kept_manual: int = Field(description="Manual overrides kept from earlier planning.")
+    total_cost: float = Field(description="The solver's objective value.")
+    solver_status: str
+    successors: dict[str, int] = Field(description="Clients per successor.")
+    proposals: list[ItemOut] | None = Field(None, description="The planned items (dry run only).")
+
+
+class SimulationRequest(InputModel):
+    leavers: list[ExternalId] = Field(min_length=1, max_length=1000, description="The employees who would leave.")
+    effective_at: UtcTime = Field(description="When they would leave.")
+    candidate_pool: CandidatePool | None = None
+    include_items: bool = Field(False, description="Also return every proposed item (at most 5,000).")
+
+
+class SuccessorLoad(BaseModel):
+    employee: str
+    load_before: float
+    load_after: float
+    capacity: float
+    clients_gained: dict[str, int] = Field(description="Clients gained by tier.")
+
+
+class SimulatedItem(BaseModel):
+    client: str
+    leaver: str
+    tier: str
+    successor: str | None
+    interim_owner: str | None
+    needs_attention: bool
+    attention_reason: str | None
+    risk_band: str | None
+
+
+class SimulationOut(BaseModel):
+    leavers: list[str]
+    effective_at: dt.datetime
+    clients: int
+    assigned: int
+    needs_attention: int
+    total_cost: float
+    solver_status: str
+    successors: list[SuccessorLoad]
+    risk_distribution: dict[str, int]
+    items: list[SimulatedItem] | None = None

@@ -1,0 +1,1081 @@
+"""The handover workflow: open, plan, review, approve, execute, sign off, complete, cancel, undo.
+
+Functions take a Session and flush; the caller commits. Bulk work is set-based: one query to load,
+one statement to write, whatever the number of clients.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, exists, false, func, insert, or_, select, true, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.core.auth import Principal
+from app.core.config import Settings
+from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.directory import service as directory
+from app.directory.models import AccountTeamMember, Client, Employee
+from app.transfer import solver
+from app.transfer.models import OPEN_STATUSES, Handover, HandoverItem
+
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "draft": ("planned", "cancelled"),
+    "planned": ("planned", "approved", "cancelled"),
+    "approved": ("executed", "cancelled"),
+    "executed": ("completed", "undone"),
+    "completed": ("undone",),
+    "cancelled": (),
+    "undone": (),
+}
+
+
+def _move(h: Handover, target: str, now: dt.datetime) -> None:
+    allowed = TRANSITIONS[h.status]
+    if target not in allowed:
+        raise Conflict(
+            f"A handover in status {h.status} cannot become {target}.",
+            extra={"allowed": list(allowed)},
+        )
+    h.status = target
+    h.version += 1
+    h.updated_at = now
+
+
+def _audit(session: Session, actor: str, action: str, h: Handover, now: dt.datetime, **data: Any) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        action=action,
+        entity_type="handover",
+        entity_id=str(h.id),
+        data={"status": h.status, "leaver": h.leaver_id, **data},
+        at=now,
+    )
+
+
+# ---- visibility -------------------------------------------------------------------------------
+
+
+def handover_visibility(principal: Principal) -> Any:
+    if principal.unrestricted:
+        return true()
+    if principal.employee is None:
+        return false()
+    if principal.role == "manager":
+        tree = directory.subtree(principal.employee)
+        return or_(Handover.manager_id == principal.employee, Handover.leaver_id.in_(tree))
+    involved = exists().where(
+        HandoverItem.handover_id == Handover.id,
+        or_(HandoverItem.successor_id == principal.employee, HandoverItem.interim_owner_id == principal.employee),
+    )
+    return or_(Handover.leaver_id == principal.employee, involved)
+
+
+def get_handover(session: Session, principal: Principal, handover_id: int, *, lock: bool = False) -> Handover:
+    stmt = select(Handover).where(Handover.id == handover_id, handover_visibility(principal))
+    if lock:
+        stmt = stmt.with_for_update()
+    h = session.scalar(stmt)
+    if h is None:
+        raise NotFound(f"No handover {handover_id}.")
+    return h
+
+
+def _can_approve(principal: Principal, h: Handover) -> bool:
+    if principal.role in ("admin", "integration"):
+        return True
+    return principal.role == "manager" and principal.employee is not None and principal.employee == h.manager_id
+
+
+# ---- open -------------------------------------------------------------------------------------
+
+
+def create_handover(
+    session: Session,
+    *,
+    leaver: str,
+    reason: str,
+    effective_at: dt.datetime,
+    destination_competitor: bool | None,
+    source: str,
+    actor: str,
+    now: dt.datetime,
+) -> Handover:
+    emp = session.get(Employee, leaver, with_for_update=True)
+    if emp is None:
+        raise Unprocessable(
+            f"No employee {leaver!r}.",
+            errors=[{"loc": ["body", "leaver"], "msg": "unknown employee", "type": "unknown_reference"}],
+        )
+    if emp.status == "departed":
+        raise Unprocessable(
+            f"Employee {leaver!r} has already departed.",
+            errors=[{"loc": ["body", "leaver"], "msg": "already departed", "type": "invalid_state"}],
+        )
+    open_one = session.scalar(
+        select(Handover.id).where(Handover.leaver_id == leaver, Handover.status.in_(OPEN_STATUSES))
+    )
+    if open_one is not None:
+        raise Conflict(
+            f"Employee {leaver!r} already has an open handover ({open_one}).", extra={"handover_id": open_one}
+        )
+    h = Handover(
+        leaver_id=leaver,
+        manager_id=emp.manager_id,
+        reason=reason,
+        destination_competitor=destination_competitor,
+        status="draft",
+        effective_at=effective_at,
+        source=source,
+        candidate_pool={"kind": "organisation"},
+        leaver_status_before=emp.status,
+        version=1,
+        created_by=actor,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(h)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"Employee {leaver!r} already has an open handover.") from exc
+    emp.status = "leaving"
+    emp.exit_at = effective_at
+    emp.updated_at = now
+    _audit(
+        session, actor, "handover.created", h, now, effective_at=effective_at.isoformat(), reason=reason, source=source
+    )
+    return h
+
+
+def open_from_exit(
+    session: Session,
+    *,
+    leaver: str,
+    effective_at: dt.datetime,
+    reason: str,
+    destination_competitor: bool | None,
+    actor: str,
+    now: dt.datetime,
+) -> Handover:
+    """An HR exit event: opens the handover, or moves the effective time of the open one."""
+    h = session.scalar(
+        select(Handover).where(Handover.leaver_id == leaver, Handover.status.in_(OPEN_STATUSES)).with_for_update()
+    )
+    if h is None:
+        return create_handover(
+            session,
+            leaver=leaver,
+            reason=reason,
+            effective_at=effective_at,
+            destination_competitor=destination_competitor,
+            source="hr_webhook",
+            actor=actor,
+            now=now,
+        )
+    if h.status == "executed":
+        raise Conflict(f"The handover of {leaver!r} was already executed.")
+    if h.effective_at != effective_at:
+        reschedule(session, h, effective_at=effective_at, actor=actor, now=now)
+    if destination_competitor is not None:
+        h.destination_competitor = destination_competitor
+    return h
+
+
+def reschedule(session: Session, h: Handover, *, effective_at: dt.datetime, actor: str, now: dt.datetime) -> None:
+    old = h.effective_at
+    h.effective_at = effective_at
+    h.version += 1
+    h.updated_at = now
+    session.execute(
+        update(Employee).where(Employee.external_id == h.leaver_id).values(exit_at=effective_at, updated_at=now)
+    )
+    _audit(
+        session,
+        actor,
+        "handover.rescheduled",
+        h,
+        now,
+        old_effective_at=old.isoformat(),
+        effective_at=effective_at.isoformat(),
+    )
+
+
+def cancel_for_exit(
+    session: Session, *, leaver: str, reason: str | None, actor: str, now: dt.datetime
+) -> Handover | None:
+    """An HR exit_cancelled event: cancels the open handover, or undoes an executed one."""
+    h = session.scalar(
+        select(Handover)
+        .where(Handover.leaver_id == leaver, Handover.status.in_((*OPEN_STATUSES, "completed")))
+        .order_by(Handover.id.desc())
+        .limit(1)
+    )
+    if h is None:
+        return None
+    if h.status in ("executed", "completed"):
+        undo(session, h, actor=actor, now=now, reason=reason, settings=None)
+    else:
+        cancel(session, h, actor=actor, now=now, reason=reason)
+    return h
+
+
+# ---- plan -------------------------------------------------------------------------------------
+
+
+def _lang(tag: str | None) -> str | None:
+    return tag.split("-")[0].lower() if tag else None
+
+
+@dataclass
+class Plan:
+    rows: list[dict[str, Any]]
+    kept_manual: int
+    total_cost: float
+    status: str
+    loads_before: dict[str, float]
+    loads_after: dict[str, float]
+    capacities: dict[str, float]
+
+
+def _candidates(
+    session: Session, leavers: Sequence[str], pool: dict[str, Any], effective_at: dt.datetime, settings: Settings
+) -> tuple[list[Employee], dict[str, int]]:
+    """Active employees who stay long enough, ranked: 0 the leaver's team, 1 department, 2 organisation."""
+    leaver_rows = session.scalars(select(Employee).where(Employee.external_id.in_(leavers))).all()
+    managers = {e.manager_id for e in leaver_rows if e.manager_id}
+    horizon = effective_at + dt.timedelta(days=settings.successor_exit_horizon_days)
+    stmt = select(Employee).where(
+        Employee.status == "active",
+        Employee.external_id.not_in(leavers),
+        or_(Employee.exit_at.is_(None), Employee.exit_at > horizon),
+    )
+    kind = pool.get("kind", "organisation")
+    grand = {
+        m
+        for m in session.scalars(select(Employee.manager_id).where(Employee.external_id.in_(managers)))
+        if m is not None
+    }
+    dept: set[str] = set()
+    for root in grand | managers:
+        dept |= set(session.scalars(directory.subtree(root)))
+    if kind == "list":
+        stmt = stmt.where(Employee.external_id.in_(pool.get("employees", [])))
+    elif kind == "team":
+        stmt = stmt.where(Employee.manager_id.in_(managers))
+    elif kind == "department":
+        stmt = stmt.where(Employee.external_id.in_(dept))
+    rows = list(session.scalars(stmt.order_by(Employee.external_id)))
+    rank = {}
+    for e in rows:
+        rank[e.external_id] = 0 if e.manager_id in managers else 1 if e.external_id in dept else 2
+    return rows, rank
+
+
+def _loads(session: Session, owners: Sequence[str], settings: Settings, exclude_clients: set[str]) -> dict[str, float]:
+    loads: dict[str, float] = defaultdict(float)
+    if not owners:
+        return loads
+    rows = session.execute(
+        select(Client.owner_id, Client.tier, func.count())
+        .where(Client.owner_id.in_(owners), Client.status != "churned")
+        .group_by(Client.owner_id, Client.tier)
+    ).all()
+    for owner, tier, n in rows:
+        loads[owner] += settings.load_points.get(tier, 1.0) * n
+    return loads
+
+
+def compute_plan(
+    session: Session,
+    *,
+    leavers: Sequence[str],
+    effective_at: dt.datetime,
+    pool: dict[str, Any],
+    settings: Settings,
+    manual: dict[str, str] | None = None,
+) -> Plan:
+    """Solve the whole reassignment for the clients of `leavers` at once; nothing is written."""
+    manual = manual or {}
+    clients = list(
+        session.scalars(
+            select(Client).where(Client.owner_id.in_(leavers), Client.status != "churned").order_by(Client.external_id)
+        )
+    )
+    leaver_rows = {e.external_id: e for e in session.scalars(select(Employee).where(Employee.external_id.in_(leavers)))}
+    candidates, rank = _candidates(session, leavers, pool, effective_at, settings)
+    cand_ids = [c.external_id for c in candidates]
+    loads = _loads(session, cand_ids, settings, set())
+    # Manual choices stay; their load counts against the chosen successor.
+    for client in clients:
+        chosen = manual.get(client.external_id)
+        if chosen is not None:
+            loads[chosen] += settings.load_points.get(client.tier, 1.0)
+    to_solve = [c for c in clients if c.external_id not in manual]
+    index = {eid: i for i, eid in enumerate(cand_ids)}
+    team: dict[str, set[int]] = defaultdict(set)
+    if to_solve:
+        ids = [c.external_id for c in to_solve]
+        for start in range(0, len(ids), 5000):
+            for cid, emp_id in session.execute(
+                select(AccountTeamMember.client_id, AccountTeamMember.employee_id).where(
+                    AccountTeamMember.client_id.in_(ids[start : start + 5000])
+                )
+            ):
+                if emp_id in index:
+                    team[cid].add(index[emp_id])
+    specs = [
+        solver.ClientSpec(
+            id=i,
+            tier=c.tier,
+            industry=c.industry,
+            region=c.region,
+            language=_lang(c.language),
+            sensitivity=c.sensitivity,
+            team_member_ids=frozenset(team[c.external_id]),
+            risk_weight=1.0,
+        )
+        for i, c in enumerate(to_solve)
+    ]
+    cand_specs = [
+        solver.CandidateSpec(
+            id=index[e.external_id],
+            seniority=e.seniority,
+            clearance=e.clearance,
+            capacity=float(e.capacity),
+            current_load=loads.get(e.external_id, 0.0),
+            skills=frozenset(e.skills or []),
+            regions=frozenset(e.regions or []),
+            languages=frozenset(_lang(x) or "" for x in (e.languages or [])),
+            pool_rank=rank[e.external_id],
+        )
+        for e in candidates
+    ]
+    config = solver.SolverConfig(load_points=dict(settings.load_points), min_seniority=dict(settings.min_seniority))
+    solution = solver.solve(specs, cand_specs, config)
+    rows: list[dict[str, Any]] = []
+    for client, a in zip(to_solve, solution.assignments, strict=True):
+        successor = cand_ids[a.successor_id] if a.successor_id is not None else None
+        leaver = leaver_rows[client.owner_id]
+        interim = None
+        attention = None
+        if successor is None:
+            interim = leaver.manager_id or settings.interim_owner
+            attention = a.reason or "no_candidate"
+            if interim is None:
+                attention = f"{attention}; no interim owner (leaver has no manager)"
+        rows.append(
+            {
+                "client_id": client.external_id,
+                "client": client,
+                "previous_owner_id": client.owner_id,
+                "successor_id": successor,
+                "interim_owner_id": interim,
+                "needs_attention": successor is None,
+                "attention_reason": attention,
+                "reasons": {
+                    "chosen": {"employee": successor, "costs": dict(a.breakdown)} if successor else None,
+                    "runner_up": (
+                        {"employee": cand_ids[a.runner_up_id], "costs": dict(a.runner_up_breakdown or {})}
+                        if a.runner_up_id is not None
+                        else None
+                    ),
+                    "weighted_cost": a.cost,
+                },
+            }
+        )
+    loads_after = dict(loads)
+    for r in rows:
+        if r["successor_id"]:
+            loads_after[r["successor_id"]] = loads_after.get(r["successor_id"], 0.0) + settings.load_points.get(
+                r["client"].tier, 1.0
+            )
+    return Plan(
+        rows=rows,
+        kept_manual=len(clients) - len(to_solve),
+        total_cost=float(solution.total_cost),
+        status=solution.status,
+        loads_before=dict(_loads(session, cand_ids, settings, set())),
+        loads_after=loads_after,
+        capacities={e.external_id: float(e.capacity) for e in candidates},
+    )
+
+
+def plan(
+    session: Session,
+    h: Handover,
+    *,
+    pool: dict[str, Any] | None,
+    dry_run: bool,
+    actor: str,
+    now: dt.datetime,
+    settings: Settings,
+) -> tuple[Plan, list[HandoverItem] | None]:
+    if "planned" not in TRANSITIONS[h.status]:
+        raise Conflict(f"A {h.status} handover cannot be planned.", extra={"allowed": list(TRANSITIONS[h.status])})
+    pool = pool or h.candidate_pool or {"kind": "organisation"}
+    manual: dict[str, str] = {
+        client_id: successor_id
+        for client_id, successor_id in session.execute(
+            select(HandoverItem.client_id, HandoverItem.successor_id).where(
+                HandoverItem.handover_id == h.id, HandoverItem.manual.is_(True), HandoverItem.successor_id.is_not(None)
+            )
+        )
+        if successor_id is not None
+    }
+    result = compute_plan(
+        session, leavers=[h.leaver_id], effective_at=h.effective_at, pool=pool, settings=settings, manual=manual
+    )
+    if dry_run:
+        preview = [
+            HandoverItem(
+                id=0,
+                handover_id=h.id,
+                client_id=r["client_id"],
+                previous_owner_id=r["previous_owner_id"],
+                successor_id=r["successor_id"],
+                interim_owner_id=r["interim_owner_id"],
+                status="proposed",
+                needs_attention=r["needs_attention"],
+                attention_reason=r["attention_reason"],
+                reasons=r["reasons"],
+                manual=False,
+                forced=False,
+                checklist={},
+                version=1,
+                updated_at=now,
+                risk_factors={},
+            )
+            for r in result.rows
+        ]
+        return result, preview
+    session.execute(delete(HandoverItem).where(HandoverItem.handover_id == h.id, HandoverItem.manual.is_(False)))
+    values = [
+        {
+            "handover_id": h.id,
+            "client_id": r["client_id"],
+            "previous_owner_id": r["previous_owner_id"],
+            "successor_id": r["successor_id"],
+            "interim_owner_id": r["interim_owner_id"],
+            "status": "proposed",
+            "needs_attention": r["needs_attention"],
+            "attention_reason": r["attention_reason"],
+            "reasons": r["reasons"],
+            "risk_factors": {},
+            "manual": False,
+            "forced": False,
+            "checklist": {},
+            "version": 1,
+            "updated_at": now,
+        }
+        for r in result.rows
+    ]
+    for start in range(0, len(values), 2000):
+        session.execute(insert(HandoverItem), values[start : start + 2000])
+    h.candidate_pool = pool
+    h.planned_at = now
+    _move(h, "planned", now)
+    _audit(
+        session,
+        actor,
+        "handover.planned",
+        h,
+        now,
+        items=len(values) + result.kept_manual,
+        interim=sum(1 for r in result.rows if r["successor_id"] is None),
+        kept_manual=result.kept_manual,
+        total_cost=result.total_cost,
+        solver_status=result.status,
+    )
+    return result, None
+
+
+# ---- review -----------------------------------------------------------------------------------
+
+
+def etag(version: int, kind: str, ident: int) -> str:
+    return f'"{kind}-{ident}-v{version}"'
+
+
+def check_if_match(if_match: str | None, current: str) -> None:
+    from app.core.errors import PreconditionFailed, PreconditionRequired
+
+    if if_match is None:
+        raise PreconditionRequired("This update needs an If-Match header with the current ETag.")
+    tags = [t.strip() for t in if_match.split(",")]
+    if "*" not in tags and current not in tags and f"W/{current}" not in tags:
+        raise PreconditionFailed("The resource changed since you read it; fetch it again.", extra={"etag": current})
+
+
+def get_item(session: Session, h: Handover, item_id: int) -> HandoverItem:
+    item = session.scalar(select(HandoverItem).where(HandoverItem.id == item_id, HandoverItem.handover_id == h.id))
+    if item is None:
+        raise NotFound(f"No item {item_id} in handover {h.id}.")
+    return item
+
+
+def constraint_violations(
+    session: Session, h: Handover, item: HandoverItem, employee_id: str, settings: Settings
+) -> list[str]:
+    emp = session.get(Employee, employee_id)
+    client = session.get(Client, item.client_id)
+    assert client is not None
+    if emp is None:
+        return ["unknown employee"]
+    problems = []
+    if emp.external_id == h.leaver_id:
+        problems.append("the successor is the leaver")
+    if emp.status != "active":
+        problems.append(f"the successor is {emp.status}")
+    horizon = h.effective_at + dt.timedelta(days=settings.successor_exit_horizon_days)
+    if emp.exit_at is not None and emp.exit_at <= horizon:
+        problems.append(f"the successor leaves within {settings.successor_exit_horizon_days} days")
+    if emp.seniority < settings.min_seniority.get(client.tier, 1):
+        problems.append(
+            f"seniority {emp.seniority} is below the {client.tier} minimum {settings.min_seniority.get(client.tier)}"
+        )
+    if emp.clearance < client.sensitivity:
+        problems.append(f"clearance {emp.clearance} is below the client's sensitivity {client.sensitivity}")
+    load = _loads(session, [employee_id], settings, set()).get(employee_id, 0.0)
+    planned = session.execute(
+        select(Client.tier, func.count())
+        .join(HandoverItem, HandoverItem.client_id == Client.external_id)
+        .where(
+            HandoverItem.successor_id == employee_id,
+            HandoverItem.status.in_(("proposed", "approved")),
+            HandoverItem.id != item.id,
+        )
+        .group_by(Client.tier)
+    ).all()
+    load += sum(settings.load_points.get(t, 1.0) * n for t, n in planned)
+    if load + settings.load_points.get(client.tier, 1.0) > float(emp.capacity) + 1e-9:
+        problems.append(f"capacity {float(emp.capacity)} would be exceeded (load {load})")
+    return problems
+
+
+def patch_item(
+    session: Session, h: Handover, item: HandoverItem, body: Any, *, actor: str, now: dt.datetime, settings: Settings
+) -> HandoverItem:
+    if h.status not in ("draft", "planned"):
+        raise Conflict(f"Items of a {h.status} handover cannot be changed.", extra={"allowed": ["planned"]})
+    if body.successor is not None:
+        problems = constraint_violations(session, h, item, body.successor, settings)
+        if "unknown employee" in problems:
+            raise Unprocessable(
+                f"No employee {body.successor!r}.",
+                errors=[{"loc": ["body", "successor"], "msg": "unknown employee", "type": "unknown_reference"}],
+            )
+        if problems and not body.force:
+            raise Unprocessable(
+                "The successor breaks hard constraints: "
+                + "; ".join(problems)
+                + ". Send force=true with a reason to override.",
+                errors=[{"loc": ["body", "successor"], "msg": p, "type": "constraint"} for p in problems],
+            )
+        item.successor_id = body.successor
+        item.interim_owner_id = None
+        item.forced = bool(problems)
+        item.needs_attention = bool(problems)
+        item.attention_reason = ("forced: " + "; ".join(problems)) if problems else None
+    else:
+        emp = session.get(Employee, body.interim_owner)
+        if emp is None or emp.status == "departed" or emp.external_id == h.leaver_id:
+            raise Unprocessable(
+                "The interim owner must be an employee who stays.",
+                errors=[{"loc": ["body", "interim_owner"], "msg": "invalid interim owner", "type": "invalid"}],
+            )
+        item.successor_id = None
+        item.interim_owner_id = body.interim_owner
+        item.forced = False
+        item.needs_attention = True
+        item.attention_reason = "interim owner chosen by a person"
+    item.manual = True
+    item.override_reason = body.reason
+    item.version += 1
+    item.updated_at = now
+    h.version += 1
+    h.updated_at = now
+    audit.record(
+        session,
+        actor=actor,
+        action="handover.item.overridden",
+        entity_type="handover_item",
+        entity_id=str(item.id),
+        data={
+            "handover": h.id,
+            "client": item.client_id,
+            "successor": item.successor_id,
+            "interim_owner": item.interim_owner_id,
+            "force": body.force,
+            "reason": body.reason,
+        },
+        at=now,
+    )
+    session.flush()
+    return item
+
+
+# ---- approve, execute -------------------------------------------------------------------------
+
+
+def approve(session: Session, h: Handover, principal: Principal, *, now: dt.datetime) -> Handover:
+    if not _can_approve(principal, h):
+        raise Forbidden("Only the leaver's manager or an admin may approve this handover.")
+    if h.status != "planned":
+        _move(h, "approved", now)  # raises with the allowed transitions
+    orphans = session.scalar(
+        select(func.count())
+        .select_from(HandoverItem)
+        .where(
+            HandoverItem.handover_id == h.id,
+            HandoverItem.successor_id.is_(None),
+            HandoverItem.interim_owner_id.is_(None),
+        )
+    )
+    if orphans:
+        raise Conflict(f"{orphans} item(s) have neither a successor nor an interim owner; set one first.")
+    session.execute(
+        update(HandoverItem)
+        .where(HandoverItem.handover_id == h.id, HandoverItem.status == "proposed")
+        .values(status="approved", version=HandoverItem.version + 1, updated_at=now)
+    )
+    h.approved_by = principal.actor
+    h.approved_at = now
+    _move(h, "approved", now)
+    _audit(session, principal.actor, "handover.approved", h, now)
+    return h
+
+
+def execute(session: Session, h: Handover, *, actor: str, now: dt.datetime, immediate: bool = False) -> bool:
+    """Moves ownership; idempotent. Returns False when there was nothing to do."""
+    if h.status in ("executed", "completed"):
+        return False
+    if h.status != "approved":
+        _move(h, "executed", now)
+    if immediate and h.effective_at > now:
+        reschedule(session, h, effective_at=now, actor=actor, now=now)
+    if h.effective_at > now:
+        raise Conflict(
+            f"The effective time {h.effective_at.isoformat()} has not come yet.", extra={"allowed": ["cancelled"]}
+        )
+    item = HandoverItem
+    target = (
+        select(func.coalesce(item.successor_id, item.interim_owner_id))
+        .where(item.handover_id == h.id, item.client_id == Client.external_id)
+        .scalar_subquery()
+    )
+    moving = select(item.client_id).where(item.handover_id == h.id, item.status == "approved")
+    session.execute(
+        update(Client)
+        .where(Client.external_id.in_(moving), Client.owner_id == h.leaver_id)
+        .values(owner_id=target, former_owner_id=h.leaver_id, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    owner_now = select(Client.owner_id).where(Client.external_id == item.client_id).scalar_subquery()
+    session.execute(
+        update(item)
+        .where(item.handover_id == h.id, item.status == "approved")
+        .values(
+            status="transferred",
+            transferred_to_id=owner_now,
+            transferred_at=now,
+            version=item.version + 1,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    # A client the CRM moved elsewhere before the effective time stays where it is.
+    session.execute(
+        update(item)
+        .where(item.handover_id == h.id, item.status == "transferred", item.transferred_to_id == h.leaver_id)
+        .values(status="closed", attention_reason="owner changed before the effective time", transferred_to_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    confirm_signed_items(session, h, now)
+    session.execute(
+        update(Employee).where(Employee.external_id == h.leaver_id).values(status="departed", updated_at=now)
+    )
+    h.executed_at = now
+    _move(h, "executed", now)
+    moved = session.scalar(
+        select(func.count()).select_from(item).where(item.handover_id == h.id, item.status == "transferred")
+    )
+    _audit(session, actor, "handover.executed", h, now, clients_moved=moved or 0)
+    return True
+
+
+def run_due(session: Session, *, now: dt.datetime, limit: int = 50) -> list[int]:
+    """Executes approved handovers whose time has come; safe with several workers (SKIP LOCKED)."""
+    stmt = (
+        select(Handover)
+        .where(Handover.status == "approved", Handover.effective_at <= now)
+        .order_by(Handover.effective_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    done = []
+    for h in session.scalars(stmt).all():
+        if execute(session, h, actor="system:worker", now=now):
+            done.append(h.id)
+    return done
+
+
+# ---- cancel, undo, complete -------------------------------------------------------------------
+
+
+def cancel(session: Session, h: Handover, *, actor: str, now: dt.datetime, reason: str | None) -> Handover:
+    _move(h, "cancelled", now)
+    session.execute(
+        update(HandoverItem).where(HandoverItem.handover_id == h.id).values(status="cancelled", updated_at=now)
+    )
+    session.execute(
+        update(Employee)
+        .where(Employee.external_id == h.leaver_id, Employee.status == "leaving")
+        .values(status=h.leaver_status_before or "active", exit_at=None, updated_at=now)
+    )
+    h.cancelled_by, h.cancelled_at, h.cancel_reason = actor, now, reason
+    _audit(session, actor, "handover.cancelled", h, now, reason=reason)
+    return h
+
+
+def undo(
+    session: Session, h: Handover, *, actor: str, now: dt.datetime, reason: str | None, settings: Settings | None
+) -> Handover:
+    window = dt.timedelta(days=settings.undo_window_days if settings else 30)
+    if h.status in ("executed", "completed") and h.executed_at and now > h.executed_at + window:
+        allowed = [t for t in TRANSITIONS[h.status] if t != "undone"]
+        raise Conflict(f"The undo window of {window.days} days has passed.", extra={"allowed": allowed})
+    _move(h, "undone", now)
+    item = HandoverItem
+    # Only clients still with the owner we gave them go back; anything the CRM moved since stays put.
+    current_owner = select(Client.owner_id).where(Client.external_id == item.client_id).scalar_subquery()
+    session.execute(
+        update(item)
+        .where(
+            item.handover_id == h.id,
+            item.status.in_(("transferred", "confirmed", "closed")),
+            item.transferred_to_id == current_owner,
+        )
+        .values(status="reverted", reverted_at=now, version=item.version + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    back = (
+        select(item.previous_owner_id)
+        .where(item.handover_id == h.id, item.client_id == Client.external_id)
+        .scalar_subquery()
+    )
+    reverted = select(item.client_id).where(item.handover_id == h.id, item.status == "reverted")
+    session.execute(
+        update(Client)
+        .where(Client.external_id.in_(reverted))
+        .values(owner_id=back, former_owner_id=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Employee)
+        .where(Employee.external_id == h.leaver_id)
+        .values(status="active", exit_at=None, updated_at=now)
+    )
+    h.undone_by, h.undone_at = actor, now
+    _audit(session, actor, "handover.undone", h, now, reason=reason)
+    return h
+
+
+def complete(session: Session, h: Handover, *, actor: str, now: dt.datetime, reason: str | None) -> Handover:
+    _move(h, "completed", now)
+    h.completed_by, h.completed_at, h.completion_reason = actor, now, reason
+    if reason:
+        session.execute(
+            update(HandoverItem)
+            .where(HandoverItem.handover_id == h.id, HandoverItem.status == "transferred")
+            .values(status="closed", updated_at=now)
+        )
+    _audit(session, actor, "handover.completed", h, now, reason=reason)
+    return h
+
+
+def _maybe_complete(session: Session, h: Handover, now: dt.datetime) -> None:
+    if h.status != "executed" or now < h.effective_at:
+        return
+    open_items = session.scalar(
+        select(func.count())
+        .select_from(HandoverItem)
+        .where(HandoverItem.handover_id == h.id, HandoverItem.status.not_in(("confirmed", "closed")))
+    )
+    if not open_items:
+        complete(session, h, actor="system:sign-off", now=now, reason=None)
+
+
+# ---- checklist and sign-off -------------------------------------------------------------------
+
+
+def _involved(principal: Principal, h: Handover, item: HandoverItem) -> bool:
+    if principal.unrestricted or principal.role == "manager":
+        return True
+    emp = principal.employee
+    return emp is not None and emp in (h.leaver_id, item.successor_id, item.interim_owner_id, item.transferred_to_id)
+
+
+def set_checklist(
+    session: Session,
+    h: Handover,
+    item: HandoverItem,
+    key: str,
+    *,
+    done: bool,
+    note: str | None,
+    principal: Principal,
+    now: dt.datetime,
+) -> HandoverItem:
+    if h.status not in ("approved", "executed"):
+        raise Conflict(
+            f"The checklist of a {h.status} handover cannot change.", extra={"allowed": ["approved", "executed"]}
+        )
+    if not _involved(principal, h, item):
+        raise Forbidden("Only the leaver, the successor or a manager may update this checklist.")
+    checklist = dict(item.checklist or {})
+    checklist[key] = {"done": done, "note": note, "by": principal.actor, "at": now.isoformat()}
+    item.checklist = checklist
+    item.version += 1
+    item.updated_at = now
+    audit.record(
+        session,
+        actor=principal.actor,
+        action="handover.item.checklist",
+        entity_type="handover_item",
+        entity_id=str(item.id),
+        data={"handover": h.id, "key": key, "done": done},
+        at=now,
+    )
+    session.flush()
+    return item
+
+
+def sign_off(
+    session: Session,
+    h: Handover,
+    item: HandoverItem,
+    *,
+    side: str,
+    reason: str | None,
+    principal: Principal,
+    now: dt.datetime,
+) -> HandoverItem:
+    if h.status not in ("approved", "executed"):
+        raise Conflict(f"A {h.status} handover cannot be signed off.", extra={"allowed": ["approved", "executed"]})
+    if item.status in ("cancelled", "reverted", "closed"):
+        raise Conflict(f"A {item.status} item cannot be signed off.")
+    emp = principal.employee
+    if side == "outgoing":
+        if item.outgoing_signed_at is not None:
+            raise Conflict("The outgoing side already signed.")
+        if now < h.effective_at:
+            if emp != h.leaver_id:
+                raise Forbidden("Until the effective time only the leaver signs the outgoing side.")
+        else:
+            if not (principal.role in ("manager", "admin") and (principal.role == "admin" or emp == h.manager_id)):
+                raise Forbidden("After the effective time the leaver's manager signs for the leaver.")
+            if not reason:
+                raise Unprocessable(
+                    "A manager signing for the leaver must give a reason.",
+                    errors=[{"loc": ["body", "reason"], "msg": "required", "type": "missing"}],
+                )
+        item.outgoing_signed_by, item.outgoing_signed_at, item.outgoing_signoff_reason = principal.actor, now, reason
+    else:
+        if item.incoming_signed_at is not None:
+            raise Conflict("The incoming side already signed.")
+        receiver = item.transferred_to_id or item.successor_id or item.interim_owner_id
+        if emp is None or emp != receiver:
+            raise Forbidden("Only the successor signs the incoming side.")
+        item.incoming_signed_by, item.incoming_signed_at = principal.actor, now
+    if item.outgoing_signed_at and item.incoming_signed_at and item.status == "transferred":
+        item.status = "confirmed"
+    item.version += 1
+    item.updated_at = now
+    audit.record(
+        session,
+        actor=principal.actor,
+        action=f"handover.item.signed_{side}",
+        entity_type="handover_item",
+        entity_id=str(item.id),
+        data={"handover": h.id, "reason": reason, "status": item.status},
+        at=now,
+    )
+    session.flush()
+    _maybe_complete(session, h, now)
+    return item
+
+
+def confirm_signed_items(session: Session, h: Handover, now: dt.datetime) -> None:
+    """At execution, items signed by both sides during the transition become confirmed."""
+    session.execute(
+        update(HandoverItem)
+        .where(
+            HandoverItem.handover_id == h.id,
+            HandoverItem.status == "transferred",
+            HandoverItem.outgoing_signed_at.is_not(None),
+            HandoverItem.incoming_signed_at.is_not(None),
+        )
+        .values(status="confirmed", updated_at=now)
+    )
+
+
+# ---- reading ----------------------------------------------------------------------------------
+
+
+def counts(session: Session, handover_ids: Sequence[int]) -> dict[int, tuple[dict[str, int], dict[str, int], int]]:
+    out: dict[int, tuple[dict[str, int], dict[str, int], int]] = {i: ({}, {}, 0) for i in handover_ids}
+    if not handover_ids:
+        return out
+    rows = session.execute(
+        select(
+            HandoverItem.handover_id,
+            HandoverItem.status,
+            HandoverItem.risk_band,
+            HandoverItem.needs_attention,
+            func.count(),
+        )
+        .where(HandoverItem.handover_id.in_(handover_ids))
+        .group_by(HandoverItem.handover_id, HandoverItem.status, HandoverItem.risk_band, HandoverItem.needs_attention)
+    ).all()
+    statuses: dict[int, Counter[str]] = defaultdict(Counter)
+    bands: dict[int, Counter[str]] = defaultdict(Counter)
+    attention: Counter[int] = Counter()
+    for hid, status, band, needs, n in rows:
+        statuses[hid][status] += n
+        bands[hid][band or "unscored"] += n
+        if needs:
+            attention[hid] += n
+    return {i: (dict(statuses[i]), dict(bands[i]), attention[i]) for i in handover_ids}
+
+
+@dataclass(frozen=True)
+class HandoverFilter:
+    status: str | None = None
+    leaver: str | None = None
+    manager: str | None = None
+    effective_from: dt.datetime | None = None
+    effective_to: dt.datetime | None = None
+
+
+def list_handovers(
+    session: Session, principal: Principal, flt: HandoverFilter, *, limit: int, offset: int
+) -> list[Handover]:
+    stmt = select(Handover).where(handover_visibility(principal))
+    if flt.status:
+        stmt = stmt.where(Handover.status == flt.status)
+    if flt.leaver:
+        stmt = stmt.where(Handover.leaver_id == flt.leaver)
+    if flt.manager:
+        stmt = stmt.where(Handover.manager_id == flt.manager)
+    if flt.effective_from:
+        stmt = stmt.where(Handover.effective_at >= flt.effective_from)
+    if flt.effective_to:
+        stmt = stmt.where(Handover.effective_at < flt.effective_to)
+    return list(session.scalars(stmt.order_by(Handover.id.desc()).limit(limit).offset(offset)))
+
+
+@dataclass(frozen=True)
+class ItemFilter:
+    status: str | None = None
+    risk_band: str | None = None
+    successor: str | None = None
+    needs_attention: bool | None = None
+
+
+def list_items(
+    session: Session, h: Handover, flt: ItemFilter, *, limit: int, offset: int
+) -> list[tuple[HandoverItem, Client]]:
+    stmt = (
+        select(HandoverItem, Client)
+        .join(Client, Client.external_id == HandoverItem.client_id)
+        .where(HandoverItem.handover_id == h.id)
+    )
+    if flt.status:
+        stmt = stmt.where(HandoverItem.status == flt.status)
+    if flt.risk_band:
+        stmt = stmt.where(HandoverItem.risk_band == flt.risk_band)
+    if flt.successor:
+        stmt = stmt.where(HandoverItem.successor_id == flt.successor)
+    if flt.needs_attention is not None:
+        stmt = stmt.where(HandoverItem.needs_attention.is_(flt.needs_attention))
+    return [(i, c) for i, c in session.execute(stmt.order_by(HandoverItem.id).limit(limit).offset(offset))]
+
+
+# ---- simulation -------------------------------------------------------------------------------
+
+
+def simulate(
+    session: Session,
+    *,
+    leavers: Sequence[str],
+    effective_at: dt.datetime,
+    pool: dict[str, Any] | None,
+    settings: Settings,
+    include_items: bool,
+    item_limit: int = 5000,
+) -> dict[str, Any]:
+    """Plans several leavers at once, as one reassignment; nothing is written."""
+    unique = list(dict.fromkeys(leavers))
+    known = set(session.scalars(select(Employee.external_id).where(Employee.external_id.in_(unique))))
+    missing = [x for x in unique if x not in known]
+    if missing:
+        raise Unprocessable(
+            f"Unknown employees: {', '.join(missing[:20])}.",
+            errors=[
+                {"loc": ["body", "leavers", unique.index(m)], "msg": "unknown employee", "type": "unknown_reference"}
+                for m in missing[:50]
+            ],
+        )
+    result = compute_plan(
+        session, leavers=unique, effective_at=effective_at, pool=pool or {"kind": "organisation"}, settings=settings
+    )
+    gained: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in result.rows:
+        if r["successor_id"]:
+            gained[r["successor_id"]][r["client"].tier] += 1
+    successors = [
+        {
+            "employee": emp,
+            "load_before": round(result.loads_before.get(emp, 0.0), 2),
+            "load_after": round(result.loads_after.get(emp, 0.0), 2),
+            "capacity": result.capacities.get(emp, 0.0),
+            "clients_gained": dict(tiers),
+        }
+        for emp, tiers in sorted(gained.items())
+    ]
+    items = None
+    if include_items:
+        items = [
+            {
+                "client": r["client_id"],
+                "leaver": r["previous_owner_id"],
+                "tier": r["client"].tier,
+                "successor": r["successor_id"],
+                "interim_owner": r["interim_owner_id"],
+                "needs_attention": r["needs_attention"],
+                "attention_reason": r["attention_reason"],
+                "risk_band": None,
+            }
+            for r in result.rows[:item_limit]
+        ]
+    return {
+        "leavers": unique,
+        "effective_at": effective_at,
+        "clients": len(result.rows),
+        "assigned": sum(1 for r in result.rows if r["successor_id"]),
+        "needs_attention": sum(1 for r in result.rows if r["needs_attention"]),
+        "total_cost": result.total_cost,
+        "solver_status": result.status,
+        "successors": successors,
+        "risk_distribution": {"unscored": len(result.rows)},
+        "items": items,
+    }

@@ -1,0 +1,62 @@
+"""`handover worker`: runs due work in a loop. Every step is a short transaction, safe with several workers."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from types import FrameType
+
+from sqlalchemy.orm import Session
+
+from app.core.clock import Clock, SystemClock
+from app.core.config import Settings
+from app.core.db import Database, transaction
+from app.transfer import service as transfer
+
+logger = logging.getLogger("handover.worker")
+
+Job = Callable[[Session, Clock], int]
+
+
+def execute_due_handovers(session: Session, clock: Clock) -> int:
+    return len(transfer.run_due(session, now=clock.now()))
+
+
+JOBS: list[tuple[str, Job]] = [("execute_due_handovers", execute_due_handovers)]
+
+
+def run_once(db: Database, clock: Clock) -> dict[str, int]:
+    """One pass over every job; each job in its own transaction so one failure does not block the rest."""
+    done: dict[str, int] = {}
+    for name, job in JOBS:
+        try:
+            with transaction(db) as session:
+                done[name] = job(session, clock)
+        except Exception:
+            logger.exception("job %s failed", name)
+            done[name] = -1
+    return done
+
+
+def run_forever(settings: Settings, clock: Clock | None = None, stop: threading.Event | None = None) -> None:
+    clock = clock or SystemClock()
+    stop = stop or threading.Event()
+    db = Database(settings)
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        logger.info("signal %s: finishing the current pass, then stopping", signum)
+        stop.set()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+    try:
+        while not stop.is_set():
+            done = run_once(db, clock)
+            if any(v > 0 for v in done.values()):
+                logger.info("worker pass", extra={"fields": done})
+            stop.wait(settings.worker_interval_seconds)
+    finally:
+        db.dispose()

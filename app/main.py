@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -11,6 +11,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
+from app.access import service as access_service
+from app.access.router import router as access_router
 from app.audit.router import router as audit_router
 from app.core.auth import SCOPES, TokenVerifier
 from app.core.clock import Clock, SystemClock
@@ -21,6 +23,7 @@ from app.core.middleware import Metrics, RequestMiddleware, configure_logging
 from app.core.poolmetrics import PoolCollector
 from app.directory.router import router as directory_router
 from app.ops.router import router as ops_router
+from app.transfer.hooks_router import router as hooks_router
 from app.transfer.router import router as transfer_router
 
 API_VERSION = "0.1.0"
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.db = db
     app.state.clock = clock or SystemClock()
     app.state.verifier = TokenVerifier(settings)
+    app.state.employee_gate = _employee_gate(db, app)
     registry = CollectorRegistry()
     registry.register(PoolCollector(db))
     app.state.metrics = Metrics(registry)
@@ -68,6 +72,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(directory_router)
     app.include_router(audit_router)
     app.include_router(transfer_router)
+    app.include_router(access_router)
+    app.include_router(hooks_router)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics)
 
     def custom_openapi() -> dict[str, Any]:
@@ -80,6 +86,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
 
     app.openapi = custom_openapi  # type: ignore[method-assign]
     return app
+
+
+def _employee_gate(db: Database, app: FastAPI) -> Callable[[str], bool]:
+    def gone(employee: str) -> bool:
+        with db.session(write=False) as session:
+            return access_service.employee_is_gone(session, employee, app.state.clock.now())
+
+    return gone
 
 
 def _polish_openapi(schema: dict[str, Any], settings: Settings) -> None:

@@ -1,5 +1,6 @@
 """Every module's tables, imported once so Alembic and tests see the whole schema."""
 
+from app.access import models as access_models
 from app.audit import models as audit_models
 from app.core.db import Base
 from app.directory import models as directory_models
@@ -7,4 +8,4 @@ from app.transfer import models as transfer_models
 
 metadata = Base.metadata
 
-__all__ = ["audit_models", "directory_models", "metadata", "transfer_models"]
+__all__ = ["access_models", "audit_models", "directory_models", "metadata", "transfer_models"]

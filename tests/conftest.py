@@ -26,6 +26,8 @@ from app.core.migrate import upgrade
 from app.main import create_app
 from app.models import metadata
 
+pytest_plugins = ["tests.company"]
+
 TEST_SECRET = "test-secret-0123456789abcdef-0123456789abcdef"  # noqa: S105
 START = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 

@@ -1,7 +1,8 @@
 """Bearer JWT verification (the only module that touches python-jose), roles and scopes.
 
 The dependency is `async def` on purpose: a sync dependency costs a threadpool hop per request,
-and verifying an HMAC or RSA signature is fast enough to run on the event loop.
+and verifying an HMAC or RSA signature is fast enough to run on the event loop. Only tokens that
+name a person (`emp`) take one hop, to check that the person has not left.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 from jose import jwk, jwt
 from jose.exceptions import JOSEError
+from starlette.concurrency import run_in_threadpool
 
 from app.core.config import Settings
 from app.core.errors import Forbidden, Unauthorized
@@ -190,6 +192,10 @@ async def authenticate(
         raise Unauthorized()
     verifier: TokenVerifier = request.app.state.verifier
     principal = principal_from_claims(verifier.verify(credentials.credentials))
+    gate = getattr(request.app.state, "employee_gate", None)
+    if principal.employee is not None and gate is not None and await run_in_threadpool(gate, principal.employee):
+        # A leaver's token that has not expired yet must stop working at the exit time.
+        raise Forbidden("The employee this token belongs to has left.")
     missing = [s for s in security_scopes.scopes if s not in principal.scopes]
     if missing:
         raise Forbidden(f"The token lacks the scope(s): {', '.join(missing)}.")

@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, delete, exists, false, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from app.access import service as access
 from app.audit import service as audit
 from app.core.auth import Principal
 from app.core.errors import NotFound, Unprocessable
@@ -302,7 +303,15 @@ def upsert_clients(
     if errors:
         raise Unprocessable("Some rows are not valid; nothing was written.", errors=errors)
 
-    existing = _existing(session, Client.external_id, ids)
+    old_owners: dict[str, str] = {}
+    for start in range(0, len(ids), 5000):
+        old_owners.update(
+            (r[0], r[1])
+            for r in session.execute(
+                select(Client.external_id, Client.owner_id).where(Client.external_id.in_(ids[start : start + 5000]))
+            )
+        )
+    existing = set(old_owners)
     values = [
         {
             "external_id": eid,
@@ -326,6 +335,8 @@ def upsert_clients(
         for eid, r in rows
     ]
     _upsert(session, Client.__table__, values, keep=("created_at",))
+    # Ownership yields an owner grant, kept in step in this same transaction.
+    access.sync_owner_grants(session, [(eid, old_owners.get(eid), r.owner) for eid, r in rows], actor=actor, now=now)
     for start in range(0, len(ids), 5000):
         part = ids[start : start + 5000]
         session.execute(delete(ClientContact).where(ClientContact.client_id.in_(part)))

@@ -16,6 +16,7 @@ from sqlalchemy import delete, exists, false, func, insert, or_, select, true, u
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.access import service as access
 from app.audit import service as audit
 from app.core.auth import Principal
 from app.core.config import Settings
@@ -198,6 +199,8 @@ def reschedule(session: Session, h: Handover, *, effective_at: dt.datetime, acto
     session.execute(
         update(Employee).where(Employee.external_id == h.leaver_id).values(exit_at=effective_at, updated_at=now)
     )
+    if h.status in ("approved", "executed"):
+        access.on_reschedule(session, handover_id=h.id, leaver=h.leaver_id, effective_at=effective_at, now=now)
     _audit(
         session,
         actor,
@@ -650,6 +653,9 @@ def approve(session: Session, h: Handover, principal: Principal, *, now: dt.date
     h.approved_by = principal.actor
     h.approved_at = now
     _move(h, "approved", now)
+    access.on_approve(
+        session, handover_id=h.id, leaver=h.leaver_id, effective_at=h.effective_at, actor=principal.actor, now=now
+    )
     _audit(session, principal.actor, "handover.approved", h, now)
     return h
 
@@ -693,12 +699,22 @@ def execute(session: Session, h: Handover, *, actor: str, now: dt.datetime, imme
         .execution_options(synchronize_session=False)
     )
     # A client the CRM moved elsewhere before the effective time stays where it is.
-    session.execute(
-        update(item)
-        .where(item.handover_id == h.id, item.status == "transferred", item.transferred_to_id == h.leaver_id)
-        .values(status="closed", attention_reason="owner changed before the effective time", transferred_to_id=None)
-        .execution_options(synchronize_session=False)
+    planned_owner = func.coalesce(item.successor_id, item.interim_owner_id)
+    elsewhere = list(
+        session.scalars(
+            select(item.client_id).where(
+                item.handover_id == h.id, item.status == "transferred", item.transferred_to_id != planned_owner
+            )
+        )
     )
+    if elsewhere:
+        session.execute(
+            update(item)
+            .where(item.handover_id == h.id, item.status == "transferred", item.transferred_to_id != planned_owner)
+            .values(status="closed", attention_reason="owner changed before the effective time", transferred_to_id=None)
+            .execution_options(synchronize_session=False)
+        )
+        access.end_handover_grants_for_clients(session, handover_id=h.id, clients=elsewhere, now=now)
     confirm_signed_items(session, h, now)
     session.execute(
         update(Employee).where(Employee.external_id == h.leaver_id).values(status="departed", updated_at=now)
@@ -742,6 +758,7 @@ def cancel(session: Session, h: Handover, *, actor: str, now: dt.datetime, reaso
         .values(status=h.leaver_status_before or "active", exit_at=None, updated_at=now)
     )
     h.cancelled_by, h.cancelled_at, h.cancel_reason = actor, now, reason
+    access.on_cancel(session, handover_id=h.id, actor=actor, now=now)
     _audit(session, actor, "handover.cancelled", h, now, reason=reason)
     return h
 
@@ -785,6 +802,7 @@ def undo(
         .values(status="active", exit_at=None, updated_at=now)
     )
     h.undone_by, h.undone_at = actor, now
+    access.on_undo(session, handover_id=h.id, actor=actor, now=now)
     _audit(session, actor, "handover.undone", h, now, reason=reason)
     return h
 

@@ -1,0 +1,73 @@
+"""Access grants with validity windows, access events reported by the CRM, and exfiltration alerts."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, Numeric, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, JSONType, UTCDateTime
+
+LEVELS = ("owner", "interim", "shadow", "read")
+ACTIONS = ("view", "edit", "export", "delete")
+EVENT_ACTIONS = ("view", "edit", "export", "download", "delete")
+
+
+class AccessGrant(Base):
+    """Access is decided by the window [valid_from, valid_until) and revoked_at, never by a job running on time."""
+
+    __tablename__ = "access_grant"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    employee_id: Mapped[str] = mapped_column(ForeignKey("employee.external_id"))
+    client_id: Mapped[str] = mapped_column(ForeignKey("client.external_id", ondelete="CASCADE"), index=True)
+    level: Mapped[str] = mapped_column(String(20))
+    valid_from: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    valid_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(String(500))
+    handover_id: Mapped[int | None] = mapped_column(ForeignKey("handover.id"), index=True)
+    # Set when a handover cut this grant short: which one, and the end it had before (to restore on cancel/undo).
+    cut_by_handover_id: Mapped[int | None] = mapped_column(ForeignKey("handover.id"), index=True)
+    cut_from: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_access_grant_employee_client", "employee_id", "client_id"),)
+
+
+class AccessEvent(Base):
+    __tablename__ = "access_event"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    event_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    employee_id: Mapped[str] = mapped_column(ForeignKey("employee.external_id"))
+    client_id: Mapped[str] = mapped_column(ForeignKey("client.external_id", ondelete="CASCADE"))
+    action: Mapped[str] = mapped_column(String(20))
+    count: Mapped[int] = mapped_column(Integer)
+    occurred_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_access_event_employee_time", "employee_id", "occurred_at"),)
+
+
+class Alert(Base):
+    __tablename__ = "alert"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    employee_id: Mapped[str] = mapped_column(ForeignKey("employee.external_id"), index=True)
+    kind: Mapped[str] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    score: Mapped[float] = mapped_column(Numeric(10, 2))
+    window_start: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    clients: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+    resolution: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,151 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response, Security, status
+
+from app.access import schemas, service
+from app.core.auth import Principal, authenticate
+from app.core.deps import DbSession, Now
+from app.core.errors import problem_responses
+from app.core.pagination import Page, Pagination, page_of
+from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
+
+router = APIRouter(tags=["access"])
+
+AccessCheckScope = Annotated[Principal, Security(authenticate, scopes=["access:check"])]
+AccessAdmin = Annotated[Principal, Security(authenticate, scopes=["access:admin"])]
+GrantId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The grant id.")]
+
+
+def _out(d: service.Decision) -> schemas.AccessDecision:
+    return schemas.AccessDecision(
+        employee=d.employee,
+        client=d.client,
+        action=d.action,
+        at=d.at,
+        allowed=d.allowed,
+        level=d.level,
+        reason=d.reason,
+        grant_id=d.grant_id,
+        valid_until=d.valid_until,
+    )
+
+
+@router.post(
+    "/v1/access/check",
+    name="access-check",
+    summary="May this employee do this to this client's data, now (or at a given instant)?",
+    description="Denies a departed employee, or one past their exit time, everything; shadow and read grants allow "
+    "view only; export and delete of sensitivity-3 clients need an owner grant; clearance must cover sensitivity. "
+    "Every deny, and every allowed export or delete, is audited.",
+    response_model=schemas.AccessDecision,
+    responses=problem_responses(401, 403, 413, 415, 422),
+)
+def check(
+    body: schemas.AccessCheck, session: DbSession, principal: AccessCheckScope, now: Now
+) -> schemas.AccessDecision:
+    service.require_own_or_admin(principal, body.employee)
+    decision = service.decide(session, body.employee, body.client, body.action, body.at or now)
+    service.audit_decisions(session, [decision], actor=principal.actor, now=now)
+    return _out(decision)
+
+
+@router.post(
+    "/v1/access/check/batch",
+    name="access-check-batch",
+    summary="Decide up to 500 pairs in one call (a CRM list view)",
+    response_model=schemas.AccessDecisionBatch,
+    responses=problem_responses(401, 403, 413, 415, 422),
+)
+def check_batch(
+    body: schemas.AccessCheckBatch, session: DbSession, principal: AccessCheckScope, now: Now
+) -> schemas.AccessDecisionBatch:
+    for c in body.checks:
+        service.require_own_or_admin(principal, c.employee)
+    default_at = body.at or now
+    decisions = service.decide_batch(
+        session, [(c.employee, c.client, c.action, c.at or default_at) for c in body.checks]
+    )
+    service.audit_decisions(session, decisions, actor=principal.actor, now=now)
+    return schemas.AccessDecisionBatch(decisions=[_out(d) for d in decisions])
+
+
+@router.get(
+    "/v1/access/grants",
+    name="access-grants-list",
+    summary="List grants",
+    description="Account managers see only their own grants; access:admin, hr, auditors and integrations see all.",
+    response_model=Page[schemas.GrantOut],
+    responses=problem_responses(401, 403, 422),
+)
+def list_grants(
+    session: DbSession,
+    principal: AccessCheckScope,
+    page: Pagination,
+    employee: Annotated[str | None, Query(pattern=EXTERNAL_ID_PATTERN, description="Only this employee.")] = None,
+    client: Annotated[str | None, Query(pattern=EXTERNAL_ID_PATTERN, description="Only this client.")] = None,
+    level: Annotated[schemas.Level | None, Query(description="Only this level.")] = None,
+    valid_at: Annotated[UtcTime | None, Query(description="Only grants valid at this instant.")] = None,
+    handover: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only grants this handover created.")] = None,
+) -> Page[schemas.GrantOut]:
+    rows = service.list_grants(
+        session,
+        principal,
+        service.GrantFilter(employee, client, level, valid_at, handover),
+        limit=page.limit + 1,
+        offset=page.offset,
+    )
+    items, nxt = page_of(rows, page)
+    return Page[schemas.GrantOut](
+        items=[schemas.GrantOut.model_validate(g) for g in items], limit=page.limit, offset=page.offset, next_offset=nxt
+    )
+
+
+@router.post(
+    "/v1/access/grants",
+    name="access-grants-create",
+    summary="Grant access for a window",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.GrantOut,
+    responses=problem_responses(401, 403, 413, 415, 422),
+)
+def create_grant(
+    body: schemas.GrantCreate, session: DbSession, principal: AccessAdmin, now: Now, response: Response
+) -> schemas.GrantOut:
+    grant = service.create_grant(
+        session,
+        employee=body.employee,
+        client=body.client,
+        level=body.level,
+        valid_from=body.valid_from or now,
+        valid_until=body.valid_until,
+        reason=body.reason,
+        actor=principal.actor,
+        now=now,
+    )
+    response.headers["Location"] = f"/v1/access/grants/{grant.id}"
+    return schemas.GrantOut.model_validate(grant)
+
+
+@router.get(
+    "/v1/access/grants/{grant_id}",
+    name="access-grants-get",
+    summary="Get a grant",
+    response_model=schemas.GrantOut,
+    responses=problem_responses(401, 403, 404, 422),
+)
+def get_grant(grant_id: GrantId, session: DbSession, principal: AccessCheckScope) -> schemas.GrantOut:
+    return schemas.GrantOut.model_validate(service.get_grant(session, principal, grant_id))
+
+
+@router.delete(
+    "/v1/access/grants/{grant_id}",
+    name="access-grants-revoke",
+    summary="Revoke a grant (the row stays for history)",
+    response_model=schemas.GrantOut,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+def revoke_grant(grant_id: GrantId, session: DbSession, principal: AccessAdmin, now: Now) -> schemas.GrantOut:
+    grant = service.get_grant(session, principal, grant_id)
+    return schemas.GrantOut.model_validate(service.revoke(session, grant, actor=principal.actor, now=now))

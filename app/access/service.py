@@ -1,0 +1,508 @@
+"""Grants with validity windows and the access decision.
+
+The decision reads one indexed set of rows; time is a parameter, so the answer changes at the exact
+instant a window ends, whether or not any job has run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy.orm import Session
+
+from app.access.models import AccessGrant
+from app.audit import service as audit
+from app.core.auth import Principal
+from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.directory.models import Client, Employee
+
+LEVEL_RANK = {"owner": 4, "interim": 3, "shadow": 2, "read": 1}
+VIEW_ONLY = frozenset({"shadow", "read"})
+
+
+@dataclass(frozen=True)
+class Decision:
+    employee: str
+    client: str
+    action: str
+    at: dt.datetime
+    allowed: bool
+    reason: str
+    level: str | None = None
+    grant_id: int | None = None
+    valid_until: dt.datetime | None = None
+
+
+def _active(at: Any) -> Any:
+    return and_(
+        AccessGrant.valid_from <= at,
+        or_(AccessGrant.valid_until.is_(None), AccessGrant.valid_until > at),
+        or_(AccessGrant.revoked_at.is_(None), AccessGrant.revoked_at > at),
+    )
+
+
+def _rule(
+    employee: str,
+    client: str,
+    action: str,
+    at: dt.datetime,
+    emp: tuple[str, dt.datetime | None, int] | None,
+    sensitivity: int | None,
+    grants: Sequence[tuple[int, str, dt.datetime | None]],
+) -> Decision:
+    """The rules, in order; pure so that single and batch checks cannot disagree."""
+
+    def deny(reason: str, g: tuple[int, str, dt.datetime | None] | None = None) -> Decision:
+        return Decision(
+            employee, client, action, at, False, reason, g[1] if g else None, g[0] if g else None, g[2] if g else None
+        )
+
+    if emp is None:
+        return deny("unknown_employee")
+    if sensitivity is None:
+        return deny("unknown_client")
+    status, exit_at, clearance = emp
+    if status == "departed" or (exit_at is not None and exit_at <= at):
+        return deny("employee_departed")
+    if not grants:
+        return deny("no_grant")
+    best = max(grants, key=lambda g: (LEVEL_RANK[g[1]], g[2] is None, g[2] or at, -g[0]))
+    if clearance < sensitivity:
+        return deny("insufficient_clearance", best)
+    if best[1] in VIEW_ONLY and action != "view":
+        return deny("view_only", best)
+    if action in ("export", "delete") and sensitivity >= 3 and best[1] != "owner":
+        return deny("owner_required", best)
+    return Decision(employee, client, action, at, True, "granted", best[1], best[0], best[2])
+
+
+def decide(session: Session, employee: str, client: str, action: str, at: dt.datetime) -> Decision:
+    """One round trip: the employee, the client and every grant valid at `at`."""
+    g = AccessGrant
+    stmt = (
+        select(Employee.status, Employee.exit_at, Employee.clearance, Client.sensitivity, g.id, g.level, g.valid_until)
+        .select_from(Employee)
+        .join(Client, Client.external_id == client)
+        .outerjoin(g, and_(g.employee_id == Employee.external_id, g.client_id == Client.external_id, _active(at)))
+        .where(Employee.external_id == employee)
+    )
+    rows = session.execute(stmt).all()
+    if not rows:
+        known_emp = session.scalar(select(Employee.external_id).where(Employee.external_id == employee))
+        return _rule(employee, client, action, at, None if known_emp is None else ("active", None, 0), None, [])
+    first = rows[0]
+    grants = [(r[4], r[5], r[6]) for r in rows if r[4] is not None]
+    return _rule(employee, client, action, at, (first[0], first[1], first[2]), first[3], grants)
+
+
+def decide_batch(session: Session, checks: Sequence[tuple[str, str, str, dt.datetime]]) -> list[Decision]:
+    """Three queries whatever the number of pairs: employees, clients, grants."""
+    emp_ids = {c[0] for c in checks}
+    client_ids = {c[1] for c in checks}
+    emps = {
+        r[0]: (r[1], r[2], r[3])
+        for r in session.execute(
+            select(Employee.external_id, Employee.status, Employee.exit_at, Employee.clearance).where(
+                Employee.external_id.in_(emp_ids)
+            )
+        )
+    }
+    sens = dict(
+        (r[0], r[1])
+        for r in session.execute(
+            select(Client.external_id, Client.sensitivity).where(Client.external_id.in_(client_ids))
+        )
+    )
+    earliest = min(c[3] for c in checks)
+    g = AccessGrant
+    by_pair: dict[tuple[str, str], list[AccessGrant]] = defaultdict(list)
+    for grant in session.scalars(
+        select(g).where(
+            g.employee_id.in_(emp_ids),
+            g.client_id.in_(client_ids),
+            or_(g.valid_until.is_(None), g.valid_until > earliest),
+        )
+    ):
+        by_pair[(grant.employee_id, grant.client_id)].append(grant)
+    out = []
+    for employee, client, action, at in checks:
+        valid = [
+            (x.id, x.level, x.valid_until)
+            for x in by_pair.get((employee, client), [])
+            if x.valid_from <= at
+            and (x.valid_until is None or x.valid_until > at)
+            and (x.revoked_at is None or x.revoked_at > at)
+        ]
+        out.append(_rule(employee, client, action, at, emps.get(employee), sens.get(client), valid))
+    return out
+
+
+def audit_decisions(session: Session, decisions: Sequence[Decision], *, actor: str, now: dt.datetime) -> None:
+    """Every deny, and every allowed export or delete, is on the record."""
+    changes = [
+        audit.Change(
+            actor,
+            "access.denied" if not d.allowed else f"access.allowed_{d.action}",
+            "client",
+            d.client,
+            {
+                "employee": d.employee,
+                "action": d.action,
+                "at": d.at.isoformat(),
+                "reason": d.reason,
+                "grant": d.grant_id,
+                "level": d.level,
+            },
+        )
+        for d in decisions
+        if not d.allowed or d.action in ("export", "delete")
+    ]
+    if changes:
+        audit.record_many(session, changes, at=now)
+
+
+def employee_is_gone(session: Session, employee: str, now: dt.datetime) -> bool:
+    row = session.execute(select(Employee.status, Employee.exit_at).where(Employee.external_id == employee)).first()
+    if row is None:
+        return False
+    return row[0] == "departed" or (row[1] is not None and row[1] <= now)
+
+
+# ---- grants -----------------------------------------------------------------------------------
+
+
+def create_grant(
+    session: Session,
+    *,
+    employee: str,
+    client: str,
+    level: str,
+    valid_from: dt.datetime,
+    valid_until: dt.datetime | None,
+    reason: str,
+    actor: str,
+    now: dt.datetime,
+) -> AccessGrant:
+    errors = []
+    if session.get(Employee, employee) is None:
+        errors.append({"loc": ["body", "employee"], "msg": "unknown employee", "type": "unknown_reference"})
+    if session.get(Client, client) is None:
+        errors.append({"loc": ["body", "client"], "msg": "unknown client", "type": "unknown_reference"})
+    if valid_until is not None and valid_until <= valid_from:
+        errors.append({"loc": ["body", "valid_until"], "msg": "must be after valid_from", "type": "value_error"})
+    if errors:
+        raise Unprocessable("The grant is not valid.", errors=errors)
+    grant = AccessGrant(
+        employee_id=employee,
+        client_id=client,
+        level=level,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        reason=reason,
+        created_by=actor,
+        created_at=now,
+    )
+    session.add(grant)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="access.granted",
+        entity_type="access_grant",
+        entity_id=str(grant.id),
+        data={
+            "employee": employee,
+            "client": client,
+            "level": level,
+            "valid_from": valid_from.isoformat(),
+            "valid_until": valid_until.isoformat() if valid_until else None,
+            "reason": reason,
+        },
+        at=now,
+    )
+    return grant
+
+
+def grant_visibility(principal: Principal) -> Any:
+    if principal.unrestricted or "access:admin" in principal.scopes:
+        return literal(True)
+    if principal.employee is None:
+        return literal(False)
+    return AccessGrant.employee_id == principal.employee
+
+
+def get_grant(session: Session, principal: Principal, grant_id: int) -> AccessGrant:
+    grant = session.scalar(select(AccessGrant).where(AccessGrant.id == grant_id, grant_visibility(principal)))
+    if grant is None:
+        raise NotFound(f"No grant {grant_id}.")
+    return grant
+
+
+@dataclass(frozen=True)
+class GrantFilter:
+    employee: str | None = None
+    client: str | None = None
+    level: str | None = None
+    valid_at: dt.datetime | None = None
+    handover: int | None = None
+
+
+def list_grants(
+    session: Session, principal: Principal, flt: GrantFilter, *, limit: int, offset: int
+) -> list[AccessGrant]:
+    stmt = select(AccessGrant).where(grant_visibility(principal))
+    if flt.employee:
+        stmt = stmt.where(AccessGrant.employee_id == flt.employee)
+    if flt.client:
+        stmt = stmt.where(AccessGrant.client_id == flt.client)
+    if flt.level:
+        stmt = stmt.where(AccessGrant.level == flt.level)
+    if flt.valid_at:
+        stmt = stmt.where(_active(flt.valid_at))
+    if flt.handover:
+        stmt = stmt.where(AccessGrant.handover_id == flt.handover)
+    return list(session.scalars(stmt.order_by(AccessGrant.id).limit(limit).offset(offset)))
+
+
+def revoke(session: Session, grant: AccessGrant, *, actor: str, now: dt.datetime) -> AccessGrant:
+    if grant.revoked_at is not None:
+        raise Conflict(f"Grant {grant.id} was already revoked at {grant.revoked_at.isoformat()}.")
+    grant.revoked_at = now
+    grant.revoked_by = actor
+    audit.record(
+        session,
+        actor=actor,
+        action="access.revoked",
+        entity_type="access_grant",
+        entity_id=str(grant.id),
+        data={"employee": grant.employee_id, "client": grant.client_id, "level": grant.level},
+        at=now,
+    )
+    session.flush()
+    return grant
+
+
+def require_own_or_admin(principal: Principal, employee: str) -> None:
+    """An account manager may only ask about themselves; admins, integrations and hr ask about anyone."""
+    if principal.unrestricted or "access:admin" in principal.scopes:
+        return
+    if principal.employee is None or principal.employee != employee:
+        raise Forbidden("You may only check your own access.")
+
+
+# ---- ownership in step with the directory ----------------------------------------------------
+
+
+def sync_owner_grants(
+    session: Session, changes: Sequence[tuple[str, str | None, str]], *, actor: str, now: dt.datetime
+) -> None:
+    """Owner changes from the directory: the old owner's open owner grant ends, the new owner gets one."""
+    moved = [(c, old, new) for c, old, new in changes if old != new]
+    if not moved:
+        return
+    g = AccessGrant
+    for start in range(0, len(moved), 2000):
+        part = moved[start : start + 2000]
+        olds = [(c, old) for c, old, _ in part if old is not None]
+        if olds:
+            clients = [c for c, _ in olds]
+            session.execute(
+                update(g)
+                .where(
+                    g.client_id.in_(clients),
+                    g.level == "owner",
+                    g.handover_id.is_(None),
+                    or_(g.valid_until.is_(None), g.valid_until > now),
+                    g.revoked_at.is_(None),
+                    g.employee_id != select(Client.owner_id).where(Client.external_id == g.client_id).scalar_subquery(),
+                )
+                .values(valid_until=now)
+                .execution_options(synchronize_session=False)
+            )
+        session.execute(
+            insert(g),
+            [
+                {
+                    "employee_id": new,
+                    "client_id": c,
+                    "level": "owner",
+                    "valid_from": now,
+                    "valid_until": None,
+                    "reason": "directory owner",
+                    "created_by": actor,
+                    "created_at": now,
+                }
+                for c, _, new in part
+            ],
+        )
+
+
+# ---- the handover workflow --------------------------------------------------------------------
+
+
+def _handover_grants(
+    session: Session, handover_id: int, leaver: str, effective_at: dt.datetime, actor: str, now: dt.datetime
+) -> None:
+    from app.transfer.models import HandoverItem as I  # access reads the rows a handover hands it
+
+    receiver = func.coalesce(I.successor_id, I.interim_owner_id)
+    cols = [
+        "employee_id",
+        "client_id",
+        "level",
+        "valid_from",
+        "valid_until",
+        "reason",
+        "handover_id",
+        "created_by",
+        "created_at",
+    ]
+    if now < effective_at:
+        session.execute(
+            insert(AccessGrant).from_select(
+                cols,
+                select(
+                    receiver,
+                    I.client_id,
+                    literal("shadow"),
+                    literal(now, AccessGrant.valid_from.type),
+                    literal(effective_at, AccessGrant.valid_until.type),
+                    literal("handover transition"),
+                    literal(handover_id),
+                    literal(actor),
+                    literal(now, AccessGrant.created_at.type),
+                ).where(I.handover_id == handover_id, I.status == "approved"),
+            )
+        )
+    for lvl, cond in (("owner", I.successor_id.is_not(None)), ("interim", I.successor_id.is_(None))):
+        session.execute(
+            insert(AccessGrant).from_select(
+                cols,
+                select(
+                    receiver,
+                    I.client_id,
+                    literal(lvl),
+                    literal(effective_at, AccessGrant.valid_from.type),
+                    literal(None, AccessGrant.valid_until.type),
+                    literal("handover"),
+                    literal(handover_id),
+                    literal(actor),
+                    literal(now, AccessGrant.created_at.type),
+                ).where(I.handover_id == handover_id, I.status == "approved", cond),
+            )
+        )
+    cut_leaver(session, handover_id, leaver, effective_at)
+
+
+def cut_leaver(session: Session, handover_id: int, leaver: str, effective_at: dt.datetime) -> None:
+    """Every grant the leaver holds ends at the effective time; the old end is kept to restore it."""
+    g = AccessGrant
+    session.execute(
+        update(g)
+        .where(
+            g.employee_id == leaver,
+            g.revoked_at.is_(None),
+            g.cut_by_handover_id.is_(None),
+            or_(g.valid_until.is_(None), g.valid_until > effective_at),
+        )
+        .values(cut_by_handover_id=handover_id, cut_from=g.valid_until, valid_until=effective_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def restore_leaver(session: Session, handover_id: int) -> None:
+    g = AccessGrant
+    session.execute(
+        update(g)
+        .where(g.cut_by_handover_id == handover_id)
+        .values(valid_until=g.cut_from, cut_from=None, cut_by_handover_id=None)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def on_approve(
+    session: Session, *, handover_id: int, leaver: str, effective_at: dt.datetime, actor: str, now: dt.datetime
+) -> None:
+    _handover_grants(session, handover_id, leaver, effective_at, actor, now)
+
+
+def on_reschedule(
+    session: Session, *, handover_id: int, leaver: str, effective_at: dt.datetime, now: dt.datetime
+) -> None:
+    """The effective time moved: every window that hangs on it moves with it."""
+    g = AccessGrant
+    restore_leaver(session, handover_id)
+    cut_leaver(session, handover_id, leaver, effective_at)
+    session.execute(
+        update(g)
+        .where(g.handover_id == handover_id, g.level == "shadow", g.revoked_at.is_(None))
+        .values(valid_until=effective_at)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(g)
+        .where(g.handover_id == handover_id, g.level.in_(("owner", "interim")), g.revoked_at.is_(None))
+        .values(valid_from=effective_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def on_cancel(session: Session, *, handover_id: int, actor: str, now: dt.datetime) -> None:
+    g = AccessGrant
+    restore_leaver(session, handover_id)
+    session.execute(
+        update(g)
+        .where(g.handover_id == handover_id, g.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_by=actor)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def on_undo(
+    session: Session, *, handover_id: int, actor: str, now: dt.datetime, clients: Sequence[str] | None = None
+) -> None:
+    """Grants the handover gave end now (they stay in history); the leaver's grants come back."""
+    g = AccessGrant
+    restore_leaver(session, handover_id)
+    session.execute(
+        update(g)
+        .where(
+            g.handover_id == handover_id,
+            g.revoked_at.is_(None),
+            g.valid_from <= now,
+            or_(g.valid_until.is_(None), g.valid_until > now),
+        )
+        .values(valid_until=now)
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(g)
+        .where(g.handover_id == handover_id, g.revoked_at.is_(None), g.valid_from > now)
+        .values(revoked_at=now, revoked_by=actor)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def end_handover_grants_for_clients(
+    session: Session, *, handover_id: int, clients: Sequence[str], now: dt.datetime
+) -> None:
+    """Clients the CRM moved elsewhere before execution: the grants the handover planned for them end now."""
+    if not clients:
+        return
+    g = AccessGrant
+    for start in range(0, len(clients), 5000):
+        session.execute(
+            update(g)
+            .where(
+                g.handover_id == handover_id,
+                g.client_id.in_(clients[start : start + 5000]),
+                or_(g.valid_until.is_(None), g.valid_until > now),
+            )
+            .values(valid_until=now)
+            .execution_options(synchronize_session=False)
+        )

@@ -17,7 +17,6 @@ from app.audit.models import AuditEntry
 from app.core.clock import ManualClock
 from app.core.db import Database
 from tests.conftest import START
-from tests.company import EFFECTIVE, approve, plan
 
 S = dt.timedelta(seconds=1)
 

@@ -12,8 +12,8 @@ from app.access.models import AccessGrant
 from app.core.clock import ManualClock
 from app.core.db import Database
 from app.worker import run_once
-from tests.conftest import START
 from tests.company import EFFECTIVE, approve, plan
+from tests.conftest import START
 
 S = dt.timedelta(seconds=1)
 

@@ -1,4 +1,4 @@
-"""The `handover` command: serve, worker, migrate, token, openapi."""
+"""The `handover` command: serve, worker, migrate, token, demo, openapi."""
 
 from __future__ import annotations
 
@@ -49,6 +49,13 @@ def _worker(args: argparse.Namespace) -> int:
     settings = get_settings()
     configure_logging(settings.log_level)
     run_forever(settings)
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from app.demo import run_demo
+
+    run_demo(args.database_url, seed=args.seed)
     return 0
 
 
@@ -117,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--scope", action="append", help="a scope; repeat for several (integration tokens)")
     p.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
     p.set_defaults(func=_token)
+
+    p = sub.add_parser("demo", help="a synthetic company, one leaver: plan, approve and explain a handover")
+    p.add_argument(
+        "--database-url",
+        default="sqlite:///./handover-demo.db",
+        help="a SQLite file here is deleted and rebuilt (default ./handover-demo.db)",
+    )
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=_demo)
 
     p = sub.add_parser("openapi", help="write openapi/openapi.json")
     p.add_argument("--output", default=str(DEFAULT_OPENAPI))

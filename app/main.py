@@ -24,6 +24,7 @@ from app.core.poolmetrics import PoolCollector
 from app.directory.router import router as directory_router
 from app.ops.router import router as ops_router
 from app.transfer.hooks_router import router as hooks_router
+from app.transfer.report_router import router as report_router
 from app.transfer.router import router as transfer_router
 
 API_VERSION = "0.1.0"
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(transfer_router)
     app.include_router(access_router)
     app.include_router(hooks_router)
+    app.include_router(report_router)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics)
 
     def custom_openapi() -> dict[str, Any]:

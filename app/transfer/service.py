@@ -283,7 +283,10 @@ def _candidates(
     return rows, rank
 
 
-def _loads(session: Session, owners: Sequence[str], settings: Settings, exclude_clients: set[str]) -> dict[str, float]:
+def _loads(
+    session: Session, owners: Sequence[str], settings: Settings, *, exclude_handover: int | None = None
+) -> dict[str, float]:
+    """Load points carried now, plus those promised by other open handovers (not yet executed)."""
     loads: dict[str, float] = defaultdict(float)
     if not owners:
         return loads
@@ -294,6 +297,22 @@ def _loads(session: Session, owners: Sequence[str], settings: Settings, exclude_
     ).all()
     for owner, tier, n in rows:
         loads[owner] += settings.load_points.get(tier, 1.0) * n
+    pending = (
+        select(HandoverItem.successor_id, Client.tier, func.count())
+        .join(Client, Client.external_id == HandoverItem.client_id)
+        .join(Handover, Handover.id == HandoverItem.handover_id)
+        .where(
+            HandoverItem.successor_id.in_(owners),
+            HandoverItem.status.in_(("proposed", "approved")),
+            Handover.status.in_(("planned", "approved")),
+        )
+        .group_by(HandoverItem.successor_id, Client.tier)
+    )
+    if exclude_handover is not None:
+        pending = pending.where(HandoverItem.handover_id != exclude_handover)
+    for owner, tier, n in session.execute(pending).all():
+        if owner is not None:
+            loads[owner] += settings.load_points.get(tier, 1.0) * n
     return loads
 
 
@@ -304,7 +323,8 @@ def compute_plan(
     effective_at: dt.datetime,
     pool: dict[str, Any],
     settings: Settings,
-    manual: dict[str, str] | None = None,
+    manual: dict[str, str | None] | None = None,
+    handover_id: int | None = None,
 ) -> Plan:
     """Solve the whole reassignment for the clients of `leavers` at once; nothing is written."""
     manual = manual or {}
@@ -316,12 +336,13 @@ def compute_plan(
     leaver_rows = {e.external_id: e for e in session.scalars(select(Employee).where(Employee.external_id.in_(leavers)))}
     candidates, rank = _candidates(session, leavers, pool, effective_at, settings)
     cand_ids = [c.external_id for c in candidates]
-    loads = _loads(session, cand_ids, settings, set())
+    loads = _loads(session, cand_ids, settings, exclude_handover=handover_id)
+    loads_before = dict(loads)
     # Manual choices stay; their load counts against the chosen successor.
     for client in clients:
         chosen = manual.get(client.external_id)
         if chosen is not None:
-            loads[chosen] += settings.load_points.get(client.tier, 1.0)
+            loads[chosen] = loads.get(chosen, 0.0) + settings.load_points.get(client.tier, 1.0)
     to_solve = [c for c in clients if c.external_id not in manual]
     index = {eid: i for i, eid in enumerate(cand_ids)}
     team: dict[str, set[int]] = defaultdict(set)
@@ -406,7 +427,7 @@ def compute_plan(
         kept_manual=len(clients) - len(to_solve),
         total_cost=float(solution.total_cost),
         status=solution.status,
-        loads_before=dict(_loads(session, cand_ids, settings, set())),
+        loads_before=loads_before,
         loads_after=loads_after,
         capacities={e.external_id: float(e.capacity) for e in candidates},
     )
@@ -425,17 +446,22 @@ def plan(
     if "planned" not in TRANSITIONS[h.status]:
         raise Conflict(f"A {h.status} handover cannot be planned.", extra={"allowed": list(TRANSITIONS[h.status])})
     pool = pool or h.candidate_pool or {"kind": "organisation"}
-    manual: dict[str, str] = {
+    manual: dict[str, str | None] = {
         client_id: successor_id
         for client_id, successor_id in session.execute(
             select(HandoverItem.client_id, HandoverItem.successor_id).where(
-                HandoverItem.handover_id == h.id, HandoverItem.manual.is_(True), HandoverItem.successor_id.is_not(None)
+                HandoverItem.handover_id == h.id, HandoverItem.manual.is_(True)
             )
         )
-        if successor_id is not None
     }
     result = compute_plan(
-        session, leavers=[h.leaver_id], effective_at=h.effective_at, pool=pool, settings=settings, manual=manual
+        session,
+        leavers=[h.leaver_id],
+        effective_at=h.effective_at,
+        pool=pool,
+        settings=settings,
+        manual=manual,
+        handover_id=h.id,
     )
     if dry_run:
         preview = [
@@ -547,11 +573,12 @@ def constraint_violations(
         )
     if emp.clearance < client.sensitivity:
         problems.append(f"clearance {emp.clearance} is below the client's sensitivity {client.sensitivity}")
-    load = _loads(session, [employee_id], settings, set()).get(employee_id, 0.0)
+    load = _loads(session, [employee_id], settings, exclude_handover=h.id).get(employee_id, 0.0)
     planned = session.execute(
         select(Client.tier, func.count())
         .join(HandoverItem, HandoverItem.client_id == Client.external_id)
         .where(
+            HandoverItem.handover_id == h.id,
             HandoverItem.successor_id == employee_id,
             HandoverItem.status.in_(("proposed", "approved")),
             HandoverItem.id != item.id,

@@ -526,3 +526,36 @@ def test_simulation_saves_nothing(client: TestClient, auth: Any, db: Database, c
 def test_unknown_handover_is_404(client: TestClient, auth: Any, app: FastAPI) -> None:
     assert client.get("/v1/handovers/999", headers=auth()).status_code == 404
     assert client.post("/v1/handovers/999/plan", headers=auth()).status_code == 404
+
+
+# ---- regressions ------------------------------------------------------------------------------
+
+
+def test_replanning_keeps_a_manual_interim_owner(client: TestClient, auth: Any, open_handover: int) -> None:
+    plan(client, auth, open_handover)
+    item, etag = _first_item(client, auth, open_handover)
+    url = f"/v1/handovers/{open_handover}/items/{item['id']}"
+    assert client.patch(url, json={"interim_owner": "m1"}, headers={**auth("hr"), "If-Match": etag}).status_code == 200
+    summary = plan(client, auth, open_handover)
+    assert summary["kept_manual"] == 1 and summary["items"] == 8
+    again = client.get(url, headers=auth()).json()
+    assert again["interim_owner"] == "m1" and again["successor"] is None and again["manual"] is True
+
+
+def test_capacity_is_shared_between_open_handovers(client: TestClient, auth: Any, db: Database, company: Any) -> None:
+    extra = [{"external_id": f"s{i}", "name": f"S{i}", "tier": "standard", "owner": "e2"} for i in range(4)]
+    assert client.post("/v1/clients/batch", json={"items": extra}, headers=auth("hr")).status_code == 200
+    only_e1 = {"candidate_pool": {"kind": "list", "employees": ["e1"]}}
+    ids = []
+    for leaver in ("e0", "e2"):
+        body = {"leaver": leaver, "reason": "resignation", "effective_at": EFFECTIVE.isoformat()}
+        hid = client.post("/v1/handovers", json=body, headers=auth("hr")).json()["id"]
+        assert client.post(f"/v1/handovers/{hid}/plan", json=only_e1, headers=auth("hr")).status_code == 200
+        ids.append(hid)
+    points = {"strategic": 5, "key": 3, "standard": 1, "prospect": 0.5}
+    promised = 0.0
+    for hid in ids:
+        for it in client.get(f"/v1/handovers/{hid}/items", params={"limit": 200}, headers=auth()).json()["items"]:
+            if it["successor"] == "e1":
+                promised += points[it["tier"]]
+    assert 0 < promised <= 20  # e1's capacity, across both handovers

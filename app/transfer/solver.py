@@ -1,0 +1,1148 @@
+"""Exact successor assignment for the clients of a departing account manager.
+
+Why a whole-portfolio optimisation: assigning clients one at a time lets the
+first clients grab the best successors and strands later (often riskier) ones
+with poor fits or no capacity.  We minimise, under hard constraints,
+
+    sum over assigned clients   risk_weight * fit_cost(client, successor)
+  + sum over candidates         load_cost(load after) - load_cost(current load)
+  + unassigned_penalty * number of clients left to the interim owner
+
+Hard constraints: seniority >= the tier minimum, clearance >= sensitivity and
+``current_load + added load <= capacity`` for every candidate.
+
+``load_cost`` is convex piecewise linear in utilisation: ``LOAD_SEGMENTS``
+segments of 10 % of capacity; a load point placed in segment ``k`` (0-based)
+costs ``weight_load * (k + 1) / LOAD_SEGMENTS``.  Existing load is not charged.
+
+Method (exact, not a heuristic)
+-------------------------------
+Clients differ in load size (5, 3, 1, 0.5 points), so min-cost flow would split
+them.  Instead:
+
+1. *Client classes.*  Clients with identical (tier, industry, region, language,
+   sensitivity, team members among the candidates, risk weight) are
+   interchangeable: they have the same cost and eligibility everywhere.  A
+   class becomes one integer variable ``x[class, candidate]`` (how many of its
+   clients go there) plus ``u[class]`` (how many go to interim).
+2. *Integer load units.*  Load points are scaled by the smallest ``q`` that makes
+   every tier load an integer (``q = 2`` by default), so capacities become
+   integers ``floor((capacity - current_load) * q)``.
+3. *Convex load cost* via bounded continuous segment variables per candidate;
+   convexity makes any optimum fill segments in order, so this is exact.
+4. *Pricing with reduced-cost fixing* keeps the MILP small.  Even with classes,
+   ``classes x candidates`` may be tens of millions of pairs.  We (a) solve the
+   LP relaxation by column generation: the LP on a subset of pairs, then a
+   vectorised pass over *all* pairs adds those with negative reduced cost
+   ``d = cost - alpha[class] - size * beta[candidate]`` until none is left;
+   (b) compute a Lagrangian lower bound ``L`` from the duals (valid for any
+   duals, and we evaluate it ourselves over every pair, so HiGHS tolerances
+   cannot make it optimistic); (c) solve the MILP (HiGHS, ``mip_rel_gap=0``)
+   on the subset, giving an incumbent ``z``.  Any solution that uses a pair
+   outside the subset costs at least ``L + d``, so every pair with
+   ``d <= z - L`` is added and the MILP is solved once more; pairs left out
+   provably cannot appear in a solution better than ``z``.  The result is the
+   optimum over all pairs, not over a heuristic shortlist.
+5. Class counts are expanded back to clients deterministically (input order,
+   cheapest successor first); clients within a class are interchangeable.
+
+Cost scales with the number of *classes* (not clients) times candidates.
+Continuous, per-client risk weights make every client its own class; bucket
+them upstream (e.g. risk bands) to keep large portfolios fast.
+
+``SolverConfig.time_limit`` (default ``None``: no limit) bounds the MILP.  If
+it is hit, the best feasible assignment found is returned with
+``Solution.status == "feasible"`` instead of ``"optimal"``; there is no silent
+heuristic fallback.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Final, Literal
+
+import numpy as np
+import numpy.typing as npt
+from scipy import sparse
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+
+Tier = Literal["strategic", "key", "standard", "prospect"]
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+
+LOAD_SEGMENTS: Final = 10
+"""Utilisation segments of the convex load cost (10 % each)."""
+
+CAPACITY_EPS: Final = 1e-9
+"""Slack on ``load <= capacity`` so float round-off never rejects a fit."""
+
+REASON_NO_ELIGIBLE: Final = "no_eligible_candidate"
+REASON_NO_CAPACITY: Final = "no_capacity"
+REASON_PENALTY: Final = "cost_above_penalty"
+
+_MAX_UNIT_DENOMINATOR: Final = 1000
+_CHUNK_ELEMENTS: Final = 4_000_000
+_CG_MAX_ROUNDS: Final = 200
+_CG_PER_CLASS: Final = 8
+_INIT_MIN_COLUMNS: Final = 4
+_INIT_PARTITION: Final = 32
+
+
+def _default_load_points() -> dict[str, float]:
+    return {"strategic": 5.0, "key": 3.0, "standard": 1.0, "prospect": 0.5}
+
+
+def _default_min_seniority() -> dict[str, int]:
+    return {"strategic": 3, "key": 2, "standard": 1, "prospect": 1}
+
+
+def _finite_non_negative(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+def _unit_scale(points: Any) -> int:
+    """Integer load units keep capacity rows exact; refuse loads we cannot scale."""
+    scale = 1
+    for value in points:
+        frac = Fraction(float(value)).limit_denominator(_MAX_UNIT_DENOMINATOR)
+        if abs(float(frac) - float(value)) > 1e-12 * max(1.0, float(value)):
+            raise ValueError(f"load point {value!r} is not a multiple of 1/q for q <= {_MAX_UNIT_DENOMINATOR}")
+        scale = math.lcm(scale, frac.denominator)
+    if scale > 10**6:
+        raise ValueError("load points need too fine a unit")
+    return scale
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    """A client to hand over; validated on creation so bad rows fail early."""
+
+    id: int
+    tier: str
+    industry: str | None
+    region: str | None
+    language: str | None
+    sensitivity: int
+    team_member_ids: frozenset[int] = frozenset()
+    risk_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        _finite_non_negative(f"client {self.id} risk_weight", self.risk_weight)
+        if self.sensitivity < 1:
+            raise ValueError(f"client {self.id} sensitivity must be >= 1")
+
+
+@dataclass(frozen=True)
+class CandidateSpec:
+    """A possible successor; validated on creation so bad rows fail early."""
+
+    id: int
+    seniority: int
+    clearance: int
+    capacity: float
+    current_load: float
+    skills: frozenset[str]
+    regions: frozenset[str]
+    languages: frozenset[str]
+    pool_rank: int = 0
+
+    def __post_init__(self) -> None:
+        _finite_non_negative(f"candidate {self.id} capacity", self.capacity)
+        _finite_non_negative(f"candidate {self.id} current_load", self.current_load)
+        if self.pool_rank < 0:
+            raise ValueError(f"candidate {self.id} pool_rank must be >= 0")
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """Weights and rules; rejected on creation if NaN/negative to keep the MILP sound."""
+
+    load_points: Mapping[str, float] = field(default_factory=_default_load_points)
+    min_seniority: Mapping[str, int] = field(default_factory=_default_min_seniority)
+    weight_skill: float = 3.0
+    weight_region: float = 2.0
+    weight_language: float = 4.0
+    weight_continuity: float = 3.0
+    weight_pool: float = 0.5
+    weight_load: float = 2.0
+    unassigned_penalty: float = 1000.0
+    time_limit: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in (
+            "weight_skill",
+            "weight_region",
+            "weight_language",
+            "weight_continuity",
+            "weight_pool",
+            "weight_load",
+            "unassigned_penalty",
+        ):
+            _finite_non_negative(name, getattr(self, name))
+        for tier, points in self.load_points.items():
+            if not isinstance(points, (int, float)) or not math.isfinite(points) or points <= 0:
+                raise ValueError(f"load_points[{tier!r}] must be finite and > 0")
+        missing = set(self.load_points) - set(self.min_seniority)
+        if missing:
+            raise ValueError(f"min_seniority missing tiers: {sorted(missing)}")
+        if self.time_limit is not None and not (self.time_limit > 0):
+            raise ValueError("time_limit must be > 0 or None")
+        _unit_scale(self.load_points.values())
+
+
+DEFAULT_CONFIG: Final = SolverConfig()
+
+
+@dataclass(frozen=True)
+class CostBreakdown:
+    """Per-factor costs, so a reviewer can see why a successor was chosen."""
+
+    skill: float
+    region: float
+    language: float
+    continuity: float
+    pool: float
+    load: float
+    total: float
+    risk_weight: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "skill": self.skill,
+            "region": self.region,
+            "language": self.language,
+            "continuity": self.continuity,
+            "pool": self.pool,
+            "load": self.load,
+            "total": self.total,
+            "risk_weight": self.risk_weight,
+        }
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One client's outcome; ``breakdown['total']`` is the fit cost before risk weighting."""
+
+    client_id: int
+    successor_id: int | None
+    cost: float
+    breakdown: dict[str, float]
+    runner_up_id: int | None
+    runner_up_breakdown: dict[str, float] | None
+    needs_attention: bool
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class Solution:
+    """Whole reassignment; ``status`` is "optimal" unless a time limit cut the search."""
+
+    assignments: list[Assignment]
+    total_cost: float
+    loads_after: dict[int, float]
+    status: str
+    stats: dict[str, float] = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- #
+# Scalar definitions (the reference semantics the solver must reproduce)
+# --------------------------------------------------------------------------- #
+
+
+def eligible(client: ClientSpec, candidate: CandidateSpec, config: SolverConfig) -> bool:
+    """Hard rules that no weight may override; capacity is the solver's job."""
+    return candidate.seniority >= config.min_seniority[client.tier] and candidate.clearance >= client.sensitivity
+
+
+def fit_cost(client: ClientSpec, candidate: CandidateSpec, config: SolverConfig) -> dict[str, float]:
+    """Unweighted fit; missing client attributes (None) cannot mismatch."""
+    skill = config.weight_skill if client.industry is not None and client.industry not in candidate.skills else 0.0
+    region = config.weight_region if client.region is not None and client.region not in candidate.regions else 0.0
+    language = (
+        config.weight_language if client.language is not None and client.language not in candidate.languages else 0.0
+    )
+    continuity = 0.0 if candidate.id in client.team_member_ids else config.weight_continuity
+    pool = config.weight_pool * candidate.pool_rank
+    return {
+        "skill": skill,
+        "region": region,
+        "language": language,
+        "continuity": continuity,
+        "pool": pool,
+        "total": skill + region + language + continuity + pool,
+    }
+
+
+def _segment_slopes(config: SolverConfig) -> FloatArray:
+    return config.weight_load * np.arange(1, LOAD_SEGMENTS + 1, dtype=np.float64) / LOAD_SEGMENTS
+
+
+def load_cost(load: float, capacity: float, config: SolverConfig) -> float:
+    """Convex so that balancing is exact in the MILP; past capacity the last slope continues."""
+    if capacity <= 0 or load <= 0:
+        return 0.0
+    slopes = _segment_slopes(config)
+    width = capacity / LOAD_SEGMENTS
+    total = 0.0
+    for k in range(LOAD_SEGMENTS):
+        lower = k * width
+        if load <= lower:
+            break
+        upper = math.inf if k == LOAD_SEGMENTS - 1 else (k + 1) * width
+        total += float(slopes[k]) * (min(load, upper) - lower)
+    return total
+
+
+def _fits(load: float, capacity: float) -> bool:
+    return load <= capacity + CAPACITY_EPS
+
+
+def objective(
+    clients: Sequence[ClientSpec],
+    candidates: Sequence[CandidateSpec],
+    mapping: Mapping[int, int | None],
+    config: SolverConfig = DEFAULT_CONFIG,
+) -> float:
+    """Exact objective of any mapping (missing client = interim); inf if infeasible."""
+    by_id = {c.id: c for c in candidates}
+    added: dict[int, float] = {}
+    total = 0.0
+    for client in clients:
+        successor = mapping.get(client.id)
+        if successor is None:
+            total += config.unassigned_penalty
+            continue
+        candidate = by_id.get(successor)
+        if candidate is None:
+            raise ValueError(f"unknown candidate id {successor}")
+        if not eligible(client, candidate, config):
+            return math.inf
+        total += client.risk_weight * fit_cost(client, candidate, config)["total"]
+        added[successor] = added.get(successor, 0.0) + config.load_points[client.tier]
+    for cand_id, extra in added.items():
+        candidate = by_id[cand_id]
+        after = candidate.current_load + extra
+        if not _fits(after, candidate.capacity):
+            return math.inf
+        total += load_cost(after, candidate.capacity, config) - load_cost(
+            candidate.current_load, candidate.capacity, config
+        )
+    return total
+
+
+# --------------------------------------------------------------------------- #
+# Vectorised problem data
+# --------------------------------------------------------------------------- #
+
+
+def _validate(clients: Sequence[ClientSpec], candidates: Sequence[CandidateSpec], config: SolverConfig) -> None:
+    if len({c.id for c in clients}) != len(clients):
+        raise ValueError("duplicate client ids")
+    if len({c.id for c in candidates}) != len(candidates):
+        raise ValueError("duplicate candidate ids")
+    for client in clients:
+        if client.tier not in config.load_points:
+            raise ValueError(f"client {client.id} has unknown tier {client.tier!r}")
+
+
+@dataclass
+class _Problem:
+    """Classes x candidates in array form; candidates are kept sorted by id for tie-breaks."""
+
+    config: SolverConfig
+    clients: Sequence[ClientSpec]
+    cands: list[CandidateSpec]
+    scale: int
+    cand_ids: IntArray
+    seniority: IntArray
+    clearance: IntArray
+    capacity: FloatArray
+    current: FloatArray
+    rem_units: IntArray
+    const_cost: FloatArray
+    skill_mis: FloatArray
+    region_mis: FloatArray
+    lang_mis: FloatArray
+    # groups: classes minus the account team
+    g_ind: IntArray
+    g_reg: IntArray
+    g_lang: IntArray
+    g_minsen: IntArray
+    g_sens: IntArray
+    g_size: IntArray
+    g_points: FloatArray
+    g_risk: FloatArray
+    # classes, sorted by group
+    c_group: IntArray
+    c_count: IntArray
+    c_members: list[list[int]]
+    c_start: IntArray  # first class of each group, plus a sentinel
+    team_c: IntArray  # sorted team pairs (class, candidate)
+    team_j: IntArray
+    team_keys: IntArray
+    seg_j: IntArray
+    seg_width: FloatArray
+    seg_slope: FloatArray
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.c_count)
+
+    @property
+    def n_cands(self) -> int:
+        return len(self.cand_ids)
+
+
+def _vocab_mismatch(
+    values: list[str | None],
+    cand_sets: list[frozenset[str]],
+    weight: float,
+) -> tuple[dict[str | None, int], FloatArray]:
+    names = sorted({v for v in values if v is not None})
+    index: dict[str | None, int] = {name: i for i, name in enumerate(names)}
+    index[None] = len(names)
+    mis = np.full((len(names) + 1, len(cand_sets)), weight, dtype=np.float64)
+    mis[len(names), :] = 0.0
+    for j, tags in enumerate(cand_sets):
+        for tag in tags:
+            i = index.get(tag)
+            if i is not None and tag is not None:
+                mis[i, j] = 0.0
+    return index, mis
+
+
+def _segments(
+    current: FloatArray, capacity: FloatArray, rem_units: IntArray, scale: int, config: SolverConfig
+) -> tuple[IntArray, FloatArray, FloatArray]:
+    """Convex load cost interpolated at integer load units.
+
+    Loads only ever take integer unit values, so interpolating between them is
+    exact for every integer solution, and with integer breakpoints the LP has no
+    incentive to stop a candidate's load mid-unit (a tighter relaxation).
+    """
+    js: list[IntArray] = []
+    widths: list[FloatArray] = []
+    slopes: list[FloatArray] = []
+    for j in np.nonzero(rem_units > 0)[0]:
+        r = int(rem_units[j])
+        start = float(current[j]) * scale
+        cuts = capacity[j] * scale * np.arange(1, LOAD_SEGMENTS) / LOAD_SEGMENTS - start
+        cuts = cuts[(cuts > 0) & (cuts < r)]
+        points = np.unique(
+            np.concatenate([[0.0, float(r)], np.floor(cuts), np.ceil(cuts)])
+        ).astype(np.int64)
+        loads = float(current[j]) + points / scale
+        cost = _load_cost_vec(loads, np.full(loads.shape, float(capacity[j])), config)
+        width = np.diff(points).astype(np.float64)
+        slope = np.diff(cost) / width
+        js.append(np.full(width.shape, j, dtype=np.int64))
+        widths.append(width)
+        slopes.append(slope)
+    if not js:
+        empty = np.zeros(0, dtype=np.float64)
+        return np.zeros(0, dtype=np.int64), empty, empty
+    return np.concatenate(js), np.concatenate(widths), np.concatenate(slopes)
+
+
+def _build(clients: Sequence[ClientSpec], candidates: Sequence[CandidateSpec], config: SolverConfig) -> _Problem:
+    _validate(clients, candidates, config)
+    scale = _unit_scale(config.load_points.values())
+    cands = sorted(candidates, key=lambda c: c.id)
+    n_j = len(cands)
+    cand_index = {c.id: j for j, c in enumerate(cands)}
+    capacity = np.asarray([c.capacity for c in cands], dtype=np.float64)
+    current = np.asarray([c.current_load for c in cands], dtype=np.float64)
+    rem_units = np.maximum(np.floor((capacity - current + CAPACITY_EPS) * scale), 0.0).astype(np.int64)
+    pool = np.asarray([c.pool_rank for c in cands], dtype=np.float64)
+
+    ind_index, skill_mis = _vocab_mismatch(
+        [c.industry for c in clients], [c.skills for c in cands], config.weight_skill
+    )
+    reg_index, region_mis = _vocab_mismatch(
+        [c.region for c in clients], [c.regions for c in cands], config.weight_region
+    )
+    lang_index, lang_mis = _vocab_mismatch(
+        [c.language for c in clients], [c.languages for c in cands], config.weight_language
+    )
+
+    group_of: dict[tuple[str, int, int, int, int, float], int] = {}
+    class_of: dict[tuple[int, tuple[int, ...]], list[int]] = {}
+    for i, client in enumerate(clients):
+        gkey = (
+            client.tier,
+            ind_index[client.industry],
+            reg_index[client.region],
+            lang_index[client.language],
+            client.sensitivity,
+            float(client.risk_weight),
+        )
+        g = group_of.setdefault(gkey, len(group_of))
+        team: tuple[int, ...] = ()
+        if client.team_member_ids:
+            team = tuple(sorted(cand_index[m] for m in client.team_member_ids if m in cand_index))
+        class_of.setdefault((g, team), []).append(i)
+
+    gkeys = list(group_of)
+    ckeys = sorted(class_of)
+    c_group = np.asarray([k[0] for k in ckeys], dtype=np.int64)
+    team_c: list[int] = []
+    team_j: list[int] = []
+    for c, (_, team) in enumerate(ckeys):
+        for j in team:
+            team_c.append(c)
+            team_j.append(j)
+    tc = np.asarray(team_c, dtype=np.int64)
+    tj = np.asarray(team_j, dtype=np.int64)
+    seg_j, seg_width, seg_slope = _segments(current, capacity, rem_units, scale, config)
+    return _Problem(
+        config=config,
+        clients=clients,
+        cands=cands,
+        scale=scale,
+        cand_ids=np.asarray([c.id for c in cands], dtype=np.int64),
+        seniority=np.asarray([c.seniority for c in cands], dtype=np.int64),
+        clearance=np.asarray([c.clearance for c in cands], dtype=np.int64),
+        capacity=capacity,
+        current=current,
+        rem_units=rem_units,
+        const_cost=config.weight_continuity + config.weight_pool * pool,
+        skill_mis=skill_mis,
+        region_mis=region_mis,
+        lang_mis=lang_mis,
+        g_ind=np.asarray([k[1] for k in gkeys], dtype=np.int64),
+        g_reg=np.asarray([k[2] for k in gkeys], dtype=np.int64),
+        g_lang=np.asarray([k[3] for k in gkeys], dtype=np.int64),
+        g_minsen=np.asarray([config.min_seniority[k[0]] for k in gkeys], dtype=np.int64),
+        g_sens=np.asarray([k[4] for k in gkeys], dtype=np.int64),
+        g_size=np.asarray([round(config.load_points[k[0]] * scale) for k in gkeys], dtype=np.int64),
+        g_points=np.asarray([config.load_points[k[0]] for k in gkeys], dtype=np.float64),
+        g_risk=np.asarray([k[5] for k in gkeys], dtype=np.float64),
+        c_group=c_group,
+        c_count=np.asarray([len(class_of[k]) for k in ckeys], dtype=np.int64),
+        c_members=[class_of[k] for k in ckeys],
+        c_start=np.searchsorted(c_group, np.arange(len(gkeys) + 1)).astype(np.int64),
+        team_c=tc,
+        team_j=tj,
+        team_keys=tc * max(n_j, 1) + tj,
+        seg_j=seg_j,
+        seg_width=seg_width,
+        seg_slope=seg_slope,
+    )
+
+
+def _group_costs(p: _Problem, g0: int, g1: int, weighted: bool) -> FloatArray:
+    """Fit cost of groups g0:g1 against every candidate; inf where a client can never go."""
+    base = (
+        p.skill_mis[p.g_ind[g0:g1]] + p.region_mis[p.g_reg[g0:g1]] + p.lang_mis[p.g_lang[g0:g1]] + p.const_cost[None, :]
+    )
+    if weighted:
+        base *= p.g_risk[g0:g1, None]
+    feasible = (
+        (p.seniority[None, :] >= p.g_minsen[g0:g1, None])
+        & (p.clearance[None, :] >= p.g_sens[g0:g1, None])
+        & (p.rem_units[None, :] >= p.g_size[g0:g1, None])
+    )
+    base[~feasible] = np.inf
+    return base
+
+
+def _group_chunks(p: _Problem) -> list[tuple[int, int]]:
+    """Group ranges whose class x candidate block stays within memory budget."""
+    per_chunk = max(1, _CHUNK_ELEMENTS // max(p.n_cands, 1))
+    chunks: list[tuple[int, int]] = []
+    n_groups = len(p.g_ind)
+    g0 = 0
+    while g0 < n_groups:
+        g1 = g0 + 1
+        while g1 < n_groups and p.c_start[g1 + 1] - p.c_start[g0] <= per_chunk:
+            g1 += 1
+        chunks.append((g0, g1))
+        g0 = g1
+    return chunks
+
+
+def _team_range(p: _Problem, c0: int, c1: int) -> tuple[int, int]:
+    lo, hi = np.searchsorted(p.team_c, [c0, c1])
+    return int(lo), int(hi)
+
+
+def _class_block(p: _Problem, g0: int, g1: int, weighted: bool) -> tuple[int, int, FloatArray]:
+    """Costs for all classes of groups g0:g1, team discounts applied."""
+    gcost = _group_costs(p, g0, g1, weighted)
+    c0, c1 = int(p.c_start[g0]), int(p.c_start[g1])
+    block = gcost[p.c_group[c0:c1] - g0]
+    t0, t1 = _team_range(p, c0, c1)
+    if t1 > t0:
+        rows = p.team_c[t0:t1] - c0
+        cols = p.team_j[t0:t1]
+        discount = p.config.weight_continuity * (p.g_risk[p.c_group[p.team_c[t0:t1]]] if weighted else 1.0)
+        block[rows, cols] -= discount
+    return c0, c1, block
+
+
+def _pair_ub(p: _Problem, cc: IntArray, jj: IntArray) -> IntArray:
+    size = p.g_size[p.c_group[cc]]
+    return np.minimum(p.c_count[cc], p.rem_units[jj] // size)
+
+
+def _pair_cost(p: _Problem, cc: IntArray, jj: IntArray, weighted: bool) -> FloatArray:
+    g = p.c_group[cc]
+    cost = p.skill_mis[p.g_ind[g], jj] + p.region_mis[p.g_reg[g], jj] + p.lang_mis[p.g_lang[g], jj] + p.const_cost[jj]
+    on_team = np.isin(cc * p.n_cands + jj, p.team_keys)
+    cost = cost - p.config.weight_continuity * on_team
+    if weighted:
+        cost = cost * p.g_risk[g]
+    return np.asarray(cost, dtype=np.float64)
+
+
+# --------------------------------------------------------------------------- #
+# Column selection
+# --------------------------------------------------------------------------- #
+
+
+def _initial_columns(p: _Problem) -> IntArray:
+    """Cheap pairs covering each class twice over, so the first LP is near the optimum."""
+    n_j = p.n_cands
+    marginal = np.zeros(n_j, dtype=np.float64)
+    util = np.divide(p.current, p.capacity, out=np.ones(n_j), where=p.capacity > 0)
+    seg = np.clip(np.floor(util * LOAD_SEGMENTS), 0, LOAD_SEGMENTS - 1).astype(np.int64)
+    marginal = _segment_slopes(p.config)[seg] / p.scale
+    keys: list[IntArray] = []
+    for g0, g1 in _group_chunks(p):
+        c0, c1, block = _class_block(p, g0, g1, weighted=True)
+        sizes = p.g_size[p.c_group[c0:c1]]
+        score = block + sizes[:, None] * marginal[None, :]
+        k = min(_INIT_PARTITION, n_j)
+        part = np.argpartition(score, k - 1, axis=1)[:, :k] if k < n_j else np.tile(np.arange(n_j), (c1 - c0, 1))
+        part_scores = np.take_along_axis(score, part, axis=1)
+        order = np.argsort(part_scores, axis=1, kind="stable")
+        part = np.take_along_axis(part, order, axis=1)
+        part_scores = np.take_along_axis(part_scores, order, axis=1)
+        for r in range(c1 - c0):
+            c = c0 + r
+            need = 2 * int(p.c_count[c])
+            cols = part[r][np.isfinite(part_scores[r])]
+            room = p.rem_units[cols] // sizes[r]
+            if room.sum() < need and len(cols) == k and k < n_j:
+                full = np.argsort(score[r], kind="stable")
+                cols = full[np.isfinite(score[r][full])]
+                room = p.rem_units[cols] // sizes[r]
+            cover = np.cumsum(room)
+            take = int(np.searchsorted(cover, need)) + 1
+            take = max(take, _INIT_MIN_COLUMNS)
+            keys.append(c * n_j + cols[:take].astype(np.int64))
+    if not keys:
+        return np.zeros(0, dtype=np.int64)
+    return np.unique(np.concatenate(keys))
+
+
+def _price(
+    p: _Problem,
+    alpha: FloatArray,
+    beta: FloatArray,
+    threshold: float,
+    per_class: int | None,
+) -> tuple[IntArray, float]:
+    """Pairs with reduced cost below threshold, and the sum of ub*min(0,d) for the bound."""
+    n_j = p.n_cands
+    found: list[IntArray] = []
+    negative = 0.0
+    for g0, g1 in _group_chunks(p):
+        c0, c1, block = _class_block(p, g0, g1, weighted=True)
+        sizes = p.g_size[p.c_group[c0:c1]].astype(np.float64)
+        block -= alpha[c0:c1, None]
+        block -= sizes[:, None] * beta[None, :]
+        neg_r, neg_j = np.nonzero(block < 0)
+        if neg_r.size:
+            cc = neg_r.astype(np.int64) + c0
+            jj = neg_j.astype(np.int64)
+            negative += float(np.sum(_pair_ub(p, cc, jj) * block[neg_r, neg_j]))
+        rows, cols = np.nonzero(block < threshold)
+        if rows.size == 0:
+            continue
+        if per_class is not None:
+            values = block[rows, cols]
+            order = np.lexsort((values, rows))
+            rows, cols = rows[order], cols[order]
+            first = np.searchsorted(rows, rows, side="left")
+            keep = (np.arange(rows.size) - first) < per_class
+            rows, cols = rows[keep], cols[keep]
+        found.append((rows.astype(np.int64) + c0) * n_j + cols.astype(np.int64))
+    keys = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
+    return keys, negative
+
+
+# --------------------------------------------------------------------------- #
+# LP / MILP
+# --------------------------------------------------------------------------- #
+
+
+@dataclass
+class _Model:
+    cc: IntArray
+    jj: IntArray
+    cost: FloatArray
+    a: sparse.csr_array
+    rhs: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+    integrality: npt.NDArray[np.int8]
+
+
+def _model(p: _Problem, keys: IntArray) -> _Model:
+    n_c, n_j = p.n_classes, p.n_cands
+    cc = keys // max(n_j, 1)
+    jj = keys % max(n_j, 1)
+    n_x, n_s = len(keys), len(p.seg_j)
+    x_cost = _pair_cost(p, cc, jj, weighted=True)
+    sizes = p.g_size[p.c_group[cc]].astype(np.float64)
+    rows = np.concatenate([cc, n_c + jj, np.arange(n_c), n_c + p.seg_j])
+    cols = np.concatenate([np.arange(n_x), np.arange(n_x), n_x + np.arange(n_c), n_x + n_c + np.arange(n_s)])
+    vals = np.concatenate([np.ones(n_x), sizes, np.ones(n_c), -np.ones(n_s)])
+    a = sparse.csr_array((vals, (rows, cols)), shape=(n_c + n_j, n_x + n_c + n_s))
+    cost = np.concatenate([x_cost, np.full(n_c, p.config.unassigned_penalty), p.seg_slope])
+    rhs = np.concatenate([p.c_count.astype(np.float64), np.zeros(n_j)])
+    lower = np.zeros(n_x + n_c + n_s)
+    upper = np.concatenate([_pair_ub(p, cc, jj).astype(np.float64), p.c_count.astype(np.float64), p.seg_width])
+    integrality = np.concatenate([np.ones(n_x + n_c, dtype=np.int8), np.zeros(n_s, dtype=np.int8)])
+    return _Model(cc, jj, cost, a, rhs, lower, upper, integrality)
+
+
+def _solve_lp(model: _Model, time_limit: float) -> tuple[FloatArray, FloatArray] | None:
+    """LP relaxation duals and primal; None when the time budget ran out first."""
+    res: Any = linprog(
+        model.cost,
+        A_eq=model.a,
+        b_eq=model.rhs,
+        bounds=np.column_stack([model.lower, model.upper]),
+        method="highs",
+        options={"time_limit": max(time_limit, 0.01)},
+    )
+    if res.status == 1:
+        return None
+    if res.status != 0:
+        raise RuntimeError(f"LP relaxation failed: {res.message}")
+    duals = np.asarray(res.eqlin.marginals, dtype=np.float64)
+    return duals, np.asarray(res.x, dtype=np.float64)
+
+
+def _solve_milp(model: _Model, time_limit: float) -> tuple[FloatArray | None, bool, float]:
+    """MILP values (None if none found in time), whether proven optimal, and its dual bound."""
+    options: dict[str, Any] = {"mip_rel_gap": 0.0, "presolve": True}
+    if math.isfinite(time_limit):
+        options["time_limit"] = max(time_limit, 0.01)
+    res: Any = milp(
+        model.cost,
+        integrality=model.integrality,
+        bounds=Bounds(model.lower, model.upper),
+        constraints=LinearConstraint(model.a, model.rhs, model.rhs),
+        options=options,
+    )
+    if res.status not in (0, 1):
+        raise RuntimeError(f"MILP failed: {res.message}")
+    dual_bound = res.mip_dual_bound
+    bound = float(dual_bound) if dual_bound is not None else -math.inf
+    if res.x is None:
+        return None, False, bound
+    return np.asarray(res.x, dtype=np.float64), bool(res.status == 0), bound
+
+
+def _lagrangian_bound(p: _Problem, alpha: FloatArray, beta: FloatArray, negative: float) -> float:
+    """Valid for any multipliers: each relaxed variable sits at its cheapest bound."""
+    n_c = p.n_classes
+    counts = p.c_count.astype(np.float64)
+    bound = float(alpha @ counts)
+    bound += float(counts @ np.minimum(0.0, p.config.unassigned_penalty - alpha))
+    bound += float(p.seg_width @ np.minimum(0.0, p.seg_slope + beta[p.seg_j]))
+    del n_c
+    return bound + negative
+
+
+def _load_cost_vec(loads: FloatArray, capacity: FloatArray, config: SolverConfig) -> FloatArray:
+    """Vectorised load_cost over candidates (same formula, same extension past capacity)."""
+    slopes = _segment_slopes(config)
+    width = capacity / LOAD_SEGMENTS
+    total = np.zeros_like(loads)
+    for k in range(LOAD_SEGMENTS):
+        lower = k * width
+        amount = loads - lower
+        if k < LOAD_SEGMENTS - 1:
+            amount = np.minimum(amount, width)
+        total += slopes[k] * np.maximum(amount, 0.0)
+    return np.where(capacity > 0, total, 0.0)
+
+
+@dataclass
+class _Result:
+    cc: IntArray
+    jj: IntArray
+    x: IntArray
+    unassigned: IntArray
+    total: float
+    added_units: IntArray
+
+
+def _result(p: _Problem, cc: IntArray, jj: IntArray, x: IntArray) -> _Result:
+    """Check an integer class-level solution and price it with the exact objective."""
+    n_c, n_j = p.n_classes, p.n_cands
+    keep = x > 0
+    keys, inverse = np.unique(cc[keep] * n_j + jj[keep], return_inverse=True)
+    counts = np.bincount(inverse, weights=x[keep], minlength=keys.size).astype(np.int64)
+    cc, jj = keys // n_j, keys % n_j
+    unassigned = p.c_count - np.bincount(cc, weights=counts, minlength=n_c).astype(np.int64)
+    sizes = p.g_size[p.c_group[cc]]
+    added = np.bincount(jj, weights=counts * sizes, minlength=n_j).astype(np.int64)
+    if np.any(unassigned < 0) or np.any(added > p.rem_units):
+        raise RuntimeError("internal error: solution breaks a class count or a capacity")
+    fit = float(np.dot(counts, _pair_cost(p, cc, jj, weighted=True)))
+    after = p.current + added / p.scale
+    load = float(
+        np.sum(
+            _load_cost_vec(after, p.capacity, p.config)
+            - _load_cost_vec(p.current, p.capacity, p.config)
+        )
+    )
+    total = fit + load + p.config.unassigned_penalty * float(unassigned.sum())
+    return _Result(cc, jj, counts, unassigned, total, added)
+
+
+class _LoadTable:
+    """Load cost at every integer load unit, so heuristics price a move in O(1)."""
+
+    _MAX_CELLS: Final = 20_000_000
+
+    def __init__(self, p: _Problem) -> None:
+        self.p = p
+        width = int(p.rem_units.max(initial=0)) + 2
+        self.table: FloatArray | None = None
+        if width * p.n_cands <= self._MAX_CELLS:
+            table = np.full((p.n_cands, width), np.inf)
+            table[:, 0] = 0.0
+            for j in range(p.n_cands):
+                mask = p.seg_j == j
+                per_unit = np.repeat(p.seg_slope[mask], p.seg_width[mask].astype(np.int64))
+                table[j, 1 : per_unit.size + 1] = np.cumsum(per_unit)
+            self.table = table
+        self.rows = np.arange(p.n_cands)
+
+    def marginal(self, loads: IntArray, size: int) -> FloatArray:
+        """Cost of adding ``size`` units to each candidate; inf where it does not fit."""
+        p = self.p
+        if self.table is not None:
+            last = self.table.shape[1] - 1
+            ahead = self.table[self.rows, np.minimum(loads + size, last)]
+            return np.asarray(ahead - self.table[self.rows, loads], dtype=np.float64)
+        now = p.current + loads / p.scale
+        cost = _load_cost_vec(now + size / p.scale, p.capacity, p.config) - _load_cost_vec(
+            now, p.capacity, p.config
+        )
+        return np.where(loads + size <= p.rem_units, cost, np.inf)
+
+
+def _place(
+    p: _Problem,
+    table: _LoadTable,
+    loads: IntArray,
+    order: list[tuple[int, int]],
+) -> tuple[IntArray, IntArray]:
+    """Greedy placement of (class, how many) in the given order, cheapest total cost first."""
+    out_c: list[int] = []
+    out_j: list[int] = []
+    penalty = p.config.unassigned_penalty
+    for c, how_many in order:
+        row = _class_row(p, c)
+        if not np.isfinite(row).any():
+            continue
+        size = int(p.g_size[p.c_group[c]])
+        for _ in range(how_many):
+            total = row + table.marginal(loads, size)
+            j = int(np.argmin(total))
+            if not total[j] < penalty:
+                break
+            loads[j] += size
+            out_c.append(c)
+            out_j.append(j)
+    return np.asarray(out_c, dtype=np.int64), np.asarray(out_j, dtype=np.int64)
+
+
+def _priority(p: _Problem, classes: IntArray) -> IntArray:
+    """Big and risky clients first: they are the hardest to fit later."""
+    g = p.c_group[classes]
+    return classes[np.lexsort((classes, -p.g_risk[g], -p.g_size[g]))]
+
+
+def _round(p: _Problem, model: _Model, values: FloatArray, table: _LoadTable) -> _Result:
+    """Incumbent from the LP: keep its integer part, re-place the fractional remainder."""
+    n_x = len(model.cc)
+    x = np.floor(values[:n_x] + 1e-9).astype(np.int64)
+    sizes = p.g_size[p.c_group[model.cc]]
+    loads = np.bincount(model.jj, weights=x * sizes, minlength=p.n_cands).astype(np.int64)
+    left = p.c_count - np.bincount(model.cc, weights=x, minlength=p.n_classes).astype(np.int64)
+    todo = _priority(p, np.nonzero(left > 0)[0])
+    extra_c, extra_j = _place(p, table, loads, [(int(c), int(left[c])) for c in todo])
+    return _result(
+        p,
+        np.concatenate([model.cc, extra_c]),
+        np.concatenate([model.jj, extra_j]),
+        np.concatenate([x, np.ones(extra_c.size, dtype=np.int64)]),
+    )
+
+
+def _optimise(p: _Problem, stats: dict[str, float], deadline: float) -> tuple[_Result, bool, float]:
+    """Best solution, whether it is proven optimal, and a valid lower bound."""
+    clock = time.perf_counter()
+    table = _LoadTable(p)
+    keys = _initial_columns(p)
+    stats["initial_columns"] = float(keys.size)
+    stats["t_initial"] = time.perf_counter() - clock
+    duals: tuple[FloatArray, FloatArray, float] | None = None
+    incumbent: _Result | None = None
+    rounds = 0
+    while rounds < _CG_MAX_ROUNDS:
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            break
+        model = _model(p, keys)
+        lp = _solve_lp(model, remaining)
+        if lp is None:
+            break
+        rounds += 1
+        alpha, beta = lp[0][: p.n_classes], lp[0][p.n_classes :]
+        new, negative = _price(p, alpha, beta, -1e-7, _CG_PER_CLASS)
+        duals = (alpha, beta, negative)
+        new = np.setdiff1d(new, keys)
+        if new.size == 0 or time.perf_counter() >= deadline:
+            incumbent = _round(p, model, lp[1], table)
+            break
+        keys = np.union1d(keys, new)
+    stats["cg_rounds"] = float(rounds)
+    stats["t_column_generation"] = time.perf_counter() - clock - stats["t_initial"]
+    if incumbent is None:
+        order = _priority(p, np.arange(p.n_classes))
+        cc, jj = _place(p, table, np.zeros(p.n_cands, dtype=np.int64), [
+            (int(c), int(p.c_count[c])) for c in order
+        ])
+        incumbent = _result(p, cc, jj, np.ones(cc.size, dtype=np.int64))
+    bound = 0.0 if duals is None else _lagrangian_bound(p, duals[0], duals[1], duals[2])
+    stats["lp_bound"] = bound
+    stats["heuristic_cost"] = incumbent.total
+    tol = 1e-9 * (1.0 + abs(incumbent.total)) + 1e-7
+    remaining = deadline - time.perf_counter()
+    if duals is None or incumbent.total - bound <= tol or remaining <= 0:
+        proven = incumbent.total - bound <= tol
+        return incumbent, proven, incumbent.total if proven else bound
+    clock = time.perf_counter()
+    gap = incumbent.total - bound
+    extra, _ = _price(p, duals[0], duals[1], gap + tol, None)
+    keys = np.union1d(np.union1d(keys, extra), incumbent.cc * p.n_cands + incumbent.jj)
+    stats["columns"] = float(keys.size)
+    model = _model(p, keys)
+    values, proven, milp_bound = _solve_milp(model, deadline - time.perf_counter())
+    stats["t_milp"] = time.perf_counter() - clock
+    best = incumbent
+    if values is not None:
+        n_x = len(model.cc)
+        found = _result(p, model.cc, model.jj, np.rint(values[:n_x]).astype(np.int64))
+        if found.total < best.total:
+            best = found
+    if proven:
+        return best, True, best.total
+    # Pairs outside the model can only beat the heuristic, which we already hold.
+    return best, False, max(bound, min(incumbent.total, milp_bound))
+
+
+# --------------------------------------------------------------------------- #
+# Explanation
+# --------------------------------------------------------------------------- #
+
+
+def _runner_up_table(p: _Problem) -> tuple[IntArray, IntArray, BoolArray]:
+    """Two cheapest feasible candidates per class (ties: lower id) and whether any is eligible."""
+    n_c = p.n_classes
+    first = np.full(n_c, -1, dtype=np.int64)
+    second = np.full(n_c, -1, dtype=np.int64)
+    any_eligible = np.zeros(n_c, dtype=np.bool_)
+    for g0, g1 in _group_chunks(p):
+        c0, c1, block = _class_block(p, g0, g1, weighted=False)
+        rows = np.arange(c1 - c0)
+        best = np.argmin(block, axis=1)
+        ok = np.isfinite(block[rows, best])
+        first[c0:c1] = np.where(ok, best, -1)
+        block[rows, best] = np.inf
+        nxt = np.argmin(block, axis=1)
+        ok2 = np.isfinite(block[rows, nxt])
+        second[c0:c1] = np.where(ok2, nxt, -1)
+        g = p.c_group[c0:c1]
+        elig = (p.seniority[None, :] >= p.g_minsen[g][:, None]) & (p.clearance[None, :] >= p.g_sens[g][:, None])
+        any_eligible[c0:c1] = elig.any(axis=1)
+    return first, second, any_eligible
+
+
+def _assemble(p: _Problem, result: _Result, proven: bool, bound: float) -> Solution:
+    config = p.config
+    after = p.current + result.added_units / p.scale
+    first, second, any_eligible = _runner_up_table(p)
+    cache: dict[tuple[int, int, bool], dict[str, float]] = {}
+
+    def breakdown(c: int, j: int, chosen: bool) -> dict[str, float]:
+        key = (c, j, chosen)
+        cached = cache.get(key)
+        if cached is None:
+            client = p.clients[p.c_members[c][0]]
+            cand = p.cands[j]
+            points = float(p.g_points[p.c_group[c]])
+            if chosen:
+                load = load_cost(float(after[j]), cand.capacity, config) - load_cost(
+                    float(after[j]) - points, cand.capacity, config
+                )
+            else:
+                load = load_cost(float(after[j]) + points, cand.capacity, config) - load_cost(
+                    float(after[j]), cand.capacity, config
+                )
+            cached = fit_cost(client, cand, config)
+            cached["load"] = load
+            cached["risk_weight"] = float(client.risk_weight)
+            cache[key] = cached
+        return dict(cached)
+
+    slots: list[Assignment | None] = [None] * len(p.clients)
+    pair_cost = _pair_cost(p, result.cc, result.jj, weighted=False)
+    order = np.lexsort((p.cand_ids[result.jj], pair_cost, result.cc))
+    bounds = np.searchsorted(result.cc[order], np.arange(p.n_classes + 1))
+    for c in range(p.n_classes):
+        members = p.c_members[c]
+        cursor = 0
+        risk = float(p.g_risk[p.c_group[c]])
+        for idx in order[bounds[c] : bounds[c + 1]]:
+            j = int(result.jj[idx])
+            cost = float(pair_cost[idx])
+            r = int(first[c]) if int(first[c]) != j else int(second[c])
+            runner_id = int(p.cand_ids[r]) if r >= 0 else None
+            runner_bd = breakdown(c, r, chosen=False) if r >= 0 else None
+            for _ in range(int(result.x[idx])):
+                i = members[cursor]
+                cursor += 1
+                slots[i] = Assignment(
+                    client_id=p.clients[i].id,
+                    successor_id=int(p.cand_ids[j]),
+                    cost=risk * cost,
+                    breakdown=breakdown(c, j, chosen=True),
+                    runner_up_id=runner_id,
+                    runner_up_breakdown=dict(runner_bd) if runner_bd is not None else None,
+                    needs_attention=False,
+                    reason=None,
+                )
+        if cursor < len(members):
+            size = int(p.g_size[p.c_group[c]])
+            if not any_eligible[c]:
+                reason = REASON_NO_ELIGIBLE
+            else:
+                g = int(p.c_group[c])
+                room = (
+                    (p.seniority >= p.g_minsen[g])
+                    & (p.clearance >= p.g_sens[g])
+                    & (p.rem_units - result.added_units >= size)
+                )
+                reason = REASON_PENALTY if room.any() else REASON_NO_CAPACITY
+            r = int(first[c])
+            runner_id = int(p.cand_ids[r]) if r >= 0 else None
+            for i in members[cursor:]:
+                slots[i] = Assignment(
+                    client_id=p.clients[i].id,
+                    successor_id=None,
+                    cost=0.0,
+                    breakdown={},
+                    runner_up_id=runner_id,
+                    runner_up_breakdown=breakdown(c, r, chosen=False) if r >= 0 else None,
+                    needs_attention=True,
+                    reason=reason,
+                )
+    assignments = [a for a in slots if a is not None]
+    if len(assignments) != len(p.clients):
+        raise RuntimeError("internal error: a client was not expanded")
+    loads_after = {int(cid): float(load) for cid, load in zip(p.cand_ids, after, strict=True)}
+    status = "optimal" if proven else "feasible"
+    stats = {"lower_bound": bound, "gap": float(result.total) - bound}
+    return Solution(assignments, float(result.total), loads_after, status, stats)
+
+
+# --------------------------------------------------------------------------- #
+# Public entry points
+# --------------------------------------------------------------------------- #
+
+
+def solve(
+    clients: Sequence[ClientSpec],
+    candidates: Sequence[CandidateSpec],
+    config: SolverConfig = DEFAULT_CONFIG,
+) -> Solution:
+    """Minimum-cost reassignment of all clients at once (see module docstring)."""
+    start = clock = time.perf_counter()
+    problem = _build(clients, candidates, config)
+    loads = {c.id: float(c.current_load) for c in candidates}
+    if not clients:
+        return Solution([], 0.0, loads, "optimal")
+    if not candidates:
+        interim = [Assignment(c.id, None, 0.0, {}, None, None, True, REASON_NO_ELIGIBLE) for c in clients]
+        return Solution(interim, config.unassigned_penalty * len(clients), loads, "optimal")
+    stats: dict[str, float] = {
+        "classes": float(problem.n_classes),
+        "groups": float(len(problem.g_ind)),
+        "t_build": time.perf_counter() - clock,
+    }
+    limit = config.time_limit
+    deadline = math.inf if limit is None else start + limit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result, proven, bound = _optimise(problem, stats, deadline)
+    clock = time.perf_counter()
+    solution = _assemble(problem, result, proven, bound)
+    stats["t_assemble"] = time.perf_counter() - clock
+    solution.stats.update(stats)
+    return solution
+
+
+def greedy(
+    clients: Sequence[ClientSpec],
+    candidates: Sequence[CandidateSpec],
+    config: SolverConfig = DEFAULT_CONFIG,
+) -> dict[int, int | None]:
+    """Riskiest-first greedy baseline: shows what the exact solve buys."""
+    p = _build(clients, candidates, config)
+    mapping: dict[int, int | None] = {c.id: None for c in clients}
+    if not clients or not candidates:
+        return mapping
+    classes = np.arange(p.n_classes)
+    g = p.c_group[classes]
+    first = np.asarray([members[0] for members in p.c_members], dtype=np.int64)
+    order = classes[np.lexsort((first, -p.g_size[g], -p.g_risk[g]))]
+    cc, jj = _place(
+        p,
+        _LoadTable(p),
+        np.zeros(p.n_cands, dtype=np.int64),
+        [(int(c), int(p.c_count[c])) for c in order],
+    )
+    cursor = np.zeros(p.n_classes, dtype=np.int64)
+    for c, j in zip(cc.tolist(), jj.tolist(), strict=True):
+        client = p.clients[p.c_members[c][cursor[c]]]
+        cursor[c] += 1
+        mapping[client.id] = int(p.cand_ids[j])
+    return mapping
+
+
+def _class_row(p: _Problem, c: int) -> FloatArray:
+    """Weighted fit cost of one class against every candidate (inf where never allowed)."""
+    g = int(p.c_group[c])
+    row = _group_costs(p, g, g + 1, weighted=True)[0].copy()
+    t0, t1 = _team_range(p, c, c + 1)
+    if t1 > t0:
+        row[p.team_j[t0:t1]] -= p.config.weight_continuity * p.g_risk[g]
+    return row

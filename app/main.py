@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
 from app.access import service as access_service
+from app.access.events_router import router as access_events_router
 from app.access.router import router as access_router
 from app.audit.router import router as audit_router
 from app.core.auth import SCOPES, TokenVerifier
@@ -74,6 +75,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(audit_router)
     app.include_router(transfer_router)
     app.include_router(access_router)
+    app.include_router(access_events_router)
     app.include_router(hooks_router)
     app.include_router(report_router)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics)

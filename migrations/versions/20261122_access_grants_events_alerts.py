@@ -41,6 +41,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_alert'))
     )
     with op.batch_alter_table('alert', schema=None) as batch_op:
+        batch_op.create_index('uq_alert_open_employee_kind', ['employee_id', 'kind'], unique=True, sqlite_where=sa.text("status = 'open'"), postgresql_where=sa.text("status = 'open'"))
         batch_op.create_index(batch_op.f('ix_alert_employee_id'), ['employee_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_alert_status'), ['status'], unique=False)
 
@@ -105,6 +106,7 @@ def downgrade() -> None:
 
     op.drop_table('access_event')
     with op.batch_alter_table('alert', schema=None) as batch_op:
+        batch_op.drop_index('uq_alert_open_employee_kind', sqlite_where=sa.text("status = 'open'"), postgresql_where=sa.text("status = 'open'"))
         batch_op.drop_index(batch_op.f('ix_alert_status'))
         batch_op.drop_index(batch_op.f('ix_alert_employee_id'))
 

@@ -23,7 +23,9 @@ from app.core.errors import PROBLEM_MEDIA_TYPE, install_handlers
 from app.core.middleware import Metrics, RequestMiddleware, configure_logging
 from app.core.poolmetrics import PoolCollector
 from app.directory.router import router as directory_router
+from app.notify.router import router as notify_router
 from app.ops.router import router as ops_router
+from app.risk.router import router as risk_router
 from app.transfer.hooks_router import router as hooks_router
 from app.transfer.report_router import router as report_router
 from app.transfer.router import router as transfer_router
@@ -77,6 +79,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(access_router)
     app.include_router(access_events_router)
     app.include_router(hooks_router)
+    app.include_router(notify_router)
+    app.include_router(risk_router)
     app.include_router(report_router)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics)
 

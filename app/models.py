@@ -4,8 +4,18 @@ from app.access import models as access_models
 from app.audit import models as audit_models
 from app.core.db import Base
 from app.directory import models as directory_models
+from app.notify import models as notify_models
+from app.risk import models as risk_models
 from app.transfer import models as transfer_models
 
 metadata = Base.metadata
 
-__all__ = ["access_models", "audit_models", "directory_models", "metadata", "transfer_models"]
+__all__ = [
+    "access_models",
+    "audit_models",
+    "directory_models",
+    "metadata",
+    "notify_models",
+    "risk_models",
+    "transfer_models",
+]

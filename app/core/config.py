@@ -11,6 +11,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789abcdef"  # noqa: S105
+DEV_ACK_LINK_SECRET = "dev-only-insecure-ack-link-secret-0123456789abcdef"  # noqa: S105
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"})
 
@@ -54,6 +55,22 @@ class Settings(BaseSettings):
     interim_owner: str | None = None  # fallback interim owner when a leaver has no manager
     worker_interval_seconds: float = Field(5.0, gt=0, le=3600)
 
+    # Notifications and outbound webhooks (app/notify).
+    smtp_host: str | None = None  # unset: email deliveries fail (and retry) until it is configured
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_tls: Literal["none", "starttls", "ssl"] = "starttls"
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "handover@localhost"
+    webhook_allow_private: bool = False  # allow private, loopback and link-local webhook targets (dev, tests)
+    default_locale: str = Field("en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
+    client_intro_days_before: int | None = Field(None, ge=0, le=365)  # None: client intros go at approval
+    outbound_timeout_seconds: float = Field(10.0, gt=0, le=120)
+    delivery_lease_seconds: int = Field(120, ge=5, le=3600)
+    delivery_batch_size: int = Field(50, ge=1, le=1000)
+    ack_link_secret: SecretStr = SecretStr(DEV_ACK_LINK_SECRET)
+    public_base_url: str = "http://127.0.0.1:8000"  # where the acknowledgment links in client intros point
+
     @field_validator("jwt_algorithms", mode="before")
     @classmethod
     def _split_algorithms(cls, value: Any) -> Any:
@@ -83,6 +100,16 @@ class Settings(BaseSettings):
                 raise ValueError("the built-in development JWT secret is refused outside development")
             if algorithms & HMAC_ALGORITHMS and len(self.jwt_secret.get_secret_value()) < 32:
                 raise ValueError("jwt_secret must be at least 32 characters")
+        if self.environment == "production":
+            # Tests run as "test" with the built-in ack secret; production must bring its own.
+            ack = self.ack_link_secret.get_secret_value()
+            if ack == DEV_ACK_LINK_SECRET:
+                raise ValueError("the built-in development ack_link_secret is refused in production")
+            if len(ack) < 32:
+                raise ValueError("ack_link_secret must be at least 32 characters")
+        if self.delivery_lease_seconds < 6 * self.outbound_timeout_seconds:
+            # A delivery may wait several timeouts (connect, TLS, send, reply); its lease must outlast them.
+            raise ValueError("delivery_lease_seconds must be at least 6 × outbound_timeout_seconds")
         if self.default_page_size > self.max_page_size:
             raise ValueError("default_page_size must not exceed max_page_size")
         return self

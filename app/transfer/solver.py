@@ -879,13 +879,43 @@ def _priority(p: _Problem, classes: IntArray) -> IntArray:
     return classes[np.lexsort((classes, -p.g_risk[g], -p.g_size[g]))]
 
 
-def _round(p: _Problem, model: _Model, values: FloatArray, table: _LoadTable) -> _Result:
-    """Incumbent from the LP: keep its integer part, re-place the fractional remainder."""
-    n_x = len(model.cc)
-    x = np.floor(values[:n_x] + 1e-9).astype(np.int64)
+def _round(
+    p: _Problem, model: _Model, values: FloatArray, table: _LoadTable, deadline: float
+) -> _Result:
+    """Incumbent from the LP: keep its integral part, re-optimise the fractional classes.
+
+    The repair is the same MILP with every LP-integral variable fixed, which
+    presolve shrinks to a few hundred variables; a greedy re-placement covers
+    anything the repair leaves (or if time runs out).
+    """
+    n_x, n_c = len(model.cc), p.n_classes
+    x_lp = values[:n_x]
+    u_lp = values[n_x : n_x + n_c]
+    frac_x = np.abs(x_lp - np.rint(x_lp)) > 1e-6
+    frac_u = np.abs(u_lp - np.rint(u_lp)) > 1e-6
+    free = np.zeros(n_c, dtype=np.bool_)
+    free[model.cc[frac_x]] = True
+    free[frac_u] = True
+    touched = np.zeros(p.n_cands, dtype=np.bool_)
+    touched[model.jj[frac_x]] = True
+    free[model.cc[(x_lp > 1e-6) & touched[model.jj]]] = True
+    x = np.floor(x_lp + 1e-9).astype(np.int64)
+    if free.any() and deadline - time.perf_counter() > 0:
+        lower = model.lower.copy()
+        upper = model.upper.copy()
+        fixed_x = ~free[model.cc]
+        lower[:n_x][fixed_x] = upper[:n_x][fixed_x] = np.rint(x_lp[fixed_x])
+        fixed_u = ~free
+        lower[n_x : n_x + n_c][fixed_u] = upper[n_x : n_x + n_c][fixed_u] = np.rint(u_lp[fixed_u])
+        sub = _Model(
+            model.cc, model.jj, model.cost, model.a, model.rhs, lower, upper, model.integrality
+        )
+        repaired, _, _ = _solve_milp(sub, deadline - time.perf_counter())
+        if repaired is not None:
+            x = np.rint(repaired[:n_x]).astype(np.int64)
     sizes = p.g_size[p.c_group[model.cc]]
     loads = np.bincount(model.jj, weights=x * sizes, minlength=p.n_cands).astype(np.int64)
-    left = p.c_count - np.bincount(model.cc, weights=x, minlength=p.n_classes).astype(np.int64)
+    left = p.c_count - np.bincount(model.cc, weights=x, minlength=n_c).astype(np.int64)
     todo = _priority(p, np.nonzero(left > 0)[0])
     extra_c, extra_j = _place(p, table, loads, [(int(c), int(left[c])) for c in todo])
     return _result(
@@ -920,7 +950,7 @@ def _optimise(p: _Problem, stats: dict[str, float], deadline: float) -> tuple[_R
         duals = (alpha, beta, negative)
         new = np.setdiff1d(new, keys)
         if new.size == 0 or time.perf_counter() >= deadline:
-            incumbent = _round(p, model, lp[1], table)
+            incumbent = _round(p, model, lp[1], table, deadline)
             break
         keys = np.union1d(keys, new)
     stats["cg_rounds"] = float(rounds)

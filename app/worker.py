@@ -13,11 +13,14 @@ from sqlalchemy.orm import Session
 from app.core.clock import Clock, SystemClock
 from app.core.config import Settings
 from app.core.db import Database, transaction
+from app.notify import worker as notify_worker
 from app.transfer import service as transfer
 
 logger = logging.getLogger("handover.worker")
 
 Job = Callable[[Session, Clock], int]
+# Jobs that manage their own transactions (deliveries must not hold one open while they send).
+DbJob = Callable[[Database, Clock, threading.Event], int]
 
 
 def execute_due_handovers(session: Session, clock: Clock) -> int:
@@ -25,15 +28,22 @@ def execute_due_handovers(session: Session, clock: Clock) -> int:
 
 
 JOBS: list[tuple[str, Job]] = [("execute_due_handovers", execute_due_handovers)]
+DB_JOBS: list[tuple[str, DbJob]] = [("deliver_outbox", notify_worker.deliver_due)]
 
 
-def run_once(db: Database, clock: Clock) -> dict[str, int]:
+def run_once(db: Database, clock: Clock, stop: threading.Event | None = None) -> dict[str, int]:
     """One pass over every job; each job in its own transaction so one failure does not block the rest."""
     done: dict[str, int] = {}
     for name, job in JOBS:
         try:
             with transaction(db) as session:
                 done[name] = job(session, clock)
+        except Exception:
+            logger.exception("job %s failed", name)
+            done[name] = -1
+    for name, db_job in DB_JOBS:
+        try:
+            done[name] = db_job(db, clock, stop or threading.Event())
         except Exception:
             logger.exception("job %s failed", name)
             done[name] = -1
@@ -46,7 +56,7 @@ def run_forever(settings: Settings, clock: Clock | None = None, stop: threading.
     db = Database(settings)
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
-        logger.info("signal %s: finishing the current pass, then stopping", signum)
+        logger.info("signal %s: finishing the delivery in flight, then stopping", signum)
         stop.set()
 
     if threading.current_thread() is threading.main_thread():
@@ -54,7 +64,7 @@ def run_forever(settings: Settings, clock: Clock | None = None, stop: threading.
         signal.signal(signal.SIGINT, _stop)
     try:
         while not stop.is_set():
-            done = run_once(db, clock)
+            done = run_once(db, clock, stop)
             if any(v > 0 for v in done.values()):
                 logger.info("worker pass", extra={"fields": done})
             stop.wait(settings.worker_interval_seconds)

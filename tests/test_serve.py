@@ -25,7 +25,10 @@ def test_serve_starts_on_a_fresh_directory(tmp_path: Path) -> None:
     handover = shutil.which("handover", path=str(Path(sys.executable).parent)) or "handover"
     proc = subprocess.Popen(
         [handover, "serve", "--port", str(port)],
-        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         deadline = time.monotonic() + 30

@@ -58,8 +58,14 @@ def client_body(owner: str, **overrides: Any) -> dict[str, Any]:
         "open_issues": 1,
         "status": "active",
         "contacts": [
-            {"name": "Jane Roe", "email": "Jane@Acme.example", "phone": "+44 20 7946 0000",
-             "locale": "en-GB", "preferred_channel": "email", "primary": True},
+            {
+                "name": "Jane Roe",
+                "email": "Jane@Acme.example",
+                "phone": "+44 20 7946 0000",
+                "locale": "en-GB",
+                "preferred_channel": "email",
+                "primary": True,
+            },
         ],
         "account_team": [],
     }
@@ -88,9 +94,7 @@ def batch_clients(client: TestClient, headers: dict[str, str], items: list[dict[
     return ok(client.post("/v1/clients/batch", json={"items": items}, headers=headers))
 
 
-def assert_problem(
-    response: Response, status: int, *, loc: list[str | int] | None = None
-) -> dict[str, Any]:
+def assert_problem(response: Response, status: int, *, loc: list[str | int] | None = None) -> dict[str, Any]:
     """An RFC 9457 problem with the documented members; for 422 field errors, one starting with loc."""
     assert response.status_code == status, (response.status_code, response.text)
     assert response.headers["content-type"].split(";")[0].strip() == PROBLEM, response.headers
@@ -128,9 +132,7 @@ def parse_time(value: str) -> dt.datetime:
     return dt.datetime.fromisoformat(value)
 
 
-def audit_entries(
-    client: TestClient, headers: dict[str, str], **params: Any
-) -> list[dict[str, Any]]:
+def audit_entries(client: TestClient, headers: dict[str, str], **params: Any) -> list[dict[str, Any]]:
     """All matching audit entries, oldest first."""
     entries: list[dict[str, Any]] = []
     offset: int | None = 0

@@ -55,8 +55,7 @@ def test_put_client_creates_then_replaces_contacts_and_team(
                 {"name": "Jane Roe", "email": "Jane@Acme.example", "locale": "en-GB", "primary": True},
                 {"name": "张伟", "phone": "+86 10 1234 5678", "locale": "zh-CN", "preferred_channel": "phone"},
             ],
-            account_team=[{"employee": "se-1", "role": "solutions engineer"},
-                          {"employee": "am-2", "role": "backup"}],
+            account_team=[{"employee": "se-1", "role": "solutions engineer"}, {"employee": "am-2", "role": "backup"}],
         ),
         headers=hr,
     )
@@ -69,10 +68,22 @@ def test_put_client_creates_then_replaces_contacts_and_team(
     assert parse_time(body["last_contact_at"]) == dt.datetime(2026, 10, 1, 12, tzinfo=dt.UTC)
     assert body["satisfaction"] == 7.5 and body["open_issues"] == 1
     assert body["contacts"] == [
-        {"name": "Jane Roe", "email": "jane@acme.example", "phone": None, "locale": "en-GB",
-         "preferred_channel": "email", "primary": True},
-        {"name": "张伟", "email": None, "phone": "+86 10 1234 5678", "locale": "zh-CN",
-         "preferred_channel": "phone", "primary": False},
+        {
+            "name": "Jane Roe",
+            "email": "jane@acme.example",
+            "phone": None,
+            "locale": "en-GB",
+            "preferred_channel": "email",
+            "primary": True,
+        },
+        {
+            "name": "张伟",
+            "email": None,
+            "phone": "+86 10 1234 5678",
+            "locale": "zh-CN",
+            "preferred_channel": "phone",
+            "primary": False,
+        },
     ]
     assert body["account_team"] == [
         {"employee": "am-2", "role": "backup"},
@@ -85,7 +96,10 @@ def test_put_client_creates_then_replaces_contacts_and_team(
     second = client.put(
         "/v1/clients/CRM-001",
         json=client_body(
-            "am-2", name="Acme Holdings", tier="strategic", status="at_risk",
+            "am-2",
+            name="Acme Holdings",
+            tier="strategic",
+            status="at_risk",
             contacts=[{"name": "New Person", "locale": "fr"}],
             account_team=[{"employee": "am-3", "role": "cover"}],
         ),
@@ -96,8 +110,14 @@ def test_put_client_creates_then_replaces_contacts_and_team(
     assert body["name"] == "Acme Holdings" and body["owner"] == "am-2"
     assert body["tier"] == "strategic" and body["status"] == "at_risk"
     assert body["contacts"] == [
-        {"name": "New Person", "email": None, "phone": None, "locale": "fr",
-         "preferred_channel": "email", "primary": False},
+        {
+            "name": "New Person",
+            "email": None,
+            "phone": None,
+            "locale": "fr",
+            "preferred_channel": "email",
+            "primary": False,
+        },
     ]
     assert body["account_team"] == [{"employee": "am-3", "role": "cover"}]
     assert parse_time(body["created_at"]) == START
@@ -107,8 +127,7 @@ def test_put_client_creates_then_replaces_contacts_and_team(
     assert len(rows["client_contact"]) == 1 and len(rows["account_team_member"]) == 1
 
     # Omitting contacts and team empties them.
-    body = ok(client.put("/v1/clients/CRM-001", json={"name": "Acme", "tier": "prospect", "owner": "am-2"},
-                         headers=hr))
+    body = ok(client.put("/v1/clients/CRM-001", json={"name": "Acme", "tier": "prospect", "owner": "am-2"}, headers=hr))
     assert body["contacts"] == [] and body["account_team"] == []
     assert body["sensitivity"] == 1 and body["annual_value"] == 0 and body["language"] is None
     rows = snapshot(db)
@@ -136,8 +155,11 @@ def test_batch_clients(client: TestClient, auth: Auth, clock: ManualClock, db: D
     result = batch_clients(
         client,
         hr,
-        [client_item("c-1", "am-1", contacts=[]), client_item("c-4", "am-1"),
-         client_item("c-3", "am-1", account_team=[])],
+        [
+            client_item("c-1", "am-1", contacts=[]),
+            client_item("c-4", "am-1"),
+            client_item("c-3", "am-1", account_team=[]),
+        ],
     )
     assert result == {"created": 1, "updated": 2, "external_ids": ["c-1", "c-4", "c-3"]}
     rows = {c["external_id"]: c for c in ok(client.get("/v1/clients", headers=hr))["items"]}
@@ -258,8 +280,13 @@ def test_audit_chain_verifies_after_many_writes(client: TestClient, auth: Auth, 
         ok(client.put(f"/v1/employees/bulk-{i:03d}", json=renamed, headers=hr))
     total = 7 + 150 + 150 + 20
     verify = ok(client.get("/v1/audit/verify", headers=admin))
-    assert verify == {"ok": True, "count": total, "total": total, "head_hash": verify["head_hash"],
-                      "first_broken": None}
+    assert verify == {
+        "ok": True,
+        "count": total,
+        "total": total,
+        "head_hash": verify["head_hash"],
+        "first_broken": None,
+    }
     assert isinstance(verify["head_hash"], str) and len(verify["head_hash"]) == 64
     created = audit_entries(client, admin, action="client.created")
     updated = audit_entries(client, admin, action="client.updated")

@@ -28,8 +28,9 @@ def test_put_employee_creates_then_replaces(client: TestClient, auth: Auth, cloc
     hr = auth("hr")
     created = client.put(
         "/v1/employees/E-1",
-        json=employee_body(email="Ada@Example.COM", skills=["retail", "banking", "retail"],
-                           languages=["zh-CN", "en", "zh-CN"]),
+        json=employee_body(
+            email="Ada@Example.COM", skills=["retail", "banking", "retail"], languages=["zh-CN", "en", "zh-CN"]
+        ),
         headers=hr,
     )
     assert created.status_code == 201, created.text
@@ -70,8 +71,16 @@ def test_get_employee_round_trips_every_field(client: TestClient, auth: Auth) ->
     ok(client.put("/v1/employees/boss", json=employee_body(name="Boss", email="boss@example.com"), headers=hr), 201)
     exit_at = "2026-12-31T17:00:00+01:00"
     payload = employee_body(
-        name="王小明", email="xiaoming@example.com", title="Principal", seniority=4, manager="boss",
-        regions=["apac", "emea"], clearance=3, capacity=12.5, status="leaving", exit_at=exit_at,
+        name="王小明",
+        email="xiaoming@example.com",
+        title="Principal",
+        seniority=4,
+        manager="boss",
+        regions=["apac", "emea"],
+        clearance=3,
+        capacity=12.5,
+        status="leaving",
+        exit_at=exit_at,
     )
     ok(client.put("/v1/employees/wang.xm@corp", json=payload, headers=hr), 201)
     got = ok(client.get("/v1/employees/wang.xm@corp", headers=auth("admin")))
@@ -150,13 +159,10 @@ def test_list_employees_filters(client: TestClient, auth: Auth) -> None:
 
 def test_list_employee_filters_reject_bad_values(client: TestClient, auth: Auth) -> None:
     hr = auth("hr")
-    assert_problem(client.get("/v1/employees", params={"status": "retired"}, headers=hr), 422,
-                   loc=["query", "status"])
-    assert_problem(client.get("/v1/employees", params={"manager": "bad id"}, headers=hr), 422,
-                   loc=["query", "manager"])
+    assert_problem(client.get("/v1/employees", params={"status": "retired"}, headers=hr), 422, loc=["query", "status"])
+    assert_problem(client.get("/v1/employees", params={"manager": "bad id"}, headers=hr), 422, loc=["query", "manager"])
     assert_problem(client.get("/v1/employees", params={"q": ""}, headers=hr), 422, loc=["query", "q"])
-    assert_problem(client.get("/v1/employees", params={"q": "x" * 101}, headers=hr), 422,
-                   loc=["query", "q"])
+    assert_problem(client.get("/v1/employees", params={"q": "x" * 101}, headers=hr), 422, loc=["query", "q"])
     # NUL used to reach PostgreSQL and answer 500.
     assert_problem(client.get("/v1/employees", params={"q": "a\x00"}, headers=hr), 422, loc=["query", "q"])
 
@@ -193,15 +199,20 @@ def test_list_employees_pagination(client: TestClient, auth: Auth) -> None:
 
 def test_list_employees_pagination_limits(client: TestClient, auth: Auth) -> None:
     hr = auth("hr")
-    for params in ({"limit": 201}, {"limit": 1000}, {"limit": 1001}, {"limit": 0}, {"limit": -1},
-                   {"limit": "ten"}, {"offset": -1}):
+    for params in (
+        {"limit": 201},
+        {"limit": 1000},
+        {"limit": 1001},
+        {"limit": 0},
+        {"limit": -1},
+        {"limit": "ten"},
+        {"offset": -1},
+    ):
         key = next(iter(params))
         assert_problem(client.get("/v1/employees", params=params, headers=hr), 422, loc=["query", key])
 
 
-def test_batch_employees_reference_each_other_in_any_order(
-    client: TestClient, auth: Auth, db: Database
-) -> None:
+def test_batch_employees_reference_each_other_in_any_order(client: TestClient, auth: Auth, db: Database) -> None:
     hr = auth("hr")
     # Reports come before their managers, and one manager comes from the database.
     ok(client.put("/v1/employees/ceo", json=employee_body(), headers=hr), 201)
@@ -216,9 +227,7 @@ def test_batch_employees_reference_each_other_in_any_order(
         ],
     )
     assert result == {"created": 4, "updated": 0, "external_ids": ["am-2", "am-1", "lead", "vp"]}
-    managers = {
-        e["external_id"]: e["manager"] for e in ok(client.get("/v1/employees", headers=hr))["items"]
-    }
+    managers = {e["external_id"]: e["manager"] for e in ok(client.get("/v1/employees", headers=hr))["items"]}
     assert managers == {"ceo": None, "vp": "ceo", "lead": "vp", "am-1": "lead", "am-2": "lead"}
 
     # A second batch mixes updates and creations and can re-point managers.

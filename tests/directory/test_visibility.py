@@ -129,8 +129,16 @@ def test_manager_sees_clients_of_direct_and_indirect_reports(org: TestClient, au
 
 def test_manager_visibility_survives_a_manager_cycle(client: TestClient, auth: Auth) -> None:
     hr = auth("hr")
-    batch_employees(client, hr, [employee_item("x", manager="y"), employee_item("y", manager="x"),
-                                 employee_item("z", manager="y"), employee_item("other")])
+    batch_employees(
+        client,
+        hr,
+        [
+            employee_item("x", manager="y"),
+            employee_item("y", manager="x"),
+            employee_item("z", manager="y"),
+            employee_item("other"),
+        ],
+    )
     batch_clients(client, hr, [client_item("cx", "x"), client_item("cz", "z"), client_item("co", "other")])
     mx = auth("manager", emp="x")
     assert _client_ids(client, mx) == ["cx", "cz"]
@@ -198,8 +206,7 @@ def _writes(emp: str = "new-e", cid: str = "new-c") -> list[tuple[str, str, dict
         ("hr", {"scope": "directory:read"}),
         ("admin", {"scope": "audit:read directory:read"}),
     ],
-    ids=["auditor", "account_manager", "manager", "integration-read", "integration-none", "hr-read",
-         "admin-read"],
+    ids=["auditor", "account_manager", "manager", "integration-read", "integration-none", "hr-read", "admin-read"],
 )
 def test_roles_without_directory_write_get_403_and_write_nothing(
     org: TestClient, auth: Auth, db: Database, role: str, kwargs: dict
@@ -224,9 +231,15 @@ def test_integration_with_write_scope_writes(org: TestClient, auth: Auth) -> Non
     assert org.put("/v1/employees/new-e", json=employee_body(manager="boss"), headers=headers).status_code == 201
     assert org.put("/v1/clients/new-c", json=client_body("new-e"), headers=headers).status_code == 201
     assert ok(org.post("/v1/employees/batch", json={"items": [employee_item("new-e")]}, headers=headers)) == {
-        "created": 0, "updated": 1, "external_ids": ["new-e"]}
+        "created": 0,
+        "updated": 1,
+        "external_ids": ["new-e"],
+    }
     assert ok(org.post("/v1/clients/batch", json={"items": [client_item("new-c", "am1")]}, headers=headers)) == {
-        "created": 0, "updated": 1, "external_ids": ["new-c"]}
+        "created": 0,
+        "updated": 1,
+        "external_ids": ["new-c"],
+    }
     entries = ok(org.get("/v1/audit", params={"actor": "integration:crm-bridge"}, headers=auth("auditor")))
     assert len(entries["items"]) == 4
     # A write-only machine token can write but not read back.

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, cast
 
-from fastapi import APIRouter, Path, Query, Security
+from fastapi import APIRouter, Path, Query
 
 from app.access import events as service
 from app.access.events_schemas import AccessEventBatch, AlertOut, AlertStatus, IngestOut, ResolveIn
 from app.access.models import Alert
-from app.core.auth import Principal, authenticate
+from app.core.auth import AccessAdmin, AccessCheckScope
 from app.core.deps import DbSession, Now
 from app.core.errors import Forbidden, problem_responses
 from app.core.pagination import Page, Pagination, page_of
@@ -17,8 +17,6 @@ from app.core.types import EXTERNAL_ID_PATTERN
 
 router = APIRouter(tags=["access"])
 
-AccessCheck = Annotated[Principal, Security(authenticate, scopes=["access:check"])]
-AccessAdmin = Annotated[Principal, Security(authenticate, scopes=["access:admin"])]
 AlertId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The alert id.")]
 
 
@@ -54,7 +52,7 @@ def alert_out(a: Alert) -> AlertOut:
     response_model=IngestOut,
     responses=problem_responses(401, 403, 413, 415, 422),
 )
-def ingest_events(body: AccessEventBatch, session: DbSession, principal: AccessCheck, now: Now) -> IngestOut:
+def ingest_events(body: AccessEventBatch, session: DbSession, principal: AccessCheckScope, now: Now) -> IngestOut:
     if not principal.unrestricted:
         # Self-reported events could pad a leaver's own baseline or frame a colleague.
         raise Forbidden("Only the CRM integration, hr and admins report access events.")

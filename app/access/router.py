@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, Security, status
+from fastapi import APIRouter, Path, Query, Response, status
 
 from app.access import schemas, service
-from app.core.auth import Principal, authenticate
+from app.core.auth import AccessAdmin, AccessCheckScope
 from app.core.deps import DbSession, Now
 from app.core.errors import problem_responses
 from app.core.pagination import Page, Pagination, page_of
@@ -13,8 +13,6 @@ from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
 
 router = APIRouter(tags=["access"])
 
-AccessCheckScope = Annotated[Principal, Security(authenticate, scopes=["access:check"])]
-AccessAdmin = Annotated[Principal, Security(authenticate, scopes=["access:admin"])]
 GrantId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The grant id.")]
 
 

@@ -101,23 +101,23 @@ def decide(session: Session, employee: str, client: str, action: str, at: dt.dat
 
 
 def decide_batch(session: Session, checks: Sequence[tuple[str, str, str, dt.datetime]]) -> list[Decision]:
-    """Three queries whatever the number of pairs: employees, clients, grants."""
+    """Two queries whatever the number of pairs: the people and clients together, then the grants."""
     emp_ids = {c[0] for c in checks}
     client_ids = {c[1] for c in checks}
-    emps = {
-        r[0]: (r[1], r[2], r[3])
-        for r in session.execute(
-            select(Employee.external_id, Employee.status, Employee.exit_at, Employee.clearance).where(
-                Employee.external_id.in_(emp_ids)
-            )
-        )
-    }
-    sens = dict(
-        (r[0], r[1])
-        for r in session.execute(
-            select(Client.external_id, Client.sensitivity).where(Client.external_id.in_(client_ids))
-        )
-    )
+    people = select(
+        literal("e").label("kind"), Employee.external_id, Employee.status, Employee.exit_at, Employee.clearance
+    ).where(Employee.external_id.in_(emp_ids))
+    accounts = select(
+        literal("c"), Client.external_id, literal(None, Employee.status.type), literal(None, Employee.exit_at.type),
+        Client.sensitivity,
+    ).where(Client.external_id.in_(client_ids))
+    emps: dict[str, tuple[str, dt.datetime | None, int]] = {}
+    sens: dict[str, int] = {}
+    for kind, ident, status, exit_at, number in session.execute(people.union_all(accounts)):
+        if kind == "e":
+            emps[ident] = (status, exit_at, number)
+        else:
+            sens[ident] = number
     earliest = min(c[3] for c in checks)
     g = AccessGrant
     by_pair: dict[tuple[str, str], list[AccessGrant]] = defaultdict(list)

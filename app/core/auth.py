@@ -215,6 +215,16 @@ DirectoryRead = Annotated[Principal, _scoped("directory:read")]
 DirectoryWrite = Annotated[Principal, _scoped("directory:write")]
 AuditRead = Annotated[Principal, _scoped("audit:read")]
 OpsRead = Annotated[Principal, _scoped("ops:read")]
+HandoversRead = Annotated[Principal, _scoped("handovers:read")]
+HandoversWrite = Annotated[Principal, _scoped("handovers:write")]
+HandoversApprove = Annotated[Principal, _scoped("handovers:approve")]
+AccessCheckScope = Annotated[Principal, _scoped("access:check")]
+AccessAdmin = Annotated[Principal, _scoped("access:admin")]
+NotificationsRead = Annotated[Principal, _scoped("notifications:read")]
+NotificationsAdmin = Annotated[Principal, _scoped("notifications:admin")]
+WebhooksAdmin = Annotated[Principal, _scoped("webhooks:admin")]
+RiskRead = Annotated[Principal, _scoped("risk:read")]
+RiskAdmin = Annotated[Principal, _scoped("risk:admin")]
 
 
 def mint_token(

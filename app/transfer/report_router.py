@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response, Security
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import HTMLResponse, JSONResponse
 
-from app.core.auth import Principal, authenticate
+from app.core.auth import HandoversRead
 from app.core.deps import DbSession, Now
 from app.core.errors import DomainError, problem_responses
 from app.transfer import service
@@ -15,7 +15,6 @@ from app.transfer.report import HandoverReport, build_report, to_csv, to_html
 
 router = APIRouter(tags=["handovers"])
 
-HandoversRead = Annotated[Principal, Security(authenticate, scopes=["handovers:read"])]
 HandoverId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The handover id.")]
 
 JSON, CSV, HTML = "application/json", "text/csv", "text/html"

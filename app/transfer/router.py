@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, Security, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
-from app.core.auth import Principal, authenticate
+from app.core.auth import HandoversApprove, HandoversRead, HandoversWrite
 from app.core.deps import DbSession, Now
 from app.core.errors import Forbidden, NotFound, problem_responses
 from app.core.pagination import Page, Pagination, page_of
@@ -17,9 +17,6 @@ from app.transfer.models import Handover, HandoverItem
 
 router = APIRouter(tags=["handovers"])
 
-HandoversRead = Annotated[Principal, Security(authenticate, scopes=["handovers:read"])]
-HandoversWrite = Annotated[Principal, Security(authenticate, scopes=["handovers:write"])]
-HandoversApprove = Annotated[Principal, Security(authenticate, scopes=["handovers:approve"])]
 HandoverId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The handover id.")]
 ItemId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The item id.")]
 IfMatch = Annotated[str | None, Header(max_length=200, description="The ETag you last read.")]

@@ -310,9 +310,9 @@ def _loads(
     )
     if exclude_handover is not None:
         pending = pending.where(HandoverItem.handover_id != exclude_handover)
-    for owner, tier, n in session.execute(pending).all():
-        if owner is not None:
-            loads[owner] += settings.load_points.get(tier, 1.0) * n
+    for successor, tier, n in session.execute(pending).all():
+        if successor is not None:
+            loads[successor] += settings.load_points.get(tier, 1.0) * n
     return loads
 
 

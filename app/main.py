@@ -20,6 +20,7 @@ from app.core.clock import Clock, SystemClock
 from app.core.config import Settings, get_settings
 from app.core.db import Database
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_handlers
+from app.core.idempotency import EXCLUDED_PREFIXES, IdempotencyMiddleware, describe
 from app.core.middleware import Metrics, RequestMiddleware, configure_logging
 from app.core.poolmetrics import PoolCollector
 from app.directory.router import router as directory_router
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(notify_router)
     app.include_router(risk_router)
     app.include_router(report_router)
+    app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics)
 
     def custom_openapi() -> dict[str, Any]:
@@ -106,10 +108,12 @@ def _employee_gate(db: Database, app: FastAPI) -> Callable[[str], bool]:
 
 def _polish_openapi(schema: dict[str, Any], settings: Settings) -> None:
     """Problems are served as application/problem+json; page limits show the configured maximum."""
-    for path_item in schema.get("paths", {}).values():
-        for op in path_item.values():
+    for path, path_item in schema.get("paths", {}).items():
+        for method, op in path_item.items():
             if not isinstance(op, dict):
                 continue
+            if method == "post" and not path.startswith(EXCLUDED_PREFIXES):
+                op.setdefault("parameters", []).append(describe())
             for code, response in op.get("responses", {}).items():
                 content = response.get("content", {})
                 if code.startswith(("4", "5")) and "application/json" in content:

@@ -2,6 +2,7 @@
 
 from app.access import models as access_models
 from app.audit import models as audit_models
+from app.core import idempotency
 from app.core.db import Base
 from app.directory import models as directory_models
 from app.notify import models as notify_models
@@ -14,6 +15,7 @@ __all__ = [
     "access_models",
     "audit_models",
     "directory_models",
+    "idempotency",
     "metadata",
     "notify_models",
     "risk_models",

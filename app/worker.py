@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from app.core.clock import Clock, SystemClock
 from app.core.config import Settings
 from app.core.db import Database, transaction
+from app.core.idempotency import purge_expired
 from app.notify import worker as notify_worker
 from app.transfer import service as transfer
 
@@ -27,7 +28,14 @@ def execute_due_handovers(session: Session, clock: Clock) -> int:
     return len(transfer.run_due(session, now=clock.now()))
 
 
-JOBS: list[tuple[str, Job]] = [("execute_due_handovers", execute_due_handovers)]
+def purge_idempotency_keys(session: Session, clock: Clock) -> int:
+    return purge_expired(session, clock.now())
+
+
+JOBS: list[tuple[str, Job]] = [
+    ("execute_due_handovers", execute_due_handovers),
+    ("purge_idempotency_keys", purge_idempotency_keys),
+]
 DB_JOBS: list[tuple[str, DbJob]] = [("deliver_outbox", notify_worker.deliver_due)]
 
 

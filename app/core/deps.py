@@ -11,12 +11,18 @@ from sqlalchemy.orm import Session
 
 from app.core.clock import Clock
 from app.core.db import Database
+from app.core.idempotency import SESSION_STATE_KEY
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def get_session(request: Request) -> Iterator[Session]:
     """Commits once when the endpoint returns (before the response is sent); services only flush."""
+    shared: Session | None = request.scope.get("state", {}).get(SESSION_STATE_KEY)
+    if shared is not None:
+        # The idempotency middleware owns this transaction: it commits the effect with the key.
+        yield shared
+        return
     db: Database = request.app.state.db
     session = db.session(write=request.method not in READ_METHODS)
     try:

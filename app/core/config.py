@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 from functools import lru_cache
 from pathlib import Path
@@ -11,7 +13,6 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789abcdef"  # noqa: S105
-DEV_ACK_LINK_SECRET = "dev-only-insecure-ack-link-secret-0123456789abcdef"  # noqa: S105
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"})
 
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     min_seniority: dict[str, int] = Field(
         default_factory=lambda: {"strategic": 3, "key": 2, "standard": 1, "prospect": 1}
     )
+    # Exact planning proves optimality; past this many seconds (a mass exit) it returns the best plan found,
+    # marked "feasible" with its certified gap. Null: no limit.
+    solver_time_limit_seconds: float | None = Field(30.0, gt=0, le=3600)
     interim_owner: str | None = None  # fallback interim owner when a leaver has no manager
     worker_interval_seconds: float = Field(5.0, gt=0, le=3600)
 
@@ -68,7 +72,9 @@ class Settings(BaseSettings):
     outbound_timeout_seconds: float = Field(10.0, gt=0, le=120)
     delivery_lease_seconds: int = Field(120, ge=5, le=3600)
     delivery_batch_size: int = Field(50, ge=1, le=1000)
-    ack_link_secret: SecretStr = SecretStr(DEV_ACK_LINK_SECRET)
+    # Signs the acknowledgment links in client intros. Unset: derived from the (HMAC) JWT secret, which is
+    # refused at its built-in value outside development; set it so that rotating the JWT secret keeps links valid.
+    ack_link_secret: SecretStr | None = None
     public_base_url: str = "http://127.0.0.1:8000"  # where the acknowledgment links in client intros point
 
     @field_validator("jwt_algorithms", mode="before")
@@ -100,13 +106,12 @@ class Settings(BaseSettings):
                 raise ValueError("the built-in development JWT secret is refused outside development")
             if algorithms & HMAC_ALGORITHMS and len(self.jwt_secret.get_secret_value()) < 32:
                 raise ValueError("jwt_secret must be at least 32 characters")
-        if self.environment == "production":
-            # Tests run as "test" with the built-in ack secret; production must bring its own.
-            ack = self.ack_link_secret.get_secret_value()
-            if ack == DEV_ACK_LINK_SECRET:
-                raise ValueError("the built-in development ack_link_secret is refused in production")
-            if len(ack) < 32:
+        if self.environment != "development":
+            if self.ack_link_secret is not None and len(self.ack_link_secret.get_secret_value()) < 32:
                 raise ValueError("ack_link_secret must be at least 32 characters")
+            if self.ack_link_secret is None and not self.uses_hmac and self.environment == "production":
+                # Nothing to derive from: the JWT secret is then the unused built-in one.
+                raise ValueError("ack_link_secret is required in production with asymmetric JWT algorithms")
         if self.delivery_lease_seconds < 6 * self.outbound_timeout_seconds:
             # A delivery may wait several timeouts (connect, TLS, send, reply); its lease must outlast them.
             raise ValueError("delivery_lease_seconds must be at least 6 × outbound_timeout_seconds")
@@ -121,6 +126,15 @@ class Settings(BaseSettings):
     @property
     def uses_hmac(self) -> bool:
         return bool(set(self.jwt_algorithms) & HMAC_ALGORITHMS)
+
+    @property
+    def ack_link_key(self) -> bytes:
+        """The key for acknowledgment links: the configured one, else one derived from the JWT secret."""
+        if self.ack_link_secret is not None:
+            return self.ack_link_secret.get_secret_value().encode()
+        # A derived key, never the JWT secret itself: a link signature cannot be turned into a token.
+        jwt_key = self.jwt_secret.get_secret_value().encode()
+        return hmac.new(jwt_key, b"handover-service/ack-link/v1", hashlib.sha256).digest()
 
 
 @lru_cache(maxsize=1)

@@ -383,7 +383,11 @@ def compute_plan(
         )
         for e in candidates
     ]
-    config = solver.SolverConfig(load_points=dict(settings.load_points), min_seniority=dict(settings.min_seniority))
+    config = solver.SolverConfig(
+        load_points=dict(settings.load_points),
+        min_seniority=dict(settings.min_seniority),
+        time_limit=settings.solver_time_limit_seconds,
+    )
     solution = solver.solve(specs, cand_specs, config)
     rows: list[dict[str, Any]] = []
     for client, a in zip(to_solve, solution.assignments, strict=True):

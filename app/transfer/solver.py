@@ -55,17 +55,22 @@ them.  Instead:
 Cost scales with the number of *classes* (not clients) times candidates, and
 the final MILP is the expensive step.  Continuous, per-client risk weights
 make every client its own class; bucket them upstream (risk bands) for large
-books.  Measured on the 2-core dev box (bench/solver_bench.py): 5,000 clients
-x 200 candidates (2,168 classes) solve exactly in about 11 s; the
-100,000 x 2,000 stress book (~16k classes) does not prove optimality within
-seconds.  Use ``time_limit`` there.
+books.  Measured with bench/solver_bench.py on the shared 2-core dev box
+(load average ~4): 5,000 clients x 200 candidates (2,145 classes) solve to
+proven optimality in 11-18 s, most of it the final HiGHS MILP proving a
+~0.3 LP-to-integer gap.  The 100,000 x 2,000 stress book (15,307 classes)
+does *not* prove optimality in seconds: the column-generation LP alone takes
+minutes.  Use ``time_limit`` there.
 
 ``SolverConfig.time_limit`` (default ``None``: run to proven optimality) is a
-wall-clock budget for the whole solve.  When it runs out, the best assignment
-found so far is returned with ``Solution.status == "feasible"`` (never
-``"optimal"``), and ``Solution.stats["lower_bound"]`` / ``["gap"]`` certify how
-far from optimal it can be at most.  Before the first LP finishes, that
-assignment comes from a riskiest-and-largest-first greedy placement.
+wall-clock budget checked between phases (a pricing pass, a greedy placement
+or the final expansion is not interrupted, so very large books overrun it).
+When it runs out, the best assignment found so far is returned with
+``Solution.status == "feasible"`` (never ``"optimal"``), and
+``Solution.stats["lower_bound"]`` / ``["gap"]`` certify how far from optimal it
+can be at most.  If the budget cuts column generation short, that assignment
+is the better of the last LP's rounding and the riskiest-first greedy
+placement used by ``greedy()``, so it is never worse than that baseline.
 """
 
 from __future__ import annotations
@@ -623,16 +628,22 @@ def _pair_cost(p: _Problem, cc: IntArray, jj: IntArray, weighted: bool) -> Float
 # --------------------------------------------------------------------------- #
 
 
-def _initial_columns(p: _Problem) -> IntArray:
-    """Cheap pairs covering each class twice over, so the first LP is near the optimum."""
+def _initial_columns(p: _Problem) -> tuple[IntArray, float]:
+    """Cheap pairs covering each class twice over, plus the capacity-free best-fit bound.
+
+    The bound (every client at its cheapest eligible fit or interim, load
+    ignored) is weak but always valid, so even a time-cut plan has a certificate.
+    """
     n_j = p.n_cands
-    marginal = np.zeros(n_j, dtype=np.float64)
     util = np.divide(p.current, p.capacity, out=np.ones(n_j), where=p.capacity > 0)
     seg = np.clip(np.floor(util * LOAD_SEGMENTS), 0, LOAD_SEGMENTS - 1).astype(np.int64)
     marginal = _segment_slopes(p.config)[seg] / p.scale
     keys: list[IntArray] = []
+    fit_bound = 0.0
     for g0, g1 in _group_chunks(p):
         c0, c1, block = _class_block(p, g0, g1, weighted=True)
+        cheapest = np.minimum(p.config.unassigned_penalty, block.min(axis=1, initial=np.inf))
+        fit_bound += float(p.c_count[c0:c1] @ cheapest)
         sizes = p.g_size[p.c_group[c0:c1]]
         score = block + sizes[:, None] * marginal[None, :]
         k = min(_INIT_PARTITION, n_j)
@@ -655,8 +666,8 @@ def _initial_columns(p: _Problem) -> IntArray:
             take = max(take, _INIT_MIN_COLUMNS)
             keys.append(c * n_j + cols[:take].astype(np.int64))
     if not keys:
-        return np.zeros(0, dtype=np.int64)
-    return np.unique(np.concatenate(keys))
+        return np.zeros(0, dtype=np.int64), fit_bound
+    return np.unique(np.concatenate(keys)), fit_bound
 
 
 def _price(
@@ -665,16 +676,22 @@ def _price(
     beta: FloatArray,
     threshold: float,
     per_class: int | None,
-) -> tuple[IntArray, float]:
-    """Pairs with reduced cost below threshold, and the sum of ub*min(0,d) for the bound."""
+) -> tuple[IntArray, float, FloatArray]:
+    """Pairs with reduced cost below threshold, sum of ub*min(0,d), and each class's best price.
+
+    The best price ``min_j(cost - size * beta_j)`` yields dual-feasible class
+    multipliers, hence a valid bound even from a non-converged LP.
+    """
     n_j = p.n_cands
     found: list[IntArray] = []
     negative = 0.0
+    best = np.full(p.n_classes, np.inf)
     for g0, g1 in _group_chunks(p):
         c0, c1, block = _class_block(p, g0, g1, weighted=True)
         sizes = p.g_size[p.c_group[c0:c1]].astype(np.float64)
-        block -= alpha[c0:c1, None]
         block -= sizes[:, None] * beta[None, :]
+        best[c0:c1] = block.min(axis=1, initial=np.inf)
+        block -= alpha[c0:c1, None]
         neg_r, neg_j = np.nonzero(block < 0)
         if neg_r.size:
             cc = neg_r.astype(np.int64) + c0
@@ -692,7 +709,7 @@ def _price(
             rows, cols = rows[keep], cols[keep]
         found.append((rows.astype(np.int64) + c0) * n_j + cols.astype(np.int64))
     keys = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-    return keys, negative
+    return keys, negative, best
 
 
 # --------------------------------------------------------------------------- #
@@ -836,9 +853,10 @@ class _LoadTable:
         if width * p.n_cands <= self._MAX_CELLS:
             table = np.full((p.n_cands, width), np.inf)
             table[:, 0] = 0.0
+            bounds = np.searchsorted(p.seg_j, np.arange(p.n_cands + 1))
             for j in range(p.n_cands):
-                mask = p.seg_j == j
-                per_unit = np.repeat(p.seg_slope[mask], p.seg_width[mask].astype(np.int64))
+                part = slice(int(bounds[j]), int(bounds[j + 1]))
+                per_unit = np.repeat(p.seg_slope[part], p.seg_width[part].astype(np.int64))
                 table[j, 1 : per_unit.size + 1] = np.cumsum(per_unit)
             self.table = table
         self.rows = np.arange(p.n_cands)
@@ -885,6 +903,15 @@ def _priority(p: _Problem, classes: IntArray) -> IntArray:
     """Big and risky clients first: they are the hardest to fit later."""
     g = p.c_group[classes]
     return classes[np.lexsort((classes, -p.g_risk[g], -p.g_size[g]))]
+
+
+def _greedy_order(p: _Problem) -> list[tuple[int, int]]:
+    """Riskiest clients first (then largest, then input order): the baseline's rule."""
+    classes = np.arange(p.n_classes)
+    g = p.c_group[classes]
+    first = np.asarray([members[0] for members in p.c_members], dtype=np.int64)
+    order = classes[np.lexsort((first, -p.g_size[g], -p.g_risk[g]))]
+    return [(int(c), int(p.c_count[c])) for c in order]
 
 
 def _round(p: _Problem, model: _Model, values: FloatArray, table: _LoadTable, deadline: float) -> _Result:
@@ -934,61 +961,70 @@ def _optimise(p: _Problem, stats: dict[str, float], deadline: float) -> tuple[_R
     """Best solution, whether it is proven optimal, and a valid lower bound."""
     clock = time.perf_counter()
     table = _LoadTable(p)
-    keys = _initial_columns(p)
+    keys, fit_bound = _initial_columns(p)
     stats["initial_columns"] = float(keys.size)
     stats["t_initial"] = time.perf_counter() - clock
-    duals: tuple[FloatArray, FloatArray, float] | None = None
-    incumbent: _Result | None = None
+    penalty = p.config.unassigned_penalty
+    prices: tuple[FloatArray, FloatArray] | None = None  # (class multipliers, candidate prices)
+    last_lp: tuple[_Model, FloatArray] | None = None
+    converged = False
     rounds = 0
-    while rounds < _CG_MAX_ROUNDS:
-        remaining = deadline - time.perf_counter()
-        if remaining <= 0:
-            break
+    while rounds < _CG_MAX_ROUNDS and time.perf_counter() < deadline:
         model = _model(p, keys)
-        lp = _solve_lp(model, remaining)
+        lp = _solve_lp(model, deadline - time.perf_counter())
         if lp is None:
             break
         rounds += 1
+        last_lp = (model, lp[1])
         alpha, beta = lp[0][: p.n_classes], lp[0][p.n_classes :]
-        new, negative = _price(p, alpha, beta, -1e-7, _CG_PER_CLASS)
-        duals = (alpha, beta, negative)
+        new, _, best = _price(p, alpha, beta, -1e-7, _CG_PER_CLASS)
+        prices = (np.minimum(penalty, best), beta)
         new = np.setdiff1d(new, keys)
-        if new.size == 0 or time.perf_counter() >= deadline:
-            incumbent = _round(p, model, lp[1], table, deadline)
+        if new.size == 0:
+            converged = True
             break
         keys = np.union1d(keys, new)
     stats["cg_rounds"] = float(rounds)
     stats["t_column_generation"] = time.perf_counter() - clock - stats["t_initial"]
-    if incumbent is None:
-        order = _priority(p, np.arange(p.n_classes))
-        cc, jj = _place(p, table, np.zeros(p.n_cands, dtype=np.int64), [(int(c), int(p.c_count[c])) for c in order])
-        incumbent = _result(p, cc, jj, np.ones(cc.size, dtype=np.int64))
-    bound = 0.0 if duals is None else _lagrangian_bound(p, duals[0], duals[1], duals[2])
-    stats["lp_bound"] = bound
+    incumbent: _Result | None = None
+    if last_lp is not None:
+        incumbent = _round(p, last_lp[0], last_lp[1], table, deadline)
+    if not converged:
+        cc, jj = _place(p, table, np.zeros(p.n_cands, dtype=np.int64), _greedy_order(p))
+        fallback = _result(p, cc, jj, np.ones(cc.size, dtype=np.int64))
+        if incumbent is None or fallback.total < incumbent.total:
+            incumbent = fallback
+    assert incumbent is not None
+    lp_bound = -math.inf if prices is None else _lagrangian_bound(p, prices[0], prices[1], 0.0)
+    stats["lp_bound"] = lp_bound
+    stats["fit_bound"] = fit_bound
+    bound = max(lp_bound, fit_bound)
     stats["heuristic_cost"] = incumbent.total
     tol = 1e-9 * (1.0 + abs(incumbent.total)) + 1e-7
-    remaining = deadline - time.perf_counter()
-    if duals is None or incumbent.total - bound <= tol or remaining <= 0:
-        proven = incumbent.total - bound <= tol
-        return incumbent, proven, incumbent.total if proven else bound
+    if incumbent.total - bound <= tol:
+        return incumbent, True, incumbent.total
+    if prices is None or time.perf_counter() >= deadline:
+        return incumbent, False, bound
     clock = time.perf_counter()
-    gap = incumbent.total - bound
-    extra, _ = _price(p, duals[0], duals[1], gap + tol, None)
+    # Fixing must use the bound of the same multipliers as the reduced costs.
+    extra, negative, _ = _price(p, prices[0], prices[1], incumbent.total - lp_bound + tol, None)
+    if negative < -tol:  # only float noise is possible with dual-feasible multipliers
+        raise RuntimeError("internal error: reduced costs are not dual feasible")
     keys = np.union1d(np.union1d(keys, extra), incumbent.cc * p.n_cands + incumbent.jj)
     stats["columns"] = float(keys.size)
     model = _model(p, keys)
     values, proven, milp_bound = _solve_milp(model, deadline - time.perf_counter())
     stats["t_milp"] = time.perf_counter() - clock
-    best = incumbent
+    result = incumbent
     if values is not None:
         n_x = len(model.cc)
         found = _result(p, model.cc, model.jj, np.rint(values[:n_x]).astype(np.int64))
-        if found.total < best.total:
-            best = found
+        if found.total < result.total:
+            result = found
     if proven:
-        return best, True, best.total
-    # Pairs outside the model can only beat the heuristic, which we already hold.
-    return best, False, max(bound, min(incumbent.total, milp_bound))
+        return result, True, result.total
+    # Pairs outside the model can only beat the incumbent, which we already hold.
+    return result, False, max(bound, min(incumbent.total, milp_bound))
 
 
 # --------------------------------------------------------------------------- #
@@ -1152,16 +1188,7 @@ def greedy(
     mapping: dict[int, int | None] = {c.id: None for c in clients}
     if not clients or not candidates:
         return mapping
-    classes = np.arange(p.n_classes)
-    g = p.c_group[classes]
-    first = np.asarray([members[0] for members in p.c_members], dtype=np.int64)
-    order = classes[np.lexsort((first, -p.g_size[g], -p.g_risk[g]))]
-    cc, jj = _place(
-        p,
-        _LoadTable(p),
-        np.zeros(p.n_cands, dtype=np.int64),
-        [(int(c), int(p.c_count[c])) for c in order],
-    )
+    cc, jj = _place(p, _LoadTable(p), np.zeros(p.n_cands, dtype=np.int64), _greedy_order(p))
     cursor = np.zeros(p.n_classes, dtype=np.int64)
     for c, j in zip(cc.tolist(), jj.tolist(), strict=True):
         client = p.clients[p.c_members[c][cursor[c]]]

@@ -1,0 +1,348 @@
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response, Security, status
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
+
+from app.core.auth import Principal, authenticate
+from app.core.db import Database, transaction
+from app.core.deps import DbSession, Now
+from app.core.errors import problem_responses
+from app.core.pagination import Page, Pagination, page_of
+from app.core.types import EXTERNAL_ID_PATTERN, LOCALE_PATTERN
+from app.notify import rendering, schemas, service
+from app.notify.models import Delivery, OutboxMessage, WebhookEndpoint
+from app.transfer import service as transfer
+from app.transfer.models import Handover
+
+router = APIRouter(tags=["notifications"])
+
+WebhooksAdmin = Annotated[Principal, Security(authenticate, scopes=["webhooks:admin"])]
+NotificationsRead = Annotated[Principal, Security(authenticate, scopes=["notifications:read"])]
+NotificationsAdmin = Annotated[Principal, Security(authenticate, scopes=["notifications:admin"])]
+EndpointId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The webhook endpoint id.")]
+DeliveryId = Annotated[int, Path(ge=1, le=2**62, description="The delivery (attempt) id.")]
+NotificationId = Annotated[int, Path(ge=1, le=2**62, description="The notification id.")]
+TemplateKeyPath = Annotated[schemas.TemplateKey, Path(description="The template key.")]
+LocalePath = Annotated[str, Path(pattern=LOCALE_PATTERN, max_length=35, description="A BCP 47 tag, e.g. zh-CN.")]
+
+
+def _endpoint_out(session: Session, endpoints: list[WebhookEndpoint]) -> list[schemas.WebhookEndpointOut]:
+    types = service.subscriptions(session, [e.id for e in endpoints])
+    return [
+        schemas.WebhookEndpointOut(
+            id=e.id,
+            url=e.url,
+            description=e.description,
+            event_types=types[e.id],
+            status=e.status,
+            status_reason=e.status_reason,
+            created_by=e.created_by,
+            created_at=e.created_at,
+            updated_at=e.updated_at,
+        )
+        for e in endpoints
+    ]
+
+
+@router.post(
+    "/v1/webhook-endpoints",
+    name="webhook-endpoints-create",
+    summary="Register a receiver of signed events",
+    description="The response carries the `whsec_` signing secret, once. Deliveries are signed per Standard "
+    "Webhooks (`webhook-id`, `webhook-timestamp`, `webhook-signature: v1,…`); the webhook-id is the same on every "
+    "retry, so receivers deduplicate by it. The URL's host is resolved and every address checked.",
+    status_code=status.HTTP_201_CREATED,
+    response_model=schemas.WebhookEndpointCreated,
+    responses=problem_responses(401, 403, 413, 415, 422),
+)
+def create_endpoint(
+    body: schemas.WebhookEndpointCreate,
+    request: Request,
+    session: DbSession,
+    principal: WebhooksAdmin,
+    now: Now,
+    response: Response,
+) -> schemas.WebhookEndpointCreated:
+    endpoint = service.create_endpoint(
+        session,
+        url=body.url,
+        event_types=list(body.event_types),
+        description=body.description,
+        actor=principal.actor,
+        now=now,
+        settings=request.app.state.settings,
+    )
+    out = _endpoint_out(session, [endpoint])[0]
+    response.headers["Location"] = f"/v1/webhook-endpoints/{endpoint.id}"
+    return schemas.WebhookEndpointCreated(**out.model_dump(), secret=endpoint.secret)
+
+
+@router.get(
+    "/v1/webhook-endpoints",
+    name="webhook-endpoints-list",
+    summary="List webhook endpoints (without their secrets)",
+    response_model=Page[schemas.WebhookEndpointOut],
+    responses=problem_responses(401, 403, 422),
+)
+def list_endpoints(
+    session: DbSession,
+    principal: WebhooksAdmin,
+    page: Pagination,
+    include_deleted: Annotated[bool, Query(description="Also list deleted endpoints.")] = False,
+) -> Page[schemas.WebhookEndpointOut]:
+    rows = service.list_endpoints(session, include_deleted=include_deleted, limit=page.limit + 1, offset=page.offset)
+    items, nxt = page_of(rows, page)
+    return Page[schemas.WebhookEndpointOut](
+        items=_endpoint_out(session, items), limit=page.limit, offset=page.offset, next_offset=nxt
+    )
+
+
+@router.get(
+    "/v1/webhook-endpoints/{endpoint_id}",
+    name="webhook-endpoints-get",
+    summary="Get a webhook endpoint (without its secret)",
+    response_model=schemas.WebhookEndpointOut,
+    responses=problem_responses(401, 403, 404, 422),
+)
+def get_endpoint(endpoint_id: EndpointId, session: DbSession, principal: WebhooksAdmin) -> schemas.WebhookEndpointOut:
+    return _endpoint_out(session, [service.get_endpoint(session, endpoint_id)])[0]
+
+
+@router.delete(
+    "/v1/webhook-endpoints/{endpoint_id}",
+    name="webhook-endpoints-delete",
+    summary="Delete a webhook endpoint; what it has not received yet is withdrawn",
+    status_code=status.HTTP_204_NO_CONTENT,
+    response_class=Response,
+    responses=problem_responses(401, 403, 404, 422),
+)
+def delete_endpoint(endpoint_id: EndpointId, session: DbSession, principal: WebhooksAdmin, now: Now) -> Response:
+    service.delete_endpoint(session, service.get_endpoint(session, endpoint_id), actor=principal.actor, now=now)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get(
+    "/v1/webhook-endpoints/{endpoint_id}/deliveries",
+    name="webhook-endpoints-deliveries",
+    summary="Every delivery attempt to this endpoint, newest first",
+    response_model=Page[schemas.DeliveryOut],
+    responses=problem_responses(401, 403, 404, 422),
+)
+def list_deliveries(
+    endpoint_id: EndpointId, session: DbSession, principal: WebhooksAdmin, page: Pagination
+) -> Page[schemas.DeliveryOut]:
+    service.get_endpoint(session, endpoint_id)
+    rows = service.list_deliveries(session, endpoint_id, limit=page.limit + 1, offset=page.offset)
+    items, nxt = page_of(rows, page)
+    return Page[schemas.DeliveryOut](
+        items=[_delivery_out(d, m) for d, m in items], limit=page.limit, offset=page.offset, next_offset=nxt
+    )
+
+
+def _delivery_out(d: Delivery, m: OutboxMessage) -> schemas.DeliveryOut:
+    return schemas.DeliveryOut(
+        id=d.id,
+        message=m.id,
+        message_id=m.message_id,
+        event_type=m.event_type,
+        attempt=d.attempt,
+        attempted_at=d.attempted_at,
+        duration_ms=d.duration_ms,
+        succeeded=d.succeeded,
+        http_status=d.http_status,
+        error=d.error,
+        response_excerpt=d.response_excerpt,
+        message_status=m.status,
+    )
+
+
+@router.post(
+    "/v1/deliveries/{delivery_id}/retry",
+    name="deliveries-retry",
+    summary="Send a dead (or waiting) message again, now",
+    description="The worker makes one more attempt at once; if it fails, the message is dead again.",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=schemas.MessageOut,
+    responses=problem_responses(401, 403, 404, 409, 422),
+)
+def retry_delivery(
+    delivery_id: DeliveryId, session: DbSession, principal: WebhooksAdmin, now: Now
+) -> schemas.MessageOut:
+    return schemas.MessageOut.model_validate(
+        service.retry_delivery(session, delivery_id, actor=principal.actor, now=now)
+    )
+
+
+# ---- notifications ----------------------------------------------------------------------------
+
+
+def _visible(principal: Principal) -> Select[Any] | None:
+    """Unrestricted roles see every notification; a manager those of the handovers they may see."""
+    if principal.unrestricted:
+        return None
+    return select(Handover.id).where(transfer.handover_visibility(principal))
+
+
+def _notification_out(row: OutboxMessage, last_delivery: int | None) -> schemas.NotificationOut:
+    return schemas.NotificationOut(
+        id=row.id,
+        message_id=row.message_id,
+        kind=row.kind,
+        template=row.template,
+        locale=row.locale or "",
+        channel=row.channel,
+        recipient=row.recipient,
+        endpoint_id=row.endpoint_id,
+        handover_id=row.handover_id,
+        client=row.client_id,
+        status=row.status,
+        attempts=row.attempts,
+        last_error=row.last_error,
+        last_delivery_id=last_delivery,
+        not_before=row.not_before,
+        next_attempt_at=row.next_attempt_at,
+        last_attempt_at=row.last_attempt_at,
+        sent_at=row.sent_at,
+        acknowledged_at=row.acknowledged_at,
+        created_at=row.created_at,
+        subject=row.subject,
+    )
+
+
+@router.get(
+    "/v1/notifications",
+    name="notifications-list",
+    summary="List notifications with their status, attempts and last error",
+    response_model=Page[schemas.NotificationOut],
+    responses=problem_responses(401, 403, 422),
+)
+def list_notifications(
+    session: DbSession,
+    principal: NotificationsRead,
+    page: Pagination,
+    handover: Annotated[int | None, Query(ge=1, le=2**31 - 1, description="Only this handover's.")] = None,
+    client: Annotated[str | None, Query(pattern=EXTERNAL_ID_PATTERN, description="Only about this client.")] = None,
+    status_: Annotated[schemas.Status | None, Query(alias="status", description="Only in this status.")] = None,
+    template: Annotated[schemas.TemplateKey | None, Query(description="Only this template.")] = None,
+) -> Page[schemas.NotificationOut]:
+    rows = service.list_notifications(
+        session,
+        service.NotificationFilter(handover, client, status_, template),
+        visible_handovers=_visible(principal),
+        limit=page.limit + 1,
+        offset=page.offset,
+    )
+    items, nxt = page_of(rows, page)
+    return Page[schemas.NotificationOut](
+        items=[_notification_out(r, d) for r, d in items], limit=page.limit, offset=page.offset, next_offset=nxt
+    )
+
+
+@router.get(
+    "/v1/notifications/{notification_id}",
+    name="notifications-get",
+    summary="Get a notification",
+    response_model=schemas.NotificationOut,
+    responses=problem_responses(401, 403, 404, 422),
+)
+def get_notification(
+    notification_id: NotificationId, session: DbSession, principal: NotificationsRead
+) -> schemas.NotificationOut:
+    row, last = service.get_notification(session, notification_id, visible_handovers=_visible(principal))
+    return _notification_out(row, last)
+
+
+@router.get(
+    "/v1/notifications/{notification_id}/ack",
+    name="notifications-ack",
+    summary="Acknowledge a client introduction (the signed link in the message; no token)",
+    description="The `sig` is an HMAC of the notification, so only the recipient's link works. A bad or "
+    "tampered link answers 403; following a valid link again answers the same 200 and records nothing more.",
+    response_model=schemas.AckOut,
+    responses=problem_responses(403, 422),
+)
+def acknowledge(
+    notification_id: NotificationId,
+    sig: Annotated[str, Query(min_length=1, max_length=200, description="The link's signature.")],
+    request: Request,
+    now: Now,
+) -> schemas.AckOut:
+    # A GET that writes: its own writer transaction, not the request's read-only session.
+    db: Database = request.app.state.db
+    with transaction(db) as session:
+        row = service.acknowledge(session, notification_id, sig, settings=request.app.state.settings, now=now)
+        assert row.acknowledged_at is not None
+        return schemas.AckOut(
+            id=row.id,
+            status="acknowledged",
+            acknowledged_at=row.acknowledged_at,
+            message="Thank you: your confirmation has been recorded. 谢谢，您的确认已记录。",
+        )
+
+
+# ---- templates --------------------------------------------------------------------------------
+
+
+def _template_out(view: service.TemplateView) -> schemas.TemplateOut:
+    return schemas.TemplateOut(
+        key=view.key,
+        locale=view.locale,
+        subject=view.subject,
+        body=view.body,
+        builtin=view.builtin,
+        version=view.version,
+        updated_by=view.updated_by,
+        updated_at=view.updated_at,
+        variables=sorted(rendering.SAMPLES[view.key]),
+    )
+
+
+@router.get(
+    "/v1/notification-templates",
+    name="notification-templates-list",
+    summary="List every template version (key and locale)",
+    response_model=list[schemas.TemplateOut],
+    responses=problem_responses(401, 403),
+)
+def list_templates(session: DbSession, principal: NotificationsRead) -> list[schemas.TemplateOut]:
+    return [_template_out(v) for v in service.list_templates(session)]
+
+
+@router.get(
+    "/v1/notification-templates/{key}/{locale}",
+    name="notification-templates-get",
+    summary="Get a template in one locale",
+    response_model=schemas.TemplateOut,
+    responses=problem_responses(401, 403, 404, 422),
+)
+def get_template(
+    key: TemplateKeyPath, locale: LocalePath, session: DbSession, principal: NotificationsRead
+) -> schemas.TemplateOut:
+    return _template_out(service.get_template(session, key, locale))
+
+
+@router.put(
+    "/v1/notification-templates/{key}/{locale}",
+    name="notification-templates-put",
+    summary="Edit (or add) a template in one locale",
+    description="Rendered in a sandbox against a sample of the context the key receives before it is stored: "
+    "a template that does not render (a syntax error, an unknown variable) is refused with 422 and the stored "
+    "version stays. Messages not yet sent use the new version.",
+    response_model=schemas.TemplateOut,
+    responses=problem_responses(401, 403, 413, 415, 422),
+)
+def put_template(
+    key: TemplateKeyPath,
+    locale: LocalePath,
+    body: schemas.TemplatePut,
+    session: DbSession,
+    principal: NotificationsAdmin,
+    now: Now,
+) -> schemas.TemplateOut:
+    view = service.put_template(
+        session, key, locale, subject=body.subject, body=body.body, actor=principal.actor, now=now
+    )
+    return _template_out(view)

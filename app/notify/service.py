@@ -1,0 +1,974 @@
+"""Notifications and outbound webhook events: written to the outbox in the caller's transaction, sent by the worker.
+
+Nothing here sends anything or commits: a change and the messages it causes commit together or not at all.
+
+Functions the workflow calls (one Session, no commit inside):
+
+- `emit(session, event_type, payload, *, now)`: one outbox row per active endpoint subscribed to the type
+  (or to "*"), in one INSERT … SELECT. Receivers get `{"type", "timestamp", "data": payload}`, signed per
+  Standard Webhooks; `webhook-id` is the row's `msg_<uuid>`, the same on every retry.
+- `emit_batches(session, event_type, key, items, *, common, now, size=500)`: the same, one event per `size`
+  items (e.g. `client.reassigned` for a layoff of 20,000 clients is 40 events).
+- `enqueue(session, *, kind, template, locale, channel, recipient, data, not_before, ..., now) -> int`.
+- `on_handover_approved(session, *, handover_id, now, settings)`, `on_handover_cancelled(session, *,
+  handover_id, now)`, `on_handover_rescheduled(session, *, handover_id, now, settings)`.
+
+Event payloads (`data`), built by the caller; ids are external ids, times ISO 8601 UTC:
+
+- `handover.created|planned|approved|cancelled|completed|executed|undone`: `{"handover_id": int, "leaver": str,
+  "manager": str | null, "status": str, "effective_at": str, "reason": str, "actor": str}`; `cancelled` and
+  `undone` add `"cancel_reason"`/`"undo_reason"`, `planned` adds `"items": int`.
+- `client.reassigned`: `{"handover_id": int, "effective_at": str, "batch": int, "batches": int, "clients":
+  [{"client": str, "from": str, "to": str, "interim": bool}]}`, at most 500 clients per event.
+- `access.revoked`: `{"grant_id": int, "employee": str, "client": str, "level": str, "revoked_at": str,
+  "handover_id": int | null}`.
+- `alert.raised`: `{"alert_id": int, "employee": str, "kind": str, "score": float, "clients": [str],
+  "window_start": str, "window_end": str}`.
+- `notification.failed` (emitted by the delivery worker when a notification is dead): `{"notification_id": int,
+  "template": str, "channel": str, "recipient": str | null, "handover_id": int | null, "client": str | null,
+  "attempts": int, "last_error": str | null}`.
+- `notification.client_intro` (a client intro whose contact prefers the CRM's channel): `{"notification_id",
+  "template", "locale", "handover_id", "client", "contact": {"contact_id", "name", "email", "phone"}, "subject",
+  "body", "ack_url"}`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import hashlib
+import hmac
+import json
+import uuid
+from base64 import urlsafe_b64encode
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Select, String, exists, func, insert, literal, select, update
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+from app.audit import service as audit
+from app.core.config import Settings
+from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.core.signing import generate_secret
+from app.directory.models import Client, ClientContact, Employee
+from app.notify import rendering
+from app.notify.channels import TargetRefused, resolve_target
+from app.notify.models import (
+    DUE_STATUSES,
+    Delivery,
+    NotificationTemplate,
+    OutboxMessage,
+    WebhookEndpoint,
+    WebhookSubscription,
+)
+from app.transfer.models import CHECKLIST_KEYS, Handover, HandoverItem
+
+EVENT_TYPES = (
+    "handover.created",
+    "handover.planned",
+    "handover.approved",
+    "handover.cancelled",
+    "handover.executed",
+    "handover.completed",
+    "handover.undone",
+    "client.reassigned",
+    "access.revoked",
+    "alert.raised",
+    "notification.failed",
+    *(f"notification.{key}" for key in rendering.KEYS),
+)
+ALL_EVENTS = "*"
+KINDS = ("client", "internal")
+EVENT_BATCH = 500
+SIGNOFF_REMINDER_LEAD = dt.timedelta(days=3)
+PRIORITY_INTERNAL = 10_000_000  # successors and the manager hear before any client
+MAX_HIGH_RISK_LISTED = 20
+
+
+# ---- ids and JSON -----------------------------------------------------------------------------
+
+
+def new_message_id() -> str:
+    return f"msg_{uuid.uuid4().hex}"
+
+
+class _random_message_id(FunctionElement[str]):
+    """`msg_<32 hex>` computed by the database, so INSERT … SELECT gives every row its own id."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(_random_message_id, "postgresql")
+def _pg_message_id(element: Any, compiler: SQLCompiler, **kw: Any) -> str:
+    return "'msg_' || replace(gen_random_uuid()::text, '-', '')"
+
+
+@compiles(_random_message_id)
+def _sqlite_message_id(element: Any, compiler: SQLCompiler, **kw: Any) -> str:
+    return "'msg_' || lower(hex(randomblob(16)))"
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return float(value)
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+def jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
+    """Times and decimals as the wire shows them; anything else unserialisable fails here, in the caller."""
+    out: dict[str, Any] = json.loads(json.dumps(data, default=_json_default, ensure_ascii=False))
+    return out
+
+
+# ---- events -----------------------------------------------------------------------------------
+
+
+def emit(session: Session, event_type: str, payload: Mapping[str, Any], *, now: dt.datetime) -> None:
+    """One row per active endpoint subscribed to the type, in one statement whatever the number of endpoints."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown event type {event_type!r}")
+    ep, sub, m = WebhookEndpoint, WebhookSubscription, OutboxMessage
+    envelope = {"type": event_type, "timestamp": now.isoformat(), "data": jsonable(payload)}
+    subscribed = exists().where(sub.endpoint_id == ep.id, sub.event_type.in_((event_type, ALL_EVENTS)))
+    at = m.not_before.type
+    session.execute(
+        insert(m).from_select(
+            [
+                "message_id",
+                "category",
+                "event_type",
+                "channel",
+                "endpoint_id",
+                "payload",
+                "status",
+                "priority",
+                "attempts",
+                "not_before",
+                "next_attempt_at",
+                "created_at",
+            ],
+            select(
+                _random_message_id(),
+                literal("event"),
+                literal(event_type),
+                literal("webhook"),
+                ep.id,
+                literal(envelope, m.payload.type),
+                literal("pending"),
+                literal(0),
+                literal(0),
+                literal(now, at),
+                literal(now, at),
+                literal(now, at),
+            ).where(ep.status == "active", subscribed),
+        )
+    )
+
+
+def emit_batches(
+    session: Session,
+    event_type: str,
+    key: str,
+    items: Sequence[Any],
+    *,
+    common: Mapping[str, Any],
+    now: dt.datetime,
+    size: int = EVENT_BATCH,
+) -> int:
+    """Large lists go out as several events of at most `size` items; returns the number of events."""
+    batches = max(1, -(-len(items) // size))
+    for i in range(batches):
+        part = list(items[i * size : (i + 1) * size])
+        emit(session, event_type, {**common, "batch": i + 1, "batches": batches, key: part}, now=now)
+    return batches
+
+
+def _subscribers(session: Session, event_type: str) -> list[int]:
+    ep, sub = WebhookEndpoint, WebhookSubscription
+    stmt = (
+        select(ep.id)
+        .where(
+            ep.status == "active",
+            exists().where(sub.endpoint_id == ep.id, sub.event_type.in_((event_type, ALL_EVENTS))),
+        )
+        .order_by(ep.id)
+    )
+    return list(session.scalars(stmt))
+
+
+# ---- notifications ----------------------------------------------------------------------------
+
+
+def _row(
+    *,
+    kind: str,
+    template: str,
+    locale: str,
+    channel: str,
+    recipient: str | None,
+    endpoint_id: int | None,
+    data: Mapping[str, Any],
+    not_before: dt.datetime,
+    now: dt.datetime,
+    handover_id: int | None = None,
+    client_id: str | None = None,
+    priority: int = 0,
+    skip: str | None = None,
+) -> dict[str, Any]:
+    """One outbox row as a dict for a bulk insert; a row that will not be sent is stored as skipped, with why."""
+    return {
+        "message_id": new_message_id(),
+        "category": "notification",
+        "event_type": f"notification.{template}" if channel == "webhook" else None,
+        "kind": kind,
+        "template": template,
+        "locale": locale,
+        "channel": channel,
+        "endpoint_id": endpoint_id,
+        "recipient": recipient,
+        "payload": jsonable(data),
+        "handover_id": handover_id,
+        "client_id": client_id,
+        "status": "skipped" if skip else "pending",
+        "priority": priority,
+        "attempts": 0,
+        "not_before": not_before,
+        "next_attempt_at": None if skip else max(not_before, now),
+        "last_error": skip,
+        "created_at": now,
+    }
+
+
+def enqueue(
+    session: Session,
+    *,
+    kind: str,
+    template: str,
+    locale: str,
+    channel: str,
+    recipient: str | None,
+    data: Mapping[str, Any],
+    not_before: dt.datetime,
+    handover_id: int | None = None,
+    client_id: str | None = None,
+    priority: int = 0,
+    now: dt.datetime,
+) -> int:
+    """One notification; `recipient` is an email address (email) or an endpoint id (webhook).
+
+    Phone and none are recorded as skipped: nobody is told, and the list of notifications says so.
+    A locale without a template falls back (same language, then the default locale) at send time.
+    """
+    if kind not in KINDS:
+        raise ValueError(f"unknown kind {kind!r}")
+    if template not in rendering.KEYS:
+        raise ValueError(f"unknown template {template!r}")
+    endpoint_id = None
+    skip = None
+    if channel == "email":
+        if not recipient:
+            skip = "the recipient has no email address"
+    elif channel == "webhook":
+        endpoint = session.get(WebhookEndpoint, int(recipient)) if recipient and recipient.isdigit() else None
+        if endpoint is None or endpoint.status != "active":
+            skip = f"no active webhook endpoint {recipient}"
+        else:
+            endpoint_id = endpoint.id
+    elif channel in ("phone", "none"):
+        skip = f"channel {channel} is not delivered by this service"
+    else:
+        raise ValueError(f"unknown channel {channel!r}")
+    row = _row(
+        kind=kind,
+        template=template,
+        locale=locale,
+        channel=channel,
+        recipient=recipient if channel == "email" else None,
+        endpoint_id=endpoint_id,
+        data=data,
+        not_before=not_before,
+        now=now,
+        handover_id=handover_id,
+        client_id=client_id,
+        priority=priority,
+        skip=skip,
+    )
+    result = session.execute(insert(OutboxMessage).returning(OutboxMessage.id), [row])
+    return int(result.scalar_one())
+
+
+# ---- locales ----------------------------------------------------------------------------------
+
+
+def available_locales(session: Session) -> dict[str, set[str]]:
+    """Locales with a template, per key: the built-in files plus every edited row."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for key, locale in rendering.builtins():
+        out[key].add(locale)
+    for key, locale in session.execute(select(NotificationTemplate.key, NotificationTemplate.locale)):
+        out[key].add(locale)
+    return out
+
+
+def pick_locale(wanted: Sequence[str | None], available: set[str], default: str) -> str:
+    """The first wanted tag with a template (exactly, then by language: zh → zh-CN), else the default."""
+    by_lower = {a.lower(): a for a in available}
+    for tag in wanted:
+        if not tag:
+            continue
+        if tag.lower() in by_lower:
+            return by_lower[tag.lower()]
+        language = tag.split("-", 1)[0].lower()
+        same = sorted(a for a in available if a.split("-", 1)[0].lower() == language)
+        if same:
+            return same[0]
+    if default in available:
+        return default
+    return "en" if "en" in available else sorted(available)[0]
+
+
+# ---- the handover workflow --------------------------------------------------------------------
+
+
+def _date(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).date().isoformat()
+
+
+def _score(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _risk_priority(score: Any) -> int:
+    """Higher risk first; unscored clients after every scored one."""
+    return 0 if score is None else round(float(score) * 100) + 1
+
+
+def intro_time(effective_at: dt.datetime, now: dt.datetime, settings: Settings) -> dt.datetime:
+    if settings.client_intro_days_before is None:
+        return now
+    return max(now, effective_at - dt.timedelta(days=settings.client_intro_days_before))
+
+
+def reminder_time(effective_at: dt.datetime, now: dt.datetime) -> dt.datetime:
+    return max(now, effective_at - SIGNOFF_REMINDER_LEAD)
+
+
+@dataclass(frozen=True)
+class _Person:
+    name: str
+    email: str | None
+    title: str | None
+    languages: list[str]
+
+
+def _people(session: Session, ids: set[str]) -> dict[str, _Person]:
+    e = Employee
+    rows = session.execute(select(e.external_id, e.name, e.email, e.title, e.languages).where(e.external_id.in_(ids)))
+    return {r[0]: _Person(r[1], r[2], r[3], list(r[4] or [])) for r in rows}
+
+
+def on_handover_approved(session: Session, *, handover_id: int, now: dt.datetime, settings: Settings) -> dict[str, int]:
+    """Everything approval sets in motion, in one bulk insert: briefings and the summary now, client intros at
+    the configured time (highest risk first), sign-off reminders three days before the effective time.
+
+    Returns the number of rows per template (and `skipped`), for logs and tests; {} if already done.
+    """
+    h = session.get(Handover, handover_id)
+    if h is None:
+        raise ValueError(f"no handover {handover_id}")
+    m = OutboxMessage
+    done = session.scalar(
+        select(m.id).where(m.handover_id == h.id, m.template.in_(("successor_briefing", "client_intro"))).limit(1)
+    )
+    if done is not None:
+        return {}  # already planned: approval happens once, and a second call must not tell anyone twice
+    i = HandoverItem
+    receiver = func.coalesce(i.successor_id, i.interim_owner_id)
+    items = session.execute(
+        select(
+            i.id,
+            i.client_id,
+            Client.name,
+            Client.tier,
+            i.risk_score,
+            i.risk_band,
+            i.checklist,
+            receiver,
+            i.successor_id,
+            i.outgoing_signed_at,
+            i.incoming_signed_at,
+        )
+        .join(Client, Client.external_id == i.client_id)
+        .where(i.handover_id == h.id, i.status == "approved")
+        .order_by(i.risk_score.is_(None), i.risk_score.desc(), i.id)
+    ).all()
+    people = _people(session, {h.leaver_id, *([h.manager_id] if h.manager_id else []), *(r[7] for r in items if r[7])})
+    contacts: dict[str, list[Any]] = defaultdict(list)
+    cc = ClientContact
+    for c in session.execute(
+        select(cc.client_id, cc.id, cc.name, cc.email, cc.phone, cc.locale, cc.preferred_channel)
+        .where(cc.client_id.in_(select(i.client_id).where(i.handover_id == h.id, i.status == "approved")))
+        .order_by(cc.client_id, cc.position, cc.id)
+    ):
+        contacts[c[0]].append(c)
+    locales = available_locales(session)
+    default = settings.default_locale
+    leaver = people.get(h.leaver_id) or _Person(h.leaver_id, None, None, [])
+    effective_date = _date(h.effective_at)
+    handover_ctx = {"id": h.id, "effective_date": effective_date}
+    rows: list[dict[str, Any]] = []
+    counts: dict[str, int] = defaultdict(int)
+
+    def internal(template: str, person_id: str, data: dict[str, Any], at: dt.datetime) -> None:
+        person = people.get(person_id)
+        locale = pick_locale(person.languages if person else [], locales[template], default)
+        rows.append(
+            _row(
+                kind="internal",
+                template=template,
+                locale=locale,
+                channel="email",
+                recipient=person.email if person else None,
+                endpoint_id=None,
+                data=data,
+                not_before=at,
+                now=now,
+                handover_id=h.id,
+                priority=PRIORITY_INTERNAL,
+                skip=None if person and person.email else f"employee {person_id} has no email address",
+            )
+        )
+        counts[template] += 1
+
+    # Successor briefings: one per receiver, their clients highest risk first, each with its checklist.
+    by_receiver: dict[str, list[Any]] = defaultdict(list)
+    for r in items:
+        if r[7]:
+            by_receiver[r[7]].append(r)
+    for person_id, mine in by_receiver.items():
+        clients = [
+            {
+                "name": r[2],
+                "external_id": r[1],
+                "tier": r[3],
+                "risk_band": r[5],
+                "risk_score": _score(r[4]),
+                "checklist": [{"key": k, "done": bool((r[6] or {}).get(k, {}).get("done"))} for k in CHECKLIST_KEYS],
+            }
+            for r in mine
+        ]
+        successor = people.get(person_id)
+        internal(
+            "successor_briefing",
+            person_id,
+            {
+                "successor": {"name": successor.name if successor else person_id},
+                "leaver": {"name": leaver.name},
+                "handover": handover_ctx,
+                "clients": clients,
+            },
+            now,
+        )
+
+    # Client intros: one per contact, in the contact's language, through the contact's channel.
+    intro_at = intro_time(h.effective_at, now, settings)
+    intro_endpoints = _subscribers(session, "notification.client_intro")
+    intros = 0
+    for r in items:
+        new_owner = people.get(r[7]) if r[7] else None
+        for c in contacts.get(r[1], []):
+            _, contact_id, name, email, phone, locale_wanted, channel = c
+            data = {
+                "contact": {"name": name},
+                "client": {"name": r[2], "external_id": r[1]},
+                "leaver": {"name": leaver.name},
+                "successor": {
+                    "name": new_owner.name if new_owner else "",
+                    "email": new_owner.email if new_owner else "",
+                    "title": new_owner.title if new_owner else None,
+                },
+                "effective_date": effective_date,
+                "recipient": {"contact_id": contact_id, "name": name, "email": email, "phone": phone},
+            }
+            locale = pick_locale([locale_wanted], locales["client_intro"], default)
+            common: dict[str, Any] = {
+                "kind": "client",
+                "template": "client_intro",
+                "locale": locale,
+                "data": data,
+                "not_before": intro_at,
+                "now": now,
+                "handover_id": h.id,
+                "client_id": r[1],
+                "priority": _risk_priority(r[4]),
+            }
+            if channel == "email":
+                skip = None if email else "the contact has no email address"
+                rows.append(_row(channel="email", recipient=email, endpoint_id=None, skip=skip, **common))
+            elif channel == "webhook" and intro_endpoints:
+                for endpoint_id in intro_endpoints:
+                    rows.append(_row(channel="webhook", recipient=None, endpoint_id=endpoint_id, **common))
+            elif channel == "webhook":
+                skip = "no webhook endpoint subscribes to notification.client_intro"
+                rows.append(_row(channel="webhook", recipient=None, endpoint_id=None, skip=skip, **common))
+            else:
+                skip = f"the contact prefers {channel}, which this service does not deliver"
+                rows.append(_row(channel=channel, recipient=None, endpoint_id=None, skip=skip, **common))
+            intros += 1
+    counts["client_intro"] = intros
+
+    # The manager's summary, after the intros are counted.
+    if h.manager_id:
+        successors = sorted(
+            (
+                {"id": p, "name": people[p].name if p in people else p, "clients": len(mine)}
+                for p, mine in by_receiver.items()
+            ),
+            key=lambda s: (-len(by_receiver.get(str(s["id"]), [])), str(s["name"])),
+        )
+        high = [r for r in items if r[5] == "high"]
+        manager = people.get(h.manager_id)
+        internal(
+            "manager_summary",
+            h.manager_id,
+            {
+                "manager": {"name": manager.name if manager else h.manager_id},
+                "leaver": {"name": leaver.name},
+                "handover": handover_ctx,
+                "totals": {
+                    "clients": len(items),
+                    "high_risk": len(high),
+                    "interim": sum(1 for r in items if r[8] is None),
+                    "intros": intros,
+                },
+                "intro_date": _date(intro_at),
+                "successors": successors,
+                "high_risk_clients": [
+                    {
+                        "name": r[2],
+                        "external_id": r[1],
+                        "risk_band": r[5],
+                        "successor": people[r[7]].name if r[7] in people else r[7],
+                    }
+                    for r in high[:MAX_HIGH_RISK_LISTED]
+                ],
+            },
+            now,
+        )
+
+    # Sign-off reminders: per person and side, for items unsigned now; the worker re-checks at send time.
+    remind_at = reminder_time(h.effective_at, now)
+    sides: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for r in items:
+        entry = {"item_id": r[0], "client": r[2], "external_id": r[1]}
+        if r[9] is None:
+            sides[(h.leaver_id, "outgoing")].append(entry)
+        if r[10] is None and r[7]:
+            sides[(r[7], "incoming")].append(entry)
+    for (person_id, side), entries in sides.items():
+        person = people.get(person_id)
+        internal(
+            "signoff_reminder",
+            person_id,
+            {
+                "recipient": {"name": person.name if person else person_id},
+                "side": side,
+                "leaver": {"name": leaver.name},
+                "handover": handover_ctx,
+                "items": entries,
+            },
+            remind_at,
+        )
+    if rows:
+        session.execute(insert(OutboxMessage), rows)
+    counts["skipped"] = sum(1 for row in rows if row["status"] == "skipped")
+    return dict(counts)
+
+
+def on_handover_cancelled(session: Session, *, handover_id: int, now: dt.datetime) -> int:
+    """Withdraws every notification of the handover not sent yet; returns how many. Events are not touched."""
+    m = OutboxMessage
+    result = session.execute(
+        update(m)
+        .where(m.handover_id == handover_id, m.category == "notification", m.status.in_(DUE_STATUSES))
+        .values(status="withdrawn", next_attempt_at=None, last_error="the handover was cancelled")
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def on_handover_rescheduled(session: Session, *, handover_id: int, now: dt.datetime, settings: Settings) -> None:
+    """The effective time moved: intros (when tied to it) and reminders not tried yet move with it.
+
+    Dates inside the messages need no update: the worker reads the handover's effective time when it renders.
+    """
+    h = session.get(Handover, handover_id)
+    if h is None:
+        return
+    m = OutboxMessage
+    moves = [("signoff_reminder", reminder_time(h.effective_at, now))]
+    if settings.client_intro_days_before is not None:
+        moves.append(("client_intro", intro_time(h.effective_at, now, settings)))
+    for template, at in moves:
+        session.execute(
+            update(m)
+            .where(m.handover_id == handover_id, m.template == template, m.status == "pending", m.attempts == 0)
+            .values(not_before=at, next_attempt_at=at)
+            .execution_options(synchronize_session=False)
+        )
+
+
+# ---- acknowledgment links ---------------------------------------------------------------------
+
+
+def ack_signature(settings: Settings, notification_id: int, message_id: str) -> str:
+    """HMAC over the id and the row's random message id: a link cannot be guessed, nor reused after a reset."""
+    digest = hmac.new(settings.ack_link_key, f"ack:{notification_id}:{message_id}".encode(), hashlib.sha256).digest()
+    return urlsafe_b64encode(digest).decode("ascii").rstrip("=")
+
+
+def ack_url(settings: Settings, notification_id: int, message_id: str) -> str:
+    base = settings.public_base_url.rstrip("/")
+    return f"{base}/v1/notifications/{notification_id}/ack?sig={ack_signature(settings, notification_id, message_id)}"
+
+
+def acknowledge(
+    session: Session, notification_id: int, sig: str, *, settings: Settings, now: dt.datetime
+) -> OutboxMessage:
+    """Valid link: acknowledged, audited once. A replay answers the same and records nothing more."""
+    row = session.scalar(
+        select(OutboxMessage)
+        .where(OutboxMessage.id == notification_id, OutboxMessage.category == "notification")
+        .with_for_update()
+    )
+    expected = ack_signature(settings, notification_id, row.message_id) if row is not None else ""
+    # One answer for an unknown id and a wrong signature: the link reveals nothing about other ids.
+    if row is None or not hmac.compare_digest(expected.encode(), sig.encode()):
+        raise Forbidden("This acknowledgment link is not valid.")
+    if row.status == "acknowledged":
+        return row
+    row.status = "acknowledged"
+    row.acknowledged_at = now
+    row.next_attempt_at = None
+    audit.record(
+        session,
+        actor="ack_link",  # the signed link is the only identity; no address in the immutable log
+        action="notification.acknowledged",
+        entity_type="notification",
+        entity_id=str(row.id),
+        data={"template": row.template, "handover": row.handover_id, "client": row.client_id},
+        at=now,
+    )
+    session.flush()
+    return row
+
+
+# ---- reading notifications --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NotificationFilter:
+    handover: int | None = None
+    client: str | None = None
+    status: str | None = None
+    template: str | None = None
+
+
+def _last_delivery() -> Any:
+    return select(func.max(Delivery.id)).where(Delivery.message_pk == OutboxMessage.id).scalar_subquery()
+
+
+def list_notifications(
+    session: Session,
+    flt: NotificationFilter,
+    *,
+    visible_handovers: Select[Any] | None,
+    limit: int,
+    offset: int,
+) -> list[tuple[OutboxMessage, int | None]]:
+    """`visible_handovers`: None for callers who see everything, else the handover ids they may see."""
+    m = OutboxMessage
+    stmt = select(m, _last_delivery()).where(m.category == "notification")
+    if visible_handovers is not None:
+        stmt = stmt.where(m.handover_id.in_(visible_handovers))
+    if flt.handover is not None:
+        stmt = stmt.where(m.handover_id == flt.handover)
+    if flt.client:
+        stmt = stmt.where(m.client_id == flt.client)
+    if flt.status:
+        stmt = stmt.where(m.status == flt.status)
+    if flt.template:
+        stmt = stmt.where(m.template == flt.template)
+    rows = session.execute(stmt.order_by(m.id).limit(limit).offset(offset)).all()
+    return [(r[0], r[1]) for r in rows]
+
+
+def get_notification(
+    session: Session, notification_id: int, *, visible_handovers: Select[Any] | None
+) -> tuple[OutboxMessage, int | None]:
+    m = OutboxMessage
+    stmt = select(m, _last_delivery()).where(m.id == notification_id, m.category == "notification")
+    if visible_handovers is not None:
+        stmt = stmt.where(m.handover_id.in_(visible_handovers))
+    row = session.execute(stmt).first()
+    if row is None:
+        raise NotFound(f"No notification {notification_id}.")
+    return row[0], row[1]
+
+
+# ---- webhook endpoints ------------------------------------------------------------------------
+
+
+def check_url(url: str, settings: Settings) -> None:
+    """Refuses private targets (unless allowed) and, in production, plain http."""
+    errors = []
+    if settings.environment == "production" and not url.lower().startswith("https://"):
+        errors.append("must be https in production")
+    else:
+        try:
+            resolve_target(url, allow_private=settings.webhook_allow_private)
+        except TargetRefused as exc:
+            errors.append(str(exc))
+    if errors:
+        raise Unprocessable(
+            f"The webhook URL is refused: {errors[0]}.",
+            errors=[{"loc": ["body", "url"], "msg": errors[0], "type": "url_refused"}],
+        )
+
+
+def subscriptions(session: Session, endpoint_ids: Sequence[int]) -> dict[int, list[str]]:
+    out: dict[int, list[str]] = {i: [] for i in endpoint_ids}
+    if endpoint_ids:
+        s = WebhookSubscription
+        for endpoint_id, event_type in session.execute(
+            select(s.endpoint_id, s.event_type).where(s.endpoint_id.in_(endpoint_ids)).order_by(s.event_type)
+        ):
+            out[endpoint_id].append(event_type)
+    return out
+
+
+def create_endpoint(
+    session: Session,
+    *,
+    url: str,
+    event_types: Sequence[str],
+    description: str | None,
+    actor: str,
+    now: dt.datetime,
+    settings: Settings,
+) -> WebhookEndpoint:
+    check_url(url, settings)
+    endpoint = WebhookEndpoint(
+        url=url,
+        description=description,
+        secret=generate_secret(),
+        status="active",
+        created_by=actor,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(endpoint)
+    session.flush()
+    types = sorted(set(event_types))
+    session.execute(insert(WebhookSubscription), [{"endpoint_id": endpoint.id, "event_type": t} for t in types])
+    audit.record(
+        session,
+        actor=actor,
+        action="webhook_endpoint.created",
+        entity_type="webhook_endpoint",
+        entity_id=str(endpoint.id),
+        data={"url": url, "event_types": types},
+        at=now,
+    )
+    return endpoint
+
+
+def list_endpoints(session: Session, *, include_deleted: bool, limit: int, offset: int) -> list[WebhookEndpoint]:
+    stmt = select(WebhookEndpoint)
+    if not include_deleted:
+        stmt = stmt.where(WebhookEndpoint.status != "deleted")
+    return list(session.scalars(stmt.order_by(WebhookEndpoint.id).limit(limit).offset(offset)))
+
+
+def get_endpoint(session: Session, endpoint_id: int) -> WebhookEndpoint:
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None:
+        raise NotFound(f"No webhook endpoint {endpoint_id}.")
+    return endpoint
+
+
+def delete_endpoint(session: Session, endpoint: WebhookEndpoint, *, actor: str, now: dt.datetime) -> None:
+    """The row stays (its deliveries are history); what it has not received yet is withdrawn."""
+    if endpoint.status == "deleted":
+        raise NotFound(f"No webhook endpoint {endpoint.id}.")
+    endpoint.status = "deleted"
+    endpoint.status_reason = f"deleted by {actor}"
+    endpoint.updated_at = now
+    m = OutboxMessage
+    session.execute(
+        update(m)
+        .where(m.endpoint_id == endpoint.id, m.status.in_(DUE_STATUSES))
+        .values(status="withdrawn", next_attempt_at=None, last_error="the webhook endpoint was deleted")
+        .execution_options(synchronize_session=False)
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="webhook_endpoint.deleted",
+        entity_type="webhook_endpoint",
+        entity_id=str(endpoint.id),
+        data={"url": endpoint.url},
+        at=now,
+    )
+    session.flush()
+
+
+def disable_endpoint(session: Session, endpoint_id: int, *, reason: str, now: dt.datetime) -> None:
+    """A 410 Gone: the endpoint stops, and what was waiting for it is dead (retriable by hand once re-created)."""
+    session.execute(
+        update(WebhookEndpoint)
+        .where(WebhookEndpoint.id == endpoint_id, WebhookEndpoint.status == "active")
+        .values(status="disabled", status_reason=reason, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    m = OutboxMessage
+    session.execute(
+        update(m)
+        .where(m.endpoint_id == endpoint_id, m.status.in_(DUE_STATUSES))
+        .values(status="dead", next_attempt_at=None, last_error=f"endpoint disabled: {reason}")
+        .execution_options(synchronize_session=False)
+    )
+
+
+def list_deliveries(
+    session: Session, endpoint_id: int, *, limit: int, offset: int
+) -> list[tuple[Delivery, OutboxMessage]]:
+    stmt = (
+        select(Delivery, OutboxMessage)
+        .join(OutboxMessage, OutboxMessage.id == Delivery.message_pk)
+        .where(Delivery.endpoint_id == endpoint_id)
+        .order_by(Delivery.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return [(r[0], r[1]) for r in session.execute(stmt).all()]
+
+
+def retry_delivery(session: Session, delivery_id: int, *, actor: str, now: dt.datetime) -> OutboxMessage:
+    """Sends the delivery's message once more, now; if that try fails too, it is dead again."""
+    delivery = session.get(Delivery, delivery_id)
+    if delivery is None:
+        raise NotFound(f"No delivery {delivery_id}.")
+    row = session.scalar(select(OutboxMessage).where(OutboxMessage.id == delivery.message_pk).with_for_update())
+    assert row is not None  # the foreign key holds it
+    if row.status not in ("dead", "failed"):
+        raise Conflict(
+            f"Message {row.id} is {row.status}; only dead or failed messages are retried.",
+            extra={"allowed": ["dead", "failed"]},
+        )
+    if row.endpoint_id is not None:
+        endpoint = session.get(WebhookEndpoint, row.endpoint_id)
+        if endpoint is None or endpoint.status != "active":
+            raise Conflict(f"The webhook endpoint {row.endpoint_id} is not active; create a new one.")
+    row.status = "pending"
+    row.next_attempt_at = now
+    row.locked_until = None
+    row.claim_token = None
+    audit.record(
+        session,
+        actor=actor,
+        action="delivery.retried",
+        entity_type="outbox_message",
+        entity_id=str(row.id),
+        data={"delivery": delivery_id, "message_id": row.message_id, "attempts": row.attempts},
+        at=now,
+    )
+    session.flush()
+    return row
+
+
+# ---- templates --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TemplateView:
+    key: str
+    locale: str
+    subject: str
+    body: str
+    builtin: bool
+    version: int
+    updated_by: str | None
+    updated_at: dt.datetime | None
+
+
+def get_template(session: Session, key: str, locale: str) -> TemplateView:
+    row = session.get(NotificationTemplate, (key, locale))
+    if row is not None:
+        return TemplateView(key, locale, row.subject, row.body, False, row.version, row.updated_by, row.updated_at)
+    source = rendering.builtins().get((key, locale))
+    if source is None:
+        raise NotFound(f"No template {key} in {locale}.")
+    return TemplateView(key, locale, source.subject, source.body, True, 0, None, None)
+
+
+def list_templates(session: Session) -> list[TemplateView]:
+    edited = {(r.key, r.locale): r for r in session.scalars(select(NotificationTemplate))}
+    keys = sorted(set(rendering.builtins()) | set(edited))
+    return [get_template(session, k, loc) for k, loc in keys]
+
+
+def template_source(session: Session, key: str, locale: str) -> rendering.Source | None:
+    row = session.get(NotificationTemplate, (key, locale))
+    if row is not None:
+        return rendering.Source(row.subject, row.body)
+    return rendering.builtins().get((key, locale))
+
+
+def put_template(
+    session: Session, key: str, locale: str, *, subject: str, body: str, actor: str, now: dt.datetime
+) -> TemplateView:
+    """Stored only if it renders against the key's sample context: a broken edit never reaches a client."""
+    try:
+        rendering.validate(key, rendering.Source(subject, body))
+    except rendering.TemplateError as exc:
+        raise Unprocessable(
+            f"The template does not render: {exc}.",
+            errors=[{"loc": ["body", exc.field], "msg": exc.message, "type": "template_error"}],
+        ) from exc
+    row = session.get(NotificationTemplate, (key, locale), with_for_update=True)
+    before = get_template(session, key, locale) if row is not None or (key, locale) in rendering.builtins() else None
+    if row is None:
+        row = NotificationTemplate(key=key, locale=locale, subject=subject, body=body, version=1)
+        session.add(row)
+    else:
+        row.subject, row.body, row.version = subject, body, row.version + 1
+    row.updated_by, row.updated_at = actor, now
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="notification_template.updated",
+        entity_type="notification_template",
+        entity_id=f"{key}/{locale}",
+        data={
+            "version": row.version,
+            "subject": subject,
+            "body_sha256": hashlib.sha256(body.encode()).hexdigest(),
+            "previous_subject": before.subject if before else None,
+            "previous_body_sha256": hashlib.sha256(before.body.encode()).hexdigest() if before else None,
+        },
+        at=now,
+    )
+    return get_template(session, key, locale)

@@ -1,0 +1,505 @@
+"""The delivery loop: claim due outbox rows under a lease, deliver outside any transaction, record each result.
+
+Claim: one short transaction selects due rows (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so workers on several
+machines take disjoint rows; SQLite's write lock makes it the single worker), stamps them with a lease and a
+claim token, renders what they carry, and commits. Delivery happens with no transaction open. Each result is
+recorded in its own transaction, which also extends the lease of the rest of the batch. A worker that dies
+anywhere loses nothing: its rows come due again when the lease ends, and receivers deduplicate by webhook-id.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import json
+import logging
+import random
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any
+
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from app.core.clock import Clock
+from app.core.config import Settings
+from app.core.db import Database, transaction
+from app.core.signing import signed_headers
+from app.notify import rendering, service
+from app.notify.channels import (
+    EmailChannel,
+    HttpWebhookChannel,
+    Outcome,
+    SmtpEmailChannel,
+    WebhookChannel,
+    build_email,
+)
+from app.notify.models import DUE_STATUSES, Delivery, OutboxMessage, WebhookEndpoint
+from app.transfer.models import Handover, HandoverItem
+
+logger = logging.getLogger("handover.notify")
+
+# Waits after the 1st … 7th failed try; the 8th failure is final ("dead"). Jitter spreads a burst of retries.
+BACKOFF = tuple(dt.timedelta(seconds=s) for s in (5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600))
+MAX_ATTEMPTS = len(BACKOFF) + 1
+JITTER = 0.1
+RUN_BUDGET_SECONDS = 30.0
+RECORD_EVERY = 20
+RECORD_SECONDS = 0.5  # one worker pass delivers for at most this long, then lets the other jobs run
+SIGNABLE_ITEM_STATUSES = ("approved", "transferred")
+
+
+def next_delay(attempts: int, rng: random.Random) -> dt.timedelta | None:
+    """The wait after `attempts` failed tries, ±10 %; None when that try was the last."""
+    if attempts >= MAX_ATTEMPTS:
+        return None
+    return BACKOFF[attempts - 1] * (1 + rng.uniform(-JITTER, JITTER))
+
+
+@dataclass
+class Prepared:
+    """One claimed message, ready to send without the database."""
+
+    id: int
+    message_id: str
+    category: str
+    channel: str
+    endpoint_id: int | None = None
+    url: str | None = None
+    secret: str | None = None
+    body: bytes | None = None
+    email: EmailMessage | None = None
+    subject: str | None = None
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class Result:
+    prepared: Prepared
+    outcome: Outcome
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A leased batch: `claimed` rows, of which `batch` are to be sent (the rest ended while being prepared)."""
+
+    token: str
+    batch: list[Prepared]
+    claimed: int
+
+
+class _Final(Exception):
+    """The message ends without being sent (skipped, withdrawn, dead); `attempted` logs it as a try."""
+
+    def __init__(self, status: str, reason: str, *, attempted: bool = False) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.attempted = attempted
+
+
+@dataclass
+class Deliverer:
+    """One worker's delivery loop; give each thread or process its own."""
+
+    db: Database
+    clock: Clock
+    settings: Settings | None = None
+    webhooks: WebhookChannel | None = None
+    emails: EmailChannel | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    stop: threading.Event = field(default_factory=threading.Event)
+    batch_size: int | None = None
+    _gone: set[int] = field(default_factory=set)
+    _sources: dict[tuple[str, str], rendering.Source | None] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.settings = self.settings or self.db.settings
+        self.webhooks = self.webhooks or HttpWebhookChannel(self.settings)
+        self.emails = self.emails or SmtpEmailChannel(self.settings)
+        self.lease = dt.timedelta(seconds=self.settings.delivery_lease_seconds)
+        self.limit = self.batch_size or self.settings.delivery_batch_size
+
+    @property
+    def cfg(self) -> Settings:
+        assert self.settings is not None
+        return self.settings
+
+    def close(self) -> None:
+        for channel in (self.webhooks, self.emails):
+            if channel is not None:
+                channel.close()
+
+    # ---- claim -------------------------------------------------------------------------------
+
+    def claim(self, limit: int | None = None) -> Claim:
+        """Leases due rows to this worker (committed before anything is sent) and prepares them."""
+        token = uuid.uuid4().hex
+        now = self.clock.now()
+        m = OutboxMessage
+        with transaction(self.db) as session:
+            due = (
+                select(m.id)
+                .where(
+                    m.status.in_(DUE_STATUSES),
+                    m.next_attempt_at <= now,
+                    or_(m.locked_until.is_(None), m.locked_until <= now),
+                )
+                .order_by(m.priority.desc(), m.next_attempt_at, m.id)
+                .limit(limit or self.limit)
+                .with_for_update(skip_locked=True)
+            )
+            ids = list(session.scalars(due))
+            if not ids:
+                return Claim(token, [], 0)
+            session.execute(
+                update(m)
+                .where(m.id.in_(ids))
+                .values(locked_until=now + self.lease, claim_token=token)
+                .execution_options(synchronize_session=False)
+            )
+            return Claim(token, self._prepare(session, ids, now), len(ids))
+
+    def _prepare(self, session: Session, ids: list[int], now: dt.datetime) -> list[Prepared]:
+        m = OutboxMessage
+        rows = list(
+            session.scalars(select(m).where(m.id.in_(ids)).order_by(m.priority.desc(), m.next_attempt_at, m.id))
+        )
+        endpoint_ids = {r.endpoint_id for r in rows if r.endpoint_id is not None}
+        endpoints = {
+            e.id: e for e in session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids)))
+        }
+        handover_ids = {r.handover_id for r in rows if r.handover_id is not None}
+        handovers = {
+            hid: (at, status)
+            for hid, at, status in session.execute(
+                select(Handover.id, Handover.effective_at, Handover.status).where(Handover.id.in_(handover_ids))
+            )
+        }
+        locales = service.available_locales(session) if any(r.category == "notification" for r in rows) else {}
+        self._sources.clear()  # template edits reach the next batch
+        out = []
+        for row in rows:
+            try:
+                out.append(self._prepare_one(session, row, endpoints, handovers, locales, now))
+            except _Final as final:
+                self._finish_unsent(session, row, final, now)
+            except SQLAlchemyError:
+                raise  # the claim is rolled back and tried again: nothing is lost
+            except Exception as exc:  # one malformed row must not block the queue behind it
+                logger.exception("outbox row %s cannot be prepared", row.id)
+                self._finish_unsent(session, row, _Final("dead", f"cannot prepare: {exc}"[:500], attempted=True), now)
+        return out
+
+    def _endpoint(self, row: OutboxMessage, endpoints: dict[int, WebhookEndpoint]) -> WebhookEndpoint:
+        endpoint = endpoints.get(row.endpoint_id) if row.endpoint_id is not None else None
+        if endpoint is None or endpoint.status == "deleted":
+            raise _Final("withdrawn", "the webhook endpoint was deleted")
+        if endpoint.status != "active":
+            raise _Final("dead", f"the webhook endpoint is {endpoint.status}: {endpoint.status_reason}")
+        return endpoint
+
+    def _prepare_one(
+        self,
+        session: Session,
+        row: OutboxMessage,
+        endpoints: dict[int, WebhookEndpoint],
+        handovers: dict[int, tuple[dt.datetime, str]],
+        locales: dict[str, set[str]],
+        now: dt.datetime,
+    ) -> Prepared:
+        p = Prepared(id=row.id, message_id=row.message_id, category=row.category, channel=row.channel)
+        if row.category == "event":
+            endpoint = self._endpoint(row, endpoints)
+            p.endpoint_id, p.url, p.secret = endpoint.id, endpoint.url, endpoint.secret
+            p.body = _json_bytes(row.payload)
+            return p
+        template = row.template or ""
+        context = copy.deepcopy(row.payload)
+        if row.handover_id is not None and row.handover_id in handovers:
+            effective_at, handover_status = handovers[row.handover_id]
+            if handover_status in ("cancelled", "undone"):
+                # Normally withdrawn by on_handover_cancelled already; this holds even if that was missed.
+                raise _Final("withdrawn", f"the handover was {handover_status}")
+            _refresh_dates(context, effective_at)
+        if template == "signoff_reminder":
+            _still_unsigned(session, row, context)
+        locale = service.pick_locale([row.locale], locales.get(template, set()), self.cfg.default_locale)
+        if (template, locale) not in self._sources:
+            self._sources[(template, locale)] = service.template_source(session, template, locale)
+        source = self._sources[(template, locale)]
+        if source is None:
+            raise _Final("dead", f"no template {template} in {locale}", attempted=True)
+        row.locale = locale
+        ack = service.ack_url(self.cfg, row.id, row.message_id) if template == "client_intro" else None
+        if ack is not None:
+            context["ack_url"] = ack
+        try:
+            rendered = rendering.render(source, context)
+        except rendering.TemplateError as exc:
+            raise _Final("dead", f"template {template}/{locale} failed: {exc}", attempted=True) from exc
+        p.subject, p.text = rendered.subject, rendered.body
+        if row.channel == "email":
+            if not row.recipient:
+                raise _Final("skipped", "no email address")
+            p.email = build_email(
+                sender=self.cfg.smtp_from,
+                to=row.recipient,
+                subject=rendered.subject,
+                body=rendered.body,
+                locale=locale,
+                message_id=row.message_id,
+                now=now,
+            )
+            return p
+        endpoint = self._endpoint(row, endpoints)
+        p.endpoint_id, p.url, p.secret = endpoint.id, endpoint.url, endpoint.secret
+        p.body = _json_bytes(
+            {
+                "type": f"notification.{template}",
+                "timestamp": now.isoformat(),
+                "data": {
+                    "notification_id": row.id,
+                    "template": template,
+                    "locale": locale,
+                    "handover_id": row.handover_id,
+                    "client": row.client_id,
+                    "contact": context.get("recipient"),
+                    "subject": rendered.subject,
+                    "body": rendered.body,
+                    "ack_url": ack,
+                },
+            }
+        )
+        return p
+
+    def _finish_unsent(self, session: Session, row: OutboxMessage, final: _Final, now: dt.datetime) -> None:
+        row.status, row.last_error, row.next_attempt_at = final.status, final.reason, None
+        row.locked_until, row.claim_token = None, None
+        if final.attempted:
+            row.attempts += 1
+            row.last_attempt_at = now
+            session.add(
+                Delivery(
+                    message_pk=row.id,
+                    endpoint_id=row.endpoint_id,
+                    attempt=row.attempts,
+                    attempted_at=now,
+                    duration_ms=0,
+                    succeeded=False,
+                    error=final.reason,
+                )
+            )
+        session.flush()
+        if final.status == "dead":
+            _announce_failure(session, row, now)
+
+    # ---- deliver and record ------------------------------------------------------------------
+
+    def _send(self, p: Prepared, now: dt.datetime) -> Outcome:
+        if p.endpoint_id is not None and p.endpoint_id in self._gone:
+            return Outcome(ok=False, error="the endpoint answered 410 Gone earlier in this batch", permanent=True)
+        try:
+            if p.email is not None:
+                assert self.emails is not None
+                return self.emails.send(p.email)
+            assert self.webhooks is not None and p.url and p.secret and p.body is not None
+            headers = signed_headers(p.secret, p.message_id, now, p.body)
+            return self.webhooks.send(p.url, headers, p.body, now)
+        except Exception as exc:  # a channel bug must cost one try, not the whole batch
+            logger.exception("delivery %s raised", p.id)
+            return Outcome(ok=False, error=f"{type(exc).__name__}: {exc}"[:500])
+
+    def _record(self, token: str, results: list[Result], rest: list[int]) -> None:
+        """Writes a group of results in one transaction, and extends the lease of the rows still to send."""
+        if not results and not rest:
+            return
+        now = self.clock.now()
+        m = OutboxMessage
+        with transaction(self.db) as session:
+            ids = [r.prepared.id for r in results]
+            rows = {row.id: row for row in session.scalars(select(m).where(m.id.in_(ids)).with_for_update())}
+            attempts = []
+            died = []
+            for result in results:
+                row = rows.get(result.prepared.id)
+                if row is not None:
+                    was = row.status
+                    attempts.append(self._apply(row, result, token))
+                    if row.status == "dead" and was != "dead":
+                        died.append(row)
+            if attempts:
+                session.execute(insert(Delivery), attempts)
+            session.flush()
+            for endpoint_id in {r.prepared.endpoint_id for r in results if r.outcome.gone}:
+                if endpoint_id is not None:
+                    service.disable_endpoint(session, endpoint_id, reason="the receiver answered 410 Gone", now=now)
+            for row in died:
+                _announce_failure(session, row, now)
+            if rest:
+                session.execute(
+                    update(m)
+                    .where(m.id.in_(rest), m.claim_token == token)
+                    .values(locked_until=now + self.lease)
+                    .execution_options(synchronize_session=False)
+                )
+
+    def _apply(self, row: OutboxMessage, result: Result, token: str) -> dict[str, Any]:
+        """The row's next state after one attempt; returns the attempt's delivery row."""
+        p, outcome, at = result.prepared, result.outcome, result.at
+        was = row.status
+        row.attempts += 1
+        row.last_attempt_at = at
+        if p.subject is not None:
+            row.subject, row.body = p.subject, p.text
+        if row.claim_token == token:
+            row.locked_until, row.claim_token = None, None
+        if outcome.ok:
+            # Sent is a fact even if the row was withdrawn meanwhile; acknowledged stays acknowledged.
+            if was != "acknowledged":
+                row.status = "sent"
+            row.sent_at = row.sent_at or at
+            row.next_attempt_at, row.last_error = None, None
+        else:
+            row.last_error = outcome.error
+            if was in DUE_STATUSES:
+                delay = None if outcome.gone or outcome.permanent else next_delay(row.attempts, self.rng)
+                if delay is None:
+                    row.status, row.next_attempt_at = "dead", None
+                else:
+                    if outcome.retry_after is not None:
+                        delay = max(delay, outcome.retry_after)
+                    row.status, row.next_attempt_at = "failed", at + delay
+        return {
+            "message_pk": row.id,
+            "endpoint_id": p.endpoint_id,
+            "attempt": row.attempts,
+            "attempted_at": at,
+            "duration_ms": outcome.duration_ms,
+            "succeeded": outcome.ok,
+            "http_status": outcome.http_status,
+            "error": outcome.error,
+            "response_excerpt": outcome.excerpt,
+        }
+
+    def release(self, token: str, ids: list[int]) -> None:
+        """Hands unsent claims back at once (on SIGTERM) instead of making them wait for the lease."""
+        if not ids:
+            return
+        m = OutboxMessage
+        with transaction(self.db) as session:
+            session.execute(
+                update(m)
+                .where(m.id.in_(ids), m.claim_token == token)
+                .values(locked_until=None, claim_token=None)
+                .execution_options(synchronize_session=False)
+            )
+
+    def deliver(self, token: str, batch: list[Prepared]) -> int:
+        """Sends one claimed batch in order; a stop request lets the message in flight finish, then stops.
+
+        Results are written in groups (every RECORD_EVERY messages or RECORD_SECONDS): one commit per message
+        would cost more than the sending. A crash loses at most a group's results, and those messages are sent
+        again after the lease: at least once, never lost.
+        """
+        results: list[Result] = []
+        flushed = time.monotonic()
+        for index, p in enumerate(batch):
+            if self.stop.is_set():
+                self._record(token, results, [])
+                self.release(token, [q.id for q in batch[index:]])
+                return index
+            at = self.clock.now()
+            outcome = self._send(p, at)
+            if outcome.gone and p.endpoint_id is not None:
+                self._gone.add(p.endpoint_id)
+            results.append(Result(p, outcome, at))
+            if len(results) >= RECORD_EVERY or time.monotonic() - flushed >= RECORD_SECONDS:
+                self._record(token, results, [q.id for q in batch[index + 1 :]])
+                results, flushed = [], time.monotonic()
+        self._record(token, results, [])
+        return len(batch)
+
+    def run_batch(self) -> int:
+        """Claims and delivers one batch; returns how many rows were claimed (0: nothing is due)."""
+        claim = self.claim()
+        self.deliver(claim.token, claim.batch)
+        return claim.claimed
+
+    def run(self, budget_seconds: float | None = RUN_BUDGET_SECONDS) -> int:
+        """Batches until nothing is due, a stop is requested, or the time budget is spent; returns rows claimed."""
+        started = time.monotonic()
+        total = 0
+        while not self.stop.is_set():
+            claimed = self.run_batch()
+            total += claimed
+            if not claimed or (budget_seconds is not None and time.monotonic() - started > budget_seconds):
+                break
+        return total
+
+
+def _json_bytes(payload: Any) -> bytes:
+    return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def _refresh_dates(context: dict[str, Any], effective_at: dt.datetime) -> None:
+    """Messages render with the handover's current effective time, so a reschedule needs no rewrite."""
+    date = effective_at.astimezone(dt.UTC).date().isoformat()
+    if "effective_date" in context:
+        context["effective_date"] = date
+    handover = context.get("handover")
+    if isinstance(handover, dict) and "effective_date" in handover:
+        handover["effective_date"] = date
+
+
+def _still_unsigned(session: Session, row: OutboxMessage, context: dict[str, Any]) -> None:
+    """A reminder lists only the items still unsigned on the recipient's side now; none left, no reminder."""
+    items = context.get("items") or []
+    ids = [int(i["item_id"]) for i in items if isinstance(i, dict) and "item_id" in i]
+    signed_at = (
+        HandoverItem.outgoing_signed_at if context.get("side") == "outgoing" else HandoverItem.incoming_signed_at
+    )
+    open_ids = set(
+        session.scalars(
+            select(HandoverItem.id).where(
+                HandoverItem.id.in_(ids), signed_at.is_(None), HandoverItem.status.in_(SIGNABLE_ITEM_STATUSES)
+            )
+        )
+    )
+    context["items"] = [i for i in items if int(i["item_id"]) in open_ids]
+    if not context["items"]:
+        raise _Final("skipped", "every item was signed off before the reminder was due")
+
+
+def _announce_failure(session: Session, row: OutboxMessage, now: dt.datetime) -> None:
+    if row.category != "notification":
+        return
+    service.emit(
+        session,
+        "notification.failed",
+        {
+            "notification_id": row.id,
+            "template": row.template,
+            "channel": row.channel,
+            "recipient": row.recipient,
+            "handover_id": row.handover_id,
+            "client": row.client_id,
+            "attempts": row.attempts,
+            "last_error": row.last_error,
+        },
+        now=now,
+    )
+
+
+def deliver_due(db: Database, clock: Clock, stop: threading.Event | None = None) -> int:
+    """The `handover worker` job: deliver what is due, within the pass's time budget."""
+    deliverer = Deliverer(db, clock, stop=stop or threading.Event())
+    try:
+        return deliverer.run()
+    finally:
+        deliverer.close()

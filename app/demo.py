@@ -64,7 +64,9 @@ def run_demo(database_url: str, *, seed: int = 7, out: TextIO = sys.stdout) -> N
             )
             session.flush()
             plan, _ = service.plan(session, h, pool=None, dry_run=False, actor="demo", now=now, settings=settings)
-            service.approve(session, h, Principal(sub="demo", role="admin", scopes=frozenset()), now=now)
+            service.approve(
+                session, h, Principal(sub="demo", role="admin", scopes=frozenset()), now=now, settings=settings
+            )
             session.flush()
             summary = _summarise(session, h, plan, company, database_url)
         summary.timings = {"load": loaded - started, "plan": time.perf_counter() - loaded}

@@ -24,6 +24,7 @@ from app.core.auth import Principal
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.directory import service as directory
 from app.directory.models import Client, Employee
+from app.notify import service as notify
 
 ALERT_KIND = "exfiltration"
 EXFIL_ACTIONS = ("export", "download")
@@ -355,6 +356,23 @@ def _evaluate(
         )
         for a in alerts
     ]
+    for a in alerts:
+        # The CRM hears of every new or grown alert (e.g. to freeze the leaver's exports).
+        notify.emit(
+            session,
+            "alert.raised",
+            {
+                "alert_id": a.id,
+                "employee": a.employee_id,
+                "kind": a.kind,
+                "score": float(a.score),
+                "clients": a.clients,
+                "window_start": a.window_start,
+                "window_end": a.window_end,
+                "updated": a.employee_id in updated,
+            },
+            now=now,
+        )
     return [a.id for a in alerts], changes
 
 

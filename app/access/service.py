@@ -20,6 +20,7 @@ from app.audit import service as audit
 from app.core.auth import Principal
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.directory.models import Client, Employee
+from app.notify import service as notify
 
 LEVEL_RANK = {"owner": 4, "interim": 3, "shadow": 2, "read": 1}
 VIEW_ONLY = frozenset({"shadow", "read"})
@@ -108,7 +109,10 @@ def decide_batch(session: Session, checks: Sequence[tuple[str, str, str, dt.date
         literal("e").label("kind"), Employee.external_id, Employee.status, Employee.exit_at, Employee.clearance
     ).where(Employee.external_id.in_(emp_ids))
     accounts = select(
-        literal("c"), Client.external_id, literal(None, Employee.status.type), literal(None, Employee.exit_at.type),
+        literal("c"),
+        Client.external_id,
+        literal(None, Employee.status.type),
+        literal(None, Employee.exit_at.type),
         Client.sensitivity,
     ).where(Client.external_id.in_(client_ids))
     emps: dict[str, tuple[str, dt.datetime | None, int]] = {}
@@ -274,6 +278,19 @@ def revoke(session: Session, grant: AccessGrant, *, actor: str, now: dt.datetime
         raise Conflict(f"Grant {grant.id} was already revoked at {grant.revoked_at.isoformat()}.")
     grant.revoked_at = now
     grant.revoked_by = actor
+    notify.emit(
+        session,
+        "access.revoked",
+        {
+            "grant_id": grant.id,
+            "employee": grant.employee_id,
+            "client": grant.client_id,
+            "level": grant.level,
+            "revoked_at": now,
+            "handover_id": grant.handover_id,
+        },
+        now=now,
+    )
     audit.record(
         session,
         actor=actor,

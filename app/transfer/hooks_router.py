@@ -142,9 +142,12 @@ def parse_event(body: bytes) -> Event:
     },
 )
 def receive_hr_event(
+    request: Request,
     delivery: Annotated[Delivery, Depends(verified_delivery)],
     session: DbSession,
 ) -> HrEventResult:
     event = parse_event(delivery.body)
-    result = hooks_service.handle_event(session, event, webhook_id=delivery.webhook_id, now=delivery.received_at)
+    result = hooks_service.handle_event(
+        session, event, webhook_id=delivery.webhook_id, now=delivery.received_at, settings=request.app.state.settings
+    )
     return HrEventResult.model_validate(result)

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.core.config import Settings
 from app.core.errors import Unprocessable
 from app.directory import service as directory
 from app.transfer import service
@@ -59,7 +60,10 @@ def _relocate(exc: Unprocessable) -> None:
 
 
 def _apply(
-    session: Session, event: ExitEvent | ExitCancelledEvent | EmployeeUpdatedEvent, now: dt.datetime
+    session: Session,
+    event: ExitEvent | ExitCancelledEvent | EmployeeUpdatedEvent,
+    now: dt.datetime,
+    settings: Settings,
 ) -> int | None:
     """The event's effect; returns the handover it touched, if any."""
     try:
@@ -73,6 +77,7 @@ def _apply(
                 destination_competitor=d.destination_competitor,
                 actor=ACTOR,
                 now=now,
+                settings=settings,
             )
             return h.id
         if isinstance(event, ExitCancelledEvent):
@@ -100,6 +105,7 @@ def handle_event(
     *,
     webhook_id: str,
     now: dt.datetime,
+    settings: Settings,
 ) -> dict[str, Any]:
     """Runs the event once; a known webhook-id answers the stored result and changes nothing.
 
@@ -115,7 +121,7 @@ def handle_event(
         if seen is None:  # pragma: no cover - the conflicting row was committed, so it is visible now
             raise RuntimeError(f"inbound event {webhook_id!r} conflicted but cannot be read")
         return _replay(seen, event.type)
-    handover_id = _apply(session, event, now)
+    handover_id = _apply(session, event, now, settings)
     row.result = {"handover_id": handover_id}
     session.flush()
     return {"webhook_id": webhook_id, "type": event.type, "replayed": False, "handover_id": handover_id}

@@ -307,6 +307,7 @@ def _transition_endpoint(h: Handover, session: Session, response: Response) -> s
 )
 def approve_handover(
     handover_id: HandoverId,
+    request: Request,
     session: DbSession,
     principal: HandoversApprove,
     now: Now,
@@ -316,7 +317,7 @@ def approve_handover(
     h = service.get_handover(session, principal, handover_id, lock=True)
     if if_match is not None:
         service.check_if_match(if_match, service.etag(h.version, "handover", h.id))
-    service.approve(session, h, principal, now=now)
+    service.approve(session, h, principal, now=now, settings=request.app.state.settings)
     return _transition_endpoint(h, session, response)
 
 
@@ -329,12 +330,17 @@ def approve_handover(
     responses=problem_responses(401, 403, 404, 409, 422),
 )
 def execute_handover(
-    handover_id: HandoverId, session: DbSession, principal: HandoversApprove, now: Now, response: Response
+    handover_id: HandoverId,
+    request: Request,
+    session: DbSession,
+    principal: HandoversApprove,
+    now: Now,
+    response: Response,
 ) -> schemas.HandoverOut:
     if principal.role != "admin":
         raise Forbidden("Only admins execute a handover by hand.")
     h = service.get_handover(session, principal, handover_id, lock=True)
-    service.execute(session, h, actor=principal.actor, now=now, immediate=True)
+    service.execute(session, h, actor=principal.actor, now=now, immediate=True, settings=request.app.state.settings)
     return _transition_endpoint(h, session, response)
 
 

@@ -23,6 +23,7 @@ from app.core.config import Settings
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.directory import service as directory
 from app.directory.models import AccountTeamMember, Client, Employee
+from app.notify import service as notify
 from app.transfer import solver
 from app.transfer.models import OPEN_STATUSES, Handover, HandoverItem
 
@@ -49,7 +50,37 @@ def _move(h: Handover, target: str, now: dt.datetime) -> None:
     h.updated_at = now
 
 
+EVENTS = frozenset(
+    {
+        "handover.created",
+        "handover.planned",
+        "handover.approved",
+        "handover.cancelled",
+        "handover.executed",
+        "handover.completed",
+        "handover.undone",
+    }
+)
+
+
 def _audit(session: Session, actor: str, action: str, h: Handover, now: dt.datetime, **data: Any) -> None:
+    """Every state change: one audit entry and, for the CRM, one outbound event, in the same transaction."""
+    if action in EVENTS:
+        payload = {
+            "handover_id": h.id,
+            "leaver": h.leaver_id,
+            "manager": h.manager_id,
+            "status": h.status,
+            "effective_at": h.effective_at,
+            "reason": h.reason,
+            "actor": actor,
+        }
+        extra = {k: v for k, v in data.items() if k in ("items", "reason") and v is not None}
+        if "reason" in extra and action in ("handover.cancelled", "handover.undone"):
+            payload["cancel_reason" if action == "handover.cancelled" else "undo_reason"] = extra.pop("reason")
+        extra.pop("reason", None)
+        payload.update(extra)
+        notify.emit(session, action, payload, now=now)
     audit.record(
         session,
         actor=actor,
@@ -166,6 +197,7 @@ def open_from_exit(
     destination_competitor: bool | None,
     actor: str,
     now: dt.datetime,
+    settings: Settings,
 ) -> Handover:
     """An HR exit event: opens the handover, or moves the effective time of the open one."""
     h = session.scalar(
@@ -185,13 +217,15 @@ def open_from_exit(
     if h.status == "executed":
         raise Conflict(f"The handover of {leaver!r} was already executed.")
     if h.effective_at != effective_at:
-        reschedule(session, h, effective_at=effective_at, actor=actor, now=now)
+        reschedule(session, h, effective_at=effective_at, actor=actor, now=now, settings=settings)
     if destination_competitor is not None:
         h.destination_competitor = destination_competitor
     return h
 
 
-def reschedule(session: Session, h: Handover, *, effective_at: dt.datetime, actor: str, now: dt.datetime) -> None:
+def reschedule(
+    session: Session, h: Handover, *, effective_at: dt.datetime, actor: str, now: dt.datetime, settings: Settings
+) -> None:
     old = h.effective_at
     h.effective_at = effective_at
     h.version += 1
@@ -201,6 +235,7 @@ def reschedule(session: Session, h: Handover, *, effective_at: dt.datetime, acto
     )
     if h.status in ("approved", "executed"):
         access.on_reschedule(session, handover_id=h.id, leaver=h.leaver_id, effective_at=effective_at, now=now)
+        notify.on_handover_rescheduled(session, handover_id=h.id, now=now, settings=settings)
     _audit(
         session,
         actor,
@@ -660,7 +695,7 @@ def patch_item(
 # ---- approve, execute -------------------------------------------------------------------------
 
 
-def approve(session: Session, h: Handover, principal: Principal, *, now: dt.datetime) -> Handover:
+def approve(session: Session, h: Handover, principal: Principal, *, now: dt.datetime, settings: Settings) -> Handover:
     if not _can_approve(principal, h):
         raise Forbidden("Only the leaver's manager or an admin may approve this handover.")
     if h.status != "planned":
@@ -688,17 +723,28 @@ def approve(session: Session, h: Handover, principal: Principal, *, now: dt.date
         session, handover_id=h.id, leaver=h.leaver_id, effective_at=h.effective_at, actor=principal.actor, now=now
     )
     _audit(session, principal.actor, "handover.approved", h, now)
+    notify.on_handover_approved(session, handover_id=h.id, now=now, settings=settings)
     return h
 
 
-def execute(session: Session, h: Handover, *, actor: str, now: dt.datetime, immediate: bool = False) -> bool:
+def execute(
+    session: Session,
+    h: Handover,
+    *,
+    actor: str,
+    now: dt.datetime,
+    immediate: bool = False,
+    settings: Settings | None = None,
+) -> bool:
     """Moves ownership; idempotent. Returns False when there was nothing to do."""
     if h.status in ("executed", "completed"):
         return False
     if h.status != "approved":
         _move(h, "executed", now)
     if immediate and h.effective_at > now:
-        reschedule(session, h, effective_at=now, actor=actor, now=now)
+        if settings is None:
+            raise ValueError("an immediate execution needs settings")
+        reschedule(session, h, effective_at=now, actor=actor, now=now, settings=settings)
     if h.effective_at > now:
         raise Conflict(
             f"The effective time {h.effective_at.isoformat()} has not come yet.", extra={"allowed": ["cancelled"]}
@@ -756,7 +802,32 @@ def execute(session: Session, h: Handover, *, actor: str, now: dt.datetime, imme
         select(func.count()).select_from(item).where(item.handover_id == h.id, item.status == "transferred")
     )
     _audit(session, actor, "handover.executed", h, now, clients_moved=moved or 0)
+    _reassigned(session, h, statuses=("transferred", "confirmed"), back=False, now=now)
     return True
+
+
+def _reassigned(session: Session, h: Handover, *, statuses: Sequence[str], back: bool, now: dt.datetime) -> None:
+    """The CRM learns every owner change, many clients per event."""
+    item = HandoverItem
+    rows = session.execute(
+        select(item.client_id, item.previous_owner_id, item.transferred_to_id, item.successor_id)
+        .where(item.handover_id == h.id, item.status.in_(statuses))
+        .order_by(item.id)
+    ).all()
+    moves = [
+        {"client": c, "from": (to if back else prev), "to": (prev if back else to), "interim": succ is None}
+        for c, prev, to, succ in rows
+        if to is not None
+    ]
+    if moves:
+        notify.emit_batches(
+            session,
+            "client.reassigned",
+            "clients",
+            moves,
+            common={"handover_id": h.id, "effective_at": h.effective_at, "undo": back},
+            now=now,
+        )
 
 
 def run_due(session: Session, *, now: dt.datetime, limit: int = 50) -> list[int]:
@@ -790,6 +861,7 @@ def cancel(session: Session, h: Handover, *, actor: str, now: dt.datetime, reaso
     )
     h.cancelled_by, h.cancelled_at, h.cancel_reason = actor, now, reason
     access.on_cancel(session, handover_id=h.id, actor=actor, now=now)
+    notify.on_handover_cancelled(session, handover_id=h.id, now=now)
     _audit(session, actor, "handover.cancelled", h, now, reason=reason)
     return h
 
@@ -835,6 +907,7 @@ def undo(
     h.undone_by, h.undone_at = actor, now
     access.on_undo(session, handover_id=h.id, actor=actor, now=now)
     _audit(session, actor, "handover.undone", h, now, reason=reason)
+    _reassigned(session, h, statuses=("reverted",), back=True, now=now)
     return h
 
 

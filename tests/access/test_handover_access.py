@@ -10,6 +10,7 @@ from sqlalchemy import select
 
 from app.access.models import AccessGrant
 from app.core.clock import ManualClock
+from app.core.config import Settings
 from app.core.db import Database
 from app.worker import run_once
 from tests.company import EFFECTIVE, approve, plan
@@ -106,7 +107,7 @@ def test_undo_restores_grants(
 
 
 def test_moving_the_effective_time_moves_every_window(
-    client: TestClient, auth: Any, db: Database, open_handover: int
+    client: TestClient, auth: Any, db: Database, open_handover: int, settings: Settings
 ) -> None:
     plan(client, auth, open_handover)
     approve(client, auth, open_handover)
@@ -119,7 +120,7 @@ def test_moving_the_effective_time_moves_every_window(
 
         h = s.get(Handover, open_handover)
         assert h is not None
-        service.reschedule(s, h, effective_at=later, actor="test", now=START)
+        service.reschedule(s, h, effective_at=later, actor="test", now=START, settings=settings)
         s.commit()
     assert decide(client, auth, "e0", it["client"], "edit", later - S)["allowed"]
     assert decide(client, auth, "e0", it["client"], "view", later)["allowed"] is False

@@ -1,0 +1,102 @@
+"""The workflow tells the outside world: events for the CRM and notifications, in the change's transaction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from app.core.clock import ManualClock
+from app.core.config import Settings
+from app.core.db import Database, transaction
+from app.notify import service as notify
+from app.notify.models import OutboxMessage
+from app.worker import run_once
+from tests.company import EFFECTIVE, approve, plan
+
+
+def subscribe(db: Database, settings: Settings) -> None:
+    with transaction(db) as s:
+        notify.create_endpoint(
+            s,
+            url="http://127.0.0.1:9/hooks",
+            event_types=["*"],
+            description="crm",
+            actor="test",
+            now=EFFECTIVE,
+            settings=settings.model_copy(update={"webhook_allow_private": True}),
+        )
+
+
+def events(db: Database) -> list[tuple[str, dict[str, Any]]]:
+    with db.session(write=False) as s:
+        rows = s.scalars(
+            select(OutboxMessage).where(OutboxMessage.category == "event").order_by(OutboxMessage.id)
+        ).all()
+        return [(r.event_type or "", r.payload.get("data", r.payload)) for r in rows]
+
+
+def templates(db: Database, hid: int) -> dict[str, int]:
+    with db.session(write=False) as s:
+        out: dict[str, int] = {}
+        for (t,) in s.execute(select(OutboxMessage.template).where(OutboxMessage.handover_id == hid)):
+            if t:
+                out[t] = out.get(t, 0) + 1
+        return out
+
+
+def test_every_state_change_emits_one_event(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, settings: Settings, company: Any
+) -> None:
+    subscribe(db, settings)
+    r = client.post(
+        "/v1/handovers",
+        json={"leaver": "e0", "reason": "resignation", "effective_at": EFFECTIVE.isoformat()},
+        headers=auth("hr"),
+    )
+    hid = r.json()["id"]
+    plan(client, auth, hid)
+    approve(client, auth, hid)
+    clock.set(EFFECTIVE)
+    run_once(db, clock)
+    kinds = [k for k, _ in events(db)]
+    assert kinds == [
+        "handover.created",
+        "handover.planned",
+        "handover.approved",
+        "handover.executed",
+        "client.reassigned",
+    ]
+    moved = dict(events(db))["client.reassigned"]
+    assert moved["handover_id"] == hid and len(moved["clients"]) == 8
+    assert all(c["from"] == "e0" and c["to"] for c in moved["clients"])
+    client.post(f"/v1/handovers/{hid}/undo", json={"reason": "back"}, headers=auth("admin"))
+    tail = events(db)[-2:]
+    assert [k for k, _ in tail] == ["handover.undone", "client.reassigned"]
+    assert tail[0][1]["undo_reason"] == "back" and all(c["to"] == "e0" for c in tail[1][1]["clients"])
+
+
+def test_approval_tells_successors_manager_and_clients(
+    client: TestClient, auth: Any, db: Database, open_handover: int
+) -> None:
+    plan(client, auth, open_handover)
+    assert templates(db, open_handover) == {}
+    approve(client, auth, open_handover)
+    sent = templates(db, open_handover)
+    assert sent["manager_summary"] == 1 and sent["successor_briefing"] >= 1 and sent["client_intro"] == 8
+
+
+def test_a_failed_approval_leaves_no_message(client: TestClient, auth: Any, db: Database, open_handover: int) -> None:
+    r = client.post(f"/v1/handovers/{open_handover}/approve", headers=auth("manager", emp="m1"))
+    assert r.status_code == 409  # not planned yet
+    assert templates(db, open_handover) == {}
+
+
+def test_cancel_withdraws_unsent_notifications(client: TestClient, auth: Any, db: Database, open_handover: int) -> None:
+    plan(client, auth, open_handover)
+    approve(client, auth, open_handover)
+    client.post(f"/v1/handovers/{open_handover}/cancel", headers=auth("hr"))
+    with db.session(write=False) as s:
+        statuses = set(s.scalars(select(OutboxMessage.status).where(OutboxMessage.handover_id == open_handover)))
+    assert statuses <= {"withdrawn", "skipped"}

@@ -1,7 +1,7 @@
 """idempotency keys
 
 Revision ID: 99029a75d391
-Revises: 8ca629d7c99e
+Revises: 52fe1ac8df0c
 Create Date: 2026-11-22 17:13:02.804854
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from sqlalchemy import Text  # noqa: F401  (autogenerate renders JSONB with a ba
 from sqlalchemy.dialects import postgresql
 
 revision: str = '99029a75d391'
-down_revision: str | Sequence[str] | None = '8ca629d7c99e'
+down_revision: str | Sequence[str] | None = '52fe1ac8df0c'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -25,7 +25,7 @@ CREATOR_ROLES = frozenset({"admin", "hr", "manager", "integration"})
 
 
 def handover_out(session: Session, h: Handover) -> schemas.HandoverOut:
-    statuses, bands, attention = service.counts(session, [h.id])[h.id]
+    c = service.counts(session, [h.id])[h.id]
     return schemas.HandoverOut(
         id=h.id,
         leaver=h.leaver_id,
@@ -50,9 +50,10 @@ def handover_out(session: Session, h: Handover) -> schemas.HandoverOut:
         undone_by=h.undone_by,
         undone_at=h.undone_at,
         version=h.version,
-        item_counts=statuses,
-        risk_bands=bands,
-        needs_attention=attention,
+        item_counts=c.statuses,
+        risk_bands=c.bands,
+        needs_attention=c.needs_attention,
+        total_exposure=c.exposure,
         allowed_transitions=list(service.TRANSITIONS[h.status]),
     )
 
@@ -72,6 +73,8 @@ def item_out(item: HandoverItem, client: Client) -> schemas.ItemOut:
         attention_reason=item.attention_reason,
         risk_score=float(item.risk_score) if item.risk_score is not None else None,
         risk_band=item.risk_band,
+        exposure=float(item.exposure) if item.exposure is not None else None,
+        risk=item.risk_factors or {},
         reasons=item.reasons or {},
         manual=item.manual,
         override_reason=item.override_reason,
@@ -427,7 +430,14 @@ def complete_handover(
 def set_checklist(
     handover_id: HandoverId,
     item_id: ItemId,
-    key: schemas.ChecklistKey,
+    key: Annotated[
+        str,
+        Path(
+            pattern=schemas.CHECKLIST_KEY_PATTERN,
+            description="A checklist key (client_profile, contacts, open_projects, contracts_financials, "
+            "open_issues, handover_meeting) or a mitigation the risk score put on the item (mitigation:<action>).",
+        ),
+    ],
     body: schemas.ChecklistUpdate,
     session: DbSession,
     principal: HandoversWrite,

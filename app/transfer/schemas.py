@@ -13,6 +13,10 @@ ItemStatus = Literal["proposed", "approved", "transferred", "confirmed", "closed
 ChecklistKey = Literal[
     "client_profile", "contacts", "open_projects", "contracts_financials", "open_issues", "handover_meeting"
 ]
+CHECKLIST_KEY_PATTERN = (
+    r"^(client_profile|contacts|open_projects|contracts_financials|open_issues|handover_meeting"
+    r"|mitigation:[a-z][a-z0-9_]{0,49})$"
+)
 PoolKind = Literal["team", "department", "organisation", "list"]
 
 
@@ -63,8 +67,10 @@ class ItemOut(BaseModel):
     status: ItemStatus
     needs_attention: bool = Field(description="True when no candidate could take the client, or a rule was forced.")
     attention_reason: str | None
-    risk_score: float | None
-    risk_band: str | None
+    risk_score: float | None = Field(description="Churn risk 0–100 if this client is handed to this successor.")
+    risk_band: str | None = Field(description="low, medium, high or critical.")
+    exposure: float | None = Field(description="Churn probability × annual value.")
+    risk: dict[str, Any] = Field(description="The score's factors, contributions and mitigations.")
     reasons: dict[str, Any] = Field(description="Cost breakdown of the chosen successor and the runner-up.")
     manual: bool = Field(description="True when a person chose the successor (kept on re-planning).")
     override_reason: str | None
@@ -122,6 +128,7 @@ class HandoverOut(BaseModel):
     version: int
     item_counts: dict[str, int] = Field(description="Items by status.")
     risk_bands: dict[str, int] = Field(description="Items by risk band.")
+    total_exposure: float = Field(description="Sum over items of churn probability × annual value.")
     needs_attention: int = Field(description="Items needing attention.")
     allowed_transitions: list[str] = Field(description="The statuses this handover may move to next.")
 
@@ -194,5 +201,6 @@ class SimulationOut(BaseModel):
     total_cost: float
     solver_status: str
     successors: list[SuccessorLoad]
-    risk_distribution: dict[str, int]
+    risk_distribution: dict[str, int] = Field(description="Clients per risk band.")
+    total_exposure: float = Field(description="Sum over clients of churn probability × annual value.")
     items: list[SimulatedItem] | None = None

@@ -24,8 +24,12 @@ from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.directory import service as directory
 from app.directory.models import AccountTeamMember, Client, Employee
 from app.notify import service as notify
+from app.risk import service as risk
 from app.transfer import solver
 from app.transfer.models import OPEN_STATUSES, Handover, HandoverItem
+
+# The solver's weight per risk band: a critical client's poor fit costs four times a low-risk one's.
+BAND_WEIGHT = {"low": 1.0, "medium": 1.5, "high": 2.5, "critical": 4.0}
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
     "draft": ("planned", "cancelled"),
@@ -360,9 +364,20 @@ def compute_plan(
     settings: Settings,
     manual: dict[str, str | None] | None = None,
     handover_id: int | None = None,
+    now: dt.datetime | None = None,
+    reason: str | None = None,
+    destination_competitor: bool | None = None,
 ) -> Plan:
-    """Solve the whole reassignment for the clients of `leavers` at once; nothing is written."""
+    """Solve the whole reassignment for the clients of `leavers` at once; nothing is written.
+
+    Risk goes in twice: before solving, each client's band sets its weight (riskier clients get the better
+    fits); after solving, the score is recomputed with the chosen successor's fit and stored on the item.
+    """
     manual = manual or {}
+    now = now or effective_at
+    context = risk.RiskContext(
+        reason=reason, destination_competitor=destination_competitor, min_seniority=dict(settings.min_seniority)
+    )
     clients = list(
         session.scalars(
             select(Client).where(Client.owner_id.in_(leavers), Client.status != "churned").order_by(Client.external_id)
@@ -391,6 +406,8 @@ def compute_plan(
             ):
                 if emp_id in index:
                     team[cid].add(index[emp_id])
+    before = risk.score(session, [c.external_id for c in to_solve], context=context, now=now)
+    weight = {cid: BAND_WEIGHT.get(r.risk.band, 1.0) for cid, r in before.items()}
     specs = [
         solver.ClientSpec(
             id=i,
@@ -400,7 +417,7 @@ def compute_plan(
             language=_lang(c.language),
             sensitivity=c.sensitivity,
             team_member_ids=frozenset(team[c.external_id]),
-            risk_weight=1.0,
+            risk_weight=weight.get(c.external_id, 1.0),
         )
         for i, c in enumerate(to_solve)
     ]
@@ -455,6 +472,24 @@ def compute_plan(
                 },
             }
         )
+    after_ctx = risk.RiskContext(
+        reason=reason,
+        destination_competitor=destination_competitor,
+        min_seniority=dict(settings.min_seniority),
+        successors={r["client_id"]: r["successor_id"] for r in rows if r["successor_id"]},
+    )
+    after = risk.score(session, [r["client_id"] for r in rows], context=after_ctx, now=now)
+    for r in rows:
+        scored = after.get(r["client_id"])
+        stored = scored.as_json() if scored else {}
+        r["risk_score"] = stored.get("score")
+        r["risk_band"] = stored.get("band")
+        r["exposure"] = stored.get("exposure")
+        r["risk_factors"] = stored
+        r["checklist"] = {
+            f"mitigation:{m['action']}": {"done": False, "note": m["text"], "by": None, "at": None}
+            for m in stored.get("mitigations", [])
+        }
     loads_after = dict(loads)
     for r in rows:
         if r["successor_id"]:
@@ -501,6 +536,9 @@ def plan(
         settings=settings,
         manual=manual,
         handover_id=h.id,
+        now=now,
+        reason=h.reason,
+        destination_competitor=h.destination_competitor,
     )
     if dry_run:
         preview = [
@@ -517,10 +555,13 @@ def plan(
                 reasons=r["reasons"],
                 manual=False,
                 forced=False,
-                checklist={},
+                checklist=r["checklist"],
                 version=1,
                 updated_at=now,
-                risk_factors={},
+                risk_factors=r["risk_factors"],
+                risk_score=r["risk_score"],
+                risk_band=r["risk_band"],
+                exposure=r["exposure"],
             )
             for r in result.rows
         ]
@@ -537,10 +578,13 @@ def plan(
             "needs_attention": r["needs_attention"],
             "attention_reason": r["attention_reason"],
             "reasons": r["reasons"],
-            "risk_factors": {},
+            "risk_factors": r["risk_factors"],
+            "risk_score": r["risk_score"],
+            "risk_band": r["risk_band"],
+            "exposure": r["exposure"],
             "manual": False,
             "forced": False,
-            "checklist": {},
+            "checklist": r["checklist"],
             "version": 1,
             "updated_at": now,
         }
@@ -964,6 +1008,8 @@ def set_checklist(
     if not _involved(principal, h, item):
         raise Forbidden("Only the leaver, the successor or a manager may update this checklist.")
     checklist = dict(item.checklist or {})
+    if key.startswith("mitigation:") and key not in checklist:
+        raise NotFound(f"Item {item.id} has no mitigation {key.removeprefix('mitigation:')!r}.")
     checklist[key] = {"done": done, "note": note, "by": principal.actor, "at": now.isoformat()}
     item.checklist = checklist
     item.version += 1
@@ -1053,10 +1099,18 @@ def confirm_signed_items(session: Session, h: Handover, now: dt.datetime) -> Non
 # ---- reading ----------------------------------------------------------------------------------
 
 
-def counts(session: Session, handover_ids: Sequence[int]) -> dict[int, tuple[dict[str, int], dict[str, int], int]]:
-    out: dict[int, tuple[dict[str, int], dict[str, int], int]] = {i: ({}, {}, 0) for i in handover_ids}
+@dataclass(frozen=True)
+class Counts:
+    statuses: dict[str, int]
+    bands: dict[str, int]
+    needs_attention: int
+    exposure: float
+
+
+def counts(session: Session, handover_ids: Sequence[int]) -> dict[int, Counts]:
+    """Items by status and band, attention and exposure, for a page of handovers in one query."""
     if not handover_ids:
-        return out
+        return {}
     rows = session.execute(
         select(
             HandoverItem.handover_id,
@@ -1064,6 +1118,7 @@ def counts(session: Session, handover_ids: Sequence[int]) -> dict[int, tuple[dic
             HandoverItem.risk_band,
             HandoverItem.needs_attention,
             func.count(),
+            func.coalesce(func.sum(HandoverItem.exposure), 0),
         )
         .where(HandoverItem.handover_id.in_(handover_ids))
         .group_by(HandoverItem.handover_id, HandoverItem.status, HandoverItem.risk_band, HandoverItem.needs_attention)
@@ -1071,12 +1126,14 @@ def counts(session: Session, handover_ids: Sequence[int]) -> dict[int, tuple[dic
     statuses: dict[int, Counter[str]] = defaultdict(Counter)
     bands: dict[int, Counter[str]] = defaultdict(Counter)
     attention: Counter[int] = Counter()
-    for hid, status, band, needs, n in rows:
+    exposure: dict[int, float] = defaultdict(float)
+    for hid, status, band, needs, n, exp in rows:
         statuses[hid][status] += n
         bands[hid][band or "unscored"] += n
+        exposure[hid] += float(exp or 0)
         if needs:
             attention[hid] += n
-    return {i: (dict(statuses[i]), dict(bands[i]), attention[i]) for i in handover_ids}
+    return {i: Counts(dict(statuses[i]), dict(bands[i]), attention[i], round(exposure[i], 2)) for i in handover_ids}
 
 
 @dataclass(frozen=True)
@@ -1158,7 +1215,12 @@ def simulate(
             ],
         )
     result = compute_plan(
-        session, leavers=unique, effective_at=effective_at, pool=pool or {"kind": "organisation"}, settings=settings
+        session,
+        leavers=unique,
+        effective_at=effective_at,
+        pool=pool or {"kind": "organisation"},
+        settings=settings,
+        now=effective_at,
     )
     gained: dict[str, Counter[str]] = defaultdict(Counter)
     for r in result.rows:
@@ -1185,7 +1247,7 @@ def simulate(
                 "interim_owner": r["interim_owner_id"],
                 "needs_attention": r["needs_attention"],
                 "attention_reason": r["attention_reason"],
-                "risk_band": None,
+                "risk_band": r["risk_band"],
             }
             for r in result.rows[:item_limit]
         ]
@@ -1198,6 +1260,7 @@ def simulate(
         "total_cost": result.total_cost,
         "solver_status": result.status,
         "successors": successors,
-        "risk_distribution": {"unscored": len(result.rows)},
+        "risk_distribution": dict(Counter(r["risk_band"] or "unscored" for r in result.rows)),
+        "total_exposure": round(sum(float(r["exposure"] or 0) for r in result.rows), 2),
         "items": items,
     }

@@ -27,11 +27,13 @@ from app.directory.router import router as directory_router
 from app.notify.router import router as notify_router
 from app.ops.router import router as ops_router
 from app.risk.router import router as risk_router
+from app.transfer.followups_router import router as followups_router
 from app.transfer.hooks_router import router as hooks_router
 from app.transfer.report_router import router as report_router
 from app.transfer.router import router as transfer_router
 
 API_VERSION = "0.1.0"
+NO_NUL_PATTERN = "^[^\\x00]*$"
 DESCRIPTION = """\
 Handover service: when an account manager leaves, every client gets the right new owner, access ends
 exactly on time, clients hear about it first, and every step is provable.
@@ -83,6 +85,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(notify_router)
     app.include_router(risk_router)
     app.include_router(report_router)
+    app.include_router(followups_router)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics)
 
@@ -126,6 +129,11 @@ def _polish_openapi(schema: dict[str, Any], settings: Settings) -> None:
                     for sub in param["schema"].get("anyOf", [param["schema"]]):
                         if sub.get("type") == "integer":
                             sub["maximum"] = settings.max_page_size
+                if param.get("in") in ("query", "path"):
+                    # RequestMiddleware refuses NUL anywhere in the URL (422): the contract says so.
+                    for sub in param["schema"].get("anyOf", [param["schema"]]):
+                        if sub.get("type") == "string" and "pattern" not in sub and "enum" not in sub:
+                            sub["pattern"] = NO_NUL_PATTERN
     components = schema.setdefault("components", {})
     schemes = components.setdefault("securitySchemes", {})
     if "bearerAuth" in schemes:

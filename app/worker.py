@@ -15,6 +15,7 @@ from app.core.config import Settings
 from app.core.db import Database, transaction
 from app.core.idempotency import purge_expired
 from app.notify import worker as notify_worker
+from app.transfer import followups
 from app.transfer import service as transfer
 
 logger = logging.getLogger("handover.worker")
@@ -36,7 +37,19 @@ JOBS: list[tuple[str, Job]] = [
     ("execute_due_handovers", execute_due_handovers),
     ("purge_idempotency_keys", purge_idempotency_keys),
 ]
-DB_JOBS: list[tuple[str, DbJob]] = [("deliver_outbox", notify_worker.deliver_due)]
+
+
+def notify_overdue_follow_ups(db: Database, clock: Clock, stop: threading.Event) -> int:
+    """A database job only because it needs the worker's settings (the default locale)."""
+    with transaction(db) as session:
+        return followups.notify_overdue(session, clock.now(), settings=db.settings)
+
+
+# Overdue notices first, so the delivery pass that follows sends them.
+DB_JOBS: list[tuple[str, DbJob]] = [
+    ("notify_overdue_follow_ups", notify_overdue_follow_ups),
+    ("deliver_outbox", notify_worker.deliver_due),
+]
 
 
 def run_once(db: Database, clock: Clock, stop: threading.Event | None = None) -> dict[str, int]:

@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     ack_link_secret: SecretStr | None = None
     public_base_url: str = "http://127.0.0.1:8000"  # where the acknowledgment links in client intros point
 
+    # Follow-ups after a handover (app/transfer/followups.py): days after the effective time each one is due.
+    follow_up_first_contact_days: int = Field(7, ge=0, le=3650)
+    follow_up_check_in_days: int = Field(30, ge=0, le=3650)
+    follow_up_survey_days: int = Field(90, ge=0, le=3650)
+
     @field_validator("jwt_algorithms", mode="before")
     @classmethod
     def _split_algorithms(cls, value: Any) -> Any:

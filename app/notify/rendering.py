@@ -165,7 +165,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "recipient": {"name": "Sam Successor"},
         "client": {"name": "Acme Ltd", "external_id": "c-1"},
         "handover": {"id": 1},
-        "follow_up": {"days": 7, "due_date": "2026-11-23"},
+        "follow_up": {"days": 7, "due_date": "2026-11-23", "assignee": {"id": "e-1", "name": "Sam Successor"}},
     },
 }
 

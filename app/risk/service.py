@@ -43,6 +43,7 @@ from app.directory import service as directory
 from app.directory.models import AccountTeamMember, Client, ClientContact, Employee
 from app.risk import model as rm
 from app.risk.models import RiskModelVersion
+from app.transfer.models import FollowUp, HandoverItem
 
 # Any constant works; it only has to be the same for every writer of model versions.
 MODEL_LOCK_KEY = 0x5249534B  # "RISK"
@@ -276,12 +277,38 @@ class OutcomeSource(Protocol):
 
 
 def outcome_rows(session: Session) -> list[tuple[rm.Factors, bool]]:
-    """Follow-up outcomes do not exist yet (issue 6 part 5 adds them); until then there is nothing to learn from.
+    """Completed follow-up outcomes with the factors stored when the item was scored; `churned` is the label.
 
-    When they do: one row per completed follow-up, `factors_from_json(item.risk_factors["factors"])` and
-    `outcome == "churned"`.
+    One row per handover item, its latest completed outcome: an item's three follow-ups describe one client,
+    and counting each would weigh that client three times. Items without stored factors (planned before
+    scoring, or scored by a model whose factors no longer parse) are skipped.
     """
-    return []
+    f, item = FollowUp, HandoverItem
+    latest = (
+        select(
+            f.item_id,
+            f.outcome,
+            func.row_number().over(partition_by=f.item_id, order_by=(f.completed_at.desc(), f.id.desc())).label("n"),
+        )
+        .where(f.status == "completed", f.outcome.is_not(None))
+        .subquery()
+    )
+    rows = session.execute(
+        select(latest.c.outcome, item.risk_factors)
+        .join(item, item.id == latest.c.item_id)
+        .where(latest.c.n == 1)
+        .order_by(latest.c.item_id)
+    )
+    out: list[tuple[rm.Factors, bool]] = []
+    for outcome, stored in rows:
+        factors = (stored or {}).get("factors") if isinstance(stored, dict) else None
+        if not isinstance(factors, dict):
+            continue
+        try:
+            out.append((factors_from_json(factors), outcome == "churned"))
+        except (TypeError, ValueError):
+            continue
+    return out
 
 
 def factors_from_json(data: Mapping[str, Any]) -> rm.Factors:

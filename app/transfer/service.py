@@ -25,7 +25,7 @@ from app.directory import service as directory
 from app.directory.models import AccountTeamMember, Client, Employee
 from app.notify import service as notify
 from app.risk import service as risk
-from app.transfer import solver
+from app.transfer import followups, solver
 from app.transfer.models import OPEN_STATUSES, Handover, HandoverItem
 
 # The solver's weight per risk band: a critical client's poor fit costs four times a low-risk one's.
@@ -240,6 +240,7 @@ def reschedule(
     if h.status in ("approved", "executed"):
         access.on_reschedule(session, handover_id=h.id, leaver=h.leaver_id, effective_at=effective_at, now=now)
         notify.on_handover_rescheduled(session, handover_id=h.id, now=now, settings=settings)
+        followups.reschedule_for_handover(session, handover_id=h.id, now=now, settings=settings)
     _audit(
         session,
         actor,
@@ -768,6 +769,7 @@ def approve(session: Session, h: Handover, principal: Principal, *, now: dt.date
     )
     _audit(session, principal.actor, "handover.approved", h, now)
     notify.on_handover_approved(session, handover_id=h.id, now=now, settings=settings)
+    followups.create_for_handover(session, handover_id=h.id, now=now, settings=settings)
     return h
 
 
@@ -906,6 +908,7 @@ def cancel(session: Session, h: Handover, *, actor: str, now: dt.datetime, reaso
     h.cancelled_by, h.cancelled_at, h.cancel_reason = actor, now, reason
     access.on_cancel(session, handover_id=h.id, actor=actor, now=now)
     notify.on_handover_cancelled(session, handover_id=h.id, now=now)
+    followups.cancel_for_handover(session, handover_id=h.id, now=now)
     _audit(session, actor, "handover.cancelled", h, now, reason=reason)
     return h
 
@@ -950,6 +953,7 @@ def undo(
     )
     h.undone_by, h.undone_at = actor, now
     access.on_undo(session, handover_id=h.id, actor=actor, now=now)
+    followups.cancel_for_handover(session, handover_id=h.id, now=now)
     _audit(session, actor, "handover.undone", h, now, reason=reason)
     _reassigned(session, h, statuses=("reverted",), back=True, now=now)
     return h

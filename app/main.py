@@ -23,6 +23,7 @@ from app.core.errors import PROBLEM_MEDIA_TYPE, install_handlers
 from app.core.idempotency import EXCLUDED_PREFIXES, IdempotencyMiddleware, describe
 from app.core.middleware import Metrics, RequestMiddleware, configure_logging
 from app.core.poolmetrics import PoolCollector
+from app.core.types import NO_NUL_PATTERN
 from app.directory.router import router as directory_router
 from app.notify.router import router as notify_router
 from app.ops.router import router as ops_router
@@ -33,7 +34,6 @@ from app.transfer.report_router import router as report_router
 from app.transfer.router import router as transfer_router
 
 API_VERSION = "0.1.0"
-NO_NUL_PATTERN = "^[^\\x00]*$"
 DESCRIPTION = """\
 Handover service: when an account manager leaves, every client gets the right new owner, access ends
 exactly on time, clients hear about it first, and every step is provable.

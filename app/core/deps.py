@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Annotated
 
+import anyio
+import anyio.to_thread
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
@@ -16,7 +18,17 @@ from app.core.idempotency import SESSION_STATE_KEY
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
-def get_session(request: Request) -> Iterator[Session]:
+def _cleanup_limiter(request: Request) -> anyio.CapacityLimiter:
+    """Commits and closes get threads of their own: if they queued behind endpoints waiting for a pooled
+    connection, the sessions holding every connection could never finish (a pool deadlock under load)."""
+    limiter: anyio.CapacityLimiter | None = getattr(request.app.state, "cleanup_limiter", None)
+    if limiter is None:
+        limiter = anyio.CapacityLimiter(64)
+        request.app.state.cleanup_limiter = limiter
+    return limiter
+
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
     """Commits once when the endpoint returns (before the response is sent); services only flush."""
     shared: Session | None = request.scope.get("state", {}).get(SESSION_STATE_KEY)
     if shared is not None:
@@ -25,14 +37,15 @@ def get_session(request: Request) -> Iterator[Session]:
         return
     db: Database = request.app.state.db
     session = db.session(write=request.method not in READ_METHODS)
+    limiter = _cleanup_limiter(request)
     try:
         yield session
-        session.commit()
+        await anyio.to_thread.run_sync(session.commit, limiter=limiter)
     except BaseException:
-        session.rollback()
+        await anyio.to_thread.run_sync(session.rollback, limiter=limiter)
         raise
     finally:
-        session.close()
+        await anyio.to_thread.run_sync(session.close, limiter=limiter)
 
 
 async def get_clock(request: Request) -> Clock:

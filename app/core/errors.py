@@ -12,6 +12,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.core.routes import iter_api_routes
+
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:handover:problem:"
 
@@ -169,6 +171,19 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+BODY_PARSE_ERROR = "There was an error parsing the body"  # FastAPI's 400 when the body cannot be decoded
+
+
+def _allowed_methods(request: Request, fallback: str | None) -> str | None:
+    """Every method of the resource the path names: its most literal template (`/batch` over `/{id}`)."""
+    by_params: dict[int, set[str]] = {}
+    for route in [*request.app.routes, *iter_api_routes(request.app)]:
+        regex, allowed = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and allowed and regex.match(request.url.path):
+            by_params.setdefault(len(getattr(route, "param_convertors", {})), set()).update(allowed)
+    return ", ".join(sorted(by_params[min(by_params)])) if by_params else fallback
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(DomainError)
     async def _domain(request: Request, exc: DomainError) -> JSONResponse:
@@ -190,11 +205,20 @@ def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 400 and detail == BODY_PARSE_ERROR:
+            # A body that is not even text (bad UTF-8) is as invalid as malformed JSON, which answers 422.
+            errors = [{"loc": ["body"], "msg": "The body is not valid UTF-8 JSON.", "type": "json_invalid"}]
+            return problem_response(request, 422, "The request is not valid; see errors.", errors=errors)
         if exc.status_code == 404 and detail == "Not Found":
             detail = "No such resource."
         if exc.status_code == 405:
             detail = f"Method {request.method} is not allowed here."
-        return problem_response(request, exc.status_code, detail, headers=getattr(exc, "headers", None))
+            # Starlette names only the first route whose path matched; RFC 9110 wants every method of the resource.
+            allow = _allowed_methods(request, headers.get("Allow"))
+            if allow:
+                headers["Allow"] = allow
+        return problem_response(request, exc.status_code, detail, headers=headers or None)
 
     @app.exception_handler(OperationalError)
     async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:

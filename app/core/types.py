@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any
+import functools
+import re
+from typing import Annotated, Any, get_args
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$"
 LOCALE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$"
@@ -25,22 +38,110 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 
 EARLIEST = dt.datetime(1900, 1, 1, tzinfo=dt.UTC)
 LATEST = dt.datetime(2200, 1, 1, tzinfo=dt.UTC)
+# RFC 3339 date-times in the years 1900 to 2199: the contract states exactly what is accepted, so every time it
+# allows is taken and every other one refused (pydantic alone would also take 0.5 or "1700000000" as Unix seconds).
+TIME_PATTERN = (
+    r"^(19[0-9]{2}|2[01][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]([01][0-9]|2[0-3]):[0-5][0-9]"
+    r":[0-5][0-9](\.[0-9]{1,6})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+TIME_RE = re.compile(TIME_PATTERN)
 
 
 def _in_range(value: dt.datetime) -> dt.datetime:
-    """Far-off times overflow when converted to UTC for storage; refuse them like far-off dates."""
-    if not (EARLIEST <= value <= LATEST):
+    """Far-off times overflow when converted to UTC for storage; refuse them like far-off dates.
+
+    The years 1900 to 2199 as written (before the offset is applied), which is what TIME_PATTERN says."""
+    if not (EARLIEST <= value.replace(tzinfo=dt.UTC) < LATEST):
         raise ValueError("times must lie between 1900 and 2200")
     return value
 
 
-UtcTime = Annotated[AwareDatetime, AfterValidator(_in_range)]
+def _iso_only(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not TIME_RE.match(value):
+        raise ValueError(
+            "times must be RFC 3339 date-times with an offset, e.g. 2026-11-02T09:00:00Z (years 1900-2199)"
+        )
+    return value
+
+
+UtcTime = Annotated[
+    AwareDatetime,
+    BeforeValidator(_iso_only),
+    AfterValidator(_in_range),
+    WithJsonSchema({"type": "string", "format": "date-time", "pattern": TIME_PATTERN}),
+]
+
+# Calendar dates, likewise: RFC 3339 full-date in the years 1900 to 2199 (pydantic would take 0 as 1970-01-01).
+DATE_PATTERN = r"^(19[0-9]{2}|2[01][0-9]{2})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+DATE_RE = re.compile(DATE_PATTERN)
+
+
+def _iso_date_only(value: Any) -> Any:
+    if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str) or not DATE_RE.match(value):
+        raise ValueError("dates must be RFC 3339 full-dates, e.g. 2026-11-02 (years 1900-2199)")
+    return value
+
+
+CalendarDate = Annotated[
+    dt.date,
+    BeforeValidator(_iso_date_only),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN}),
+]
+
+
+def _admits(annotation: Any, kinds: tuple[type, ...]) -> bool:
+    return annotation in kinds or any(_admits(arg, kinds) for arg in get_args(annotation))
+
+
+@functools.cache
+def _numeric_keys(model: type[BaseModel]) -> tuple[str, ...]:
+    """The input keys of fields that take numbers but not booleans."""
+    return tuple(
+        field.alias or name
+        for name, field in model.model_fields.items()
+        if _admits(field.annotation, (int, float)) and not _admits(field.annotation, (bool,))
+    )
+
+
+NO_NUL_PATTERN = "^[^\\x00]*$"
+
+
+def _declare_no_nul(schema: dict[str, Any]) -> None:
+    """Puts the NUL rule into the contract: texts without a pattern of their own get one that excludes U+0000."""
+    if schema.get("type") == "string" and not {"pattern", "enum", "const"} & schema.keys():
+        schema["pattern"] = NO_NUL_PATTERN
+    for key in ("anyOf", "oneOf", "allOf"):
+        for sub in schema.get(key, []):
+            _declare_no_nul(sub)
+    if isinstance(schema.get("items"), dict):
+        _declare_no_nul(schema["items"])
+
+
+def _input_json_schema(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    for prop in schema.get("properties", {}).values():
+        _declare_no_nul(prop)
 
 
 class InputModel(BaseModel):
     """Base of request bodies: unknown fields are refused, and so is NUL, which PostgreSQL cannot store."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_input_json_schema)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_bool_as_number(cls, data: Any) -> Any:
+        """JSON true/false is not a number: pydantic would read it as 1/0 where the contract says integer."""
+        if isinstance(data, dict):
+            for key in _numeric_keys(cls):
+                value = data.get(key)
+                members = value.values() if isinstance(value, dict) else value if isinstance(value, list) else (value,)
+                if any(m is True or m is False for m in members):
+                    raise ValueError(f"{key}: true/false is not allowed here")
+        return data
 
     @field_validator("*")
     @classmethod

@@ -3,9 +3,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, model_validator
 
-from app.core.types import ExternalId, InputModel, Locale, Name, Tag, UtcTime
+from app.core.types import CalendarDate, ExternalId, InputModel, Locale, Name, Tag, UtcTime
 
 EmployeeStatus = Literal["active", "leaving", "departed"]
 ClientTier = Literal["strategic", "key", "standard", "prospect"]
@@ -70,7 +70,7 @@ class ContactIn(InputModel):
     phone: str | None = Field(None, max_length=50, pattern=r"^\+?[0-9 ()./-]{3,49}$", description="Phone number.")
     locale: Locale = Field("en", description="The language to write to this contact in.")
     preferred_channel: Channel = Field("email", description="How the contact prefers to be told.")
-    primary: bool = Field(False, description="The main contact; at most one per client.")
+    primary: StrictBool = Field(False, description="The main contact; at most one per client.")
 
 
 class ContactOut(BaseModel):
@@ -111,10 +111,10 @@ class ClientIn(InputModel):
     language: Locale | None = Field(None, description="The client's business language.")
     sensitivity: int = Field(1, ge=1, le=3, description="1 normal, 2 confidential, 3 restricted.")
     owner: ExternalId = Field(description="The owning employee's external id; must exist.")
-    relationship_since: dt.date | None = Field(None, description="When the owner took the relationship.")
+    relationship_since: CalendarDate | None = Field(None, description="When the owner took the relationship.")
     last_contact_at: UtcTime | None = Field(None, description="Last contact with the client.")
     satisfaction: float | None = Field(None, ge=0, le=10, description="Satisfaction 0–10.")
-    renewal_at: dt.date | None = Field(None, description="Next renewal date.")
+    renewal_at: CalendarDate | None = Field(None, description="Next renewal date.")
     open_issues: int = Field(0, ge=0, le=100_000, description="Open issues and complaints.")
     status: ClientStatus = Field("active", description="active, at_risk, churned or inactive.")
     contacts: list[ContactIn] = Field(default_factory=list, max_length=50, description="At most 50 contacts.")

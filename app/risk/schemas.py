@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from app.core.types import ExternalId, InputModel
 
@@ -72,7 +72,7 @@ class ScoreRequest(InputModel):
         None,
         description="Score as if each owner left for this reason (default: their open handover's, else resignation).",
     )
-    destination_competitor: bool | None = Field(
+    destination_competitor: StrictBool | None = Field(
         None, description="Score as if each owner went (true) or did not go (false) to a competitor."
     )
     model_version: int | None = Field(

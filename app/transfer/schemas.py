@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, StrictBool, model_validator
 
 from app.core.types import ExternalId, InputModel, UtcTime
 
@@ -43,7 +43,7 @@ class HandoverCreate(InputModel):
     leaver: ExternalId = Field(description="The leaving employee's external id.")
     reason: Reason = Field(description="Why they leave.")
     effective_at: UtcTime = Field(description="When ownership moves and the leaver's access ends (UTC).")
-    destination_competitor: bool | None = Field(None, description="True if they go to a competitor, if known.")
+    destination_competitor: StrictBool | None = Field(None, description="True if they go to a competitor, if known.")
 
 
 class PlanRequest(InputModel):
@@ -90,7 +90,7 @@ class ItemPatch(InputModel):
 
     successor: ExternalId | None = Field(None, description="The new successor.")
     interim_owner: ExternalId | None = Field(None, description="An interim owner instead of a successor.")
-    force: bool = Field(False, description="Accept a successor that breaks a hard constraint (needs a reason).")
+    force: StrictBool = Field(False, description="Accept a successor that breaks a hard constraint (needs a reason).")
     reason: str | None = Field(None, max_length=1000, description="Why; required with force.")
 
     @model_validator(mode="after")
@@ -142,7 +142,7 @@ class RequiredReasonBody(InputModel):
 
 
 class ChecklistUpdate(InputModel):
-    done: bool = Field(description="Whether this part of the handover is done.")
+    done: StrictBool = Field(description="Whether this part of the handover is done.")
     note: str | None = Field(None, max_length=4000, description="A note for the record.")
 
 
@@ -170,7 +170,7 @@ class SimulationRequest(InputModel):
     leavers: list[ExternalId] = Field(min_length=1, max_length=1000, description="The employees who would leave.")
     effective_at: UtcTime = Field(description="When they would leave.")
     candidate_pool: CandidatePool | None = None
-    include_items: bool = Field(False, description="Also return every proposed item (at most 5,000).")
+    include_items: StrictBool = Field(False, description="Also return every proposed item (at most 5,000).")
 
 
 class SuccessorLoad(BaseModel):

@@ -1,0 +1,366 @@
+"""Scenario 2: a mass exit, end to end through the service layer, against the fastest raw writes of the same rows.
+
+Runs in a child process (`python -m bench.mass_exit ARGS.json OUT.json`) so its peak memory is its own: the
+parent holds the generated company, this process holds only what the services load.
+
+Phases (each leaver's step in its own transaction, as the API would run it):
+simulate (all leavers at once, nothing written) → create → plan → approve → execute (at the effective time).
+
+Floor, in the same database right after: the rows those phases wrote (handovers, items, grants, the leaver's
+grants cut, owner updates, employee status, audit entries; outbox rows when app.notify is there) written by
+COPY / executemany and set-based UPDATE / INSERT … SELECT in one transaction, timed, then rolled back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, inspect, select
+
+from app.audit.models import AuditEntry
+from app.core.auth import Principal
+from app.core.db import Database, make_engine, transaction
+from app.transfer import service
+from app.transfer.models import Handover, HandoverItem
+from bench.common import peak_rss_bytes, reset_peak_rss, settings_for, vm_hwm_bytes
+from bench.raw import RawWriter
+
+ADMIN = Principal(sub="bench", role="admin", scopes=frozenset())
+HANDOVER_COLS = (
+    "id", "leaver_id", "manager_id", "reason", "status", "effective_at", "source", "candidate_pool",
+    "leaver_status_before", "version", "created_by", "created_at", "updated_at", "planned_at", "approved_by",
+    "approved_at", "executed_at", "completed_by", "completed_at",
+)  # fmt: skip
+AUDIT_COLS = ("seq", "occurred_at", "actor", "action", "entity_type", "entity_id", "data", "prev_hash", "hash")
+
+
+def _has_outbox(db: Database) -> bool:
+    try:
+        import app.notify.service  # noqa: F401
+    except Exception:
+        return False
+    return "outbox_message" in inspect(db.engine).get_table_names()
+
+
+def _outbox_max(db: Database) -> int | None:
+    """The last outbox id before the run (None: no outbox in this schema)."""
+    if not _has_outbox(db):
+        return None
+    from app.notify.models import OutboxMessage
+
+    with transaction(db, write=False) as session:
+        return int(session.scalar(select(func.coalesce(func.max(OutboxMessage.id), 0))) or 0)
+
+
+def _outbox_rows(db: Database, after: int | None) -> tuple[list[str], list[list[Any]]]:
+    """Outbox rows the run wrote (all columns but the id), to be copied by the floor."""
+    if after is None:
+        return [], []
+    from app.notify.models import OutboxMessage
+
+    table = OutboxMessage.__table__
+    cols = [c.name for c in table.columns if c.name != "id"]
+    with transaction(db, write=False) as session:
+        rows = session.execute(select(*[table.c[c] for c in cols]).where(table.c.id > after)).all()
+    return cols, [list(r) for r in rows]
+
+
+def _rows_of(session: Any, table_name: str, handover_ids: list[int]) -> tuple[list[str], list[list[Any]]]:
+    """Rows of a per-handover table the run wrote (all columns but the id); empty if the table is not there."""
+    from app.core.db import Base
+
+    table = Base.metadata.tables.get(table_name)
+    if table is None or "handover_id" not in table.c:
+        return [], []
+    cols = [c.name for c in table.columns if c.name != "id"]
+    rows = session.execute(select(*[table.c[c] for c in cols]).where(table.c.handover_id.in_(handover_ids))).all()
+    return cols, [list(r) for r in rows]
+
+
+def run(args: dict[str, Any]) -> dict[str, Any]:
+    url = args["database_url"]
+    leavers: list[str] = args["leavers"]
+    now = dt.datetime.fromisoformat(args["now"])
+    effective_at = now + dt.timedelta(days=14)
+    settings = settings_for(url)
+    db = Database(settings)
+    out: dict[str, Any] = {"phases": {}, "leavers": len(leavers)}
+    reset_ok = reset_peak_rss()
+    try:
+        with transaction(db) as session:
+            audit_before = session.scalar(select(func.coalesce(func.max(AuditEntry.seq), 0))) or 0
+            h_before = session.scalar(select(func.coalesce(func.max(Handover.id), 0))) or 0
+        outbox_before = _outbox_max(db)
+
+        start = time.perf_counter()
+        with transaction(db, write=False) as session:
+            sim = service.simulate(
+                session, leavers=leavers, effective_at=effective_at, pool=None, settings=settings, include_items=False
+            )
+        out["phases"]["simulate"] = time.perf_counter() - start
+        out["simulation"] = {
+            k: sim[k] for k in ("clients", "assigned", "needs_attention", "total_cost", "solver_status")
+        }
+
+        ids: list[int] = []
+        start = time.perf_counter()
+        for leaver in leavers:
+            with transaction(db) as session:
+                h = service.create_handover(
+                    session,
+                    leaver=leaver,
+                    reason="termination",
+                    effective_at=effective_at,
+                    destination_competitor=None,
+                    source="api",
+                    actor="bench",
+                    now=now,
+                )
+                session.flush()
+                ids.append(h.id)
+        out["phases"]["create"] = time.perf_counter() - start
+
+        # Planning is the slow phase: past the budget, the remaining handovers are cancelled (untimed) and the
+        # later phases and the floor cover the planned ones only, so the ratio still compares the same work.
+        budget = float(args.get("plan_budget") or "inf")
+        plan_seconds: list[float] = []
+        start = time.perf_counter()
+        for hid in ids:
+            if time.perf_counter() - start > budget:
+                break
+            t0 = time.perf_counter()
+            with transaction(db) as session:
+                h = service.get_handover(session, ADMIN, hid, lock=True)
+                service.plan(session, h, pool=None, dry_run=False, actor="bench", now=now, settings=settings)
+            plan_seconds.append(time.perf_counter() - t0)
+        out["phases"]["plan"] = time.perf_counter() - start
+        out["plan_slowest"] = sorted(plan_seconds)[-3:]
+        planned = ids[: len(plan_seconds)]
+        out["planned"] = len(planned)
+        if len(planned) < len(ids):
+            out["phases"]["create"] *= len(planned) / len(ids)  # per-leaver and independent: prorated
+            for hid in ids[len(planned) :]:
+                with transaction(db) as session:
+                    h = service.get_handover(session, ADMIN, hid, lock=True)
+                    service.cancel(session, h, actor="bench", now=now, reason="bench: over the plan budget")
+            ids = planned
+
+        start = time.perf_counter()
+        for hid in ids:
+            with transaction(db) as session:
+                h = service.get_handover(session, ADMIN, hid, lock=True)
+                service.approve(session, h, ADMIN, now=now, settings=settings)
+        out["phases"]["approve"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        for hid in ids:
+            with transaction(db) as session:
+                h = service.get_handover(session, ADMIN, hid, lock=True)
+                service.execute(session, h, actor="bench", now=effective_at, settings=settings)
+        out["phases"]["execute"] = time.perf_counter() - start
+
+        out["peak_rss"] = vm_hwm_bytes() if reset_ok else peak_rss_bytes()
+        out["peak_rss_method"] = "VmHWM reset at start" if reset_ok else "ru_maxrss (process lifetime)"
+
+        with transaction(db) as session:
+            out["items"] = session.scalar(
+                select(func.count()).select_from(HandoverItem).where(HandoverItem.handover_id.in_(ids))
+            )
+            out["moved"] = session.scalar(
+                select(func.count())
+                .select_from(HandoverItem)
+                .where(HandoverItem.handover_id.in_(ids), HandoverItem.status == "transferred")
+            )
+            audit_after = session.scalar(select(func.max(AuditEntry.seq))) or 0
+        out["has_outbox"] = _has_outbox(db)
+        out["floor"] = floor(db, ids, h_before, audit_before, audit_after, leavers, now, effective_at, outbox_before)
+    finally:
+        db.dispose()
+    return out
+
+
+def floor(
+    db: Database,
+    ids: list[int],
+    h_before: int,
+    audit_before: int,
+    audit_after: int,
+    leavers: list[str],
+    now: dt.datetime,
+    effective_at: dt.datetime,
+    outbox_before: int | None,
+) -> dict[str, Any]:
+    """The same rows, written the fastest raw way; timed from the first write to the last, then rolled back."""
+    # What the application holds in memory once it has solved: read back, not timed.
+    with transaction(db, write=False) as session:
+        handovers = session.scalars(select(Handover).where(Handover.id.in_(ids)).order_by(Handover.id)).all()
+        item_table = HandoverItem.__table__
+        item_cols = [c.name for c in item_table.columns]
+        items = [list(r) for r in session.execute(select(item_table).where(item_table.c.handover_id.in_(ids))).all()]
+        max_item = session.scalar(select(func.max(HandoverItem.id))) or 0
+        followups = _rows_of(session, "follow_up", ids)
+        audits = session.execute(
+            select(AuditEntry.occurred_at, AuditEntry.actor, AuditEntry.action, AuditEntry.entity_type,
+                   AuditEntry.entity_id, AuditEntry.data)
+            .where(AuditEntry.seq > audit_before, AuditEntry.seq <= audit_after)
+            .order_by(AuditEntry.seq)
+        ).all()  # fmt: skip
+        # Only the handovers that went the whole way (see the plan budget): not the cancelled ones' entries.
+        mine = {str(i) for i in ids}
+        audits = [a for a in audits if a[3] != "handover" or a[4] in mine]
+        max_id = session.scalar(select(func.max(Handover.id))) or 0
+        max_seq = session.scalar(select(func.max(AuditEntry.seq))) or 0
+    outbox_cols, outbox = _outbox_rows(db, outbox_before)
+    if outbox:
+        unique = outbox_cols.index("message_id")
+        for row in outbox:
+            row[unique] = secrets.token_hex(16)
+    offset = max_id + 1 - ids[0]
+    engine = make_engine(db.settings)
+    writer = RawWriter(engine)
+    steps: dict[str, float] = {}
+    counts: dict[str, int] = {}
+
+    def step(name: str, fn: Any) -> None:
+        t0 = time.perf_counter()
+        counts[name] = fn()
+        steps[name] = time.perf_counter() - t0
+
+    lo, hi = ids[0] + offset, ids[-1] + offset
+    try:
+        writer.begin()
+        start = time.perf_counter()
+        # 'completed' keeps the copies clear of the one-open-handover-per-leaver index.
+        step(
+            "handovers (COPY)",
+            lambda: writer.copy(
+                "handover",
+                HANDOVER_COLS,
+                (
+                    (
+                        h.id + offset,
+                        h.leaver_id,
+                        h.manager_id,
+                        h.reason,
+                        "completed",
+                        effective_at,
+                        "api",
+                        {"kind": "organisation"},
+                        "active",
+                        5,
+                        "bench",
+                        now,
+                        now,
+                        now,
+                        "admin:bench",
+                        now,
+                        effective_at,
+                        "bench",
+                        effective_at,
+                    )
+                    for h in handovers
+                ),
+            ),
+        )
+        i_id, i_h = item_cols.index("id"), item_cols.index("handover_id")
+        item_offset = max_item + 1 - min((r[i_id] for r in items), default=0)
+        for r in items:
+            r[i_id] += item_offset
+            r[i_h] += offset
+        step("items (COPY)", lambda: writer.copy("handover_item", item_cols, items))
+        grant_select = (
+            "INSERT INTO access_grant (employee_id, client_id, level, valid_from, valid_until, reason, handover_id, "
+            "created_by, created_at) SELECT COALESCE(successor_id, interim_owner_id), client_id, {level}, "
+            "{valid_from}, {valid_until}, 'handover', handover_id, 'bench', %s FROM handover_item "
+            "WHERE handover_id BETWEEN %s AND %s{cond}"
+        )
+        step(
+            "shadow grants (INSERT … SELECT)",
+            lambda: writer.execute(
+                grant_select.format(level="'shadow'", valid_from="%s", valid_until="%s", cond=""),
+                (now, effective_at, now, lo, hi),
+            ),
+        )
+        step(
+            "owner/interim grants (INSERT … SELECT)",
+            lambda: writer.execute(
+                grant_select.format(
+                    level="CASE WHEN successor_id IS NULL THEN 'interim' ELSE 'owner' END",
+                    valid_from="%s",
+                    valid_until="NULL",
+                    cond="",
+                ),
+                (effective_at, now, lo, hi),
+            ),
+        )
+        # The leavers' grants end at the effective time (the service already cut them: same rows, same work).
+        step(
+            "cut leavers' grants (UPDATE … FROM)",
+            lambda: writer.execute(
+                "UPDATE access_grant SET cut_by_handover_id = h.id, cut_from = access_grant.valid_until, "
+                "valid_until = %s FROM handover h WHERE h.id BETWEEN %s AND %s "
+                "AND access_grant.employee_id = h.leaver_id AND access_grant.revoked_at IS NULL "
+                "AND access_grant.handover_id IS NULL",
+                (effective_at, lo, hi),
+            ),
+        )
+        # Owners change (back to the leavers here, so every row really changes, index entries included).
+        step(
+            "client owners (UPDATE … FROM)",
+            lambda: writer.execute(
+                "UPDATE client SET owner_id = i.previous_owner_id, former_owner_id = i.transferred_to_id, "
+                "updated_at = %s FROM handover_item i WHERE i.handover_id BETWEEN %s AND %s "
+                "AND client.external_id = i.client_id",
+                (effective_at, lo, hi),
+            ),
+        )
+        step(
+            "leavers departed (UPDATE)",
+            lambda: writer.execute(
+                "UPDATE employee SET status = 'departed', exit_at = %s, updated_at = %s "
+                "WHERE external_id IN (SELECT leaver_id FROM handover WHERE id BETWEEN %s AND %s)",
+                (effective_at, effective_at, lo, hi),
+            ),
+        )
+        step(
+            "audit entries (COPY)",
+            lambda: writer.copy(
+                "audit_entry",
+                AUDIT_COLS,
+                (
+                    (max_seq + k + 1, a[0], a[1], a[2], a[3], a[4], a[5], secrets.token_hex(32), secrets.token_hex(32))
+                    for k, a in enumerate(audits)
+                ),
+            ),
+        )
+        if outbox:
+            step("outbox rows (COPY)", lambda: writer.copy("outbox_message", outbox_cols, outbox))
+        if followups[1]:
+            f_cols, f_rows = followups
+            for r in f_rows:
+                r[f_cols.index("handover_id")] += offset
+                r[f_cols.index("item_id")] += item_offset
+            step("follow-ups (COPY)", lambda: writer.copy("follow_up", f_cols, f_rows))
+        total = time.perf_counter() - start
+    finally:
+        writer.rollback()
+        writer.close()
+        engine.dispose()
+    return {"seconds": total, "steps": steps, "counts": counts, "audit_entries": len(audits)}
+
+
+def main() -> int:
+    args = json.loads(Path(sys.argv[1]).read_text())
+    result = run(args)
+    Path(sys.argv[2]).write_text(json.dumps(result, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,61 @@
+"""Fixtures for the fuzz tests: the app they reach (with the HR webhook configured) and a seeded company.
+
+The company is seeded once per module, put back before each test (and each stateful scenario), and the database
+emptied at the module's end: schemathesis's cases meet real ids (SQLite reuses small ids, which hypothesis favours).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from app.core.clock import ManualClock
+from app.core.config import Settings
+from app.main import create_app
+from tests.conftest import START, make_settings
+from tests.fuzz.harness import TARGET
+from tests.fuzz.world import World, empty, seed
+
+# A fixed test secret: with it the webhook answers 401 to unsigned deliveries instead of 503 "not configured".
+HR_SECRET = "whsec_ZnV6ei1ob29rLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc="  # noqa: S105
+
+
+@pytest.fixture(scope="session")
+def fuzz_settings(database_url: str) -> Settings:
+    # Private webhook targets allowed, so that the seed can register one on 127.0.0.1.
+    return make_settings(database_url, hr_webhook_secret=HR_SECRET, webhook_allow_private=True)
+
+
+@pytest.fixture(scope="session")
+def fuzz_app(fuzz_settings: Settings, clock: ManualClock) -> Iterator[FastAPI]:
+    app = create_app(fuzz_settings, clock=clock)
+    yield app
+    app.state.db.dispose()
+
+
+@pytest.fixture(scope="module")
+def fuzz_module_world(backend: str, fuzz_app: FastAPI, fuzz_settings: Settings, clock: ManualClock) -> Iterator[World]:
+    """The company seeded once per module; the database is emptied at the module's end."""
+    if backend != "sqlite":
+        pytest.skip("the fuzz suite runs on SQLite: the HTTP contract does not depend on the database")
+    clock.set(START)
+    empty(fuzz_app)
+    with TestClient(fuzz_app, raise_server_exceptions=False) as client:
+        world = World(fuzz_app, seed(client, fuzz_settings))
+    TARGET.app = fuzz_app
+    try:
+        yield world
+    finally:
+        TARGET.app = None
+        empty(fuzz_app)
+        clock.set(START)
+
+
+@pytest.fixture
+def fuzz_world(fuzz_module_world: World) -> World:
+    """The seeded world, as it was seeded: each test starts from it, whatever the previous one changed."""
+    fuzz_module_world.reset()
+    return fuzz_module_world

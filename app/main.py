@@ -34,6 +34,10 @@ from app.transfer.report_router import router as report_router
 from app.transfer.router import router as transfer_router
 
 API_VERSION = "0.1.0"
+BODY_PROBLEMS = {
+    "413": "The request body exceeds the configured limit.",
+    "415": "The request body is not JSON.",
+}
 DESCRIPTION = """\
 Handover service: when an account manager leaves, every client gets the right new owner, access ends
 exactly on time, clients hear about it first, and every step is provable.
@@ -117,6 +121,16 @@ def _polish_openapi(schema: dict[str, Any], settings: Settings) -> None:
                 continue
             if method == "post" and not path.startswith(EXCLUDED_PREFIXES):
                 op.setdefault("parameters", []).append(describe())
+            if "requestBody" in op:
+                # RequestMiddleware answers these for every body, before any route: each body-taking operation can.
+                missing = {code: text for code, text in BODY_PROBLEMS.items() if code not in op["responses"]}
+                for code, description in missing.items():
+                    op["responses"][code] = {
+                        "description": description,
+                        "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+                    }
+                if missing:
+                    op["responses"] = dict(sorted(op["responses"].items()))
             for code, response in op.get("responses", {}).items():
                 content = response.get("content", {})
                 if code.startswith(("4", "5")) and "application/json" in content:

@@ -338,11 +338,9 @@ def matrix_app(matrix_settings: Settings, clock: ManualClock) -> Iterator[FastAP
 
 
 @pytest.fixture(scope="module")
-def world(matrix_app: FastAPI, matrix_settings: Settings, clock: ManualClock, backend: str) -> Iterator[Ctx]:
-    if backend != "sqlite":
-        # Who may call what does not depend on the database; and with backends interleaved by pytest, other
-        # modules' per-test cleanup would wipe this module-scoped world between its tests.
-        pytest.skip("the role matrix runs on SQLite")
+def world(matrix_app: FastAPI, matrix_settings: Settings, clock: ManualClock) -> Iterator[Ctx]:
+    """Seeded once per module and backend; every row starts with `World.reset()`, which puts the whole seed back
+    (so whatever ran in between, this module's writes or another module's cleanup, leaves no trace)."""
     clock.set(START)
     empty(matrix_app)
     with TestClient(matrix_app, raise_server_exceptions=False) as client:

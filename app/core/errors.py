@@ -248,6 +248,11 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Errors raised in middleware (the Idempotency-Key lookup) skip the handlers above and land here.
+        if isinstance(exc, OperationalError):
+            return await _db_down(request, exc)
+        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+            return await _db_error(request, exc)
         logger.error(
             "unhandled %s on %s %s",
             type(exc).__name__,

@@ -56,6 +56,9 @@ def fuzz_module_world(backend: str, fuzz_app: FastAPI, fuzz_settings: Settings, 
 
 @pytest.fixture
 def fuzz_world(fuzz_module_world: World) -> World:
-    """The seeded world, as it was seeded: each test starts from it, whatever the previous one changed."""
-    fuzz_module_world.reset()
+    """The seeded world, as it was seeded: each test starts from it, whatever the previous one changed.
+
+    A test that may write marks the world dirty (`World.dirty`); reads leave it as it is, and need no reset."""
+    if fuzz_module_world.dirty:
+        fuzz_module_world.reset()
     return fuzz_module_world

@@ -76,8 +76,8 @@ def load_schema(raw: dict[str, Any] | None = None, **kwargs: Any) -> Any:
     return loaded
 
 
-full_schema = load_schema(max_examples=25, coverage=True)
-light_schema = load_schema(max_examples=8, coverage=False)
+full_schema = load_schema(max_examples=20, coverage=True)
+light_schema = load_schema(max_examples=5, coverage=False)
 
 
 def _page_item(op: dict[str, Any]) -> dict[str, Any] | None:

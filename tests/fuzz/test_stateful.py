@@ -27,6 +27,7 @@ class HandoverWorkflow(APIWorkflow):  # type: ignore[misc,valid-type]
         # Every scenario starts from the seeded company, so a failing one replays (and shrinks) the same way.
         assert self.world is not None
         self.world.reset()
+        self.world.dirty = True
 
     def before_call(self, case: Any) -> None:
         # Inferred links also follow nullable fields (a manual grant's handover_id is null), which would send

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select, update
+from sqlalchemy import Table, select, update
 
 from app.access.models import Alert
 from app.core.auth import mint_token
@@ -104,6 +104,25 @@ def empty(app: FastAPI) -> None:
             conn.execute(table.delete())
 
 
+def _referenced_first(table: Table, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of a table that refers to itself (an employee's manager), each after the row it refers to."""
+    links = [(fk.parent.name, fk.column.name) for fk in table.foreign_keys if fk.column.table is table]
+    if not links:
+        return rows
+    done: set[tuple[str, Any]] = set()
+    ordered: list[dict[str, Any]] = []
+    pending = rows
+    while pending:
+        ready = [r for r in pending if all(r[c] is None or (k, r[c]) in done for c, k in links)]
+        if not ready:  # a cycle: leave the rest as they are
+            ordered.extend(pending)
+            break
+        ordered.extend(ready)
+        done.update((k, r[k]) for r in ready for _, k in links)
+        pending = [r for r in pending if r not in ready]
+    return ordered
+
+
 class World:
     """The seeded database, kept as rows so that it can be put back in a few milliseconds."""
 
@@ -111,10 +130,16 @@ class World:
         self.app = app
         self.ids = ids
         with app.state.db.engine.connect() as conn:
-            self.rows = {t.name: [dict(r._mapping) for r in conn.execute(t.select())] for t in metadata.sorted_tables}
+            self.rows = {
+                t.name: _referenced_first(t, [dict(r._mapping) for r in conn.execute(t.select())])
+                for t in metadata.sorted_tables
+            }
+
+    dirty = True  # whether anything may have changed since the last reset (a test that writes says so)
 
     def reset(self) -> None:
         """Back to the seeded state: every operation (and every stateful scenario) starts from the same world."""
+        self.dirty = False
         empty(self.app)
         with self.app.state.db.engine.begin() as conn:
             for table in metadata.sorted_tables:

@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.access.models import AccessGrant
 from app.audit import service as audit
 from app.core.auth import Principal
+from app.core.db import Database, transaction
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.directory.models import Client, Employee
 from app.notify import service as notify
@@ -82,23 +83,64 @@ def _rule(
     return Decision(employee, client, action, at, True, "granted", best[1], best[0], best[2])
 
 
-def decide(session: Session, employee: str, client: str, action: str, at: dt.datetime) -> Decision:
-    """One round trip: the employee, the client and every grant valid at `at`."""
+def _decide_statement() -> Any:
+    """Built once with bind parameters: constructing the select per call cost ten times the query on SQLite."""
     g = AccessGrant
-    stmt = (
+    at = bindparam("at", type_=g.valid_from.type)
+    return (
         select(Employee.status, Employee.exit_at, Employee.clearance, Client.sensitivity, g.id, g.level, g.valid_until)
         .select_from(Employee)
-        .join(Client, Client.external_id == client)
+        .join(Client, Client.external_id == bindparam("client", type_=Client.external_id.type))
         .outerjoin(g, and_(g.employee_id == Employee.external_id, g.client_id == Client.external_id, _active(at)))
-        .where(Employee.external_id == employee)
+        .where(Employee.external_id == bindparam("employee", type_=Employee.external_id.type))
     )
-    rows = session.execute(stmt).all()
+
+
+DECIDE = _decide_statement()
+EMPLOYEE_EXISTS = select(Employee.external_id).where(
+    Employee.external_id == bindparam("employee", type_=Employee.external_id.type)
+)
+
+
+def decide(session: Session | Connection, employee: str, client: str, action: str, at: dt.datetime) -> Decision:
+    """One round trip: the employee, the client and every grant valid at `at`."""
+    rows = session.execute(DECIDE, {"employee": employee, "client": client, "at": at}).all()
     if not rows:
-        known_emp = session.scalar(select(Employee.external_id).where(Employee.external_id == employee))
+        known_emp = session.execute(EMPLOYEE_EXISTS, {"employee": employee}).scalar()
         return _rule(employee, client, action, at, None if known_emp is None else ("active", None, 0), None, [])
     first = rows[0]
     grants = [(r[4], r[5], r[6]) for r in rows if r[4] is not None]
     return _rule(employee, client, action, at, (first[0], first[1], first[2]), first[3], grants)
+
+
+def _audited(d: Decision) -> bool:
+    return not d.allowed or d.action in ("export", "delete")
+
+
+def check(
+    db: Database, employee: str, client: str, action: str, at: dt.datetime, *, actor: str, now: dt.datetime
+) -> Decision:
+    """The hot path: decide on a plain read connection (no writer lock, no ORM session); only a decision that
+    must be audited opens a write transaction, after the read is done."""
+    with db.engine.connect() as conn:
+        decision = decide(conn, employee, client, action, at)
+    if _audited(decision):
+        with transaction(db) as session:
+            audit_decisions(session, [decision], actor=actor, now=now)
+    return decision
+
+
+def check_batch(
+    db: Database, checks: Sequence[tuple[str, str, str, dt.datetime]], *, actor: str, now: dt.datetime
+) -> list[Decision]:
+    """As `check`, for up to 500 pairs: a read session for the decisions, a writer only if one is audited."""
+    with db.session(write=False) as session:
+        decisions = decide_batch(session, checks)
+        session.rollback()
+    if any(_audited(d) for d in decisions):
+        with transaction(db) as writer:
+            audit_decisions(writer, decisions, actor=actor, now=now)
+    return decisions
 
 
 def decide_batch(session: Session, checks: Sequence[tuple[str, str, str, dt.datetime]]) -> list[Decision]:
@@ -164,7 +206,7 @@ def audit_decisions(session: Session, decisions: Sequence[Decision], *, actor: s
             },
         )
         for d in decisions
-        if not d.allowed or d.action in ("export", "delete")
+        if _audited(d)
     ]
     if changes:
         audit.record_many(session, changes, at=now)

@@ -48,6 +48,12 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         await anyio.to_thread.run_sync(session.close, limiter=limiter)
 
 
+async def get_db(request: Request) -> Database:
+    """For the few routes that manage their own transactions (the access check reads without a writer)."""
+    db: Database = request.app.state.db
+    return db
+
+
 async def get_clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
@@ -61,5 +67,6 @@ async def get_now(request: Request) -> dt.datetime:
 # scope="function": the commit happens before the response leaves, so a failed commit is an error
 # response, never a 200 for data that was not saved.
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
+Db = Annotated[Database, Depends(get_db)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 Now = Annotated[dt.datetime, Depends(get_now)]

@@ -274,3 +274,26 @@ def test_batch_matches_single(db: Database, people: None, grants: list[Any], che
         batch = service.decide_batch(s, pairs)
         single = [service.decide(s, *p) for p in pairs]
     assert batch == single
+
+
+def test_checks_answer_while_another_transaction_holds_the_write_lock(
+    client: TestClient, auth: Any, people: None, db: Database, backend: str
+) -> None:
+    # The hot path must not queue behind writers: on SQLite a check that opened a writer (BEGIN IMMEDIATE) would
+    # wait out the busy timeout here and fail with 503. PostgreSQL readers never wait for writers.
+    if backend != "sqlite":
+        pytest.skip("SQLite's single writer lock; PostgreSQL readers do not block")
+    holder = db.session(write=True)
+    try:
+        holder.execute(select(AccessGrant.id).limit(1))  # BEGIN IMMEDIATE: the write lock is held from here
+        d = check(client, auth, "a1", "low", "view")
+        assert d["allowed"] and d["level"] == "owner"
+        batch = client.post(
+            "/v1/access/check/batch",
+            json={"checks": [{"employee": "a1", "client": "high", "action": "edit"}]},
+            headers=auth("integration", scope="access:check access:admin"),
+        )
+        assert batch.status_code == 200 and batch.json()["decisions"][0]["allowed"]
+    finally:
+        holder.rollback()
+        holder.close()

@@ -284,3 +284,97 @@ def test_load_cost_is_convex_and_ignores_existing_load() -> None:
     assert successors(solution) == {1: 2}
     expected = solver.fit_cost(client(1), idle, config)["total"] + solver.load_cost(1.0, 10.0, config)
     assert solution.total_cost == pytest.approx(expected)
+
+
+def _reference_optimum(clients: list[ClientSpec], candidates: list[CandidateSpec], config: SolverConfig) -> float:
+    """An independent exact model, one binary per (client, candidate), load cost by continuous pieces between the
+    candidate's current load and its capacity (convex, so the pieces fill in order): too big for brute force,
+    small for HiGHS, and sharing nothing with the solver's classes, column generation or restricted master."""
+    import numpy as np
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
+    pairs = [
+        (i, j)
+        for i, c in enumerate(clients)
+        for j, k in enumerate(candidates)
+        if solver.eligible(c, k, config) and config.load_points[c.tier] <= k.capacity - k.current_load + 1e-9
+    ]
+    pieces: list[tuple[int, float, float]] = []  # candidate, width, slope
+    for j, k in enumerate(candidates):
+        cuts = sorted({k.current_load, k.capacity, *(k.capacity * s / 10 for s in range(1, 10))})
+        cuts = [x for x in cuts if k.current_load <= x <= k.capacity]
+        for lo, hi in itertools.pairwise(cuts):
+            if hi > lo:
+                cost = solver.load_cost(hi, k.capacity, config) - solver.load_cost(lo, k.capacity, config)
+                pieces.append((j, hi - lo, cost / (hi - lo)))
+    n_p, n_c, n_s = len(pairs), len(clients), len(pieces)
+    cost = np.concatenate(
+        [
+            [clients[i].risk_weight * solver.fit_cost(clients[i], candidates[j], config)["total"] for i, j in pairs]
+            if n_p
+            else np.zeros(0),
+            np.full(n_c, config.unassigned_penalty),
+            [p[2] for p in pieces] if n_s else np.zeros(0),
+        ]
+    )
+    rows = np.zeros((n_c + len(candidates), n_p + n_c + n_s))
+    for col, (i, j) in enumerate(pairs):
+        rows[i, col] = 1.0
+        rows[n_c + j, col] = config.load_points[clients[i].tier]
+    for i in range(n_c):
+        rows[i, n_p + i] = 1.0
+    for col, (j, _, _) in enumerate(pieces):
+        rows[n_c + j, n_p + n_c + col] = -1.0
+    rhs = np.concatenate([np.ones(n_c), np.zeros(len(candidates))])
+    upper = np.concatenate([np.ones(n_p + n_c), [p[1] for p in pieces] if n_s else np.zeros(0)])
+    res = milp(
+        cost,
+        integrality=np.concatenate([np.ones(n_p + n_c), np.zeros(n_s)]),
+        bounds=Bounds(np.zeros(n_p + n_c + n_s), upper),
+        constraints=LinearConstraint(rows, rhs, rhs),
+        options={"mip_rel_gap": 0.0},
+    )
+    assert res.status == 0
+    return float(res.fun)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_solve_matches_an_independent_model_when_most_candidates_go_unused(seed: int) -> None:
+    # A leaver's book against a whole organisation: the solver models only the candidates its pairs use (the
+    # others' prices come from their first load segment). 40 clients, 150 small candidates (their load
+    # costs push the optimum past the columns the solver starts from): far past brute force.
+    rng = random.Random(seed)
+    candidates = [
+        cand(
+            300 + j,
+            seniority=rng.randint(1, 4),
+            clearance=rng.randint(1, 3),
+            capacity=float(rng.choice([2, 3, 4, 6])),
+            current_load=float(rng.choice([0, 0.5, 1, 1.5])),
+            skills=frozenset(rng.sample(INDUSTRIES, rng.randint(0, 2))),
+            regions=frozenset(rng.sample(REGIONS, rng.randint(0, 1))),
+            languages=frozenset(rng.sample(LANGUAGES, rng.randint(0, 2))),
+            pool_rank=rng.randint(0, 2),
+        )
+        for j in range(150)
+    ]
+    clients = [
+        client(
+            i + 1,
+            tier=rng.choice(TIERS),
+            industry=rng.choice([*INDUSTRIES, None]),
+            region=rng.choice([*REGIONS, None]),
+            language=rng.choice(LANGUAGES),
+            sensitivity=rng.choice([1, 1, 2, 3]),
+            team=frozenset(rng.sample([300, 301, 302, 303], rng.randint(0, 2))),
+            risk=rng.choice([0.5, 1.0, 2.0, 3.0]),
+        )
+        for i in range(40)
+    ]
+    config = CONFIGS[seed % len(CONFIGS)]
+    solution = solver.solve(clients, candidates, config)
+    assert solution.status == "optimal"
+    assert solution.total_cost == pytest.approx(_reference_optimum(clients, candidates, config), abs=1e-6)
+    assert solver.objective(clients, candidates, successors(solution), config) == pytest.approx(
+        solution.total_cost, abs=1e-6
+    )

@@ -43,14 +43,13 @@ class Scale:
     default_repeat: int = 3
     http_warmup: int = 1  # seconds of load before each measured run
     outbox_messages: int = 1_000
-    plan_budget: float | None = None  # seconds for the mass exit's plan phase; None: every leaver
 
 
 SCALES = {
     # tiny: the smoke test's scale (every scenario runs, in seconds); not for conclusions.
     "tiny": Scale("tiny", 60, 2_000, 5, 1_000, 30, 5.0, 1, (1,), 1, 0, 100),
     "small": Scale("small", 250, 10_000, 50, 10_000, 200, 60.0, 5, (1, 2), 3, 1, 1_000),
-    "full": Scale("full", 2_500, 100_000, 500, 100_000, 2_000, 60.0, 10, (1, 2), 1, 1, 3_000, 180.0),
+    "full": Scale("full", 2_500, 100_000, 500, 100_000, 2_000, 60.0, 10, (1, 2), 1, 1, 3_000),
 }
 
 

@@ -350,10 +350,6 @@ def http_hot_path(ctx: Context) -> ScenarioResult:
 # ---- 4. mass exit ----------------------------------------------------------------------------
 
 
-def ph_plan_all(runs: list[dict[str, Any]]) -> float:
-    return median([r["phases"]["plan"] * r["leavers"] / max(1, r["planned"]) for r in runs])
-
-
 def mass_exit(ctx: Context) -> ScenarioResult:
     res = ScenarioResult("mass_exit", TITLES["mass_exit"])
     assert ctx.base_url is not None and ctx.company is not None
@@ -365,7 +361,6 @@ def mass_exit(ctx: Context) -> ScenarioResult:
             "database_url": url,
             "leavers": ctx.company.leavers,
             "now": utcnow().isoformat(),
-            "plan_budget": ctx.scale.plan_budget,
         }
         args_path, out_path = ctx.workdir / f"exit{k}.json", ctx.workdir / f"exit{k}.out.json"
         args_path.write_text(json.dumps(args))
@@ -390,21 +385,16 @@ def mass_exit(ctx: Context) -> ScenarioResult:
     last = runs[-1]
     clients = int(last["items"])
     n = int(last["planned"])
-    if n < int(last["leavers"]):
-        res.notes.append(
-            f"Plan budget ({ctx.scale.plan_budget:g} s) reached: {n} of {last['leavers']} leavers were planned; "
-            f"the other handovers were cancelled (untimed), create is prorated, and approve, execute and the floor "
-            f"cover the {n} planned ones ({clients:,} clients), so the ratio compares the same work. "
-            f"At that pace all {last['leavers']} would take ≈ {fmt_s(ph_plan_all(runs))} to plan."
-        )
     for p in phases:
         extra = ""
+        if p == "plan":
+            extra = f" ({last['plan_solves']} joint solve(s), {', '.join(last['plan_status'])})"
         if p == "simulate":
             sim = last["simulation"]
             extra = f" ({sim['assigned']:,}/{sim['clients']:,} assigned, {sim['solver_status']})"
         res.add(
             f"{p} ({last['leavers'] if p == 'simulate' else n} leavers"
-            f"{', at once' if p == 'simulate' else ', one transaction each'})",
+            f"{', at once' if p in ('simulate', 'plan') else ', one transaction each'})",
             f"{fmt_s(ph[p])} · {fmt_n((last['simulation']['clients'] if p == 'simulate' else clients) / ph[p])} "
             f"clients/s{extra}",
             f"floor {fmt_s(floor_s)}",
@@ -440,7 +430,7 @@ def mass_exit(ctx: Context) -> ScenarioResult:
     )
     res.notes.append(
         f"The service wrote {last['floor']['audit_entries']:,} audit entries and {last['moved']:,} transferred items; "
-        f"slowest single plans: {', '.join(fmt_s(x) for x in last['plan_slowest'])}. Peak memory: "
+        "planned jointly by `transfer.service.plan_many` (what POST /v1/handover-plans runs). Peak memory: "
         f"{last['peak_rss_method']} in a child process that holds no generated data. Database: {ctx.base_load}."
     )
     if not last.get("has_outbox"):

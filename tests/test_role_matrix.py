@@ -65,6 +65,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/handovers/{handover_id}"):                    (200, 200, 200, 200, 200, {"handovers:read": 200}),
     # plan, PATCH, approve, cancel: x1's handover; m1 manages another team (404).
     ("POST", "/v1/handovers/{handover_id}/plan"):              (200, 200, 404, 403, 403, {"handovers:write": 200}),
+    ("POST", "/v1/handover-plans"):                            (200, 200, 404, 403, 403, {"handovers:write": 200}),
     ("GET", "/v1/handovers/{handover_id}/items"):              (200, 200, 200, 200, 200, {"handovers:read": 200}),
     ("GET", "/v1/handovers/{handover_id}/items/{item_id}"):    (200, 200, 200, 200, 200, {"handovers:read": 200}),
     ("PATCH", "/v1/handovers/{handover_id}/items/{item_id}"):  (200, 200, 404, 403, 403, {"handovers:write": 200}),
@@ -225,6 +226,7 @@ REQUESTS: dict[tuple[str, str], Callable[[Ctx], Req]] = {
     ("GET", "/v1/handovers"): lambda c: Req("/v1/handovers"),
     ("GET", "/v1/handovers/{handover_id}"): lambda c: Req(f"/v1/handovers/{c.ids['approved']}"),
     ("POST", "/v1/handovers/{handover_id}/plan"): lambda c: Req(f"/v1/handovers/{c.ids['planned']}/plan"),
+    ("POST", "/v1/handover-plans"): lambda c: Req("/v1/handover-plans", json={"handover_ids": [c.ids["planned"]]}),
     ("GET", "/v1/handovers/{handover_id}/items"): lambda c: Req(f"/v1/handovers/{c.ids['approved']}/items"),
     ("GET", "/v1/handovers/{handover_id}/items/{item_id}"): lambda c: Req(
         f"/v1/handovers/{c.ids['approved']}/items/{c.ids['item_approved']}"

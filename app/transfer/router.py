@@ -194,16 +194,22 @@ def plan_handover(
     result, preview = service.plan(
         session, h, pool=pool, dry_run=dry_run, actor=principal.actor, now=now, settings=request.app.state.settings
     )
-    successors: dict[str, int] = {}
-    for r in result.rows:
-        if r["successor_id"]:
-            successors[r["successor_id"]] = successors.get(r["successor_id"], 0) + 1
     proposals = None
     if preview is not None:
         clients = {r["client_id"]: r["client"] for r in result.rows}
         proposals = [item_out(i, clients[i.client_id]) for i in preview]
+    return _summary(h.id, result, dry_run, proposals)
+
+
+def _summary(
+    h_id: int, result: service.Plan, dry_run: bool, proposals: list[schemas.ItemOut] | None
+) -> schemas.PlanSummary:
+    successors: dict[str, int] = {}
+    for r in result.rows:
+        if r["successor_id"]:
+            successors[r["successor_id"]] = successors.get(r["successor_id"], 0) + 1
     return schemas.PlanSummary(
-        handover_id=h.id,
+        handover_id=h_id,
         dry_run=dry_run,
         items=len(result.rows) + result.kept_manual,
         assigned=sum(1 for r in result.rows if r["successor_id"]),
@@ -214,6 +220,31 @@ def plan_handover(
         successors=successors,
         proposals=proposals,
     )
+
+
+@router.post(
+    "/v1/handover-plans",
+    name="handovers-plan-batch",
+    summary="Plan several handovers together (a layoff or reorganisation)",
+    description="One exact reassignment for all their clients, so successors' capacity is shared across the "
+    "leavers instead of going to whichever was planned first. Handovers with different effective times, pools or "
+    "exit contexts are solved separately within the same call. All or nothing: one handover that cannot be planned "
+    "(409) or is not visible (404) plans none. Each handover's total_cost is its joint solve's.",
+    response_model=schemas.PlanBatchOut,
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
+)
+def plan_handovers(
+    body: schemas.PlanBatchRequest, request: Request, session: DbSession, principal: HandoversWrite, now: Now
+) -> schemas.PlanBatchOut:
+    if principal.role not in CREATOR_ROLES:
+        raise Forbidden("Only hr, managers and admins plan handovers.")
+    ids = list(dict.fromkeys(body.handover_ids))
+    handovers = [service.get_handover(session, principal, hid, lock=True) for hid in sorted(ids)]
+    pool = body.candidate_pool.model_dump() if body.candidate_pool else None
+    plans, solves = service.plan_many(
+        session, handovers, pool=pool, actor=principal.actor, now=now, settings=request.app.state.settings
+    )
+    return schemas.PlanBatchOut(handovers=[_summary(hid, plans[hid], False, None) for hid in ids], solves=solves)
 
 
 @router.get(

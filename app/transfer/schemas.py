@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictBool, model_validator
 
@@ -164,6 +164,18 @@ class PlanSummary(BaseModel):
     solver_status: str
     successors: dict[str, int] = Field(description="Clients per successor.")
     proposals: list[ItemOut] | None = Field(None, description="The planned items (dry run only).")
+
+
+class PlanBatchRequest(InputModel):
+    handover_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+        min_length=1, max_length=1000, description="The handovers to plan together (at most 1,000, one per leaver)."
+    )
+    candidate_pool: CandidatePool | None = Field(None, description="Overrides every handover's candidate pool.")
+
+
+class PlanBatchOut(BaseModel):
+    handovers: list[PlanSummary] = Field(description="One summary per handover, in request order.")
+    solves: int = Field(description="Joint solves run: one per set of handovers sharing effective time and pool.")
 
 
 class SimulationRequest(InputModel):

@@ -7,6 +7,7 @@ one statement to write, whatever the number of clients.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -324,7 +325,7 @@ def _candidates(
 
 
 def _loads(
-    session: Session, owners: Sequence[str], settings: Settings, *, exclude_handover: int | None = None
+    session: Session, owners: Sequence[str], settings: Settings, *, exclude_handovers: Sequence[int] = ()
 ) -> dict[str, float]:
     """Load points carried now, plus those promised by other open handovers (not yet executed)."""
     loads: dict[str, float] = defaultdict(float)
@@ -348,8 +349,8 @@ def _loads(
         )
         .group_by(HandoverItem.successor_id, Client.tier)
     )
-    if exclude_handover is not None:
-        pending = pending.where(HandoverItem.handover_id != exclude_handover)
+    if exclude_handovers:
+        pending = pending.where(HandoverItem.handover_id.not_in(list(exclude_handovers)))
     for successor, tier, n in session.execute(pending).all():
         if successor is not None:
             loads[successor] += settings.load_points.get(tier, 1.0) * n
@@ -364,7 +365,7 @@ def compute_plan(
     pool: dict[str, Any],
     settings: Settings,
     manual: dict[str, str | None] | None = None,
-    handover_id: int | None = None,
+    handover_ids: Sequence[int] = (),
     now: dt.datetime | None = None,
     reason: str | None = None,
     destination_competitor: bool | None = None,
@@ -387,7 +388,7 @@ def compute_plan(
     leaver_rows = {e.external_id: e for e in session.scalars(select(Employee).where(Employee.external_id.in_(leavers)))}
     candidates, rank = _candidates(session, leavers, pool, effective_at, settings)
     cand_ids = [c.external_id for c in candidates]
-    loads = _loads(session, cand_ids, settings, exclude_handover=handover_id)
+    loads = _loads(session, cand_ids, settings, exclude_handovers=handover_ids)
     loads_before = dict(loads)
     # Manual choices stay; their load counts against the chosen successor.
     for client in clients:
@@ -536,7 +537,7 @@ def plan(
         pool=pool,
         settings=settings,
         manual=manual,
-        handover_id=h.id,
+        handover_ids=[h.id],
         now=now,
         reason=h.reason,
         destination_competitor=h.destination_competitor,
@@ -568,9 +569,17 @@ def plan(
         ]
         return result, preview
     session.execute(delete(HandoverItem).where(HandoverItem.handover_id == h.id, HandoverItem.manual.is_(False)))
-    values = [
+    values = _item_values(h.id, result.rows, now)
+    for start in range(0, len(values), 2000):
+        session.execute(insert(HandoverItem), values[start : start + 2000])
+    _mark_planned(session, h, pool, result.rows, result.kept_manual, result, actor=actor, now=now)
+    return result, None
+
+
+def _item_values(handover_id: int, rows: Sequence[dict[str, Any]], now: dt.datetime) -> list[dict[str, Any]]:
+    return [
         {
-            "handover_id": h.id,
+            "handover_id": handover_id,
             "client_id": r["client_id"],
             "previous_owner_id": r["previous_owner_id"],
             "successor_id": r["successor_id"],
@@ -589,10 +598,22 @@ def plan(
             "version": 1,
             "updated_at": now,
         }
-        for r in result.rows
+        for r in rows
     ]
-    for start in range(0, len(values), 2000):
-        session.execute(insert(HandoverItem), values[start : start + 2000])
+
+
+def _mark_planned(
+    session: Session,
+    h: Handover,
+    pool: dict[str, Any],
+    rows: Sequence[dict[str, Any]],
+    kept_manual: int,
+    result: Plan,
+    *,
+    actor: str,
+    now: dt.datetime,
+    **extra: Any,
+) -> None:
     h.candidate_pool = pool
     h.planned_at = now
     _move(h, "planned", now)
@@ -602,13 +623,98 @@ def plan(
         "handover.planned",
         h,
         now,
-        items=len(values) + result.kept_manual,
-        interim=sum(1 for r in result.rows if r["successor_id"] is None),
-        kept_manual=result.kept_manual,
+        items=len(rows) + kept_manual,
+        interim=sum(1 for r in rows if r["successor_id"] is None),
+        kept_manual=kept_manual,
         total_cost=result.total_cost,
         solver_status=result.status,
+        **extra,
     )
-    return result, None
+
+
+def plan_many(
+    session: Session,
+    handovers: Sequence[Handover],
+    *,
+    pool: dict[str, Any] | None,
+    actor: str,
+    now: dt.datetime,
+    settings: Settings,
+) -> tuple[dict[int, Plan], int]:
+    """Plans several handovers as one reassignment (a layoff, a reorganisation): one solve per set of handovers
+    sharing effective time, pool and exit context, so successors' capacity is shared fairly instead of going to
+    whichever leaver was planned first; items are written in bulk. Each handover gets its own Plan (its rows);
+    the second value is the number of solves."""
+    blocked = [h.id for h in handovers if "planned" not in TRANSITIONS[h.status]]
+    if blocked:
+        raise Conflict(
+            f"Handovers {', '.join(map(str, blocked[:20]))} cannot be planned in their status.",
+            extra={"handover_ids": blocked},
+        )
+    if len({h.leaver_id for h in handovers}) != len(handovers):
+        raise Unprocessable("Two of these handovers are for the same leaver; plan them one at a time.")
+    ids = [h.id for h in handovers]
+    manual_of: dict[int, dict[str, str | None]] = defaultdict(dict)
+    for start in range(0, len(ids), 1000):
+        for hid, client_id, successor_id in session.execute(
+            select(HandoverItem.handover_id, HandoverItem.client_id, HandoverItem.successor_id).where(
+                HandoverItem.handover_id.in_(ids[start : start + 1000]), HandoverItem.manual.is_(True)
+            )
+        ):
+            manual_of[hid][client_id] = successor_id
+    groups: dict[str, list[Handover]] = defaultdict(list)
+    for h in handovers:
+        chosen = pool or h.candidate_pool or {"kind": "organisation"}
+        key = json.dumps(
+            [h.effective_at.isoformat(), chosen, h.reason, h.destination_competitor], sort_keys=True, default=str
+        )
+        groups[key].append(h)
+    plans: dict[int, Plan] = {}
+    for members in groups.values():
+        first = members[0]
+        chosen = pool or first.candidate_pool or {"kind": "organisation"}
+        manual = {c: s for h in members for c, s in manual_of[h.id].items()}
+        result = compute_plan(
+            session,
+            leavers=[h.leaver_id for h in members],
+            effective_at=first.effective_at,
+            pool=chosen,
+            settings=settings,
+            manual=manual,
+            handover_ids=[h.id for h in members],
+            now=now,
+            reason=first.reason,
+            destination_competitor=first.destination_competitor,
+        )
+        by_leaver: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in result.rows:
+            by_leaver[r["previous_owner_id"]].append(r)
+        member_ids = [h.id for h in members]
+        for start in range(0, len(member_ids), 1000):
+            session.execute(
+                delete(HandoverItem).where(
+                    HandoverItem.handover_id.in_(member_ids[start : start + 1000]), HandoverItem.manual.is_(False)
+                )
+            )
+        values = [v for h in members for v in _item_values(h.id, by_leaver[h.leaver_id], now)]
+        for start in range(0, len(values), 2000):
+            session.execute(insert(HandoverItem), values[start : start + 2000])
+        for h in members:
+            rows = by_leaver[h.leaver_id]
+            own = Plan(
+                rows=rows,
+                kept_manual=len(manual_of[h.id]),
+                total_cost=result.total_cost,
+                status=result.status,
+                loads_before=result.loads_before,
+                loads_after=result.loads_after,
+                capacities=result.capacities,
+            )
+            plans[h.id] = own
+            _mark_planned(
+                session, h, chosen, rows, own.kept_manual, own, actor=actor, now=now, planned_with=len(members)
+            )
+    return plans, len(groups)
 
 
 # ---- review -----------------------------------------------------------------------------------
@@ -657,7 +763,7 @@ def constraint_violations(
         )
     if emp.clearance < client.sensitivity:
         problems.append(f"clearance {emp.clearance} is below the client's sensitivity {client.sensitivity}")
-    load = _loads(session, [employee_id], settings, exclude_handover=h.id).get(employee_id, 0.0)
+    load = _loads(session, [employee_id], settings, exclude_handovers=[h.id]).get(employee_id, 0.0)
     planned = session.execute(
         select(Client.tier, func.count())
         .join(HandoverItem, HandoverItem.client_id == Client.external_id)

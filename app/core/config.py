@@ -118,7 +118,10 @@ class Settings(BaseSettings):
                 # Nothing to derive from: the JWT secret is then the unused built-in one.
                 raise ValueError("ack_link_secret is required in production with asymmetric JWT algorithms")
         if self.delivery_lease_seconds < 6 * self.outbound_timeout_seconds:
-            # A delivery may wait several timeouts (connect, TLS, send, reply); its lease must outlast them.
+            # Each send ends within one timeout (one deadline per request, app/notify/channels.py; two for an
+            # implicit-TLS SMTP connect), and a worker renews its batch's lease after any send that took a while.
+            # The lease must outlast a send and the recording of its result, with room for a host lookup (which
+            # cannot be cut short) and a slow database: six timeouts leave that room.
             raise ValueError("delivery_lease_seconds must be at least 6 × outbound_timeout_seconds")
         if self.default_page_size > self.max_page_size:
             raise ValueError("default_page_size must not exceed max_page_size")

@@ -1,23 +1,41 @@
 """The two outbound channels (HTTP webhooks, SMTP email) and the check that keeps webhooks off private networks.
 
-No database: each sender turns one prepared message into an `Outcome`, with a timeout on every call. Both are
-small classes with one `send` method, so the worker can be handed fakes, and tests can use real receivers.
+No database: each sender turns one prepared message into an `Outcome`. Both are small classes with one `send`
+method, so the worker can be handed fakes, and tests can use real receivers.
+
+Timeouts: `outbound_timeout_seconds` bounds a whole send, not each socket call. A per-call timeout (which is
+what httpx's and smtplib's own timeouts are) lets a receiver that trickles its answer, a byte every half second,
+hold one send for as long as it likes: past the worker's lease, so that another worker sends the batch again.
+So a webhook request runs under one deadline, set when it starts, that every socket call shares (connect, TLS
+handshake, each write and each read get only the time left): it ends within one timeout. Only the host lookup
+cannot be cut short; it counts against the deadline, but a lookup that alone outlasts it still runs to its end.
+An SMTP conversation is cut off by a timer that shuts its socket down when the time is up: within one timeout,
+or two with implicit TLS ("ssl": connect, then the handshake, each bounded by the timeout, before the timer can
+reach the socket; connect takes one timeout per address tried, should the SMTP host have several). Either way
+the send fails as a timeout, and the worker retries it like any other failure.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import email.utils
 import ipaddress
+import os
 import smtplib
 import socket
 import ssl
+import threading
 import time
+from collections.abc import Iterable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Protocol
+from types import TracebackType
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+import httpcore
 import httpx
 
 from app.core.config import Settings
@@ -118,14 +136,119 @@ class EmailChannel(Protocol):
     def close(self) -> None: ...
 
 
+# ---- one deadline per webhook request ---------------------------------------------------------
+
+# time.monotonic() by which the request under way on this thread must be done; None: no deadline.
+_deadline: ContextVar[float | None] = ContextVar("outbound_deadline", default=None)
+
+
+def _budget(timeout: float | None, expired: type[Exception]) -> float | None:
+    """The time one socket call may take: its own timeout, cut to what is left of the request's deadline."""
+    deadline = _deadline.get()
+    if deadline is None:
+        return timeout
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise expired("the request's deadline has passed")
+    return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A connection whose every socket call gets only the time left before the request's deadline."""
+
+    def __init__(self, inner: httpcore.NetworkStream) -> None:
+        self._inner = inner
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self._inner.read(max_bytes, _budget(timeout, httpcore.ReadTimeout))  # one recv()
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        sock = self._inner.get_extra_info("socket")
+        if sock is None:  # pragma: no cover - the sync backend always has one
+            self._inner.write(buffer, _budget(timeout, httpcore.WriteTimeout))
+            return
+        # httpcore's own loop gives every send() the whole timeout; a receiver that reads slowly could then
+        # stretch one write over many. Here each send() gets what is left.
+        view = memoryview(buffer)
+        while view:
+            try:
+                sock.settimeout(_budget(timeout, httpcore.WriteTimeout))
+                sent = sock.send(view)
+            except TimeoutError as exc:
+                raise httpcore.WriteTimeout(str(exc)) from exc
+            except OSError as exc:
+                raise httpcore.WriteError(str(exc)) from exc
+            view = view[sent:]
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.NetworkStream:
+        # The handshake is one call: Python's ssl module holds all of it to the socket's timeout.
+        inner = self._inner.start_tls(ssl_context, server_hostname, _budget(timeout, httpcore.ConnectTimeout))
+        return _DeadlineStream(inner)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    def __init__(self) -> None:
+        self._inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        # One address (the channel pins the checked one), so one connect() within the budget.
+        budget = _budget(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(self._inner.connect_tcp(host, port, budget, local_address, socket_options))
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+class _DeadlineTransport(httpx.HTTPTransport):
+    """httpx's own transport (its error mapping, its response streams) over sockets that honour the deadline.
+
+    httpx offers an overall timeout neither per request nor per client, and no way to hand httpcore a network
+    backend, so the pool it built is replaced by one with the deadline backend. If a future httpx stops using
+    `_pool`, tests/notify/test_slow_receivers.py fails.
+    """
+
+    def __init__(self) -> None:
+        # trust_env=False: no proxy, and no certificate settings, from the environment.
+        ssl_context = httpx.create_ssl_context(trust_env=False)
+        super().__init__(verify=ssl_context, trust_env=False)
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=10,
+            max_keepalive_connections=10,
+            keepalive_expiry=5.0,
+            network_backend=_DeadlineBackend(),
+        )
+
+
 class HttpWebhookChannel:
-    """POSTs to the address that was checked (no second lookup a rebinding DNS could answer differently)."""
+    """POSTs to the address that was checked (no second lookup a rebinding DNS could answer differently).
+
+    A request that has no complete answer within `outbound_timeout_seconds` of its start is cut off, its
+    connection closed, and it fails as a timeout (see the module docstring).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.allow_private = settings.webhook_allow_private
+        self.timeout = settings.outbound_timeout_seconds
         # trust_env=False: no proxy from the environment may carry requests past the address check.
         self.client = httpx.Client(
-            timeout=httpx.Timeout(settings.outbound_timeout_seconds),
+            transport=_DeadlineTransport(),
+            timeout=httpx.Timeout(self.timeout),
             follow_redirects=False,
             trust_env=False,
             headers={"user-agent": USER_AGENT},
@@ -133,7 +256,13 @@ class HttpWebhookChannel:
 
     def send(self, url: str, headers: dict[str, str], body: bytes, now: dt.datetime) -> Outcome:
         started = time.perf_counter()
+        deadline = _deadline.set(time.monotonic() + self.timeout)
+        try:
+            return self._send(url, headers, body, now, started)
+        finally:
+            _deadline.reset(deadline)
 
+    def _send(self, url: str, headers: dict[str, str], body: bytes, now: dt.datetime, started: float) -> Outcome:
         def elapsed() -> int:
             return int((time.perf_counter() - started) * 1000)
 
@@ -156,7 +285,8 @@ class HttpWebhookChannel:
                 extensions={"sni_hostname": target.host} if parts.scheme == "https" else {},
             )
         except httpx.TimeoutException as exc:
-            return Outcome(ok=False, duration_ms=elapsed(), error=f"timeout: {type(exc).__name__}")
+            error = f"timeout: no complete answer within {self.timeout:g} s ({type(exc).__name__})"
+            return Outcome(ok=False, duration_ms=elapsed(), error=error)
         except httpx.HTTPError as exc:
             return Outcome(ok=False, duration_ms=elapsed(), error=f"{type(exc).__name__}: {exc}"[:500])
         code = response.status_code
@@ -177,19 +307,85 @@ class HttpWebhookChannel:
         self.client.close()
 
 
+class _Watchdog:
+    """Shuts an SMTP conversation's socket down once its time is up; smtplib's timeout is only per socket call.
+
+    The blocked call then sees the connection end, and smtplib raises `SMTPServerDisconnected`. The watchdog
+    shuts down its own duplicate of the socket's descriptor (closed only here), never one smtplib may have
+    closed meanwhile and the process reused for something else.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.expired = False
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watchdog:
+        self._timer.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._timer.cancel()
+        with self._lock:
+            if self._sock is not None:
+                self._sock.close()
+                self._sock = None
+
+    def watch(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = socket.socket(sock.family, sock.type, sock.proto, fileno=os.dup(sock.fileno()))
+            if self.expired:
+                self._shut()
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            self._shut()
+
+    def _shut(self) -> None:
+        if self._sock is not None:
+            with contextlib.suppress(OSError):  # already gone
+                self._sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedSMTP(smtplib.SMTP):
+    """Hands its socket to a watchdog as soon as it is connected, before the server's greeting is read."""
+
+    def __init__(self, watchdog: _Watchdog, *args: Any, **kwargs: Any) -> None:
+        self.watchdog = watchdog
+        super().__init__(*args, **kwargs)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        sock: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self.watchdog.watch(sock)
+        return sock
+
+
+class _WatchedSMTPSSL(_WatchedSMTP, smtplib.SMTP_SSL):
+    pass
+
+
 class SmtpEmailChannel:
-    """One SMTP conversation per message: simple, and a broken connection cannot poison the next message."""
+    """One SMTP conversation per message: simple, and a broken connection cannot poison the next message.
+
+    A conversation is cut off after `outbound_timeout_seconds` (two for implicit TLS; see the module docstring).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self, watchdog: _Watchdog) -> smtplib.SMTP:
         s = self.settings
         assert s.smtp_host is not None
         timeout = s.outbound_timeout_seconds
         if s.smtp_tls == "ssl":
-            return smtplib.SMTP_SSL(s.smtp_host, s.smtp_port, timeout=timeout, context=ssl.create_default_context())
-        smtp = smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=timeout)
+            context = ssl.create_default_context()
+            return _WatchedSMTPSSL(watchdog, s.smtp_host, s.smtp_port, timeout=timeout, context=context)
+        smtp = _WatchedSMTP(watchdog, s.smtp_host, s.smtp_port, timeout=timeout)
         if s.smtp_tls == "starttls":
             smtp.starttls(context=ssl.create_default_context())
         return smtp
@@ -203,33 +399,48 @@ class SmtpEmailChannel:
         s = self.settings
         if not s.smtp_host:
             return Outcome(ok=False, duration_ms=elapsed(), error="SMTP is not configured (HANDOVER_SMTP_HOST)")
-        try:
-            with self._connect() as smtp:
-                if s.smtp_user:
-                    password = s.smtp_password.get_secret_value() if s.smtp_password else ""
-                    smtp.login(s.smtp_user, password)
-                refused = smtp.send_message(message)
-        except smtplib.SMTPResponseException as exc:
-            detail = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
-            return Outcome(
-                ok=False,
-                duration_ms=elapsed(),
-                error=f"SMTP {exc.smtp_code}: {detail}"[:500],
-                permanent=exc.smtp_code >= 500,
-            )
-        except smtplib.SMTPRecipientsRefused as exc:
-            codes = [code for code, _ in exc.recipients.values()]
-            return Outcome(
-                ok=False,
-                duration_ms=elapsed(),
-                error=f"recipient refused: {exc.recipients}"[:500],
-                permanent=all(c >= 500 for c in codes),
-            )
-        except (smtplib.SMTPException, OSError) as exc:
-            return Outcome(ok=False, duration_ms=elapsed(), error=f"{type(exc).__name__}: {exc}"[:500])
+        with _Watchdog(s.outbound_timeout_seconds) as watchdog:
+            try:
+                smtp = self._connect(watchdog)
+                try:
+                    if s.smtp_user:
+                        password = s.smtp_password.get_secret_value() if s.smtp_password else ""
+                        smtp.login(s.smtp_user, password)
+                    refused = smtp.send_message(message)
+                finally:
+                    # Accepted is accepted: a QUIT that goes wrong (or is cut off) must not make it a failure
+                    # and send the message again.
+                    with contextlib.suppress(smtplib.SMTPException, OSError):
+                        smtp.quit()
+                    smtp.close()
+            except (smtplib.SMTPException, OSError) as exc:
+                return self._failed(exc, elapsed(), cut_off=watchdog.expired)
         if refused:
             return Outcome(ok=False, duration_ms=elapsed(), error=f"recipient refused: {refused}"[:500])
         return Outcome(ok=True, duration_ms=elapsed())
+
+    def _failed(self, exc: Exception, duration_ms: int, *, cut_off: bool) -> Outcome:
+        if cut_off or isinstance(exc, TimeoutError):
+            # Checked first: a reply cut off mid-way can look like anything, even a two-digit "code".
+            error = f"timeout: no complete SMTP exchange within {self.settings.outbound_timeout_seconds:g} s"
+            return Outcome(ok=False, duration_ms=duration_ms, error=f"{error} ({type(exc).__name__})")
+        if isinstance(exc, smtplib.SMTPResponseException):
+            detail = exc.smtp_error.decode("utf-8", "replace") if isinstance(exc.smtp_error, bytes) else exc.smtp_error
+            return Outcome(
+                ok=False,
+                duration_ms=duration_ms,
+                error=f"SMTP {exc.smtp_code}: {detail}"[:500],
+                permanent=exc.smtp_code >= 500,
+            )
+        if isinstance(exc, smtplib.SMTPRecipientsRefused):
+            codes = [code for code, _ in exc.recipients.values()]
+            return Outcome(
+                ok=False,
+                duration_ms=duration_ms,
+                error=f"recipient refused: {exc.recipients}"[:500],
+                permanent=all(c >= 500 for c in codes),
+            )
+        return Outcome(ok=False, duration_ms=duration_ms, error=f"{type(exc).__name__}: {exc}"[:500])
 
     def close(self) -> None:
         return None

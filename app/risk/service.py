@@ -634,7 +634,7 @@ class ScoreResult:
             "logit": self.risk.logit,
             "intercept": self.risk.intercept,
             "exposure": self.risk.exposure,
-            "factors": self.factors.as_dict(),
+            "factors": self._table.factor_values(self._row),
             "contributions": self.risk.contributions,
             "mitigations": [{"action": m.action, "text": m.text} for m in self.risk.mitigations],
         }

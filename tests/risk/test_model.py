@@ -425,3 +425,13 @@ def test_auc_is_mann_whitney() -> None:
     assert rm.auc(y, p) == pytest.approx(brute)
     assert rm.auc(np.array([True, True]), np.array([0.1, 0.2])) is None
     assert rm.brier(np.array([True, False]), np.array([1.0, 0.5])) == pytest.approx(0.125)
+
+
+def test_stored_factor_values_round_trip_exactly() -> None:
+    # Items store factor_values (no Factors built per row): same keys, order, types and values as as_dict.
+    rows = synthetic_factors(200, seed=7)
+    table = rm.FactorTable.of(rows)
+    for i, f in enumerate(rows):
+        values = table.factor_values(i)
+        assert list(values) == list(f.as_dict()) and values == f.as_dict()
+        assert [type(v) for v in values.values()] == [type(v) for v in f.as_dict().values()]

@@ -113,11 +113,22 @@ def parse_event(body: bytes) -> Event:
         "- `employee.exit_cancelled` cancels the open handover, or undoes an executed one.\n"
         "- `employee.updated` creates or replaces the employee record (the whole record, like PUT).\n\n"
         "Each `webhook-id` is processed once: a repeated delivery answers `replayed: true` with the first "
-        "result and changes nothing. A refused delivery (401, 4xx) writes nothing and may be retried."
+        "result and changes nothing. A refused delivery (401, 4xx) writes nothing and may be retried.\n\n"
+        "Deliveries may arrive out of order, so an employee's `employee.exit` and `employee.exit_cancelled` "
+        "events are ordered by the body's `timestamp` (when the event happened at HR; not `webhook-timestamp`, "
+        "which is when this attempt was signed). An event older than the latest one already processed for the "
+        'same employee changes nothing: it answers `ignored: "stale"` and is audited. An event with the same '
+        "`timestamp` as the latest is applied (the later arrival wins). A `timestamp` more than 5 minutes ahead "
+        "of the receiver's clock is refused (422). `employee.updated` is applied in arrival order."
     ),
     response_model=HrEventResult,
     responses={
-        200: {"description": "Processed now, or (`replayed: true`) answered from the first delivery of this id."},
+        200: {
+            "description": (
+                'Processed now (`ignored: "stale"` if a later event for the employee was already applied, '
+                "so nothing changed), or (`replayed: true`) answered from the first delivery of this id."
+            )
+        },
         **problem_responses(401, 404, 409, 413, 415, 422),
         401: {**problem_responses(401)[401], "description": "Missing, stale or invalid webhook signature."},
         503: {

@@ -2,13 +2,15 @@
 
 A module of its own (not the router) so that hooks_service can take a parsed event without importing FastAPI.
 Every event is the Standard Webhooks envelope `{"type", "timestamp", "data"}`; `type` picks the data shape.
+The envelope's `timestamp` is when the event happened at HR; it orders an employee's exit events (see
+hooks_service), so it must be an RFC 3339 time with an offset, not Unix seconds.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from app.core.types import ExternalId, InputModel, UtcTime
 from app.directory.schemas import EmployeeIn
@@ -48,7 +50,16 @@ class EmployeeUpdatedData(EmployeeIn):
         return EmployeeIn.model_validate(self.model_dump(exclude={"employee"}))
 
 
-Timestamp = Annotated[AwareDatetime, Field(description="When the event happened at the HR system (ISO 8601).")]
+Timestamp = Annotated[
+    UtcTime,
+    Field(
+        description=(
+            "When the event happened at the HR system (RFC 3339 with an offset; at most 5 minutes ahead of the "
+            "receiver's clock). It orders `employee.exit` and `employee.exit_cancelled` for one employee: an "
+            "event older than the last one applied is ignored as stale."
+        )
+    ),
+]
 
 
 class ExitEvent(InputModel):
@@ -88,6 +99,13 @@ class HrEventResult(BaseModel):
     replayed: bool = Field(description="True if this webhook-id was processed before and nothing changed now.")
     handover_id: int | None = Field(
         description="The handover opened, moved, cancelled or undone; null if the event touched none."
+    )
+    ignored: Literal["stale"] | None = Field(
+        description=(
+            "Why a new event changed nothing: `stale` when an `employee.exit` or `employee.exit_cancelled` for the "
+            "same employee with a later `timestamp` was already applied (the event is audited, not applied). "
+            "Null if the event was applied."
+        )
     )
 
 

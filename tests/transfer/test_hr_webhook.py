@@ -375,6 +375,7 @@ def test_employee_updated_creates_then_replaces_the_record(
         "type": "employee.updated",
         "replayed": False,
         "handover_id": None,
+        "ignored": None,
     }
     created = employee(db, "n1")
     assert created is not None

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, func, insert, literal, or_, select, true, update
+from sqlalchemy import ColumnElement, and_, exists, false, func, insert, literal, or_, select, true, union_all, update
 from sqlalchemy.orm import Session, aliased
 
 from app.audit import service as audit
@@ -64,50 +64,60 @@ def _handover(session: Session, handover_id: int) -> Handover:
 def create_for_handover(session: Session, *, handover_id: int, now: dt.datetime, settings: Settings) -> int:
     """Every receiving item gets its three follow-ups, for the successor (else the interim owner).
 
-    One INSERT … SELECT per kind whatever the number of clients; a follow-up that exists is skipped
-    (NOT EXISTS, backed by the unique (item_id, kind) constraint), so a second call creates nothing.
-    Returns how many were created.
+    One INSERT … SELECT whatever the number of clients: the items crossed with the kinds (a UNION ALL of
+    constants), in kind order then item order. A follow-up that exists is skipped (NOT EXISTS, backed by
+    the unique (item_id, kind) constraint), so a second call creates nothing. Returns how many were created.
     """
     h = _handover(session, handover_id)
     i, f, taken = HandoverItem, FollowUp, aliased(FollowUp)
     assignee = func.coalesce(i.transferred_to_id, i.successor_id, i.interim_owner_id)
     at = f.due_at.type
-    created = 0
-    for kind, days in offsets(settings).items():
-        rows = (
+    kinds = union_all(
+        *(
             select(
-                i.handover_id,
-                i.id,
-                i.client_id,
-                assignee,
-                literal(kind),
-                literal(h.effective_at + dt.timedelta(days=days), at),
-                literal("open"),
-                Client.satisfaction,
-                literal(now, at),
+                literal(n).label("n"),
+                literal(kind, f.kind.type).label("kind"),
+                literal(h.effective_at + dt.timedelta(days=days), at).label("due_at"),
             )
-            .join(Client, Client.external_id == i.client_id)
-            .where(
-                i.handover_id == h.id,
-                i.status.in_(RECEIVING_STATUSES),
-                assignee.is_not(None),
-                ~exists().where(taken.item_id == i.id, taken.kind == kind),
-            )
+            for n, (kind, days) in enumerate(offsets(settings).items())
         )
-        columns = [
-            "handover_id",
-            "item_id",
-            "client_id",
-            "assignee_id",
-            "kind",
-            "due_at",
-            "status",
-            "satisfaction_before",
-            "created_at",
-        ]
-        stmt = insert(f).from_select(columns, rows).execution_options(preserve_rowcount=True)
-        created += _rowcount(session.execute(stmt))
-    return created
+    ).subquery("kinds")
+    rows = (
+        select(
+            i.handover_id,
+            i.id,
+            i.client_id,
+            assignee,
+            kinds.c.kind,
+            kinds.c.due_at,
+            literal("open"),
+            Client.satisfaction,
+            literal(now, at),
+        )
+        .select_from(i)
+        .join(Client, Client.external_id == i.client_id)
+        .join(kinds, true())
+        .where(
+            i.handover_id == h.id,
+            i.status.in_(RECEIVING_STATUSES),
+            assignee.is_not(None),
+            ~exists().where(taken.item_id == i.id, taken.kind == kinds.c.kind),
+        )
+        .order_by(kinds.c.n, i.id)
+    )
+    columns = [
+        "handover_id",
+        "item_id",
+        "client_id",
+        "assignee_id",
+        "kind",
+        "due_at",
+        "status",
+        "satisfaction_before",
+        "created_at",
+    ]
+    stmt = insert(f).from_select(columns, rows).execution_options(preserve_rowcount=True)
+    return _rowcount(session.execute(stmt))
 
 
 def cancel_for_handover(session: Session, *, handover_id: int, now: dt.datetime) -> int:

@@ -7,6 +7,8 @@ import functools
 import re
 from typing import Annotated, Any, get_args
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES
+from email_validator.rfc_constants import CASE_INSENSITIVE_MAILBOX_NAMES
 from pydantic import (
     AfterValidator,
     AwareDatetime,
@@ -19,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.networks import validate_email
 
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]{0,99}$"
 LOCALE_PATTERN = r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$"
@@ -92,6 +95,37 @@ CalendarDate = Annotated[
     WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN}),
 ]
 
+# Email addresses: exactly what pydantic's EmailStr accepts, with the same normalised value and the same errors,
+# but the plain ASCII address (nearly every one) is checked by one regular expression instead of email_validator
+# (which took three quarters of a client batch's validation). The fast path takes only addresses email_validator
+# takes unchanged but for the domain's case: a dot-atom local part that RFC 2142 does not make case-insensitive,
+# and a domain of LDH labels (no "--", so no Punycode) with a dot, a last label ending in a letter and no
+# special-use name, 254 characters at most. Anything else goes to EmailStr's own validation.
+_ATEXT = r"A-Za-z0-9!#$%&'*+/=?^_`{|}~-"
+_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PLAIN_EMAIL_RE = re.compile(
+    rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*@(?:{_LABEL}\.)+(?:[A-Za-z0-9][A-Za-z0-9-]{{0,61}})?[A-Za-z]"
+)
+_EMAIL_MAX_LENGTH = 254
+_CASE_INSENSITIVE_MAILBOXES = frozenset(CASE_INSENSITIVE_MAILBOX_NAMES)
+_SPECIAL_USE_DOMAINS = tuple(SPECIAL_USE_DOMAIN_NAMES)
+
+
+def _email(value: str) -> str:
+    if len(value) <= _EMAIL_MAX_LENGTH and _PLAIN_EMAIL_RE.fullmatch(value):
+        local, _, domain = value.partition("@")
+        domain = domain.lower()
+        if (
+            "--" not in domain
+            and local.lower() not in _CASE_INSENSITIVE_MAILBOXES
+            and not any(domain == d or domain.endswith("." + d) for d in _SPECIAL_USE_DOMAINS)
+        ):
+            return f"{local}@{domain}"
+    return validate_email(value)[1]
+
+
+Email = Annotated[str, AfterValidator(_email), WithJsonSchema({"type": "string", "format": "email"})]
+
 
 def _admits(annotation: Any, kinds: tuple[type, ...]) -> bool:
     return annotation in kinds or any(_admits(arg, kinds) for arg in get_args(annotation))
@@ -146,7 +180,12 @@ class InputModel(BaseModel):
     @field_validator("*")
     @classmethod
     def _no_nul(cls, value: Any) -> Any:
-        texts = value if isinstance(value, list) else [value]
-        if any(isinstance(t, str) and "\x00" in t for t in texts):
-            raise ValueError("text must not contain NUL (U+0000) characters")
+        # Runs for every field of every row: no list or generator built for the common case of one value.
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise ValueError("text must not contain NUL (U+0000) characters")
+        elif isinstance(value, list):
+            for text in value:
+                if isinstance(text, str) and "\x00" in text:
+                    raise ValueError("text must not contain NUL (U+0000) characters")
         return value

@@ -3,9 +3,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StrictBool, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, model_validator
 
-from app.core.types import CalendarDate, ExternalId, InputModel, Locale, Name, Tag, UtcTime
+from app.core.types import CalendarDate, Email, ExternalId, InputModel, Locale, Name, Tag, UtcTime
 
 EmployeeStatus = Literal["active", "leaving", "departed"]
 ClientTier = Literal["strategic", "key", "standard", "prospect"]
@@ -21,7 +21,7 @@ class EmployeeIn(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name = Field(description="Full name.")
-    email: EmailStr = Field(description="Work email address.")
+    email: Email = Field(description="Work email address.")
     title: str | None = Field(None, max_length=200, description="Job title.")
     seniority: int = Field(ge=1, le=4, description="1 junior, 2 mid, 3 senior, 4 principal.")
     manager: ExternalId | None = Field(None, description="The external id of the employee's manager.")
@@ -66,7 +66,7 @@ class ContactIn(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Name = Field(description="Contact's name.")
-    email: EmailStr | None = Field(None, description="Email address.")
+    email: Email | None = Field(None, description="Email address.")
     phone: str | None = Field(None, max_length=50, pattern=r"^\+?[0-9 ()./-]{3,49}$", description="Phone number.")
     locale: Locale = Field("en", description="The language to write to this contact in.")
     preferred_channel: Channel = Field("email", description="How the contact prefers to be told.")

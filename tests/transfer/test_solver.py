@@ -338,11 +338,7 @@ def _reference_optimum(clients: list[ClientSpec], candidates: list[CandidateSpec
     return float(res.fun)
 
 
-@pytest.mark.parametrize("seed", range(6))
-def test_solve_matches_an_independent_model_when_most_candidates_go_unused(seed: int) -> None:
-    # A leaver's book against a whole organisation: the solver models only the candidates its pairs use (the
-    # others' prices come from their first load segment). 40 clients, 150 small candidates (their load
-    # costs push the optimum past the columns the solver starts from): far past brute force.
+def _wide_book(seed: int) -> tuple[list[ClientSpec], list[CandidateSpec]]:
     rng = random.Random(seed)
     candidates = [
         cand(
@@ -371,6 +367,15 @@ def test_solve_matches_an_independent_model_when_most_candidates_go_unused(seed:
         )
         for i in range(40)
     ]
+    return clients, candidates
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_solve_matches_an_independent_model_when_most_candidates_go_unused(seed: int) -> None:
+    # A leaver's book against a whole organisation: the solver models only the candidates its pairs use (the
+    # others' prices come from their first load segment). 40 clients, 150 small candidates (their load
+    # costs push the optimum past the columns the solver starts from): far past brute force.
+    clients, candidates = _wide_book(seed)
     config = CONFIGS[seed % len(CONFIGS)]
     solution = solver.solve(clients, candidates, config)
     assert solution.status == "optimal"
@@ -378,3 +383,13 @@ def test_solve_matches_an_independent_model_when_most_candidates_go_unused(seed:
     assert solver.objective(clients, candidates, successors(solution), config) == pytest.approx(
         solution.total_cost, abs=1e-6
     )
+
+
+def test_too_wide_a_proof_is_skipped_and_the_plan_is_certified_feasible() -> None:
+    clients, candidates = _wide_book(0)
+    exact = solver.solve(clients, candidates, SolverConfig())
+    assert exact.status == "optimal" and exact.stats["columns"] > 10  # this book needs the proof MILP
+    capped = solver.solve(clients, candidates, SolverConfig(milp_max_columns=10))
+    assert capped.status == "feasible" and capped.stats["milp_skipped"] == 1.0
+    assert capped.stats["lower_bound"] <= exact.total_cost + 1e-6 <= capped.total_cost + 2e-6
+    assert solver.objective(clients, candidates, successors(capped)) == pytest.approx(capped.total_cost)

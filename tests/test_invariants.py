@@ -21,8 +21,9 @@ each handover. After every step, read-only queries check:
 4. the outbox holds one event per state change, in the audit order, and `client.reassigned` follows exactly the
    executions and undos.
 
-The machine found three bugs in app/ files another engineer is editing: they are pinned by the strict xfail
-tests at the end (each turns into a failure once fixed, so that its xfail mark is removed).
+The machine found three access bugs, fixed since; the regression tests at the end replay each one: grants
+outliving a successor's own approved exit (on approve, and again on reschedule), and undo giving the leaver back
+access to clients that stay with their new owner.
 """
 
 from __future__ import annotations
@@ -97,7 +98,6 @@ RESULT = {
     "handover.undone": "undone",
 }
 OPEN = ("draft", "planned", "approved", "executed")
-KNOWN = " (known bugs: see the xfail tests at the end of tests/test_invariants.py)"
 UNDO_WINDOW = dt.timedelta(days=30)
 # The tables a handover request, the HR webhook or the worker's execution can write (the others hold templates,
 # the risk model, endpoints, contacts, account teams, access events, alerts, deliveries and idempotency keys).
@@ -654,13 +654,13 @@ class HandoverWorkflow(RuleBasedStateMachine):
         ):
             holders[client_id].add(employee_id)
         shared = {c: sorted(e) for c, e in holders.items() if len(e) > 1}
-        assert not shared, f"clients with more than one owner-level grant holder{KNOWN}: {shared}"
+        assert not shared, f"clients with more than one owner-level grant holder: {shared}"
 
     def check_no_departed_employee_keeps_access(self, session: Session) -> None:
         """Once an exit is committed, no grant outlives it (by its window alone); once an exit time has passed,
         the access decision refuses the employee, whatever their grants say."""
         kept = grants_past_exit(session, self.now)
-        assert not kept, f"departed or leaving employees with grants valid after their exit{KNOWN}: {kept}"
+        assert not kept, f"departed or leaving employees with grants valid after their exit: {kept}"
         now = self.now
         people = session.execute(select(Employee.external_id, Employee.status, Employee.exit_at)).all()
         gone = [e for e, s, x in people if s == "departed" or (x is not None and x <= now)]
@@ -796,12 +796,6 @@ def _approve(client: TestClient, auth: Any, hid: int) -> None:
     assert r.status_code == 200, r.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="KNOWN BUG: approving a plan gives its successors shadow/owner grants without bounding them by a "
-    "successor's own exit approved before (app/transfer/service.py approve, app/access/service.py _handover_grants)",
-)
 def test_a_successor_whose_exit_was_approved_first_keeps_no_access_past_it(
     client: TestClient, auth: Any, db: Database, clock: ManualClock, company: Any
 ) -> None:
@@ -818,12 +812,6 @@ def test_a_successor_whose_exit_was_approved_first_keeps_no_access_past_it(
         assert grants_past_exit(session, clock.now()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="KNOWN BUG: rescheduling a handover sets every shadow grant's end to the new effective time, undoing "
-    "the cut another handover made at a receiver's own exit (app/access/service.py on_reschedule)",
-)
 def test_rescheduling_does_not_extend_a_leaving_successors_cut_grant(
     client: TestClient, auth: Any, db: Database, clock: ManualClock, company: Any, hr_webhook: None
 ) -> None:
@@ -844,13 +832,6 @@ def test_rescheduling_does_not_extend_a_leaving_successors_cut_grant(
         assert grants_past_exit(session, clock.now()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="KNOWN BUG: undo restores every grant the handover cut from the leaver, also on clients that stay "
-    "with their new owner (app/transfer/service.py undo does not pass them; app/access/service.py on_undo "
-    "ignores its `clients` parameter)",
-)
 def test_undo_gives_the_leaver_back_only_the_clients_that_come_back(
     client: TestClient, auth: Any, db: Database, clock: ManualClock, company: Any
 ) -> None:

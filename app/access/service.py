@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.access.models import AccessGrant
@@ -474,11 +474,15 @@ def cut_leaver(session: Session, handover_id: int, leaver: str, effective_at: dt
     )
 
 
-def restore_leaver(session: Session, handover_id: int) -> None:
+def restore_leaver(session: Session, handover_id: int, *, except_clients: Any = None) -> None:
+    """Grants this handover cut get their old end back (except on `except_clients`, a select of client ids)."""
     g = AccessGrant
+    where = [g.cut_by_handover_id == handover_id]
+    if except_clients is not None:
+        where.append(g.client_id.not_in(except_clients))
     session.execute(
         update(g)
-        .where(g.cut_by_handover_id == handover_id)
+        .where(*where)
         .values(valid_until=g.cut_from, cut_from=None, cut_by_handover_id=None)
         .execution_options(synchronize_session=False)
     )
@@ -499,8 +503,29 @@ def on_reschedule(
     cut_leaver(session, handover_id, leaver, effective_at)
     session.execute(
         update(g)
-        .where(g.handover_id == handover_id, g.level == "shadow", g.revoked_at.is_(None))
+        .where(
+            g.handover_id == handover_id,
+            g.level == "shadow",
+            g.revoked_at.is_(None),
+            g.cut_by_handover_id.is_(None),
+        )
         .values(valid_until=effective_at)
+        .execution_options(synchronize_session=False)
+    )
+    # A shadow grant another handover cut at its holder's own exit keeps that cut; only the end it would get
+    # back (cut_from) moves, and it never outlives either.
+    session.execute(
+        update(g)
+        .where(
+            g.handover_id == handover_id,
+            g.level == "shadow",
+            g.revoked_at.is_(None),
+            g.cut_by_handover_id.is_not(None),
+        )
+        .values(
+            cut_from=effective_at,
+            valid_until=case((g.valid_until < effective_at, g.valid_until), else_=effective_at),
+        )
         .execution_options(synchronize_session=False)
     )
     session.execute(
@@ -522,12 +547,11 @@ def on_cancel(session: Session, *, handover_id: int, actor: str, now: dt.datetim
     )
 
 
-def on_undo(
-    session: Session, *, handover_id: int, actor: str, now: dt.datetime, clients: Sequence[str] | None = None
-) -> None:
-    """Grants the handover gave end now (they stay in history); the leaver's grants come back."""
+def on_undo(session: Session, *, handover_id: int, actor: str, now: dt.datetime, staying: Any = None) -> None:
+    """Grants the handover gave end now (they stay in history); the leaver's grants come back, except on the
+    clients that stay with their new owner (`staying`, a select of client ids)."""
     g = AccessGrant
-    restore_leaver(session, handover_id)
+    restore_leaver(session, handover_id, except_clients=staying)
     session.execute(
         update(g)
         .where(

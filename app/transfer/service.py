@@ -873,10 +873,27 @@ def approve(session: Session, h: Handover, principal: Principal, *, now: dt.date
     access.on_approve(
         session, handover_id=h.id, leaver=h.leaver_id, effective_at=h.effective_at, actor=principal.actor, now=now
     )
+    _cut_leaving_receivers(session, h)
     _audit(session, principal.actor, "handover.approved", h, now)
     notify.on_handover_approved(session, handover_id=h.id, now=now, settings=settings)
     followups.create_for_handover(session, handover_id=h.id, now=now, settings=settings)
     return h
+
+
+def _cut_leaving_receivers(session: Session, h: Handover) -> None:
+    """A successor or interim owner whose own exit was approved first: the grants this approval just gave them end
+    at that exit, cut by *their* handover (so cancelling their exit gives the windows back, exactly)."""
+    receivers = select(func.coalesce(HandoverItem.successor_id, HandoverItem.interim_owner_id)).where(
+        HandoverItem.handover_id == h.id
+    )
+    for other_id, leaver, effective_at in session.execute(
+        select(Handover.id, Handover.leaver_id, Handover.effective_at).where(
+            Handover.id != h.id,
+            Handover.leaver_id.in_(receivers),
+            Handover.status.in_(("approved", "executed", "completed")),
+        )
+    ):
+        access.cut_leaver(session, other_id, leaver, effective_at)
 
 
 def execute(
@@ -1058,7 +1075,10 @@ def undo(
         .values(status="active", exit_at=None, updated_at=now)
     )
     h.undone_by, h.undone_at = actor, now
-    access.on_undo(session, handover_id=h.id, actor=actor, now=now)
+    staying = select(item.client_id).where(
+        item.handover_id == h.id, item.status.in_(("transferred", "confirmed", "closed"))
+    )
+    access.on_undo(session, handover_id=h.id, actor=actor, now=now, staying=staying)
     followups.cancel_for_handover(session, handover_id=h.id, now=now)
     _audit(session, actor, "handover.undone", h, now, reason=reason)
     _reassigned(session, h, statuses=("reverted",), back=True, now=now)

@@ -501,30 +501,15 @@ def on_reschedule(
     g = AccessGrant
     restore_leaver(session, handover_id)
     cut_leaver(session, handover_id, leaver, effective_at)
+    # Shadow windows end at the new time. One another handover cut at its holder's own exit keeps that cut:
+    # only the end it would get back (cut_from) moves, and it never outlives either.
+    cut = g.cut_by_handover_id.is_not(None)
     session.execute(
         update(g)
-        .where(
-            g.handover_id == handover_id,
-            g.level == "shadow",
-            g.revoked_at.is_(None),
-            g.cut_by_handover_id.is_(None),
-        )
-        .values(valid_until=effective_at)
-        .execution_options(synchronize_session=False)
-    )
-    # A shadow grant another handover cut at its holder's own exit keeps that cut; only the end it would get
-    # back (cut_from) moves, and it never outlives either.
-    session.execute(
-        update(g)
-        .where(
-            g.handover_id == handover_id,
-            g.level == "shadow",
-            g.revoked_at.is_(None),
-            g.cut_by_handover_id.is_not(None),
-        )
+        .where(g.handover_id == handover_id, g.level == "shadow", g.revoked_at.is_(None))
         .values(
-            cut_from=effective_at,
-            valid_until=case((g.valid_until < effective_at, g.valid_until), else_=effective_at),
+            cut_from=case((cut, effective_at), else_=g.cut_from),
+            valid_until=case((and_(cut, g.valid_until < effective_at), g.valid_until), else_=effective_at),
         )
         .execution_options(synchronize_session=False)
     )

@@ -568,12 +568,18 @@ def plan(
             for r in result.rows
         ]
         return result, preview
-    session.execute(delete(HandoverItem).where(HandoverItem.handover_id == h.id, HandoverItem.manual.is_(False)))
-    values = _item_values(h.id, result.rows, now)
-    for start in range(0, len(values), 2000):
-        session.execute(insert(HandoverItem), values[start : start + 2000])
+    _replace_proposals(session, [h.id], _item_values(h.id, result.rows, now))
     _mark_planned(session, h, pool, result.rows, result.kept_manual, result, actor=actor, now=now)
     return result, None
+
+
+def _replace_proposals(session: Session, handover_ids: Sequence[int], values: Sequence[dict[str, Any]]) -> None:
+    """The solver's items replace the previous plan's; manual overrides stay."""
+    for start in range(0, len(handover_ids), 1000):
+        part = list(handover_ids[start : start + 1000])
+        session.execute(delete(HandoverItem).where(HandoverItem.handover_id.in_(part), HandoverItem.manual.is_(False)))
+    for start in range(0, len(values), 2000):
+        session.execute(insert(HandoverItem), list(values[start : start + 2000]))
 
 
 def _item_values(handover_id: int, rows: Sequence[dict[str, Any]], now: dt.datetime) -> list[dict[str, Any]]:
@@ -690,15 +696,8 @@ def plan_many(
         for r in result.rows:
             by_leaver[r["previous_owner_id"]].append(r)
         member_ids = [h.id for h in members]
-        for start in range(0, len(member_ids), 1000):
-            session.execute(
-                delete(HandoverItem).where(
-                    HandoverItem.handover_id.in_(member_ids[start : start + 1000]), HandoverItem.manual.is_(False)
-                )
-            )
         values = [v for h in members for v in _item_values(h.id, by_leaver[h.leaver_id], now)]
-        for start in range(0, len(values), 2000):
-            session.execute(insert(HandoverItem), values[start : start + 2000])
+        _replace_proposals(session, member_ids, values)
         for h in members:
             rows = by_leaver[h.leaver_id]
             own = Plan(

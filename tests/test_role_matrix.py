@@ -70,6 +70,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/handovers/{handover_id}/items/{item_id}"):    (200, 200, 200, 200, 200, {"handovers:read": 200}),
     ("PATCH", "/v1/handovers/{handover_id}/items/{item_id}"):  (200, 200, 404, 403, 403, {"handovers:write": 200}),
     ("POST", "/v1/handovers/{handover_id}/approve"):           (200, 403, 404, 403, 403, {"handovers:approve": 200}),
+    ("POST", "/v1/handover-approvals"):                        (200, 403, 404, 403, 403, {"handovers:approve": 200}),
     # Execution by hand is for admins; undo and complete need an executed handover (409).
     ("POST", "/v1/handovers/{handover_id}/execute"):           (200, 403, 403, 403, 403, {ALL: 403}),
     ("POST", "/v1/handovers/{handover_id}/cancel"):            (200, 200, 404, 403, 403, {"handovers:write": 200}),
@@ -239,6 +240,9 @@ REQUESTS: dict[tuple[str, str], Callable[[Ctx], Req]] = {
     ("POST", "/v1/handovers/{handover_id}/approve"): lambda c: Req(
         f"/v1/handovers/{c.ids['planned']}/approve",
         headers={"If-Match": c.etag(f"/v1/handovers/{c.ids['planned']}")},
+    ),
+    ("POST", "/v1/handover-approvals"): lambda c: Req(
+        "/v1/handover-approvals", json={"handover_ids": [c.ids["planned"]]}
     ),
     ("POST", "/v1/handovers/{handover_id}/execute"): lambda c: Req(f"/v1/handovers/{c.ids['approved']}/execute"),
     ("POST", "/v1/handovers/{handover_id}/cancel"): lambda c: Req(

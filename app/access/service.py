@@ -120,9 +120,9 @@ def _audited(d: Decision) -> bool:
 def check(
     db: Database, employee: str, client: str, action: str, at: dt.datetime, *, actor: str, now: dt.datetime
 ) -> Decision:
-    """The hot path: decide on a plain read connection (no writer lock, no ORM session); only a decision that
-    must be audited opens a write transaction, after the read is done."""
-    with db.engine.connect() as conn:
+    """The hot path: decide in one statement on a plain read connection (no transaction on PostgreSQL, no writer
+    lock, no ORM session); only a decision that must be audited opens a write transaction, after the read."""
+    with db.single_read.connect() as conn:
         decision = decide(conn, employee, client, action, at)
     if _audited(decision):
         with transaction(db) as session:
@@ -405,8 +405,10 @@ def sync_owner_grants(
 
 
 def _handover_grants(
-    session: Session, handover_id: int, leaver: str, effective_at: dt.datetime, actor: str, now: dt.datetime
+    session: Session, handover_ids: Sequence[int], effective_at: dt.datetime, actor: str, now: dt.datetime
 ) -> None:
+    """Shadow (until the effective time) and owner/interim (from it) grants for every approved item of these
+    handovers, which share `effective_at`: three INSERT … SELECT whatever their number."""
     from app.transfer.models import HandoverItem as I  # access reads the rows a handover hands it
 
     receiver = func.coalesce(I.successor_id, I.interim_owner_id)
@@ -432,10 +434,10 @@ def _handover_grants(
                     literal(now, AccessGrant.valid_from.type),
                     literal(effective_at, AccessGrant.valid_until.type),
                     literal("handover transition"),
-                    literal(handover_id),
+                    I.handover_id,
                     literal(actor),
                     literal(now, AccessGrant.created_at.type),
-                ).where(I.handover_id == handover_id, I.status == "approved"),
+                ).where(I.handover_id.in_(handover_ids), I.status == "approved"),
             )
         )
     for lvl, cond in (("owner", I.successor_id.is_not(None)), ("interim", I.successor_id.is_(None))):
@@ -449,13 +451,12 @@ def _handover_grants(
                     literal(effective_at, AccessGrant.valid_from.type),
                     literal(None, AccessGrant.valid_until.type),
                     literal("handover"),
-                    literal(handover_id),
+                    I.handover_id,
                     literal(actor),
                     literal(now, AccessGrant.created_at.type),
-                ).where(I.handover_id == handover_id, I.status == "approved", cond),
+                ).where(I.handover_id.in_(handover_ids), I.status == "approved", cond),
             )
         )
-    cut_leaver(session, handover_id, leaver, effective_at)
 
 
 def cut_leaver(session: Session, handover_id: int, leaver: str, effective_at: dt.datetime) -> None:
@@ -488,10 +489,18 @@ def restore_leaver(session: Session, handover_id: int, *, except_clients: Any = 
     )
 
 
-def on_approve(
-    session: Session, *, handover_id: int, leaver: str, effective_at: dt.datetime, actor: str, now: dt.datetime
+def on_approve_many(
+    session: Session, handovers: Sequence[tuple[int, str, dt.datetime]], *, actor: str, now: dt.datetime
 ) -> None:
-    _handover_grants(session, handover_id, leaver, effective_at, actor, now)
+    """Handovers approved together, as (id, leaver, effective time): every grant first, then every leaver's
+    grants cut at their own exit, so a leaver who also receives clients in the same batch is cut too."""
+    by_time: dict[dt.datetime, list[int]] = {}
+    for handover_id, _, effective_at in handovers:
+        by_time.setdefault(effective_at, []).append(handover_id)
+    for effective_at, ids in by_time.items():
+        _handover_grants(session, ids, effective_at, actor, now)
+    for handover_id, leaver, effective_at in handovers:
+        cut_leaver(session, handover_id, leaver, effective_at)
 
 
 def on_reschedule(

@@ -10,7 +10,8 @@ Functions the workflow calls (one Session, no commit inside):
 - `emit_batches(session, event_type, key, items, *, common, now, size=500)`: the same, one event per `size`
   items (e.g. `client.reassigned` for a layoff of 20,000 clients is 40 events).
 - `enqueue(session, *, kind, template, locale, channel, recipient, data, not_before, ..., now) -> int`.
-- `on_handover_approved(session, *, handover_id, now, settings)`, `on_handover_cancelled(session, *,
+- `on_handover_approved(session, *, handover_id, now, settings)` (`on_handovers_approved(session, ids, ...)` for
+  handovers approved together), `on_handover_cancelled(session, *,
   handover_id, now)`, `on_handover_rescheduled(session, *, handover_id, now, settings)`.
 
 Event payloads (`data`), built by the caller; ids are external ids, times ISO 8601 UTC:
@@ -384,19 +385,37 @@ def on_handover_approved(session: Session, *, handover_id: int, now: dt.datetime
 
     Returns the number of rows per template (and `skipped`), for logs and tests; {} if already done.
     """
-    h = session.get(Handover, handover_id)
-    if h is None:
+    if session.get(Handover, handover_id) is None:
         raise ValueError(f"no handover {handover_id}")
-    m = OutboxMessage
-    done = session.scalar(
-        select(m.id).where(m.handover_id == h.id, m.template.in_(("successor_briefing", "client_intro"))).limit(1)
+    return on_handovers_approved(session, [handover_id], now=now, settings=settings)[handover_id]
+
+
+def on_handovers_approved(
+    session: Session, handover_ids: Sequence[int], *, now: dt.datetime, settings: Settings
+) -> dict[int, dict[str, int]]:
+    """`on_handover_approved` for many handovers approved together: the lookups (items, people, contacts,
+    locales, subscribers) once for all of them and one bulk insert, so a layoff's approval is not hundreds of
+    round trips per handover. Same rows, in handover order, as approving them one after another."""
+    m, i = OutboxMessage, HandoverItem
+    handovers = session.scalars(select(Handover).where(Handover.id.in_(handover_ids))).all()
+    by_id = {h.id: h for h in handovers}
+    done = set(
+        session.scalars(
+            select(m.handover_id)
+            .where(m.handover_id.in_(handover_ids), m.template.in_(("successor_briefing", "client_intro")))
+            .distinct()
+        )
     )
-    if done is not None:
-        return {}  # already planned: approval happens once, and a second call must not tell anyone twice
-    i = HandoverItem
+    todo = [by_id[hid] for hid in dict.fromkeys(handover_ids) if hid in by_id and hid not in done]
+    out: dict[int, dict[str, int]] = {hid: {} for hid in handover_ids}
+    if not todo:
+        return out
+    ids = [h.id for h in todo]
     receiver = func.coalesce(i.successor_id, i.interim_owner_id)
-    items = session.execute(
+    items_of: dict[int, list[Any]] = defaultdict(list)
+    for row in session.execute(
         select(
+            i.handover_id,
             i.id,
             i.client_id,
             Client.name,
@@ -410,24 +429,56 @@ def on_handover_approved(session: Session, *, handover_id: int, now: dt.datetime
             i.incoming_signed_at,
         )
         .join(Client, Client.external_id == i.client_id)
-        .where(i.handover_id == h.id, i.status == "approved")
-        .order_by(i.risk_score.is_(None), i.risk_score.desc(), i.id)
-    ).all()
-    people = _people(session, {h.leaver_id, *([h.manager_id] if h.manager_id else []), *(r[7] for r in items if r[7])})
+        .where(i.handover_id.in_(ids), i.status == "approved")
+        .order_by(i.handover_id, i.risk_score.is_(None), i.risk_score.desc(), i.id)
+    ):
+        items_of[row[0]].append(row[1:])
+    wanted = {h.leaver_id for h in todo} | {h.manager_id for h in todo if h.manager_id}
+    wanted |= {r[7] for rows in items_of.values() for r in rows if r[7]}
+    people = _people(session, wanted)
     contacts: dict[str, list[Any]] = defaultdict(list)
     cc = ClientContact
     for c in session.execute(
         select(cc.client_id, cc.id, cc.name, cc.email, cc.phone, cc.locale, cc.preferred_channel)
-        .where(cc.client_id.in_(select(i.client_id).where(i.handover_id == h.id, i.status == "approved")))
+        .where(cc.client_id.in_(select(i.client_id).where(i.handover_id.in_(ids), i.status == "approved")))
         .order_by(cc.client_id, cc.position, cc.id)
     ):
         contacts[c[0]].append(c)
-    locales = available_locales(session)
+    shared = _Shared(people, contacts, available_locales(session), _subscribers(session, "notification.client_intro"))
+    rows: list[dict[str, Any]] = []
+    for h in todo:
+        out[h.id] = _approval_rows(h, items_of[h.id], shared, rows, now=now, settings=settings)
+    if rows:
+        # A Core executemany of one statement (every row has every key): the ORM's bulk insert would start a
+        # new INSERT each time the set of NULL columns changes (hundreds for one approval).
+        session.execute(insert(cast(Table, OutboxMessage.__table__)), rows)
+    return out
+
+
+@dataclass(frozen=True)
+class _Shared:
+    people: dict[str, _Person]
+    contacts: dict[str, list[Any]]
+    locales: dict[str, set[str]]
+    intro_endpoints: list[int]
+
+
+def _approval_rows(
+    h: Handover,
+    items: Sequence[Any],
+    shared: _Shared,
+    rows: list[dict[str, Any]],
+    *,
+    now: dt.datetime,
+    settings: Settings,
+) -> dict[str, int]:
+    """Appends one handover's notifications to `rows`; returns the count per template (and `skipped`)."""
+    people, contacts, locales = shared.people, shared.contacts, shared.locales
+    first = len(rows)
     default = settings.default_locale
     leaver = people.get(h.leaver_id) or _Person(h.leaver_id, None, None, [])
     effective_date = _date(h.effective_at)
     handover_ctx = {"id": h.id, "effective_date": effective_date}
-    rows: list[dict[str, Any]] = []
     counts: dict[str, int] = defaultdict(int)
 
     def internal(template: str, person_id: str, data: dict[str, Any], at: dt.datetime) -> None:
@@ -483,7 +534,7 @@ def on_handover_approved(session: Session, *, handover_id: int, now: dt.datetime
 
     # Client intros: one per contact, in the contact's language, through the contact's channel.
     intro_at = intro_time(h.effective_at, now, settings)
-    intro_endpoints = _subscribers(session, "notification.client_intro")
+    intro_endpoints = shared.intro_endpoints
     intros = 0
     for r in items:
         new_owner = people.get(r[7]) if r[7] else None
@@ -590,11 +641,7 @@ def on_handover_approved(session: Session, *, handover_id: int, now: dt.datetime
             },
             remind_at,
         )
-    if rows:
-        # A Core executemany of one statement (every row has every key): the ORM's bulk insert would start a
-        # new INSERT each time the set of NULL columns changes (hundreds for one approval).
-        session.execute(insert(cast(Table, OutboxMessage.__table__)), rows)
-    counts["skipped"] = sum(1 for row in rows if row["status"] == "skipped")
+    counts["skipped"] = sum(1 for row in rows[first:] if row["status"] == "skipped")
     return dict(counts)
 
 

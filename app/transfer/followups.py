@@ -2,8 +2,9 @@
 
 Functions take a Session and flush at most; the caller commits. The workflow calls:
 
-- `create_for_handover(session, *, handover_id, now, settings)` right after approval: three follow-ups per
-  receiving item, one INSERT … SELECT per kind, idempotent.
+- `create_for_handover(session, *, handover_id, now, settings)` right after approval (`create_for_handovers` for
+  handovers approved together): three follow-ups per receiving item, one INSERT … SELECT per effective time,
+  idempotent.
 - `cancel_for_handover(session, *, handover_id, now)` on cancel and on undo: open follow-ups are cancelled.
 - `reschedule_for_handover(session, *, handover_id, now, settings)` when an approved or executed handover's
   effective time moves: open follow-ups move with it.
@@ -68,7 +69,23 @@ def create_for_handover(session: Session, *, handover_id: int, now: dt.datetime,
     constants), in kind order then item order. A follow-up that exists is skipped (NOT EXISTS, backed by
     the unique (item_id, kind) constraint), so a second call creates nothing. Returns how many were created.
     """
-    h = _handover(session, handover_id)
+    return create_for_handovers(session, [_handover(session, handover_id)], now=now, settings=settings)
+
+
+def create_for_handovers(
+    session: Session, handovers: Sequence[Handover], *, now: dt.datetime, settings: Settings
+) -> int:
+    """`create_for_handover` for handovers approved together: one INSERT … SELECT per effective time (a layoff
+    has one), since the due dates are constants computed from it."""
+    by_time: dict[dt.datetime, list[int]] = {}
+    for h in handovers:
+        by_time.setdefault(h.effective_at, []).append(h.id)
+    return sum(_create(session, ids, effective_at, now, settings) for effective_at, ids in by_time.items())
+
+
+def _create(
+    session: Session, handover_ids: Sequence[int], effective_at: dt.datetime, now: dt.datetime, settings: Settings
+) -> int:
     i, f, taken = HandoverItem, FollowUp, aliased(FollowUp)
     assignee = func.coalesce(i.transferred_to_id, i.successor_id, i.interim_owner_id)
     at = f.due_at.type
@@ -77,7 +94,7 @@ def create_for_handover(session: Session, *, handover_id: int, now: dt.datetime,
             select(
                 literal(n).label("n"),
                 literal(kind, f.kind.type).label("kind"),
-                literal(h.effective_at + dt.timedelta(days=days), at).label("due_at"),
+                literal(effective_at + dt.timedelta(days=days), at).label("due_at"),
             )
             for n, (kind, days) in enumerate(offsets(settings).items())
         )
@@ -98,12 +115,12 @@ def create_for_handover(session: Session, *, handover_id: int, now: dt.datetime,
         .join(Client, Client.external_id == i.client_id)
         .join(kinds, true())
         .where(
-            i.handover_id == h.id,
+            i.handover_id.in_(handover_ids),
             i.status.in_(RECEIVING_STATUSES),
             assignee.is_not(None),
             ~exists().where(taken.item_id == i.id, taken.kind == kinds.c.kind),
         )
-        .order_by(kinds.c.n, i.id)
+        .order_by(i.handover_id, kinds.c.n, i.id)
     )
     columns = [
         "handover_id",

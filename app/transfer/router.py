@@ -24,8 +24,9 @@ IfMatch = Annotated[str | None, Header(max_length=200, description="The ETag you
 CREATOR_ROLES = frozenset({"admin", "hr", "manager", "integration"})
 
 
-def handover_out(session: Session, h: Handover) -> schemas.HandoverOut:
-    c = service.counts(session, [h.id])[h.id]
+def handover_out(session: Session, h: Handover, c: service.Counts | None = None) -> schemas.HandoverOut:
+    if c is None:
+        c = service.counts(session, [h.id])[h.id]
     return schemas.HandoverOut(
         id=h.id,
         leaver=h.leaver_id,
@@ -239,7 +240,7 @@ def plan_handovers(
     if principal.role not in CREATOR_ROLES:
         raise Forbidden("Only hr, managers and admins plan handovers.")
     ids = list(dict.fromkeys(body.handover_ids))
-    handovers = [service.get_handover(session, principal, hid, lock=True) for hid in sorted(ids)]
+    handovers = service.get_handovers(session, principal, sorted(ids), lock=True)
     pool = body.candidate_pool.model_dump() if body.candidate_pool else None
     plans, solves = service.plan_many(
         session, handovers, pool=pool, actor=principal.actor, now=now, settings=request.app.state.settings
@@ -353,6 +354,31 @@ def approve_handover(
         service.check_if_match(if_match, service.etag(h.version, "handover", h.id))
     service.approve(session, h, principal, now=now, settings=request.app.state.settings)
     return _transition_endpoint(h, session, response)
+
+
+@router.post(
+    "/v1/handover-approvals",
+    name="handovers-approve-batch",
+    summary="Approve several planned handovers together (a layoff or reorganisation)",
+    description="One transaction for all of them: every handover must be planned (409 naming those that are not), "
+    "visible (404 naming them), approvable by the caller (403: the leaver's manager or an admin) and have an owner "
+    "for every item (409 naming them); otherwise none is approved. Each handover gets what its own approval gives "
+    "it (grants, notifications, follow-ups, one audit entry and one handover.approved event).",
+    response_model=schemas.ApprovalBatchOut,
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
+)
+def approve_handovers(
+    body: schemas.ApprovalBatchRequest,
+    request: Request,
+    session: DbSession,
+    principal: HandoversApprove,
+    now: Now,
+) -> schemas.ApprovalBatchOut:
+    handovers = service.get_handovers(session, principal, body.handover_ids, lock=True)
+    service.approve_many(session, handovers, principal, now=now, settings=request.app.state.settings)
+    session.flush()
+    counts = service.counts(session, [h.id for h in handovers])
+    return schemas.ApprovalBatchOut(handovers=[handover_out(session, h, counts[h.id]) for h in handovers])
 
 
 @router.post(

@@ -178,6 +178,16 @@ class PlanBatchOut(BaseModel):
     solves: int = Field(description="Joint solves run: one per set of handovers sharing effective time and pool.")
 
 
+class ApprovalBatchRequest(InputModel):
+    handover_ids: list[Annotated[int, Field(ge=1, le=2**31 - 1)]] = Field(
+        min_length=1, max_length=1000, description="The planned handovers to approve together (at most 1,000)."
+    )
+
+
+class ApprovalBatchOut(BaseModel):
+    handovers: list[HandoverOut] = Field(description="The approved handovers, in request order (duplicates once).")
+
+
 class SimulationRequest(InputModel):
     leavers: list[ExternalId] = Field(min_length=1, max_length=1000, description="The employees who would leave.")
     effective_at: UtcTime = Field(description="When they would leave.")

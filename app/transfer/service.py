@@ -125,6 +125,25 @@ def get_handover(session: Session, principal: Principal, handover_id: int, *, lo
     return h
 
 
+def get_handovers(
+    session: Session, principal: Principal, handover_ids: Sequence[int], *, lock: bool = False
+) -> list[Handover]:
+    """Several handovers in one query, in the order asked, locked in id order (two batches that overlap cannot
+    deadlock); 404 naming the ids the principal cannot see, like `get_handover` for one."""
+    wanted = list(dict.fromkeys(handover_ids))
+    stmt = select(Handover).where(Handover.id.in_(wanted), handover_visibility(principal)).order_by(Handover.id)
+    if lock:
+        stmt = stmt.with_for_update()
+    found = {h.id: h for h in session.scalars(stmt)}
+    missing = [hid for hid in wanted if hid not in found]
+    if missing:
+        raise NotFound(
+            f"No handover {', '.join(map(str, missing[:20]))}{' …' if len(missing) > 20 else ''}.",
+            extra={"handover_ids": missing},
+        )
+    return [found[hid] for hid in wanted]
+
+
 def _can_approve(principal: Principal, h: Handover) -> bool:
     if principal.role in ("admin", "integration"):
         return True
@@ -846,48 +865,75 @@ def patch_item(
 
 
 def approve(session: Session, h: Handover, principal: Principal, *, now: dt.datetime, settings: Settings) -> Handover:
-    if not _can_approve(principal, h):
-        raise Forbidden("Only the leaver's manager or an admin may approve this handover.")
-    if h.status != "planned":
-        _move(h, "approved", now)  # raises with the allowed transitions
-    orphans = session.scalar(
-        select(func.count())
-        .select_from(HandoverItem)
-        .where(
-            HandoverItem.handover_id == h.id,
-            HandoverItem.successor_id.is_(None),
-            HandoverItem.interim_owner_id.is_(None),
-        )
-    )
-    if orphans:
-        raise Conflict(f"{orphans} item(s) have neither a successor nor an interim owner; set one first.")
-    session.execute(
-        update(HandoverItem)
-        .where(HandoverItem.handover_id == h.id, HandoverItem.status == "proposed")
-        .values(status="approved", version=HandoverItem.version + 1, updated_at=now)
-    )
-    h.approved_by = principal.actor
-    h.approved_at = now
-    _move(h, "approved", now)
-    access.on_approve(
-        session, handover_id=h.id, leaver=h.leaver_id, effective_at=h.effective_at, actor=principal.actor, now=now
-    )
-    _cut_leaving_receivers(session, h)
-    _audit(session, principal.actor, "handover.approved", h, now)
-    notify.on_handover_approved(session, handover_id=h.id, now=now, settings=settings)
-    followups.create_for_handover(session, handover_id=h.id, now=now, settings=settings)
+    approve_many(session, [h], principal, now=now, settings=settings)
     return h
 
 
-def _cut_leaving_receivers(session: Session, h: Handover) -> None:
-    """A successor or interim owner whose own exit was approved first: the grants this approval just gave them end
-    at that exit, cut by *their* handover (so cancelling their exit gives the windows back, exactly)."""
+def approve_many(
+    session: Session, hs: Sequence[Handover], principal: Principal, *, now: dt.datetime, settings: Settings
+) -> None:
+    """Approves handovers together (a layoff), all or nothing: every check first, then each step once for all
+    of them (grants, notifications and follow-ups as one statement per effective time). The rows are those of
+    approving them one after another; one audit entry and one event per handover."""
+
+    def named(ids: Sequence[int]) -> dict[str, Any] | None:
+        return {"handover_ids": list(ids)} if len(hs) > 1 else None  # a single approval names its own id
+
+    denied = [h.id for h in hs if not _can_approve(principal, h)]
+    if denied:
+        raise Forbidden("Only the leaver's manager or an admin may approve this handover.", extra=named(denied))
+    refused = [h for h in hs if h.status != "planned"]
+    if len(hs) == 1 and refused:
+        _move(refused[0], "approved", now)  # raises with the allowed transitions
+    if refused:
+        raise Conflict(
+            f"Handovers {', '.join(str(h.id) for h in refused[:20])} are not planned; only planned ones can be "
+            "approved.",
+            extra=named([h.id for h in refused]),
+        )
+    ids = [h.id for h in hs]
+    i = HandoverItem
+    orphans = dict(
+        session.execute(
+            select(i.handover_id, func.count())
+            .where(i.handover_id.in_(ids), i.successor_id.is_(None), i.interim_owner_id.is_(None))
+            .group_by(i.handover_id)
+        ).all()
+    )
+    if orphans:
+        total = sum(orphans.values())
+        raise Conflict(
+            f"{total} item(s) have neither a successor nor an interim owner; set one first.",
+            extra=named(sorted(orphans)),
+        )
+    session.execute(
+        update(i)
+        .where(i.handover_id.in_(ids), i.status == "proposed")
+        .values(status="approved", version=i.version + 1, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    for h in hs:
+        h.approved_by = principal.actor
+        h.approved_at = now
+        _move(h, "approved", now)
+    access.on_approve_many(session, [(h.id, h.leaver_id, h.effective_at) for h in hs], actor=principal.actor, now=now)
+    _cut_leaving_receivers(session, ids)
+    for h in hs:
+        _audit(session, principal.actor, "handover.approved", h, now)
+    notify.on_handovers_approved(session, ids, now=now, settings=settings)
+    followups.create_for_handovers(session, hs, now=now, settings=settings)
+
+
+def _cut_leaving_receivers(session: Session, handover_ids: Sequence[int]) -> None:
+    """A successor or interim owner whose own exit was approved before: the grants these approvals just gave
+    them end at that exit, cut by *their* handover (so cancelling their exit gives the windows back, exactly).
+    Receivers who leave in the same batch were cut with it (`access.on_approve_many`)."""
     receivers = select(func.coalesce(HandoverItem.successor_id, HandoverItem.interim_owner_id)).where(
-        HandoverItem.handover_id == h.id
+        HandoverItem.handover_id.in_(handover_ids)
     )
     for other_id, leaver, effective_at in session.execute(
         select(Handover.id, Handover.leaver_id, Handover.effective_at).where(
-            Handover.id != h.id,
+            Handover.id.not_in(handover_ids),
             Handover.leaver_id.in_(receivers),
             Handover.status.in_(("approved", "executed", "completed")),
         )

@@ -195,6 +195,9 @@ EXCLUDED: dict[tuple[str, str], dict[Any, str]] = {
         positive_data_acceptance: "generated handover ids do not exist (404) or are not plannable now (409); "
         "candidate_pool kind=list needs employees (a cross-field rule)"
     },
+    ("POST", "/v1/handover-approvals"): {
+        positive_data_acceptance: "generated handover ids do not exist (404) or are not planned now (409)"
+    },
     ("PATCH", "/v1/handovers/{handover_id}/items/{item_id}"): {
         positive_data_acceptance: _IF_MATCH + "; " + _REFERENCES + "; force needs a reason (a cross-field rule)"
     },

@@ -127,6 +127,7 @@ BATCHES: dict[tuple[str, str], tuple[str, Callable[[int], Any], dict[str, Any]]]
     ),
     ("POST", "/v1/risk/score"): ("clients", lambda i: f"c{i}", {}),
     ("POST", "/v1/handover-plans"): ("handover_ids", lambda i: i + 1, {}),
+    ("POST", "/v1/handover-approvals"): ("handover_ids", lambda i: i + 1, {}),
 }
 
 

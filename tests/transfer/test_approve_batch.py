@@ -1,0 +1,249 @@
+"""Approving several handovers together (POST /v1/handover-approvals): the rows of approving them one after another,
+in one transaction, all or nothing."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from app.access.models import AccessGrant
+from app.audit.models import AuditEntry
+from app.core.db import Database, transaction
+from app.notify.models import OutboxMessage
+from app.transfer.models import FollowUp, Handover, HandoverItem
+from tests.company import EFFECTIVE, clients, employees, plan
+from tests.conftest import _clean
+
+EARLIER = EFFECTIVE - dt.timedelta(days=3)
+
+
+def _seed(client: TestClient, auth: Any) -> None:
+    assert client.post("/v1/employees/batch", json={"items": employees()}, headers=auth("hr")).status_code == 200
+    assert client.post("/v1/clients/batch", json={"items": clients()}, headers=auth("hr")).status_code == 200
+    # e1 leaves too, with four clients of their own (ids d0…d3).
+    rows = [{**c, "external_id": f"d{i}", "owner": "e1"} for i, c in enumerate(clients(4, owner="e1"))]
+    for r in rows:
+        r["contacts"] = [{**r["contacts"][0], "email": f"{r['external_id']}@client.example"}]
+    assert client.post("/v1/clients/batch", json={"items": rows}, headers=auth("hr")).status_code == 200
+
+
+def _open(client: TestClient, auth: Any, leaver: str, at: dt.datetime = EFFECTIVE) -> int:
+    r = client.post(
+        "/v1/handovers",
+        json={"leaver": leaver, "reason": "termination", "effective_at": at.isoformat()},
+        headers=auth("hr"),
+    )
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+def _approve_batch(client: TestClient, auth: Any, ids: list[int], role: str = "admin", **kw: Any) -> Any:
+    return client.post("/v1/handover-approvals", json={"handover_ids": ids}, headers=auth(role, **kw))
+
+
+def _layoff(client: TestClient, auth: Any) -> tuple[int, int]:
+    """e0 leaves at EFFECTIVE and hands one client to e1, who leaves three days earlier (planned after e0, so
+    e0's plan could still name them): approving both must cut e1's new grants at e1's own exit."""
+    _seed(client, auth)
+    a = _open(client, auth, "e0")
+    plan(client, auth, a)
+    item = client.get(f"/v1/handovers/{a}/items", headers=auth()).json()["items"][0]
+    url = f"/v1/handovers/{a}/items/{item['id']}"
+    etag = client.get(url, headers=auth()).headers["etag"]
+    r = client.patch(
+        url, json={"successor": "e1", "force": True, "reason": "knows them"}, headers={**auth("hr"), "If-Match": etag}
+    )
+    assert r.status_code == 200, r.text
+    b = _open(client, auth, "e1", EARLIER)
+    plan(client, auth, b)
+    return a, b
+
+
+def _snapshot(db: Database) -> dict[str, Any]:
+    """What approval wrote, with ids that differ between two runs replaced by what they stand for."""
+    with db.session(write=False) as s:
+        leaver_of = dict(s.execute(select(Handover.id, Handover.leaver_id)).all())
+        item_of = {
+            i: (leaver_of[h], c)
+            for i, h, c in s.execute(select(HandoverItem.id, HandoverItem.handover_id, HandoverItem.client_id))
+        }
+
+        def norm(value: Any, key: str = "") -> Any:
+            if isinstance(value, dict):
+                return {k: _norm_field(k, v, key) for k, v in value.items()}
+            if isinstance(value, list):
+                return [norm(v, key) for v in value]
+            return value
+
+        def _norm_field(k: str, v: Any, parent: str) -> Any:
+            if k == "item_id":
+                return item_of.get(v, v)
+            if k == "contact_id":
+                return "contact"  # a row id the directory gave: a sequence that does not restart on PostgreSQL
+            if k in ("handover_id", "id") and parent in ("", "handover"):
+                return leaver_of.get(v, v)
+            return norm(v, k)
+
+        g = AccessGrant
+        grants = sorted(
+            (
+                r.employee_id,
+                r.client_id,
+                r.level,
+                r.valid_from,
+                r.valid_until,
+                r.reason,
+                leaver_of.get(r.handover_id),
+                leaver_of.get(r.cut_by_handover_id),
+                r.cut_from,
+                r.revoked_at,
+            )
+            for r in s.scalars(select(g))
+        )
+        m = OutboxMessage
+        outbox = sorted(
+            repr(
+                (
+                    r.category,
+                    r.event_type,
+                    r.kind,
+                    r.template,
+                    r.locale,
+                    r.channel,
+                    r.recipient,
+                    leaver_of.get(r.handover_id),
+                    r.client_id,
+                    r.status,
+                    r.priority,
+                    r.not_before,
+                    norm(r.payload),
+                )
+            )
+            for r in s.scalars(select(m))
+        )
+        f = FollowUp
+        follow_ups = sorted(
+            (leaver_of[r.handover_id], item_of[r.item_id], r.client_id, r.assignee_id, r.kind, r.due_at, r.status)
+            for r in s.scalars(select(f))
+        )
+        items = sorted(
+            (item_of[r.id], r.status, r.version, r.successor_id, r.interim_owner_id)
+            for r in s.scalars(select(HandoverItem))
+        )
+        handovers = sorted(
+            (h.leaver_id, h.status, h.version, h.approved_by, h.approved_at) for h in s.scalars(select(Handover))
+        )
+        audits = sorted(
+            repr(
+                (
+                    e.actor,
+                    e.action,
+                    e.entity_type,
+                    leaver_of.get(int(e.entity_id)) if e.entity_type == "handover" else None,
+                    norm(e.data),
+                )
+            )
+            for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "handover.approved"))
+        )
+    return {
+        "grants": grants,
+        "outbox": outbox,
+        "follow_ups": follow_ups,
+        "items": items,
+        "handovers": handovers,
+        "audits": audits,
+    }
+
+
+def test_batch_approval_writes_what_one_by_one_approval_writes(client: TestClient, auth: Any, db: Database) -> None:
+    a, b = _layoff(client, auth)
+    for hid in (a, b):
+        r = client.post(f"/v1/handovers/{hid}/approve", headers=auth())
+        assert r.status_code == 200, r.text
+    one_by_one = _snapshot(db)
+    assert one_by_one["follow_ups"] and one_by_one["outbox"] and one_by_one["grants"]
+    # e1 received a client from e0; e1 leaves first, so that grant ends at e1's exit, cut by e1's handover.
+    assert any(g[0] == "e1" and g[2] == "owner" and g[4] == EARLIER and g[7] == "e1" for g in one_by_one["grants"])
+
+    _clean(db)
+    a, b = _layoff(client, auth)
+    r = _approve_batch(client, auth, [b, a])  # either order: the rows are the same
+    assert r.status_code == 200, r.text
+    assert [h["id"] for h in r.json()["handovers"]] == [b, a]
+    assert {h["status"] for h in r.json()["handovers"]} == {"approved"}
+    assert r.json()["handovers"][1]["item_counts"] == {"approved": 8}
+    assert _snapshot(db) == one_by_one
+
+
+def _counts(db: Database) -> tuple[int, ...]:
+    with db.session(write=False) as s:
+        return tuple(
+            s.scalar(select(func.count()).select_from(t)) or 0
+            for t in (AccessGrant, OutboxMessage, FollowUp, AuditEntry)
+        ) + (s.scalar(select(func.count()).where(Handover.status == "approved")) or 0,)
+
+
+def test_one_handover_that_is_not_planned_approves_none(client: TestClient, auth: Any, db: Database) -> None:
+    _seed(client, auth)
+    a, b = _open(client, auth, "e0"), _open(client, auth, "e1")
+    plan(client, auth, a)  # b stays a draft
+    before = _counts(db)
+    r = _approve_batch(client, auth, [a, b])
+    assert r.status_code == 409 and r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["handover_ids"] == [b]
+    assert _counts(db) == before
+
+
+def test_an_item_without_owner_approves_none(client: TestClient, auth: Any, db: Database) -> None:
+    _seed(client, auth)
+    a, b = _open(client, auth, "e0"), _open(client, auth, "e1")
+    plan(client, auth, a)
+    plan(client, auth, b)
+    with transaction(db) as s:  # a plan leaves no orphan, so make one as a broken integration would
+        item = s.scalars(select(HandoverItem).where(HandoverItem.handover_id == b)).first()
+        assert item is not None
+        item.successor_id = item.interim_owner_id = None
+    before = _counts(db)
+    r = _approve_batch(client, auth, [a, b])
+    assert r.status_code == 409 and r.json()["handover_ids"] == [b]
+    assert "neither a successor nor an interim owner" in r.json()["detail"]
+    assert _counts(db) == before
+
+
+def test_unknown_invisible_or_not_theirs_to_approve(client: TestClient, auth: Any, db: Database) -> None:
+    _seed(client, auth)
+    a = _open(client, auth, "e0")
+    plan(client, auth, a)
+    before = _counts(db)
+    r = _approve_batch(client, auth, [a, 999_999])
+    assert r.status_code == 404 and r.json()["handover_ids"] == [999_999]
+    # m2 manages another team: e0's handover is not theirs to see.
+    assert _approve_batch(client, auth, [a], role="manager", emp="m2").status_code == 404
+    # hr may plan but not approve; a token without handovers:approve is refused before anything is read.
+    assert _approve_batch(client, auth, [a], role="hr").status_code == 403
+    assert _approve_batch(client, auth, [a], role="account_manager", emp="e2").status_code == 403
+    assert _counts(db) == before
+    # The leaver's manager may.
+    r = _approve_batch(client, auth, [a, a], role="manager", emp="m1")
+    assert r.status_code == 200, r.text
+    assert [h["id"] for h in r.json()["handovers"]] == [a]  # duplicates once
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"handover_ids": []},
+        {"handover_ids": [0]},
+        {"handover_ids": ["x"]},
+        {"handover_ids": list(range(1, 1002))},
+        {"handover_ids": [1], "extra": 1},
+    ],
+)
+def test_bad_bodies_are_422(client: TestClient, auth: Any, db: Database, body: dict[str, Any]) -> None:
+    r = client.post("/v1/handover-approvals", json=body, headers=auth())
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")

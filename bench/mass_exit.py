@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import secrets
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, inspect, select
+from sqlalchemy import event, func, inspect, select
+from sqlalchemy.engine import Engine
 
 from app.audit.models import AuditEntry
 from app.core.auth import Principal
@@ -30,6 +32,33 @@ from app.transfer import service
 from app.transfer.models import Handover, HandoverItem
 from bench.common import peak_rss_bytes, reset_peak_rss, settings_for, vm_hwm_bytes
 from bench.raw import RawWriter
+
+
+class SqlProfile:
+    """Opt-in (HANDOVER_BENCH_SQL_PROFILE=1): seconds and calls per statement, per phase, to see what a phase spends."""
+
+    def __init__(self) -> None:
+        self.phase = "setup"
+        self.stats: dict[str, dict[str, list[float]]] = {}
+        event.listen(Engine, "before_cursor_execute", self._before)
+        event.listen(Engine, "after_cursor_execute", self._after)
+
+    def _before(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        conn.info["bench_t0"] = time.perf_counter()
+
+    def _after(self, conn: Any, cursor: Any, statement: str, params: Any, context: Any, many: bool) -> None:
+        spent = time.perf_counter() - conn.info.pop("bench_t0", time.perf_counter())
+        key = " ".join(statement.split())[:160]
+        entry = self.stats.setdefault(self.phase, {}).setdefault(key, [0.0, 0.0])
+        entry[0] += spent
+        entry[1] += 1
+
+    def top(self, n: int = 12) -> dict[str, list[tuple[str, float, int]]]:
+        return {
+            phase: [(k, round(v[0], 3), int(v[1])) for k, v in sorted(rows.items(), key=lambda kv: -kv[1][0])[:n]]
+            for phase, rows in self.stats.items()
+        }
+
 
 ADMIN = Principal(sub="bench", role="admin", scopes=frozenset())
 HANDOVER_COLS = (
@@ -91,6 +120,13 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
     settings = settings_for(url)
     db = Database(settings)
     out: dict[str, Any] = {"phases": {}, "leavers": len(leavers)}
+    profile = SqlProfile() if os.environ.get("HANDOVER_BENCH_SQL_PROFILE") else None
+
+    def phase(name: str) -> float:
+        if profile is not None:
+            profile.phase = name
+        return time.perf_counter()
+
     reset_ok = reset_peak_rss()
     try:
         with transaction(db) as session:
@@ -98,7 +134,7 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
             h_before = session.scalar(select(func.coalesce(func.max(Handover.id), 0))) or 0
         outbox_before = _outbox_max(db)
 
-        start = time.perf_counter()
+        start = phase("simulate")
         with transaction(db, write=False) as session:
             sim = service.simulate(
                 session, leavers=leavers, effective_at=effective_at, pool=None, settings=settings, include_items=False
@@ -109,7 +145,7 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
         }
 
         ids: list[int] = []
-        start = time.perf_counter()
+        start = phase("create")
         for leaver in leavers:
             with transaction(db) as session:
                 h = service.create_handover(
@@ -127,7 +163,7 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
         out["phases"]["create"] = time.perf_counter() - start
 
         # A layoff is planned as one reassignment (POST /v1/handover-plans): one joint solve, items in bulk.
-        start = time.perf_counter()
+        start = phase("plan")
         with transaction(db) as session:
             hs = [service.get_handover(session, ADMIN, hid, lock=True) for hid in ids]
             plans, solves = service.plan_many(session, hs, pool=None, actor="bench", now=now, settings=settings)
@@ -136,19 +172,25 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
         out["plan_solves"] = solves
         out["plan_status"] = sorted({p.status for p in plans.values()})
 
-        start = time.perf_counter()
-        for hid in ids:
-            with transaction(db) as session:
-                h = service.get_handover(session, ADMIN, hid, lock=True)
-                service.approve(session, h, ADMIN, now=now, settings=settings)
+        # Approved together too (POST /v1/handover-approvals): one transaction, each step once for all.
+        start = phase("approve")
+        with transaction(db) as session:
+            service.approve_many(
+                session, service.get_handovers(session, ADMIN, ids, lock=True), ADMIN, now=now, settings=settings
+            )
         out["phases"]["approve"] = time.perf_counter() - start
 
-        start = time.perf_counter()
-        for hid in ids:
+        # At the effective time the worker executes what is due (`handover worker`: run_due, a batch per transaction).
+        start = phase("execute")
+        executed: list[int] = []
+        while True:
             with transaction(db) as session:
-                h = service.get_handover(session, ADMIN, hid, lock=True)
-                service.execute(session, h, actor="bench", now=effective_at, settings=settings)
+                done = service.run_due(session, now=effective_at)
+            if not done:
+                break
+            executed += done
         out["phases"]["execute"] = time.perf_counter() - start
+        out["executed"] = len(executed)
 
         out["peak_rss"] = vm_hwm_bytes() if reset_ok else peak_rss_bytes()
         out["peak_rss_method"] = "VmHWM reset at start" if reset_ok else "ru_maxrss (process lifetime)"
@@ -163,6 +205,9 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
                 .where(HandoverItem.handover_id.in_(ids), HandoverItem.status == "transferred")
             )
             audit_after = session.scalar(select(func.max(AuditEntry.seq))) or 0
+        if profile is not None:
+            profile.phase = "after"
+            out["sql_profile"] = profile.top()
         out["has_outbox"] = _has_outbox(db)
         out["floor"] = floor(db, ids, h_before, audit_before, audit_after, leavers, now, effective_at, outbox_before)
     finally:

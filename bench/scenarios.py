@@ -350,6 +350,15 @@ def http_hot_path(ctx: Context) -> ScenarioResult:
 # ---- 4. mass exit ----------------------------------------------------------------------------
 
 
+HOW = {
+    "simulate": ", at once",
+    "create": ", one transaction each",
+    "plan": ", at once",
+    "approve": ", at once",
+    "execute": ", by the worker's due-handover job",
+}
+
+
 def mass_exit(ctx: Context) -> ScenarioResult:
     res = ScenarioResult("mass_exit", TITLES["mass_exit"])
     assert ctx.base_url is not None and ctx.company is not None
@@ -377,6 +386,10 @@ def mass_exit(ctx: Context) -> ScenarioResult:
             last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit code {proc.returncode}"
             raise RuntimeError(f"mass exit child failed: {last}")
         runs.append(json.loads(out_path.read_text()))
+        for name, rows in runs[-1].get("sql_profile", {}).items():
+            print(f"SQL profile, {name}:", file=sys.stderr)
+            for statement, seconds, calls in rows:
+                print(f"  {seconds:9.3f} s {calls:7d}×  {statement}", file=sys.stderr)
         ctx.dbs.drop(url)
     phases = ("simulate", "create", "plan", "approve", "execute")
     ph = {p: median([r["phases"][p] for r in runs]) for p in phases}
@@ -393,8 +406,7 @@ def mass_exit(ctx: Context) -> ScenarioResult:
             sim = last["simulation"]
             extra = f" ({sim['assigned']:,}/{sim['clients']:,} assigned, {sim['solver_status']})"
         res.add(
-            f"{p} ({last['leavers'] if p == 'simulate' else n} leavers"
-            f"{', at once' if p in ('simulate', 'plan') else ', one transaction each'})",
+            f"{p} ({last['leavers'] if p == 'simulate' else n} leavers{HOW[p]})",
             f"{fmt_s(ph[p])} · {fmt_n((last['simulation']['clients'] if p == 'simulate' else clients) / ph[p])} "
             f"clients/s{extra}",
             f"floor {fmt_s(floor_s)}",

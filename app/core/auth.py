@@ -3,12 +3,20 @@
 The dependency is `async def` on purpose: a sync dependency costs a threadpool hop per request,
 and verifying an HMAC or RSA signature is fast enough to run on the event loop. Only tokens that
 name a person (`emp`) take one hop, to check that the person has not left.
+
+A token that verified once is remembered (a bounded LRU keyed by the exact token string), so a CRM
+that sends the same machine token on every call pays for the signature and claim checks once; its
+exp and nbf are still checked on every use, and a token that fails is never remembered.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -90,10 +98,30 @@ class Principal:
         return f"{self.role}:{self.sub}"
 
 
-class TokenVerifier:
-    """Verifies tokens against pinned algorithms and preloaded keys (parsed once, not per request)."""
+TOKEN_CACHE_SIZE = 1024
 
-    def __init__(self, settings: Settings) -> None:
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    principal: Principal
+    exp: int
+    nbf: int | None
+
+
+class TokenVerifier:
+    """Verifies tokens against pinned algorithms and preloaded keys (parsed once, not per request).
+
+    `clock` gives the time (epoch seconds) that exp and nbf are checked against on every use of a
+    remembered token; it is real time, like python-jose's own check on the first use.
+    """
+
+    def __init__(
+        self, settings: Settings, *, clock: Callable[[], float] = time.time, cache_size: int = TOKEN_CACHE_SIZE
+    ) -> None:
+        self.clock = clock
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, _Verified] = OrderedDict()
+        self._lock = threading.Lock()
         self.algorithms = list(settings.jwt_algorithms)
         self.issuer = settings.jwt_issuer
         self.audience = settings.jwt_audience
@@ -132,6 +160,36 @@ class TokenVerifier:
         raise Unauthorized("The token's key id is unknown.")
 
     def verify(self, token: str) -> dict[str, Any]:
+        """The token's claims, if its signature, claims and role are valid now; else Unauthorized."""
+        return dict(self.principal(token).claims)
+
+    def principal(self, token: str) -> Principal:
+        with self._lock:
+            hit = self._cache.get(token)
+            if hit is not None:
+                self._cache.move_to_end(token)
+        verified = hit or self._verify_signed(token)
+        try:
+            self._check_times(verified)
+        except Unauthorized:
+            if hit is not None:
+                with self._lock:
+                    self._cache.pop(token, None)
+            raise
+        if hit is None and self.cache_size > 0:
+            with self._lock:
+                self._cache[token] = verified
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return verified.principal
+
+    def _check_times(self, v: _Verified) -> None:
+        """python-jose's exp and nbf rules (whole seconds, the same leeway), against `clock`, on every use."""
+        now = int(self.clock())
+        if v.exp < now - self.leeway or (v.nbf is not None and v.nbf > now + self.leeway):
+            raise Unauthorized("The token is invalid or expired.")
+
+    def _verify_signed(self, token: str) -> _Verified:
         key = self._key_for(token)
         try:
             claims: dict[str, Any] = jwt.decode(
@@ -153,7 +211,9 @@ class TokenVerifier:
             raise Unauthorized("The token is invalid or expired.") from exc
         if not isinstance(claims.get("sub"), str) or not claims["sub"]:
             raise Unauthorized("The token has no subject.")
-        return claims
+        principal = principal_from_claims(claims)
+        # python-jose checked that exp (required) and nbf (if present) are integers.
+        return _Verified(principal, int(claims["exp"]), int(claims["nbf"]) if "nbf" in claims else None)
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
@@ -191,7 +251,7 @@ async def authenticate(
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized()
     verifier: TokenVerifier = request.app.state.verifier
-    principal = principal_from_claims(verifier.verify(credentials.credentials))
+    principal = verifier.principal(credentials.credentials)
     gate = getattr(request.app.state, "employee_gate", None)
     if principal.employee is not None and gate is not None and await run_in_threadpool(gate, principal.employee):
         # A leaver's token that has not expired yet must stop working at the exit time.

@@ -112,6 +112,12 @@ class Database:
         writer_bind = self.engine.execution_options(sqlite_begin="IMMEDIATE") if settings.is_sqlite else self.engine
         self.writer = sessionmaker(bind=writer_bind, expire_on_commit=False, autoflush=False)
         self.reader = sessionmaker(bind=self.engine, expire_on_commit=False, autoflush=False)
+        # For one-statement reads (the access check): on PostgreSQL in autocommit, so the read is one round trip,
+        # with no BEGIN before it and no ROLLBACK when the connection goes back to the pool (a single statement
+        # sees one snapshot either way). Same pool. SQLite keeps its explicit BEGIN (see _configure_sqlite).
+        self.single_read: Engine = (
+            self.engine if settings.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
 
     def session(self, *, write: bool = True) -> Session:
         return (self.writer if write else self.reader)()

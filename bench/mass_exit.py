@@ -13,9 +13,12 @@ COPY / executemany and set-based UPDATE / INSERT … SELECT in one transaction, 
 
 from __future__ import annotations
 
+import cProfile
 import datetime as dt
+import io
 import json
 import os
+import pstats
 import secrets
 import sys
 import time
@@ -122,9 +125,19 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"phases": {}, "leavers": len(leavers)}
     profile = SqlProfile() if os.environ.get("HANDOVER_BENCH_SQL_PROFILE") else None
 
+    cprofiled = set(filter(None, os.environ.get("HANDOVER_BENCH_CPROFILE", "").split(",")))
+    running: list[cProfile.Profile] = []
+
     def phase(name: str) -> float:
+        """Marks the start of a phase (and the end of the one before) for the opt-in profiles."""
         if profile is not None:
             profile.phase = name
+        if running:
+            running.pop().disable()
+        if name in cprofiled:
+            running.append(cProfile.Profile())
+            running[-1].enable()
+            out.setdefault("cprofile", {})[name] = running[-1]
         return time.perf_counter()
 
     reset_ok = reset_peak_rss()
@@ -205,9 +218,13 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
                 .where(HandoverItem.handover_id.in_(ids), HandoverItem.status == "transferred")
             )
             audit_after = session.scalar(select(func.max(AuditEntry.seq))) or 0
+        phase("after")
         if profile is not None:
-            profile.phase = "after"
             out["sql_profile"] = profile.top()
+        for name, prof in out.pop("cprofile", {}).items():
+            text = io.StringIO()
+            pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(30)
+            out.setdefault("cprofile_text", {})[name] = text.getvalue()
         out["has_outbox"] = _has_outbox(db)
         out["floor"] = floor(db, ids, h_before, audit_before, audit_after, leavers, now, effective_at, outbox_before)
     finally:

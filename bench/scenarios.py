@@ -386,6 +386,8 @@ def mass_exit(ctx: Context) -> ScenarioResult:
             last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit code {proc.returncode}"
             raise RuntimeError(f"mass exit child failed: {last}")
         runs.append(json.loads(out_path.read_text()))
+        for name, report in runs[-1].get("cprofile_text", {}).items():
+            print(f"cProfile, {name}:\n{report}", file=sys.stderr)
         for name, rows in runs[-1].get("sql_profile", {}).items():
             print(f"SQL profile, {name}:", file=sys.stderr)
             for statement, seconds, calls in rows:

@@ -393,3 +393,32 @@ def test_too_wide_a_proof_is_skipped_and_the_plan_is_certified_feasible() -> Non
     assert capped.status == "feasible" and capped.stats["milp_skipped"] == 1.0
     assert capped.stats["lower_bound"] <= exact.total_cost + 1e-6 <= capped.total_cost + 2e-6
     assert solver.objective(clients, candidates, successors(capped)) == pytest.approx(capped.total_cost)
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(instances())
+def test_full_price_bound_never_exceeds_the_optimum(
+    instance: tuple[list[ClientSpec], list[CandidateSpec], SolverConfig],
+) -> None:
+    clients, candidates, config = instance
+    if not clients or not candidates:
+        return
+    options: list[int | None] = [None, *(c.id for c in candidates)]
+    best = min(
+        solver.objective(clients, candidates, dict(zip([c.id for c in clients], pick)), config)
+        for pick in itertools.product(options, repeat=len(clients))
+    )
+    bound = solver._full_price_bound(solver._build(clients, candidates, config))
+    assert math.isfinite(bound)
+    assert bound <= best + 1e-6
+
+
+def test_a_time_cut_plan_is_certified_by_the_full_price_bound() -> None:
+    clients, candidates = _random_book(5)
+    exact = solver.solve(clients, candidates, SolverConfig())
+    cut = solver.solve(clients, candidates, SolverConfig(time_limit=1e-9))
+    assert exact.status == "optimal"
+    if cut.status == "feasible":
+        assert cut.stats["full_price_bound"] > cut.stats["fit_bound"]
+        assert cut.stats["lower_bound"] >= cut.stats["full_price_bound"]
+    assert cut.stats["lower_bound"] <= exact.total_cost + 1e-6 <= cut.total_cost + 2e-6

@@ -48,10 +48,20 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         await anyio.to_thread.run_sync(session.close, limiter=limiter)
 
 
-async def get_db(request: Request) -> Database:
-    """For the few routes that manage their own transactions (the access check reads without a writer)."""
+def db_of(request: Request) -> Database:
+    """A plain function, not a dependency: the access check takes `Request` and saves a dependency resolution."""
     db: Database = request.app.state.db
     return db
+
+
+def now_of(request: Request) -> dt.datetime:
+    """What `Now` gives, as a plain function for the access check (see `db_of`)."""
+    clock: Clock = request.app.state.clock
+    return clock.now()
+
+
+async def get_db(request: Request) -> Database:
+    return db_of(request)
 
 
 async def get_clock(request: Request) -> Clock:
@@ -60,8 +70,7 @@ async def get_clock(request: Request) -> Clock:
 
 
 async def get_now(request: Request) -> dt.datetime:
-    clock: Clock = request.app.state.clock
-    return clock.now()
+    return now_of(request)
 
 
 # scope="function": the commit happens before the response leaves, so a failed commit is an error

@@ -28,6 +28,9 @@ access_log = logging.getLogger("handover.access")
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # Labelled children, looked up once per label set: `labels()` validates and locks on every call.
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
         self.requests = Counter(
             "handover_http_requests_total",
             "HTTP requests by route and status.",
@@ -42,12 +45,35 @@ class Metrics:
             buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
 
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        counter = self._counted.get((method, route, status))
+        if counter is None:
+            counter = self._counted[(method, route, status)] = self.requests.labels(method, route, str(status))
+        counter.inc()
+        timer = self._timed.get((method, route))
+        if timer is None:
+            timer = self._timed[(method, route)] = self.latency.labels(method, route)
+        timer.observe(seconds)
+
 
 def _nul_errors(scope: Scope) -> list[dict[str, Any]]:
     query = scope.get("query_string", b"").decode("latin-1")
     names = [k for k, v in parse_qsl(query, keep_blank_values=True) if "\x00" in k or "\x00" in v]
     loc: list[list[str]] = [["query", n.replace("\x00", "")] for n in names] or [["path"]]
     return [{"loc": x, "msg": "NUL characters are not allowed", "type": "string_pattern_mismatch"} for x in loc]
+
+
+WANTED_HEADERS = frozenset({b"x-request-id", b"content-length", b"content-type", b"transfer-encoding"})
+
+
+def _wanted_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Only the headers this middleware reads, decoded (the last one wins, as in a dict of all of them)."""
+    found: dict[str, str] = {}
+    for k, v in raw:
+        name = k.lower()
+        if name in WANTED_HEADERS:
+            found[name.decode("latin-1")] = v.decode("latin-1")
+    return found
 
 
 def _is_json(content_type: str) -> bool:
@@ -66,7 +92,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        headers = _wanted_headers(scope["headers"])
         incoming = headers.get("x-request-id", "")
         request_id = incoming if REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
@@ -100,8 +126,7 @@ class RequestMiddleware:
             route = scope.get("route")
             route_path = getattr(route, "path", None) or "unmatched"
             status = status_holder["status"]
-            self.metrics.requests.labels(scope["method"], route_path, str(status)).inc()
-            self.metrics.latency.labels(scope["method"], route_path).observe(elapsed)
+            self.metrics.observe(scope["method"], route_path, status, elapsed)
             if access_log.isEnabledFor(logging.INFO):
                 principal = scope.get("state", {}).get("principal")
                 access_log.info(

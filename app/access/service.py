@@ -475,6 +475,25 @@ def cut_leaver(session: Session, handover_id: int, leaver: str, effective_at: dt
     )
 
 
+def cut_leavers(session: Session, handover_ids: Sequence[int]) -> None:
+    """`cut_leaver` for each of these handovers' leavers at its own effective time, in one UPDATE … FROM."""
+    from app.transfer.models import Handover as H  # access reads the rows a handover hands it
+
+    g = AccessGrant
+    session.execute(
+        update(g)
+        .where(
+            H.id.in_(handover_ids),
+            g.employee_id == H.leaver_id,
+            g.revoked_at.is_(None),
+            g.cut_by_handover_id.is_(None),
+            or_(g.valid_until.is_(None), g.valid_until > H.effective_at),
+        )
+        .values(cut_by_handover_id=H.id, cut_from=g.valid_until, valid_until=H.effective_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def restore_leaver(session: Session, handover_id: int, *, except_clients: Any = None) -> None:
     """Grants this handover cut get their old end back (except on `except_clients`, a select of client ids)."""
     g = AccessGrant
@@ -499,8 +518,7 @@ def on_approve_many(
         by_time.setdefault(effective_at, []).append(handover_id)
     for effective_at, ids in by_time.items():
         _handover_grants(session, ids, effective_at, actor, now)
-    for handover_id, leaver, effective_at in handovers:
-        cut_leaver(session, handover_id, leaver, effective_at)
+    cut_leavers(session, [handover_id for handover_id, _, _ in handovers])
 
 
 def on_reschedule(

@@ -379,6 +379,9 @@ def _people(session: Session, ids: set[str]) -> dict[str, _Person]:
     return {r[0]: _Person(r[1], r[2], r[3], list(r[4] or [])) for r in rows}
 
 
+APPROVAL_ROWS_PER_INSERT = 5_000
+
+
 def on_handover_approved(session: Session, *, handover_id: int, now: dt.datetime, settings: Settings) -> dict[str, int]:
     """Everything approval sets in motion, in one bulk insert: briefings and the summary now, client intros at
     the configured time (highest risk first), sign-off reminders three days before the effective time.
@@ -446,12 +449,15 @@ def on_handovers_approved(
         contacts[c[0]].append(c)
     shared = _Shared(people, contacts, available_locales(session), _subscribers(session, "notification.client_intro"))
     rows: list[dict[str, Any]] = []
-    for h in todo:
-        out[h.id] = _approval_rows(h, items_of[h.id], shared, rows, now=now, settings=settings)
-    if rows:
-        # A Core executemany of one statement (every row has every key): the ORM's bulk insert would start a
-        # new INSERT each time the set of NULL columns changes (hundreds for one approval).
-        session.execute(insert(cast(Table, OutboxMessage.__table__)), rows)
+    for n, h in enumerate(todo, 1):
+        out[h.id] = _approval_rows(h, items_of.pop(h.id, []), shared, rows, now=now, settings=settings)
+        if len(rows) >= APPROVAL_ROWS_PER_INSERT or n == len(todo):
+            # A Core executemany of one statement (every row has every key): the ORM's bulk insert would start a
+            # new INSERT each time the set of NULL columns changes (hundreds for one approval). In slices, so a
+            # layoff's 75,000 notifications are never all in memory at once.
+            if rows:
+                session.execute(insert(cast(Table, OutboxMessage.__table__)), rows)
+            rows = []
     return out
 
 

@@ -931,14 +931,15 @@ def _cut_leaving_receivers(session: Session, handover_ids: Sequence[int]) -> Non
     receivers = select(func.coalesce(HandoverItem.successor_id, HandoverItem.interim_owner_id)).where(
         HandoverItem.handover_id.in_(handover_ids)
     )
-    for other_id, leaver, effective_at in session.execute(
-        select(Handover.id, Handover.leaver_id, Handover.effective_at).where(
+    leaving = session.scalars(
+        select(Handover.id).where(
             Handover.id.not_in(handover_ids),
             Handover.leaver_id.in_(receivers),
             Handover.status.in_(("approved", "executed", "completed")),
         )
-    ):
-        access.cut_leaver(session, other_id, leaver, effective_at)
+    ).all()
+    if leaving:
+        access.cut_leavers(session, leaving)
 
 
 def execute(

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
+from functools import partial
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request, Response, status
-from starlette.concurrency import run_in_threadpool
 
 from app.access import schemas, service
 from app.core.auth import AccessAdmin, AccessCheckScope
-from app.core.deps import DbSession, Now, db_of, now_of
+from app.core.deps import DbSession, Now, db_of, now_of, read_limiter
 from app.core.errors import problem_responses
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
@@ -43,18 +44,22 @@ def _out(d: service.Decision) -> schemas.AccessDecision:
 )
 async def check(body: schemas.AccessCheck, principal: AccessCheckScope, request: Request) -> schemas.AccessDecision:
     # async with one thread hop: the hot path of every CRM page view takes no writer and no second hop; the clock
-    # and the database come straight from the app (what `Now` and `Db` give) to skip two dependency resolutions.
+    # and the database come straight from the app (what `Now` and `Db` give) to skip two dependency resolutions;
+    # the hop takes one of pool-size threads (deps.read_limiter), so it never waits for, or opens, a connection.
     service.require_own_or_admin(principal, body.employee)
     now = now_of(request)
-    decision = await run_in_threadpool(
-        service.check,
-        db_of(request),
-        body.employee,
-        body.client,
-        body.action,
-        body.at or now,
-        actor=principal.actor,
-        now=now,
+    decision = await anyio.to_thread.run_sync(
+        partial(
+            service.check,
+            db_of(request),
+            body.employee,
+            body.client,
+            body.action,
+            body.at or now,
+            actor=principal.actor,
+            now=now,
+        ),
+        limiter=read_limiter(request),
     )
     return _out(decision)
 
@@ -73,12 +78,15 @@ async def check_batch(
         service.require_own_or_admin(principal, c.employee)
     now = now_of(request)
     default_at = body.at or now
-    decisions = await run_in_threadpool(
-        service.check_batch,
-        db_of(request),
-        [(c.employee, c.client, c.action, c.at or default_at) for c in body.checks],
-        actor=principal.actor,
-        now=now,
+    decisions = await anyio.to_thread.run_sync(
+        partial(
+            service.check_batch,
+            db_of(request),
+            [(c.employee, c.client, c.action, c.at or default_at) for c in body.checks],
+            actor=principal.actor,
+            now=now,
+        ),
+        limiter=read_limiter(request),
     )
     return schemas.AccessDecisionBatch(decisions=[_out(d) for d in decisions])
 

@@ -54,6 +54,7 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
 from app.audit import service as audit
+from app.core import bulk
 from app.core.config import Settings
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.core.signing import generate_secret
@@ -452,11 +453,10 @@ def on_handovers_approved(
     for n, h in enumerate(todo, 1):
         out[h.id] = _approval_rows(h, items_of.pop(h.id, []), shared, rows, now=now, settings=settings)
         if len(rows) >= APPROVAL_ROWS_PER_INSERT or n == len(todo):
-            # A Core executemany of one statement (every row has every key): the ORM's bulk insert would start a
-            # new INSERT each time the set of NULL columns changes (hundreds for one approval). In slices, so a
-            # layoff's 75,000 notifications are never all in memory at once.
-            if rows:
-                session.execute(insert(cast(Table, OutboxMessage.__table__)), rows)
+            # Every row has every key, so one COPY (PostgreSQL) or one executemany: the ORM's bulk insert would
+            # start a new INSERT each time the set of NULL columns changes. In slices, so a layoff's 75,000
+            # notifications are never all in memory at once.
+            bulk.insert_rows(session, cast(Table, OutboxMessage.__table__), rows)
             rows = []
     return out
 

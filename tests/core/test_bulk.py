@@ -1,0 +1,88 @@
+"""Bulk inserts (COPY on PostgreSQL, executemany on SQLite): the rows read back are the rows given, inside the
+caller's transaction."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+import pytest
+from sqlalchemy import Table, select
+
+from app.core import bulk
+from app.core.db import Database, transaction
+from app.notify import service as notify
+from app.notify.models import OutboxMessage
+from tests.company import START
+
+TABLE = cast(Table, OutboxMessage.__table__)
+
+
+def _rows(n: int) -> list[dict[str, Any]]:
+    return [
+        notify._row(
+            kind="client",
+            template="client_intro",
+            locale="zh-CN" if i % 2 else "en",
+            channel="email",
+            recipient=f"c{i}@client.example" if i % 3 else None,
+            endpoint_id=None,
+            data={"client": {"name": f"客户 {i}", "external_id": f"c{i}"}, "nested": [1, None, "x\ty\nz\\"], "n": i},
+            not_before=START,
+            now=START,
+            priority=i,
+            skip=None if i % 3 else "the contact has no email address",
+        )
+        for i in range(n)
+    ]
+
+
+def _stored(db: Database) -> list[tuple[Any, ...]]:
+    with db.session(write=False) as s:
+        return [
+            (
+                m.message_id,
+                m.locale,
+                m.recipient,
+                m.payload,
+                m.status,
+                m.priority,
+                m.not_before,
+                m.next_attempt_at,
+                m.last_error,
+            )
+            for m in s.scalars(select(OutboxMessage).order_by(OutboxMessage.priority))
+        ]
+
+
+def test_rows_read_back_as_given(db: Database) -> None:
+    rows = _rows(250)
+    with transaction(db) as s:
+        bulk.insert_rows(s, TABLE, rows)
+    expected = [
+        (
+            r["message_id"],
+            r["locale"],
+            r["recipient"],
+            r["payload"],
+            r["status"],
+            r["priority"],
+            r["not_before"],
+            r["next_attempt_at"],
+            r["last_error"],
+        )
+        for r in rows
+    ]
+    assert _stored(db) == expected
+
+
+def test_rows_go_with_the_transaction(db: Database) -> None:
+    with pytest.raises(RuntimeError), transaction(db) as s:
+        bulk.insert_rows(s, TABLE, _rows(10))
+        raise RuntimeError("the caller fails after the insert")
+    assert _stored(db) == []
+
+
+def test_nothing_to_insert(db: Database) -> None:
+    with transaction(db) as s:
+        bulk.insert_rows(s, TABLE, [])
+    assert _stored(db) == []

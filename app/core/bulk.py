@@ -7,12 +7,12 @@ Core executemany. Either way every row must have the same keys.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from psycopg import sql
 from psycopg.types.json import Jsonb
-from sqlalchemy import JSON, Table, insert
+from sqlalchemy import JSON, Dialect, Table, insert
 from sqlalchemy.orm import Session
 
 
@@ -23,13 +23,24 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
         session.execute(insert(table), list(rows))
         return
     session.flush()  # rows may refer to objects the session has not written yet
+    connection = session.connection()
     columns = list(rows[0])
-    json_columns = {c for c in columns if isinstance(table.c[c].type, JSON)}
+    # Each value goes through its column type's bind processing, as in an executemany (e.g. UTCDateTime refuses
+    # naive times), then psycopg writes it in COPY's text format.
+    process = [_processor(table.c[c].type, connection.dialect) for c in columns]
     statement = sql.SQL("COPY {} ({}) FROM STDIN").format(
         sql.Identifier(table.name), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
-    raw = session.connection().connection.driver_connection
+    raw = connection.connection.driver_connection
     assert raw is not None  # a live connection of the session's transaction
     with raw.cursor() as cursor, cursor.copy(statement) as copy:
         for row in rows:
-            copy.write_row([Jsonb(row[c]) if c in json_columns and row[c] is not None else row[c] for c in columns])
+            copy.write_row([row[c] if p is None else p(row[c]) for c, p in zip(columns, process, strict=True)])
+
+
+def _processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
+    if isinstance(column_type, JSON):
+        # psycopg's SQLAlchemy dialect leaves JSON to psycopg's adapters, which COPY needs told.
+        return lambda value: None if value is None else Jsonb(value)
+    processor: Callable[[Any], Any] | None = column_type.bind_processor(dialect)
+    return processor

@@ -11,14 +11,15 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, exists, false, func, insert, or_, select, true, update
+from sqlalchemy import Table, delete, exists, false, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.access import service as access
 from app.audit import service as audit
+from app.core import bulk
 from app.core.auth import Principal
 from app.core.config import Settings
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
@@ -597,8 +598,9 @@ def _replace_proposals(session: Session, handover_ids: Sequence[int], values: Se
     for start in range(0, len(handover_ids), 1000):
         part = list(handover_ids[start : start + 1000])
         session.execute(delete(HandoverItem).where(HandoverItem.handover_id.in_(part), HandoverItem.manual.is_(False)))
+    table = cast(Table, HandoverItem.__table__)
     for start in range(0, len(values), 2000):
-        session.execute(insert(HandoverItem), list(values[start : start + 2000]))
+        bulk.insert_rows(session, table, values[start : start + 2000])
 
 
 def _item_values(handover_id: int, rows: Sequence[dict[str, Any]], now: dt.datetime) -> list[dict[str, Any]]:

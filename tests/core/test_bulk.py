@@ -7,6 +7,7 @@ from typing import Any, cast
 
 import pytest
 from sqlalchemy import Table, select
+from sqlalchemy.exc import StatementError
 
 from app.core import bulk
 from app.core.db import Database, transaction
@@ -85,4 +86,12 @@ def test_rows_go_with_the_transaction(db: Database) -> None:
 def test_nothing_to_insert(db: Database) -> None:
     with transaction(db) as s:
         bulk.insert_rows(s, TABLE, [])
+    assert _stored(db) == []
+
+
+def test_values_get_their_column_types_processing(db: Database) -> None:
+    """As in an executemany: a naive time is refused (UTCDateTime), not stored as whatever the server assumes."""
+    row = {**_rows(1)[0], "not_before": START.replace(tzinfo=None)}
+    with pytest.raises((ValueError, StatementError)), transaction(db) as s:
+        bulk.insert_rows(s, TABLE, [row])
     assert _stored(db) == []

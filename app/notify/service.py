@@ -44,7 +44,7 @@ import uuid
 from base64 import urlsafe_b64encode
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Select, String, Table, exists, func, insert, literal, select, update
@@ -467,6 +467,14 @@ class _Shared:
     contacts: dict[str, list[Any]]
     locales: dict[str, set[str]]
     intro_endpoints: list[int]
+    picked: dict[tuple[str, tuple[str | None, ...], str], str] = field(default_factory=dict)
+
+    def locale(self, template: str, wanted: tuple[str | None, ...], default: str) -> str:
+        """`pick_locale`, remembered: a layoff asks the same question for tens of thousands of contacts."""
+        key = (template, wanted, default)
+        if key not in self.picked:
+            self.picked[key] = pick_locale(wanted, self.locales[template], default)
+        return self.picked[key]
 
 
 def _approval_rows(
@@ -479,7 +487,7 @@ def _approval_rows(
     settings: Settings,
 ) -> dict[str, int]:
     """Appends one handover's notifications to `rows`; returns the count per template (and `skipped`)."""
-    people, contacts, locales = shared.people, shared.contacts, shared.locales
+    people, contacts = shared.people, shared.contacts
     first = len(rows)
     default = settings.default_locale
     leaver = people.get(h.leaver_id) or _Person(h.leaver_id, None, None, [])
@@ -489,7 +497,7 @@ def _approval_rows(
 
     def internal(template: str, person_id: str, data: dict[str, Any], at: dt.datetime) -> None:
         person = people.get(person_id)
-        locale = pick_locale(person.languages if person else [], locales[template], default)
+        locale = shared.locale(template, tuple(person.languages) if person else (), default)
         rows.append(
             _row(
                 kind="internal",
@@ -558,7 +566,7 @@ def _approval_rows(
                 "effective_date": effective_date,
                 "recipient": {"contact_id": contact_id, "name": name, "email": email, "phone": phone},
             }
-            locale = pick_locale([locale_wanted], locales["client_intro"], default)
+            locale = shared.locale("client_intro", (locale_wanted,), default)
             common: dict[str, Any] = {
                 "kind": "client",
                 "template": "client_intro",

@@ -688,11 +688,15 @@ def _price(
     beta: FloatArray,
     threshold: float,
     per_class: int | None,
+    known: IntArray | None = None,
 ) -> tuple[IntArray, float, FloatArray]:
     """Pairs with reduced cost below threshold, sum of ub*min(0,d), and each class's best price.
 
     The best price ``min_j(cost - size * beta_j)`` yields dual-feasible class
-    multipliers, hence a valid bound even from a non-converged LP.
+    multipliers, hence a valid bound even from a non-converged LP.  Pairs in
+    ``known`` (sorted keys, e.g. the restricted master's) are never returned, so
+    they cannot take the ``per_class`` slots of new ones: a modelled pair at its
+    upper bound has a negative reduced cost at optimal duals.
     """
     n_j = p.n_cands
     found: list[IntArray] = []
@@ -709,6 +713,10 @@ def _price(
             cc = neg_r.astype(np.int64) + c0
             jj = neg_j.astype(np.int64)
             negative += float(np.sum(_pair_ub(p, cc, jj) * block[neg_r, neg_j]))
+        if known is not None:
+            k0, k1 = np.searchsorted(known, [c0 * n_j, c1 * n_j])
+            inside = known[k0:k1]
+            block[inside // n_j - c0, inside % n_j] = np.inf
         rows, cols = np.nonzero(block < threshold)
         if rows.size == 0:
             continue
@@ -1027,9 +1035,8 @@ def _optimise(p: _Problem, stats: dict[str, float], deadline: float) -> tuple[_R
         rounds += 1
         last_lp = (model, lp[1])
         alpha, beta = lp[0][: p.n_classes], _candidate_prices(p, model, lp[0][p.n_classes :])
-        new, _, best = _price(p, alpha, beta, -1e-7, _CG_PER_CLASS)
+        new, _, best = _price(p, alpha, beta, -1e-7, _CG_PER_CLASS, keys)
         prices = (np.minimum(penalty, best), beta)
-        new = np.setdiff1d(new, keys)
         if new.size == 0:
             converged = True
             break

@@ -118,6 +118,30 @@ _CG_MAX_ROUNDS: Final = 200
 _CG_PER_CLASS: Final = 8
 _INIT_MIN_COLUMNS: Final = 4
 _INIT_PARTITION: Final = 32
+_REPAIR_MAX_COLUMNS: Final = 5_000
+
+
+def _unique(values: IntArray) -> tuple[IntArray, IntArray]:
+    """Sorted distinct values and, for each input, the index of its value among them.
+
+    A sort and a mask: numpy 2.x's hash-based ``np.unique`` took 15 s for the 7.8M keys of a 22,600 x 2,000 book
+    where this takes 0.8 s.
+    """
+    order = np.argsort(values, kind="stable")
+    ordered = values[order]
+    first = np.ones(ordered.size, dtype=np.bool_)
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    inverse = np.empty(values.size, dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return ordered[first], inverse
+
+
+def _distinct(*parts: IntArray) -> IntArray:
+    """Sorted distinct values of the given arrays together (see ``_unique``)."""
+    ordered = np.sort(np.concatenate(parts)) if len(parts) > 1 else np.sort(parts[0])
+    first = np.ones(ordered.size, dtype=np.bool_)
+    np.not_equal(ordered[1:], ordered[:-1], out=first[1:])
+    return np.asarray(ordered[first], dtype=np.int64)
 
 
 def _default_load_points() -> dict[str, float]:
@@ -679,7 +703,7 @@ def _initial_columns(p: _Problem) -> tuple[IntArray, float]:
             keys.append(c * n_j + cols[:take].astype(np.int64))
     if not keys:
         return np.zeros(0, dtype=np.int64), fit_bound
-    return np.unique(np.concatenate(keys)), fit_bound
+    return _distinct(*keys), fit_bound
 
 
 def _price(
@@ -760,7 +784,7 @@ def _model(p: _Problem, keys: IntArray) -> _Model:
     n_c, n_j = p.n_classes, p.n_cands
     cc = keys // max(n_j, 1)
     jj = keys % max(n_j, 1)
-    active = np.unique(jj)
+    active = _distinct(jj)
     row_of = np.full(n_j, -1, dtype=np.int64)
     row_of[active] = np.arange(active.size)
     segs = np.nonzero(row_of[p.seg_j] >= 0)[0]
@@ -884,7 +908,7 @@ def _result(p: _Problem, cc: IntArray, jj: IntArray, x: IntArray) -> _Result:
     """Check an integer class-level solution and price it with the exact objective."""
     n_c, n_j = p.n_classes, p.n_cands
     keep = x > 0
-    keys, inverse = np.unique(cc[keep] * n_j + jj[keep], return_inverse=True)
+    keys, inverse = _unique(cc[keep] * n_j + jj[keep])
     counts = np.bincount(inverse, weights=x[keep], minlength=keys.size).astype(np.int64)
     cc, jj = keys // n_j, keys % n_j
     unassigned = p.c_count - np.bincount(cc, weights=counts, minlength=n_c).astype(np.int64)
@@ -972,16 +996,35 @@ def _greedy_order(p: _Problem) -> list[tuple[int, int]]:
     return [(int(c), int(p.c_count[c])) for c in order]
 
 
-def _round(p: _Problem, model: _Model, values: FloatArray, table: _LoadTable, deadline: float) -> _Result:
-    """Incumbent from the LP: keep its integral part, re-optimise the fractional classes.
+def _complete(p: _Problem, table: _LoadTable, cc: IntArray, jj: IntArray, x: IntArray) -> _Result:
+    """An integer partial solution plus a greedy placement (riskiest first) of the clients it leaves out."""
+    sizes = p.g_size[p.c_group[cc]]
+    loads = np.bincount(jj, weights=x * sizes, minlength=p.n_cands).astype(np.int64)
+    left = p.c_count - np.bincount(cc, weights=x, minlength=p.n_classes).astype(np.int64)
+    todo = _priority(p, np.nonzero(left > 0)[0])
+    extra_c, extra_j = _place(p, table, loads, [(int(c), int(left[c])) for c in todo])
+    return _result(
+        p,
+        np.concatenate([cc, extra_c]),
+        np.concatenate([jj, extra_j]),
+        np.concatenate([x, np.ones(extra_c.size, dtype=np.int64)]),
+    )
 
-    The repair is the same MILP with every LP-integral variable fixed, which
-    presolve shrinks to a few hundred variables; a greedy re-placement covers
-    anything the repair leaves (or if time runs out).
+
+def _round(p: _Problem, model: _Model, values: FloatArray, table: _LoadTable, deadline: float) -> _Result:
+    """Incumbent from the LP: its rounded-down part plus a greedy placement of the rest.
+
+    When the fractional classes (and every class sharing a candidate with them)
+    span few columns, the same MILP with every other variable fixed re-optimises
+    them too (presolve shrinks it to a few hundred variables), and the better of
+    the two is kept.  On large books that neighbourhood is most of the LP
+    (44,841 of 67,280 columns at 22,600 x 2,000): the MILP then took 10 s for a
+    worse plan (+20 on ~104,000) than the 0.1 s floor-and-greedy one.
     """
     n_x, n_c = len(model.cc), p.n_classes
     x_lp = values[:n_x]
     u_lp = values[n_x : n_x + n_c]
+    best = _complete(p, table, model.cc, model.jj, np.floor(x_lp + 1e-9).astype(np.int64))
     frac_x = np.abs(x_lp - np.rint(x_lp)) > 1e-6
     frac_u = np.abs(u_lp - np.rint(u_lp)) > 1e-6
     free = np.zeros(n_c, dtype=np.bool_)
@@ -990,29 +1033,21 @@ def _round(p: _Problem, model: _Model, values: FloatArray, table: _LoadTable, de
     touched = np.zeros(p.n_cands, dtype=np.bool_)
     touched[model.jj[frac_x]] = True
     free[model.cc[(x_lp > 1e-6) & touched[model.jj]]] = True
-    x = np.floor(x_lp + 1e-9).astype(np.int64)
-    if free.any() and deadline - time.perf_counter() > 0:
-        lower = model.lower.copy()
-        upper = model.upper.copy()
-        fixed_x = ~free[model.cc]
-        lower[:n_x][fixed_x] = upper[:n_x][fixed_x] = np.rint(x_lp[fixed_x])
-        fixed_u = ~free
-        lower[n_x : n_x + n_c][fixed_u] = upper[n_x : n_x + n_c][fixed_u] = np.rint(u_lp[fixed_u])
-        sub = _Model(model.cc, model.jj, model.cost, model.a, model.rhs, lower, upper, model.integrality, model.active)
-        repaired, _, _ = _solve_milp(sub, deadline - time.perf_counter())
-        if repaired is not None:
-            x = np.rint(repaired[:n_x]).astype(np.int64)
-    sizes = p.g_size[p.c_group[model.cc]]
-    loads = np.bincount(model.jj, weights=x * sizes, minlength=p.n_cands).astype(np.int64)
-    left = p.c_count - np.bincount(model.cc, weights=x, minlength=n_c).astype(np.int64)
-    todo = _priority(p, np.nonzero(left > 0)[0])
-    extra_c, extra_j = _place(p, table, loads, [(int(c), int(left[c])) for c in todo])
-    return _result(
-        p,
-        np.concatenate([model.cc, extra_c]),
-        np.concatenate([model.jj, extra_j]),
-        np.concatenate([x, np.ones(extra_c.size, dtype=np.int64)]),
-    )
+    free_x = free[model.cc]
+    if not free.any() or int(free_x.sum()) > _REPAIR_MAX_COLUMNS or deadline - time.perf_counter() <= 0:
+        return best
+    lower = model.lower.copy()
+    upper = model.upper.copy()
+    lower[:n_x][~free_x] = upper[:n_x][~free_x] = np.rint(x_lp[~free_x])
+    fixed_u = ~free
+    lower[n_x : n_x + n_c][fixed_u] = upper[n_x : n_x + n_c][fixed_u] = np.rint(u_lp[fixed_u])
+    sub = _Model(model.cc, model.jj, model.cost, model.a, model.rhs, lower, upper, model.integrality, model.active)
+    repaired, _, _ = _solve_milp(sub, deadline - time.perf_counter())
+    if repaired is not None:
+        other = _complete(p, table, model.cc, model.jj, np.rint(repaired[:n_x]).astype(np.int64))
+        if other.total < best.total:
+            best = other
+    return best
 
 
 def _optimise(p: _Problem, stats: dict[str, float], deadline: float) -> tuple[_Result, bool, float]:
@@ -1040,7 +1075,7 @@ def _optimise(p: _Problem, stats: dict[str, float], deadline: float) -> tuple[_R
         if new.size == 0:
             converged = True
             break
-        keys = np.union1d(keys, new)
+        keys = _distinct(keys, new)
     stats["cg_rounds"] = float(rounds)
     stats["t_column_generation"] = time.perf_counter() - clock - stats["t_initial"]
     incumbent: _Result | None = None
@@ -1071,7 +1106,7 @@ def _optimise(p: _Problem, stats: dict[str, float], deadline: float) -> tuple[_R
     extra, negative, _ = _price(p, prices[0], prices[1], incumbent.total - lp_bound + tol, None)
     if negative < -tol:  # only float noise is possible with dual-feasible multipliers
         raise RuntimeError("internal error: reduced costs are not dual feasible")
-    keys = np.union1d(np.union1d(keys, extra), incumbent.cc * p.n_cands + incumbent.jj)
+    keys = _distinct(keys, extra, incumbent.cc * p.n_cands + incumbent.jj)
     stats["columns"] = float(keys.size)
     if keys.size > p.config.milp_max_columns:
         # A wide gap leaves millions of pairs that could still improve: HiGHS would need gigabytes and hours for

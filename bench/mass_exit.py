@@ -143,6 +143,11 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
 
     def phase(name: str) -> float:
         """Marks the start of a phase (and the end of the one before) for the opt-in profiles."""
+        # Each phase's own peak memory (VmHWM reset at its start), to see which phase the overall peak is.
+        if reset_ok and current[0] != "setup":
+            peaks[current[0]] = vm_hwm_bytes() or 0
+        if reset_ok:
+            reset_peak_rss()
         current[0] = name
         if profile is not None:
             profile.phase = name
@@ -155,6 +160,7 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
         return time.perf_counter()
 
     reset_ok = reset_peak_rss()
+    peaks: dict[str, int] = out.setdefault("phase_peak_rss", {})
     try:
         with transaction(db) as session:
             audit_before = session.scalar(select(func.coalesce(func.max(AuditEntry.seq), 0))) or 0
@@ -219,8 +225,9 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
         out["phases"]["execute"] = time.perf_counter() - start
         out["executed"] = len(executed)
 
-        out["peak_rss"] = vm_hwm_bytes() if reset_ok else peak_rss_bytes()
-        out["peak_rss_method"] = "VmHWM reset at start" if reset_ok else "ru_maxrss (process lifetime)"
+        phase("after")
+        out["peak_rss"] = max(peaks.values(), default=0) if reset_ok else peak_rss_bytes()
+        out["peak_rss_method"] = "VmHWM reset at each phase's start" if reset_ok else "ru_maxrss (process lifetime)"
 
         with transaction(db) as session:
             out["items"] = session.scalar(
@@ -232,7 +239,6 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
                 .where(HandoverItem.handover_id.in_(ids), HandoverItem.status == "transferred")
             )
             audit_after = session.scalar(select(func.max(AuditEntry.seq))) or 0
-        phase("after")
         if profile is not None:
             out["sql_profile"] = profile.top()
         for name, prof in out.pop("cprofile", {}).items():

@@ -456,7 +456,13 @@ def mass_exit(ctx: Context) -> ScenarioResult:
     res.notes.append(
         f"The service wrote {last['floor']['audit_entries']:,} audit entries and {last['moved']:,} transferred items; "
         "planned jointly by `transfer.service.plan_many` (what POST /v1/handover-plans runs). Peak memory: "
-        f"{last['peak_rss_method']} in a child process that holds no generated data. Database: {ctx.base_load}."
+        f"{last['peak_rss_method']} in a child process that holds no generated data"
+        + (
+            " (per phase: " + ", ".join(f"{k} {v / 2**20:,.0f} MiB" for k, v in last["phase_peak_rss"].items()) + ")"
+            if last.get("phase_peak_rss")
+            else ""
+        )
+        + f". Database: {ctx.base_load}."
     )
     if not last.get("has_outbox"):
         res.notes.append("Outbox rows are not in either side: `app.notify` is not wired in (no outbox_message table).")

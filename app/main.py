@@ -79,11 +79,13 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.metrics = Metrics(registry)
 
     install_handlers(app)
+    # The access check is the hot path (every CRM page view): Starlette tries routes in order, and matching
+    # past ~80 other routes first cost 55-75 µs of a ~0.7 ms check.
+    app.include_router(access_router)
     app.include_router(ops_router)
     app.include_router(directory_router)
     app.include_router(audit_router)
     app.include_router(transfer_router)
-    app.include_router(access_router)
     app.include_router(access_events_router)
     app.include_router(hooks_router)
     app.include_router(notify_router)

@@ -44,7 +44,7 @@ def _out(d: service.Decision) -> schemas.AccessDecision:
 )
 async def check(body: schemas.AccessCheck, principal: AccessCheckScope, request: Request) -> schemas.AccessDecision:
     # async with one thread hop: the hot path of every CRM page view takes no writer and no second hop; the clock
-    # and the database come straight from the app (what `Now` and `Db` give) to skip two dependency resolutions;
+    # and the database come straight from the app (what `Now` and `DbSession` would resolve) to skip two dependencies;
     # the hop takes one of pool-size threads (deps.read_limiter), so it never waits for, or opens, a connection.
     service.require_own_or_admin(principal, body.employee)
     now = now_of(request)

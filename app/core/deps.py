@@ -74,10 +74,6 @@ def now_of(request: Request) -> dt.datetime:
     return clock.now()
 
 
-async def get_db(request: Request) -> Database:
-    return db_of(request)
-
-
 async def get_clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
@@ -90,6 +86,5 @@ async def get_now(request: Request) -> dt.datetime:
 # scope="function": the commit happens before the response leaves, so a failed commit is an error
 # response, never a 200 for data that was not saved.
 DbSession = Annotated[Session, Depends(get_session, scope="function")]
-Db = Annotated[Database, Depends(get_db)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 Now = Annotated[dt.datetime, Depends(get_now)]

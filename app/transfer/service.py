@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, exists, false, func, or_, select, true, update
+from sqlalchemy import Table, and_, delete, exists, false, func, or_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -966,23 +966,44 @@ def execute(
         raise Conflict(
             f"The effective time {h.effective_at.isoformat()} has not come yet.", extra={"allowed": ["cancelled"]}
         )
+    execute_many(session, [h], actor=actor, now=now)
+    return True
+
+
+def execute_many(session: Session, hs: Sequence[Handover], *, actor: str, now: dt.datetime) -> None:
+    """Moves ownership for approved handovers whose effective time has come, each step one statement for all of
+    them (the worker's due batch); one audit entry and one handover.executed event per handover, as before.
+
+    A client in two of these handovers' approved items (the CRM moved it between two leavers after the first
+    plan) would make the set-based owner update ambiguous: those batches run one handover at a time, in order.
+    """
+    ids = [h.id for h in hs]
     item = HandoverItem
-    target = (
-        select(func.coalesce(item.successor_id, item.interim_owner_id))
-        .where(item.handover_id == h.id, item.client_id == Client.external_id)
-        .scalar_subquery()
-    )
-    moving = select(item.client_id).where(item.handover_id == h.id, item.status == "approved")
+    if len(hs) > 1 and session.scalar(
+        select(item.client_id)
+        .where(item.handover_id.in_(ids), item.status == "approved")
+        .group_by(item.client_id)
+        .having(func.count() > 1)
+        .limit(1)
+    ):
+        for h in hs:
+            execute_many(session, [h], actor=actor, now=now)
+        return
+    approved = and_(item.handover_id.in_(ids), item.status == "approved", item.client_id == Client.external_id)
+    target = select(func.coalesce(item.successor_id, item.interim_owner_id)).where(approved).scalar_subquery()
+    leaver = select(Handover.leaver_id).join(item, item.handover_id == Handover.id).where(approved).scalar_subquery()
+    moving = select(item.client_id).where(item.handover_id.in_(ids), item.status == "approved")
+    # Only clients still with their leaver move; former_owner_id is that leaver (the row's owner before the SET).
     session.execute(
         update(Client)
-        .where(Client.external_id.in_(moving), Client.owner_id == h.leaver_id)
-        .values(owner_id=target, former_owner_id=h.leaver_id, updated_at=now)
+        .where(Client.external_id.in_(moving), Client.owner_id == leaver)
+        .values(owner_id=target, former_owner_id=Client.owner_id, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     owner_now = select(Client.owner_id).where(Client.external_id == item.client_id).scalar_subquery()
     session.execute(
         update(item)
-        .where(item.handover_id == h.id, item.status == "approved")
+        .where(item.handover_id.in_(ids), item.status == "approved")
         .values(
             status="transferred",
             transferred_to_id=owner_now,
@@ -994,33 +1015,38 @@ def execute(
     )
     # A client the CRM moved elsewhere before the effective time stays where it is.
     planned_owner = func.coalesce(item.successor_id, item.interim_owner_id)
-    elsewhere = list(
-        session.scalars(
-            select(item.client_id).where(
-                item.handover_id == h.id, item.status == "transferred", item.transferred_to_id != planned_owner
-            )
-        )
-    )
+    moved_away = and_(item.handover_id.in_(ids), item.status == "transferred", item.transferred_to_id != planned_owner)
+    elsewhere: dict[int, list[str]] = defaultdict(list)
+    for hid, client_id in session.execute(select(item.handover_id, item.client_id).where(moved_away)):
+        elsewhere[hid].append(client_id)
     if elsewhere:
         session.execute(
             update(item)
-            .where(item.handover_id == h.id, item.status == "transferred", item.transferred_to_id != planned_owner)
+            .where(moved_away)
             .values(status="closed", attention_reason="owner changed before the effective time", transferred_to_id=None)
             .execution_options(synchronize_session=False)
         )
-        access.end_handover_grants_for_clients(session, handover_id=h.id, clients=elsewhere, now=now)
-    confirm_signed_items(session, h, now)
+        for hid, clients in elsewhere.items():
+            access.end_handover_grants_for_clients(session, handover_id=hid, clients=clients, now=now)
+    confirm_signed_items(session, ids, now)
     session.execute(
-        update(Employee).where(Employee.external_id == h.leaver_id).values(status="departed", updated_at=now)
+        update(Employee)
+        .where(Employee.external_id.in_([h.leaver_id for h in hs]))
+        .values(status="departed", updated_at=now)
+        .execution_options(synchronize_session=False)
     )
-    h.executed_at = now
-    _move(h, "executed", now)
-    moved = session.scalar(
-        select(func.count()).select_from(item).where(item.handover_id == h.id, item.status == "transferred")
+    moved = dict(
+        session.execute(
+            select(item.handover_id, func.count())
+            .where(item.handover_id.in_(ids), item.status == "transferred")
+            .group_by(item.handover_id)
+        ).all()
     )
-    _audit(session, actor, "handover.executed", h, now, clients_moved=moved or 0)
-    _reassigned(session, h, statuses=("transferred", "confirmed"), back=False, now=now)
-    return True
+    for h in hs:
+        h.executed_at = now
+        _move(h, "executed", now)
+        _audit(session, actor, "handover.executed", h, now, clients_moved=moved.get(h.id, 0))
+        _reassigned(session, h, statuses=("transferred", "confirmed"), back=False, now=now)
 
 
 def _reassigned(session: Session, h: Handover, *, statuses: Sequence[str], back: bool, now: dt.datetime) -> None:
@@ -1056,11 +1082,10 @@ def run_due(session: Session, *, now: dt.datetime, limit: int = 50) -> list[int]
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    done = []
-    for h in session.scalars(stmt).all():
-        if execute(session, h, actor="system:worker", now=now):
-            done.append(h.id)
-    return done
+    due = list(session.scalars(stmt).all())
+    if due:
+        execute_many(session, due, actor="system:worker", now=now)
+    return [h.id for h in due]
 
 
 # ---- cancel, undo, complete -------------------------------------------------------------------
@@ -1260,12 +1285,12 @@ def sign_off(
     return item
 
 
-def confirm_signed_items(session: Session, h: Handover, now: dt.datetime) -> None:
+def confirm_signed_items(session: Session, handover_ids: Sequence[int], now: dt.datetime) -> None:
     """At execution, items signed by both sides during the transition become confirmed."""
     session.execute(
         update(HandoverItem)
         .where(
-            HandoverItem.handover_id == h.id,
+            HandoverItem.handover_id.in_(handover_ids),
             HandoverItem.status == "transferred",
             HandoverItem.outgoing_signed_at.is_not(None),
             HandoverItem.incoming_signed_at.is_not(None),

@@ -12,11 +12,16 @@ from sqlalchemy import func, select
 
 from app.access.models import AccessGrant
 from app.audit.models import AuditEntry
+from app.core.clock import ManualClock
+from app.core.config import Settings
 from app.core.db import Database, transaction
+from app.directory.models import Client, Employee
 from app.notify.models import OutboxMessage
+from app.transfer import service
 from app.transfer.models import FollowUp, Handover, HandoverItem
-from tests.company import EFFECTIVE, clients, employees, plan
+from tests.company import EFFECTIVE, START, clients, employees, plan
 from tests.conftest import _clean
+from tests.transfer.test_events import subscribe
 
 EARLIER = EFFECTIVE - dt.timedelta(days=3)
 
@@ -247,3 +252,94 @@ def test_unknown_invisible_or_not_theirs_to_approve(client: TestClient, auth: An
 def test_bad_bodies_are_422(client: TestClient, auth: Any, db: Database, body: dict[str, Any]) -> None:
     r = client.post("/v1/handover-approvals", json=body, headers=auth())
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+
+
+# ---- executing a due batch (the worker's run_due) ------------------------------------------------------------
+
+
+def _move_client(client: TestClient, auth: Any, external_id: str, owner: str) -> None:
+    row = {k: v for k, v in next(c for c in clients() if c["external_id"] == external_id).items() if k != "external_id"}
+    r = client.put(f"/v1/clients/{external_id}", json={**row, "owner": owner}, headers=auth("hr"))
+    assert r.status_code == 200, r.text
+
+
+def _executed(db: Database) -> dict[str, Any]:
+    with db.session(write=False) as s:
+        leaver_of = dict(s.execute(select(Handover.id, Handover.leaver_id)).all())
+        owners = sorted(s.execute(select(Client.external_id, Client.owner_id, Client.former_owner_id)).all())
+        employees = sorted(s.execute(select(Employee.external_id, Employee.status)).all())
+        items = sorted(
+            (leaver_of[i.handover_id], i.client_id, i.status, i.transferred_to_id, i.transferred_at, i.attention_reason)
+            for i in s.scalars(select(HandoverItem))
+        )
+        grants = sorted(
+            (g.employee_id, g.client_id, g.level, g.valid_from, g.valid_until, leaver_of.get(g.handover_id))
+            for g in s.scalars(select(AccessGrant))
+        )
+        events = [
+            (
+                m.event_type,
+                leaver_of.get(m.payload.get("data", {}).get("handover_id")),
+                m.payload["data"].get("clients"),
+            )
+            for m in s.scalars(
+                select(OutboxMessage).where(OutboxMessage.category == "event").order_by(OutboxMessage.id)
+            )
+        ]
+        audits = [
+            (e.action, leaver_of.get(int(e.entity_id)), e.data)
+            for e in s.scalars(
+                select(AuditEntry).where(AuditEntry.action == "handover.executed").order_by(AuditEntry.seq)
+            )
+        ]
+    return {
+        "owners": owners,
+        "employees": employees,
+        "items": items,
+        "grants": grants,
+        "events": events,
+        "audits": audits,
+    }
+
+
+def _due_layoff(
+    client: TestClient, auth: Any, db: Database, settings: Settings, *, shared_client: bool
+) -> tuple[int, int]:
+    """e0 (at EFFECTIVE) and e1 (three days earlier) leave, both approved. The CRM then moves c2 to e3, who stays
+    (c2 stays with e3 at execution); with `shared_client`, c1 moved to e1 before e1's plan, so both handovers
+    hold c1 (the owner update cannot be one set-based statement)."""
+    _seed(client, auth)
+    subscribe(db, settings)  # a CRM endpoint, so the events are there to compare
+    a = _open(client, auth, "e0")
+    plan(client, auth, a)
+    if shared_client:
+        _move_client(client, auth, "c1", "e1")
+    b = _open(client, auth, "e1", EARLIER)
+    plan(client, auth, b)
+    assert _approve_batch(client, auth, [a, b]).status_code == 200
+    _move_client(client, auth, "c2", "e3")
+    return a, b
+
+
+@pytest.mark.parametrize("shared_client", [False, True])
+def test_the_workers_batch_executes_as_one_by_one_execution_does(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, settings: Settings, shared_client: bool
+) -> None:
+    _due_layoff(client, auth, db, settings, shared_client=shared_client)
+    clock.set(EFFECTIVE)
+    with db.session(write=False) as s:
+        due = list(s.scalars(select(Handover.id).where(Handover.status == "approved").order_by(Handover.effective_at)))
+    for hid in due:  # as the worker orders them: earliest effective time first
+        r = client.post(f"/v1/handovers/{hid}/execute", headers=auth())
+        assert r.status_code == 200, r.text
+    one_by_one = _executed(db)
+    assert ("e0", "c2", "closed") in {i[:3] for i in one_by_one["items"]}  # c2 stayed with e3
+    assert len(one_by_one["audits"]) == 2 and len(one_by_one["events"]) >= 4
+
+    _clean(db)
+    clock.set(START)
+    _due_layoff(client, auth, db, settings, shared_client=shared_client)
+    clock.set(EFFECTIVE)
+    with transaction(db) as s:
+        assert len(service.run_due(s, now=EFFECTIVE)) == 2
+    assert _executed(db) == one_by_one

@@ -689,6 +689,18 @@ def plan_many(
             )
         ):
             manual_of[hid][client_id] = successor_id
+    # A manual item counts as kept only while its client is still the leaver's (as in a single plan).
+    owner_of: dict[str, str | None] = {}
+    manual_clients = sorted({c for m in manual_of.values() for c in m})
+    for start in range(0, len(manual_clients), 1000):
+        owner_of.update(
+            (client_id, owner_id)
+            for client_id, owner_id in session.execute(
+                select(Client.external_id, Client.owner_id).where(
+                    Client.external_id.in_(manual_clients[start : start + 1000]), Client.status != "churned"
+                )
+            ).all()
+        )
     groups: dict[str, list[Handover]] = defaultdict(list)
     for h in handovers:
         chosen = pool or h.candidate_pool or {"kind": "organisation"}
@@ -723,7 +735,7 @@ def plan_many(
             rows = by_leaver[h.leaver_id]
             own = Plan(
                 rows=rows,
-                kept_manual=len(manual_of[h.id]),
+                kept_manual=sum(1 for c in manual_of[h.id] if owner_of.get(c) == h.leaver_id),
                 total_cost=result.total_cost,
                 status=result.status,
                 loads_before=result.loads_before,

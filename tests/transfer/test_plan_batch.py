@@ -127,3 +127,23 @@ def test_bad_bodies_are_422(client: TestClient, auth: Any, company: dict[str, An
         assert r.status_code == 422, (body, r.text)
     r = _plan_batch(client, auth, [1], role="account_manager", emp="e2")
     assert r.status_code == 403
+
+
+def test_kept_manual_counts_like_a_single_plan(client: TestClient, auth: Any, company: dict[str, Any]) -> None:
+    """A manual item whose client the CRM has since given to someone else is not 'kept' by a re-plan."""
+    _second_leaver(client, auth)
+    a, b = _open(client, auth, "e0"), _open(client, auth, "e1")
+    plan(client, auth, a)
+    items = client.get(f"/v1/handovers/{a}/items", headers=auth()).json()["items"][:2]
+    for item in items:
+        url = f"/v1/handovers/{a}/items/{item['id']}"
+        etag = client.get(url, headers=auth()).headers["etag"]
+        r = client.patch(url, json={"interim_owner": "m1"}, headers={**auth("hr"), "If-Match": etag})
+        assert r.status_code == 200, r.text
+    moved = next(c for c in clients() if c["external_id"] == items[0]["client"])
+    body = {k: v for k, v in moved.items() if k != "external_id"} | {"owner": "e3"}
+    assert client.put(f"/v1/clients/{moved['external_id']}", json=body, headers=auth("hr")).status_code == 200
+    single = plan(client, auth, a)["kept_manual"]
+    joint = _plan_batch(client, auth, [a, b])
+    assert joint.status_code == 200, joint.text
+    assert single == joint.json()["handovers"][0]["kept_manual"] == 1

@@ -761,16 +761,16 @@ def _price(
             k0, k1 = np.searchsorted(known, [c0 * n_j, c1 * n_j])
             inside = known[k0:k1]
             block[inside // n_j - c0, inside % n_j] = np.inf
-        rows, cols = np.nonzero(block < threshold)
+        if per_class is not None and per_class < n_j:
+            # The per_class cheapest of each row, then the threshold: a partition, not a sort of every priced pair.
+            part = np.argpartition(block, per_class - 1, axis=1)[:, :per_class]
+            below = np.take_along_axis(block, part, axis=1) < threshold
+            rows = np.nonzero(below)[0]
+            cols = part[below]
+        else:
+            rows, cols = np.nonzero(block < threshold)
         if rows.size == 0:
             continue
-        if per_class is not None:
-            values = block[rows, cols]
-            order = np.lexsort((values, rows))
-            rows, cols = rows[order], cols[order]
-            first = np.searchsorted(rows, rows, side="left")
-            keep = (np.arange(rows.size) - first) < per_class
-            rows, cols = rows[keep], cols[keep]
         found.append((rows.astype(np.int64) + c0) * n_j + cols.astype(np.int64))
         count += rows.size
         if limit is not None and count > limit:

@@ -59,9 +59,10 @@ def _existing(session: Session, column: Any, ids: Sequence[str]) -> set[str]:
 # ---- visibility -------------------------------------------------------------------------------
 
 
-def subtree(root: str) -> Any:
-    """The employee and everyone below them (UNION, so a manager cycle still terminates)."""
-    base = select(Employee.external_id.label("id")).where(Employee.external_id == root)
+def subtree(root: str | Sequence[str]) -> Any:
+    """The employee (or employees) and everyone below them (UNION, so a manager cycle still terminates)."""
+    roots = [root] if isinstance(root, str) else list(root)
+    base = select(Employee.external_id.label("id")).where(Employee.external_id.in_(roots))
     tree = base.cte("subtree", recursive=True)
     tree = tree.union(select(Employee.external_id).where(Employee.manager_id == tree.c.id))
     return select(tree.c.id)

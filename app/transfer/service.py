@@ -328,9 +328,8 @@ def _candidates(
         for m in session.scalars(select(Employee.manager_id).where(Employee.external_id.in_(managers)))
         if m is not None
     }
-    dept: set[str] = set()
-    for root in grand | managers:
-        dept |= set(session.scalars(directory.subtree(root)))
+    roots = sorted(grand | managers)
+    dept: set[str] = set(session.scalars(directory.subtree(roots))) if roots else set()
     if kind == "list":
         stmt = stmt.where(Employee.external_id.in_(pool.get("employees", [])))
     elif kind == "team":

@@ -1000,24 +1000,30 @@ def execute_many(session: Session, hs: Sequence[Handover], *, actor: str, now: d
         for h in hs:
             execute_many(session, [h], actor=actor, now=now)
         return
-    approved = and_(item.handover_id.in_(ids), item.status == "approved", item.client_id == Client.external_id)
-    target = select(func.coalesce(item.successor_id, item.interim_owner_id)).where(approved).scalar_subquery()
-    leaver = select(Handover.leaver_id).join(item, item.handover_id == Handover.id).where(approved).scalar_subquery()
-    moving = select(item.client_id).where(item.handover_id.in_(ids), item.status == "approved")
-    # Only clients still with their leaver move; former_owner_id is that leaver (the row's owner before the SET).
+    # UPDATE … FROM: each client joined to its (single, checked above) approved item and that item's handover; only
+    # clients still with their leaver move, and former_owner_id is that leaver (the row's owner before the SET).
     session.execute(
         update(Client)
-        .where(Client.external_id.in_(moving), Client.owner_id == leaver)
-        .values(owner_id=target, former_owner_id=Client.owner_id, updated_at=now)
+        .where(
+            item.handover_id.in_(ids),
+            item.status == "approved",
+            item.client_id == Client.external_id,
+            Handover.id == item.handover_id,
+            Client.owner_id == Handover.leaver_id,
+        )
+        .values(
+            owner_id=func.coalesce(item.successor_id, item.interim_owner_id),
+            former_owner_id=Client.owner_id,
+            updated_at=now,
+        )
         .execution_options(synchronize_session=False)
     )
-    owner_now = select(Client.owner_id).where(Client.external_id == item.client_id).scalar_subquery()
     session.execute(
         update(item)
-        .where(item.handover_id.in_(ids), item.status == "approved")
+        .where(item.handover_id.in_(ids), item.status == "approved", Client.external_id == item.client_id)
         .values(
             status="transferred",
-            transferred_to_id=owner_now,
+            transferred_to_id=Client.owner_id,
             transferred_at=now,
             version=item.version + 1,
             updated_at=now,

@@ -151,8 +151,12 @@ def list_handovers(
     flt = service.HandoverFilter(status_, leaver, manager, effective_from, effective_to)
     rows = service.list_handovers(session, principal, flt, limit=page.limit + 1, offset=page.offset)
     items, nxt = page_of(rows, page)
+    counts = service.counts(session, [h.id for h in items])  # one query for the page, not one per handover
     return Page[schemas.HandoverOut](
-        items=[handover_out(session, h) for h in items], limit=page.limit, offset=page.offset, next_offset=nxt
+        items=[handover_out(session, h, counts[h.id]) for h in items],
+        limit=page.limit,
+        offset=page.offset,
+        next_offset=nxt,
     )
 
 

@@ -147,3 +147,14 @@ def test_kept_manual_counts_like_a_single_plan(client: TestClient, auth: Any, co
     joint = _plan_batch(client, auth, [a, b])
     assert joint.status_code == 200, joint.text
     assert single == joint.json()["handovers"][0]["kept_manual"] == 1
+
+
+def test_the_list_shows_each_handovers_own_counts(client: TestClient, auth: Any, company: dict[str, Any]) -> None:
+    _second_leaver(client, auth)
+    a, b = _open(client, auth, "e0"), _open(client, auth, "e1")
+    assert _plan_batch(client, auth, [a, b]).status_code == 200
+    listed = {h["id"]: h for h in client.get("/v1/handovers", headers=auth()).json()["items"]}
+    for hid, n in ((a, 8), (b, 4)):
+        one = client.get(f"/v1/handovers/{hid}", headers=auth()).json()
+        assert listed[hid]["item_counts"] == one["item_counts"] == {"proposed": n}
+        assert listed[hid]["risk_bands"] == one["risk_bands"] and listed[hid]["total_exposure"] == one["total_exposure"]

@@ -7,6 +7,7 @@ Core executemany. Either way every row must have the same keys.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -16,11 +17,16 @@ from sqlalchemy import JSON, Dialect, Table, insert
 from sqlalchemy.orm import Session
 
 
+class JsonText(str):
+    """A JSON column's value already serialised (the caller had to serialise it anyway to check it): COPY sends the
+    text as it is instead of encoding the object a second time; the executemany path decodes it back."""
+
+
 def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     if not rows:
         return
     if session.get_bind().dialect.name != "postgresql":
-        session.execute(insert(table), list(rows))
+        session.execute(insert(table), [{k: _decoded(v) for k, v in row.items()} for row in rows])
         return
     session.flush()  # rows may refer to objects the session has not written yet
     connection = session.connection()
@@ -38,9 +44,19 @@ def insert_rows(session: Session, table: Table, rows: Sequence[Mapping[str, Any]
             copy.write_row([row[c] if p is None else p(row[c]) for c, p in zip(columns, process, strict=True)])
 
 
+def _decoded(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, JsonText) else value
+
+
+def _as_jsonb(value: Any) -> Any:
+    if value is None or isinstance(value, JsonText):
+        return None if value is None else str(value)  # COPY's text format: the server parses it
+    return Jsonb(value)
+
+
 def _processor(column_type: Any, dialect: Dialect) -> Callable[[Any], Any] | None:
     if isinstance(column_type, JSON):
         # psycopg's SQLAlchemy dialect leaves JSON to psycopg's adapters, which COPY needs told.
-        return lambda value: None if value is None else Jsonb(value)
+        return _as_jsonb
     processor: Callable[[Any], Any] | None = column_type.bind_processor(dialect)
     return processor

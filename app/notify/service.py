@@ -6,7 +6,7 @@ Functions the workflow calls (one Session, no commit inside):
 
 - `emit(session, event_type, payload, *, now)`: one outbox row per active endpoint subscribed to the type
   (or to "*"), in one INSERT … SELECT. Receivers get `{"type", "timestamp", "data": payload}`, signed per
-  Standard Webhooks; `webhook-id` is the row's `msg_<uuid>`, the same on every retry.
+  Standard Webhooks; `webhook-id` is the row's `msg_<32 hex>`, the same on every retry.
 - `emit_batches(session, event_type, key, items, *, common, now, size=500)`: the same, one event per `size`
   items (e.g. `client.reassigned` for a layoff of 20,000 clients is 40 events).
 - `enqueue(session, *, kind, template, locale, channel, recipient, data, not_before, ..., now) -> int`.
@@ -40,7 +40,7 @@ import decimal
 import hashlib
 import hmac
 import json
-import uuid
+import secrets
 from base64 import urlsafe_b64encode
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -97,7 +97,9 @@ MAX_HIGH_RISK_LISTED = 20
 
 
 def new_message_id() -> str:
-    return f"msg_{uuid.uuid4().hex}"
+    """`msg_<32 hex>` from 128 random bits; token_hex skips uuid4's UUID object (timeit 2.1 -> 0.65 µs; py-spy put
+    uuid4 at 11 % of a 500-leaver approval's CPU, which makes 75,000 ids)."""
+    return f"msg_{secrets.token_hex(16)}"
 
 
 class _random_message_id(FunctionElement[str]):
@@ -227,8 +229,11 @@ def _row(
     client_id: str | None = None,
     priority: int = 0,
     skip: str | None = None,
+    for_bulk: bool = False,
 ) -> dict[str, Any]:
-    """One outbox row as a dict for a bulk insert; a row that will not be sent is stored as skipped, with why."""
+    """One outbox row as a dict for a bulk insert; a row that will not be sent is stored as skipped, with why.
+    `for_bulk`: the payload as JSON text for `bulk.insert_rows` (serialised once, not serialised, parsed and
+    serialised again: a layoff's approval writes 75,000 of them)."""
     return {
         "message_id": new_message_id(),
         "category": "notification",
@@ -239,7 +244,9 @@ def _row(
         "channel": channel,
         "endpoint_id": endpoint_id,
         "recipient": recipient,
-        "payload": jsonable(data),
+        "payload": bulk.JsonText(json.dumps(data, default=_json_default, ensure_ascii=False))
+        if for_bulk
+        else jsonable(data),
         "handover_id": handover_id,
         "client_id": client_id,
         "status": "skipped" if skip else "pending",
@@ -512,6 +519,7 @@ def _approval_rows(
                 handover_id=h.id,
                 priority=PRIORITY_INTERNAL,
                 skip=None if person and person.email else f"employee {person_id} has no email address",
+                for_bulk=True,
             )
         )
         counts[template] += 1
@@ -577,6 +585,7 @@ def _approval_rows(
                 "handover_id": h.id,
                 "client_id": r[1],
                 "priority": _risk_priority(r[4]),
+                "for_bulk": True,
             }
             if channel == "email":
                 skip = None if email else "the contact has no email address"

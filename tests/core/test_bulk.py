@@ -3,6 +3,7 @@ caller's transaction."""
 
 from __future__ import annotations
 
+import json
 from typing import Any, cast
 
 import pytest
@@ -95,3 +96,13 @@ def test_values_get_their_column_types_processing(db: Database) -> None:
     with pytest.raises((ValueError, StatementError)), transaction(db) as s:
         bulk.insert_rows(s, TABLE, [row])
     assert _stored(db) == []
+
+
+def test_json_given_as_text_reads_back_as_the_object(db: Database) -> None:
+    rows = _rows(20)
+    for row in rows:
+        row["payload"] = bulk.JsonText(json.dumps(row["payload"], ensure_ascii=False))
+    with transaction(db) as s:
+        bulk.insert_rows(s, TABLE, rows)
+    assert [r[3] for r in _stored(db)] == [json.loads(r["payload"]) for r in rows]
+    assert _stored(db)[1][3]["nested"] == [1, None, "x\ty\nz\\"]

@@ -22,6 +22,7 @@ from app.transfer.models import FollowUp, Handover, HandoverItem
 from tests.company import EFFECTIVE, START, clients, employees, plan
 from tests.conftest import _clean
 from tests.transfer.test_events import subscribe
+from tests.transfer.test_plan_batch import _open, _second_leaver
 
 EARLIER = EFFECTIVE - dt.timedelta(days=3)
 
@@ -29,21 +30,7 @@ EARLIER = EFFECTIVE - dt.timedelta(days=3)
 def _seed(client: TestClient, auth: Any) -> None:
     assert client.post("/v1/employees/batch", json={"items": employees()}, headers=auth("hr")).status_code == 200
     assert client.post("/v1/clients/batch", json={"items": clients()}, headers=auth("hr")).status_code == 200
-    # e1 leaves too, with four clients of their own (ids d0…d3).
-    rows = [{**c, "external_id": f"d{i}", "owner": "e1"} for i, c in enumerate(clients(4, owner="e1"))]
-    for r in rows:
-        r["contacts"] = [{**r["contacts"][0], "email": f"{r['external_id']}@client.example"}]
-    assert client.post("/v1/clients/batch", json={"items": rows}, headers=auth("hr")).status_code == 200
-
-
-def _open(client: TestClient, auth: Any, leaver: str, at: dt.datetime = EFFECTIVE) -> int:
-    r = client.post(
-        "/v1/handovers",
-        json={"leaver": leaver, "reason": "termination", "effective_at": at.isoformat()},
-        headers=auth("hr"),
-    )
-    assert r.status_code == 201, r.text
-    return int(r.json()["id"])
+    _second_leaver(client, auth)
 
 
 def _approve_batch(client: TestClient, auth: Any, ids: list[int], role: str = "admin", **kw: Any) -> Any:

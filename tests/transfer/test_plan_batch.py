@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -21,10 +22,10 @@ def _second_leaver(client: TestClient, auth: Any) -> None:
     assert client.post("/v1/clients/batch", json={"items": rows}, headers=auth("hr")).status_code == 200
 
 
-def _open(client: TestClient, auth: Any, leaver: str) -> int:
+def _open(client: TestClient, auth: Any, leaver: str, at: dt.datetime = EFFECTIVE) -> int:
     r = client.post(
         "/v1/handovers",
-        json={"leaver": leaver, "reason": "termination", "effective_at": EFFECTIVE.isoformat()},
+        json={"leaver": leaver, "reason": "termination", "effective_at": at.isoformat()},
         headers=auth("hr"),
     )
     assert r.status_code == 201, r.text

@@ -509,16 +509,16 @@ def restore_leaver(session: Session, handover_id: int, *, except_clients: Any = 
 
 
 def on_approve_many(
-    session: Session, handovers: Sequence[tuple[int, str, dt.datetime]], *, actor: str, now: dt.datetime
+    session: Session, handovers: Sequence[tuple[int, dt.datetime]], *, actor: str, now: dt.datetime
 ) -> None:
-    """Handovers approved together, as (id, leaver, effective time): every grant first, then every leaver's
-    grants cut at their own exit, so a leaver who also receives clients in the same batch is cut too."""
+    """Handovers approved together, as (id, effective time): every grant first, then every leaver's grants cut
+    at their own exit, so a leaver who also receives clients in the same batch is cut too."""
     by_time: dict[dt.datetime, list[int]] = {}
-    for handover_id, _, effective_at in handovers:
+    for handover_id, effective_at in handovers:
         by_time.setdefault(effective_at, []).append(handover_id)
     for effective_at, ids in by_time.items():
         _handover_grants(session, ids, effective_at, actor, now)
-    cut_leavers(session, [handover_id for handover_id, _, _ in handovers])
+    cut_leavers(session, [handover_id for handover_id, _ in handovers])
 
 
 def on_reschedule(

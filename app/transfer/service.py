@@ -950,7 +950,7 @@ def approve_many(
         h.approved_by = principal.actor
         h.approved_at = now
         _move(h, "approved", now)
-    access.on_approve_many(session, [(h.id, h.leaver_id, h.effective_at) for h in hs], actor=principal.actor, now=now)
+    access.on_approve_many(session, [(h.id, h.effective_at) for h in hs], actor=principal.actor, now=now)
     _cut_leaving_receivers(session, ids)
     pending: list[audit.Change] = []
     for h in hs:

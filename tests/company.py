@@ -151,6 +151,19 @@ def open_handover(client: TestClient, auth: Any, company: dict[str, Any]) -> int
     return int(r.json()["id"])
 
 
+def open_for(
+    client: TestClient, auth: Any, leaver: str, effective_at: dt.datetime = EFFECTIVE, reason: str = "termination"
+) -> int:
+    """Opens a handover for `leaver` as hr; returns its id."""
+    r = client.post(
+        "/v1/handovers",
+        json={"leaver": leaver, "reason": reason, "effective_at": effective_at.isoformat()},
+        headers=auth("hr"),
+    )
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
 def plan(client: TestClient, auth: Any, hid: int) -> Any:
     r = client.post(f"/v1/handovers/{hid}/plan", headers=auth("hr"))
     assert r.status_code == 200, r.text

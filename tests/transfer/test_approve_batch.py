@@ -19,10 +19,10 @@ from app.directory.models import Client, Employee
 from app.notify.models import OutboxMessage
 from app.transfer import service
 from app.transfer.models import FollowUp, Handover, HandoverItem
-from tests.company import EFFECTIVE, START, clients, employees, plan
+from tests.company import EFFECTIVE, START, clients, employees, open_for, plan
 from tests.conftest import _clean
 from tests.transfer.test_events import subscribe
-from tests.transfer.test_plan_batch import _open, _second_leaver
+from tests.transfer.test_plan_batch import _second_leaver
 
 EARLIER = EFFECTIVE - dt.timedelta(days=3)
 
@@ -41,7 +41,7 @@ def _layoff(client: TestClient, auth: Any) -> tuple[int, int]:
     """e0 leaves at EFFECTIVE and hands one client to e1, who leaves three days earlier (planned after e0, so
     e0's plan could still name them): approving both must cut e1's new grants at e1's own exit."""
     _seed(client, auth)
-    a = _open(client, auth, "e0")
+    a = open_for(client, auth, "e0")
     plan(client, auth, a)
     item = client.get(f"/v1/handovers/{a}/items", headers=auth()).json()["items"][0]
     url = f"/v1/handovers/{a}/items/{item['id']}"
@@ -50,7 +50,7 @@ def _layoff(client: TestClient, auth: Any) -> tuple[int, int]:
         url, json={"successor": "e1", "force": True, "reason": "knows them"}, headers={**auth("hr"), "If-Match": etag}
     )
     assert r.status_code == 200, r.text
-    b = _open(client, auth, "e1", EARLIER)
+    b = open_for(client, auth, "e1", EARLIER)
     plan(client, auth, b)
     return a, b
 
@@ -181,7 +181,7 @@ def _counts(db: Database) -> tuple[int, ...]:
 
 def test_one_handover_that_is_not_planned_approves_none(client: TestClient, auth: Any, db: Database) -> None:
     _seed(client, auth)
-    a, b = _open(client, auth, "e0"), _open(client, auth, "e1")
+    a, b = open_for(client, auth, "e0"), open_for(client, auth, "e1")
     plan(client, auth, a)  # b stays a draft
     before = _counts(db)
     r = _approve_batch(client, auth, [a, b])
@@ -192,7 +192,7 @@ def test_one_handover_that_is_not_planned_approves_none(client: TestClient, auth
 
 def test_an_item_without_owner_approves_none(client: TestClient, auth: Any, db: Database) -> None:
     _seed(client, auth)
-    a, b = _open(client, auth, "e0"), _open(client, auth, "e1")
+    a, b = open_for(client, auth, "e0"), open_for(client, auth, "e1")
     plan(client, auth, a)
     plan(client, auth, b)
     with transaction(db) as s:  # a plan leaves no orphan, so make one as a broken integration would
@@ -208,7 +208,7 @@ def test_an_item_without_owner_approves_none(client: TestClient, auth: Any, db: 
 
 def test_unknown_invisible_or_not_theirs_to_approve(client: TestClient, auth: Any, db: Database) -> None:
     _seed(client, auth)
-    a = _open(client, auth, "e0")
+    a = open_for(client, auth, "e0")
     plan(client, auth, a)
     before = _counts(db)
     r = _approve_batch(client, auth, [a, 999_999])
@@ -297,11 +297,11 @@ def _due_layoff(
     hold c1 (the owner update cannot be one set-based statement)."""
     _seed(client, auth)
     subscribe(db, settings)  # a CRM endpoint, so the events are there to compare
-    a = _open(client, auth, "e0")
+    a = open_for(client, auth, "e0")
     plan(client, auth, a)
     if shared_client:
         _move_client(client, auth, "c1", "e1")
-    b = _open(client, auth, "e1", EARLIER)
+    b = open_for(client, auth, "e1", EARLIER)
     plan(client, auth, b)
     assert _approve_batch(client, auth, [a, b]).status_code == 200
     _move_client(client, auth, "c2", "e3")

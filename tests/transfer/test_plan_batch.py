@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -11,7 +10,7 @@ from sqlalchemy import func, select
 from app.audit.models import AuditEntry
 from app.core.db import Database
 from app.transfer.models import HandoverItem
-from tests.company import EFFECTIVE, clients, plan
+from tests.company import clients, open_for, plan
 
 
 def _second_leaver(client: TestClient, auth: Any) -> None:
@@ -20,16 +19,6 @@ def _second_leaver(client: TestClient, auth: Any) -> None:
     for r in rows:
         r["contacts"] = [{**r["contacts"][0], "email": f"{r['external_id']}@client.example"}]
     assert client.post("/v1/clients/batch", json={"items": rows}, headers=auth("hr")).status_code == 200
-
-
-def _open(client: TestClient, auth: Any, leaver: str, at: dt.datetime = EFFECTIVE) -> int:
-    r = client.post(
-        "/v1/handovers",
-        json={"leaver": leaver, "reason": "termination", "effective_at": at.isoformat()},
-        headers=auth("hr"),
-    )
-    assert r.status_code == 201, r.text
-    return int(r.json()["id"])
 
 
 def _plan_batch(client: TestClient, auth: Any, ids: list[int], role: str = "hr", **kw: Any) -> Any:
@@ -47,7 +36,7 @@ def test_joint_plan_covers_every_handover_in_one_solve(
     client: TestClient, auth: Any, db: Database, company: dict[str, Any]
 ) -> None:
     _second_leaver(client, auth)
-    a, b = _open(client, auth, "e0"), _open(client, auth, "e1")
+    a, b = open_for(client, auth, "e0"), open_for(client, auth, "e1")
     r = _plan_batch(client, auth, [b, a])
     assert r.status_code == 200, r.text
     body = r.json()
@@ -68,7 +57,7 @@ def test_joint_plan_is_never_worse_than_planning_one_after_the_other(
     client: TestClient, auth: Any, company: dict[str, Any]
 ) -> None:
     _second_leaver(client, auth)
-    a, b = _open(client, auth, "e0"), _open(client, auth, "e1")
+    a, b = open_for(client, auth, "e0"), open_for(client, auth, "e1")
     first, second = plan(client, auth, a), plan(client, auth, b)  # the second sees the first's promised load
     joint = _plan_batch(client, auth, [a, b])
     assert joint.status_code == 200, joint.text
@@ -79,7 +68,7 @@ def test_joint_plan_is_never_worse_than_planning_one_after_the_other(
 
 def test_manual_overrides_are_kept(client: TestClient, auth: Any, company: dict[str, Any]) -> None:
     _second_leaver(client, auth)
-    a, b = _open(client, auth, "e0"), _open(client, auth, "e1")
+    a, b = open_for(client, auth, "e0"), open_for(client, auth, "e1")
     plan(client, auth, a)
     item = client.get(f"/v1/handovers/{a}/items", headers=auth()).json()["items"][0]
     got = client.get(f"/v1/handovers/{a}/items/{item['id']}", headers=auth())
@@ -98,7 +87,7 @@ def test_one_handover_that_cannot_be_planned_plans_none(
     client: TestClient, auth: Any, db: Database, company: dict[str, Any]
 ) -> None:
     _second_leaver(client, auth)
-    a, b = _open(client, auth, "e0"), _open(client, auth, "e1")
+    a, b = open_for(client, auth, "e0"), open_for(client, auth, "e1")
     assert client.post(f"/v1/handovers/{b}/cancel", headers=auth("hr")).status_code == 200
     before = _counts(db)
     r = _plan_batch(client, auth, [a, b])
@@ -111,7 +100,7 @@ def test_one_handover_that_cannot_be_planned_plans_none(
 def test_unknown_or_invisible_handovers_are_404_and_plan_nothing(
     client: TestClient, auth: Any, db: Database, company: dict[str, Any]
 ) -> None:
-    a = _open(client, auth, "e0")
+    a = open_for(client, auth, "e0")
     before = _counts(db)
     r = _plan_batch(client, auth, [a, 999_999])
     assert r.status_code == 404
@@ -133,7 +122,7 @@ def test_bad_bodies_are_422(client: TestClient, auth: Any, company: dict[str, An
 def test_kept_manual_counts_like_a_single_plan(client: TestClient, auth: Any, company: dict[str, Any]) -> None:
     """A manual item whose client the CRM has since given to someone else is not 'kept' by a re-plan."""
     _second_leaver(client, auth)
-    a, b = _open(client, auth, "e0"), _open(client, auth, "e1")
+    a, b = open_for(client, auth, "e0"), open_for(client, auth, "e1")
     plan(client, auth, a)
     items = client.get(f"/v1/handovers/{a}/items", headers=auth()).json()["items"][:2]
     for item in items:
@@ -152,7 +141,7 @@ def test_kept_manual_counts_like_a_single_plan(client: TestClient, auth: Any, co
 
 def test_the_list_shows_each_handovers_own_counts(client: TestClient, auth: Any, company: dict[str, Any]) -> None:
     _second_leaver(client, auth)
-    a, b = _open(client, auth, "e0"), _open(client, auth, "e1")
+    a, b = open_for(client, auth, "e0"), open_for(client, auth, "e1")
     assert _plan_batch(client, auth, [a, b]).status_code == 200
     listed = {h["id"]: h for h in client.get("/v1/handovers", headers=auth()).json()["items"]}
     for hid, n in ((a, 8), (b, 4)):

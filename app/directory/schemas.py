@@ -16,7 +16,8 @@ BATCH_MAX = 1000
 
 
 class EmployeeIn(InputModel):
-    """An employee as the HR system knows them; PUT replaces the whole record."""
+    """An employee as the HR system knows them; PUT replaces the whole record, except an omitted exit state
+    (`status` and `exit_at`), which the handover workflow owns."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -30,8 +31,15 @@ class EmployeeIn(InputModel):
     languages: list[Locale] = Field(default_factory=list, max_length=20, description="Languages spoken.")
     clearance: int = Field(1, ge=1, le=3, description="Highest client sensitivity the employee may handle.")
     capacity: float = Field(20, ge=0, le=10_000, description="Capacity in load points.")
-    status: EmployeeStatus = Field("active", description="active, leaving or departed.")
-    exit_at: UtcTime | None = Field(None, description="When the employee leaves (UTC).")
+    status: EmployeeStatus = Field(
+        "active",
+        description="active, leaving or departed. The handover workflow sets it when an exit is announced, "
+        "cancelled or executed: omit both `status` and `exit_at` to keep an existing employee's (a new one is "
+        "active); give either to set both.",
+    )
+    exit_at: UtcTime | None = Field(
+        None, description="When the employee leaves (UTC). Kept like `status` when both are omitted."
+    )
 
 
 class EmployeeBatchItem(EmployeeIn):

@@ -126,6 +126,12 @@ def _row_loc(loc_prefix: Sequence[str | int], i: int, row_index: bool) -> list[s
     return [*loc_prefix, i] if row_index else list(loc_prefix)
 
 
+# Where the employee is in their exit: set by the handover workflow (exit announced, cancelled, executed). A row
+# that omits both keeps the stored values, so a routine HR update of a leaver's title cannot make them active
+# again (and a candidate successor for their own clients' colleagues); a row that gives either sets both.
+LIFECYCLE = frozenset({"status", "exit_at"})
+
+
 def upsert_employees(
     session: Session,
     rows: Sequence[tuple[str, schemas.EmployeeIn]],
@@ -174,9 +180,13 @@ def upsert_employees(
         raise Unprocessable("Some rows are not valid; nothing was written.", errors=errors)
 
     existing = _existing(session, Employee.external_id, ids)
-    values = []
+    replaced: list[dict[str, Any]] = []
+    kept: list[dict[str, Any]] = []
+    keeps: set[str] = set()
     for external_id, row in rows:
-        values.append(
+        if external_id in existing and not (row.model_fields_set & LIFECYCLE):
+            keeps.add(external_id)
+        (kept if external_id in keeps else replaced).append(
             {
                 "external_id": external_id,
                 "name": row.name,
@@ -196,7 +206,8 @@ def upsert_employees(
             }
         )
     # Managers are set in a second pass so rows may reference each other in any order.
-    _upsert(session, Employee.__table__, values, keep=("created_at", "manager_id"))
+    _upsert(session, Employee.__table__, replaced, keep=("created_at", "manager_id"))
+    _upsert(session, Employee.__table__, kept, keep=("created_at", "manager_id", *sorted(LIFECYCLE)))
     manager_rows = [{"external_id": eid, "manager_id": row.manager} for eid, row in rows]
     _upsert_managers(session, manager_rows)
     audit.record_many(
@@ -207,7 +218,7 @@ def upsert_employees(
                 "employee.updated" if eid in existing else "employee.created",
                 "employee",
                 eid,
-                row.model_dump(mode="json"),
+                row.model_dump(mode="json", exclude=set(LIFECYCLE) if eid in keeps else None),
             )
             for eid, row in rows
         ],

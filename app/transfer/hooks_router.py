@@ -111,7 +111,8 @@ def parse_event(body: bytes) -> Event:
         "not with a bearer token.\n\n"
         "- `employee.exit` opens the leaver's handover, or moves the effective time of the open one.\n"
         "- `employee.exit_cancelled` cancels the open handover, or undoes an executed one.\n"
-        "- `employee.updated` creates or replaces the employee record (the whole record, like PUT).\n\n"
+        "- `employee.updated` creates or replaces the employee record (the whole record, like PUT; omit both "
+        "`status` and `exit_at` to keep the exit state the two events above set).\n\n"
         "Each `webhook-id` is processed once: a repeated delivery answers `replayed: true` with the first "
         "result and changes nothing. A refused delivery (401, 4xx) writes nothing and may be retried.\n\n"
         "Deliveries may arrive out of order, so an employee's `employee.exit` and `employee.exit_cancelled` "
@@ -119,7 +120,8 @@ def parse_event(body: bytes) -> Event:
         "which is when this attempt was signed). An event older than the latest one already processed for the "
         'same employee changes nothing: it answers `ignored: "stale"` and is audited. An event with the same '
         "`timestamp` as the latest is applied (the later arrival wins). A `timestamp` more than 5 minutes ahead "
-        "of the receiver's clock is refused (422). `employee.updated` is applied in arrival order."
+        "of the receiver's clock is refused (422). `employee.updated` events are ordered the same way among "
+        "themselves (a late retry of an old update does not overwrite a newer record), apart from the exit events."
     ),
     response_model=HrEventResult,
     responses={

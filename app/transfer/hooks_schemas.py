@@ -47,7 +47,8 @@ class EmployeeUpdatedData(EmployeeIn):
 
     def record(self) -> EmployeeIn:
         """The directory's input row, without the id (which the directory takes separately)."""
-        return EmployeeIn.model_validate(self.model_dump(exclude={"employee"}))
+        # exclude_unset: which fields HR sent must survive (an omitted exit state is kept, not reset).
+        return EmployeeIn.model_validate(self.model_dump(exclude={"employee"}, exclude_unset=True))
 
 
 Timestamp = Annotated[
@@ -55,8 +56,9 @@ Timestamp = Annotated[
     Field(
         description=(
             "When the event happened at the HR system (RFC 3339 with an offset; at most 5 minutes ahead of the "
-            "receiver's clock). It orders `employee.exit` and `employee.exit_cancelled` for one employee: an "
-            "event older than the last one applied is ignored as stale."
+            "receiver's clock). It orders an employee's `employee.exit` and `employee.exit_cancelled` events, "
+            "and separately their `employee.updated` events: an event older than the last one of its kind "
+            "applied is ignored as stale."
         )
     ),
 ]
@@ -102,8 +104,9 @@ class HrEventResult(BaseModel):
     )
     ignored: Literal["stale"] | None = Field(
         description=(
-            "Why a new event changed nothing: `stale` when an `employee.exit` or `employee.exit_cancelled` for the "
-            "same employee with a later `timestamp` was already applied (the event is audited, not applied). "
+            "Why a new event changed nothing: `stale` when an event of its kind (exit and exit_cancelled; or "
+            "updated) for the same employee with a later `timestamp` was already applied (the event is audited, "
+            "not applied). "
             "Null if the event was applied."
         )
     )

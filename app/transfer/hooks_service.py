@@ -16,7 +16,10 @@ signed, so a late retry of an old event carries a new one). The rule:
 - every processed event counts, including a no-op (`exit_cancelled` with nothing to cancel): after it, an
   older exit is stale. A refused event (4xx) is rolled back and does not count.
 
-`employee.updated` replaces the employee record and is applied in arrival order; it does not take part.
+`employee.updated` events of one employee are ordered the same way among themselves (a retried old update must
+not overwrite a newer record), but apart from the exit events: an update neither is stale against an exit nor
+makes one stale. An update that omits the exit state (`status`, `exit_at`) keeps the stored one, which the exit
+events own (see `directory.service.LIFECYCLE`).
 On PostgreSQL, events of one employee are serialised by a transaction-scoped advisory lock, so two concurrent
 deliveries cannot both read the same "latest" and apply in the wrong order; SQLite serialises writers anyway.
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select, text
@@ -43,8 +47,13 @@ from app.transfer.models import InboundEvent
 
 ACTOR = "hr_webhook"
 SOURCE = "hr"
-# The events ordered by their timestamp per employee (see the module docstring).
+# The events ordered by their timestamp per employee, each against the others of its group (module docstring).
 ORDERED_TYPES = ("employee.exit", "employee.exit_cancelled")
+ORDER_GROUPS: dict[str, tuple[str, ...]] = {
+    "employee.exit": ORDERED_TYPES,
+    "employee.exit_cancelled": ORDERED_TYPES,
+    "employee.updated": ("employee.updated",),
+}
 STALE = "stale"
 # How far an event's timestamp may lie ahead of the receiver's clock: the signature's tolerance. A time further
 # ahead is a sender error, and accepting it would make every later event of that employee stale.
@@ -116,14 +125,16 @@ def _lock_employee(session: Session, employee: str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key(employee)})
 
 
-def latest_event(session: Session, employee: str, *, excluding: str | None = None) -> InboundEvent | None:
-    """The employee's processed exit event with the latest timestamp (ties: the last received).
+def latest_event(
+    session: Session, employee: str, *, types: Sequence[str] = ORDERED_TYPES, excluding: str | None = None
+) -> InboundEvent | None:
+    """The employee's processed event of `types` with the latest timestamp (ties: the last received).
 
     A stale event is older than that latest one by definition, so it can never be it: the latest is applied.
     """
     stmt = select(InboundEvent).where(
         InboundEvent.employee_id == employee,
-        InboundEvent.event_type.in_(ORDERED_TYPES),
+        InboundEvent.event_type.in_(types),
         InboundEvent.occurred_at.is_not(None),
     )
     if excluding is not None:
@@ -135,10 +146,8 @@ def latest_event(session: Session, employee: str, *, excluding: str | None = Non
 
 def _stale_against(session: Session, event: Event, webhook_id: str) -> InboundEvent | None:
     """The later event that makes this one stale, or None if this one is to be applied."""
-    if event.type not in ORDERED_TYPES:
-        return None
     _lock_employee(session, event.data.employee)
-    latest = latest_event(session, event.data.employee, excluding=webhook_id)
+    latest = latest_event(session, event.data.employee, types=ORDER_GROUPS[event.type], excluding=webhook_id)
     if latest is not None and latest.occurred_at is not None and event.timestamp < latest.occurred_at:
         return latest
     return None
@@ -236,8 +245,8 @@ def handle_event(
 ) -> dict[str, Any]:
     """Runs the event once; a known webhook-id answers the stored result and changes nothing.
 
-    Returns `{"webhook_id", "type", "replayed", "handover_id", "ignored"}`; `ignored` is "stale" for an exit
-    event older than the employee's latest (see the module docstring). Domain errors from the effect propagate,
+    Returns `{"webhook_id", "type", "replayed", "handover_id", "ignored"}`; `ignored` is "stale" for an event
+    older than the employee's latest of its group (see the module docstring). Domain errors from the effect propagate,
     and the caller's rollback removes the inbound_event row too, so the sender's retry is processed afresh.
     """
     seen = session.get(InboundEvent, webhook_id)

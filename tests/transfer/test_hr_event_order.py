@@ -364,17 +364,93 @@ def test_an_applied_event_records_its_time(hook: TestClient, db: Database, clock
 # ---- what does not take part ---------------------------------------------------------------------
 
 
-def test_employee_updated_is_applied_in_arrival_order_and_does_not_order_exits(
+def test_an_older_employee_updated_does_not_overwrite_a_newer_record(
     hook: TestClient, db: Database, clock: ManualClock, company: Any
 ) -> None:
-    """employee.updated replaces the record (like PUT) whenever it arrives; it neither is stale nor makes stale."""
-    ok(send(hook, clock, updated_at(T3, "Senior")))
-    older = ok(send(hook, clock, updated_at(T1, "Junior")))
-    assert older["ignored"] is None
+    """A late retry of an old update is stale like an old exit: the newer record stays, audited, nothing else."""
+    assert ok(send(hook, clock, updated_at(T3, "Senior"), msg_id="msg_upd_t3"))["ignored"] is None
+    before = tables(db)
+    late = ok(send(hook, clock, updated_at(T1, "Junior"), msg_id="msg_upd_t1"))
+    assert_stale(late, webhook_id="msg_upd_t1")
     record = employee(db, "e0")
-    assert record is not None and record.title == "Junior"
+    assert record is not None and record.title == "Senior"
+    assert changed(before, tables(db)) == {"inbound_event", "audit_entry"}
+    [audit] = ignored_audits(db)
+    assert audit["data"]["latest"] == {
+        "webhook_id": "msg_upd_t3",
+        "type": "employee.updated",
+        "timestamp": T3.isoformat(),
+    }
+    newer = ok(send(hook, clock, updated_at(T3 + dt.timedelta(minutes=30), "Lead")))
+    assert newer["ignored"] is None
+    record = employee(db, "e0")
+    assert record is not None and record.title == "Lead"
+
+
+def test_updates_and_exits_are_ordered_apart(hook: TestClient, db: Database, clock: ManualClock, company: Any) -> None:
+    """An update older than the latest exit still applies, and an exit older than the latest update too: HR's
+    record and the exit are separate streams (an update keeps the exit state it does not mention)."""
+    ok(send(hook, clock, updated_at(T3, "Senior")))
     assert ok(send(hook, clock, exit_at(T2)))["ignored"] is None
+    assert ok(send(hook, clock, updated_at(T3 + dt.timedelta(minutes=45), "Lead")))["ignored"] is None
+    older_exit = ok(send(hook, clock, exit_at(T1, EFFECTIVE + dt.timedelta(days=1))))
+    assert older_exit["ignored"] == "stale"  # stale against the exit at T2; the updates do not order it
+    record = employee(db, "e0")
+    assert record is not None and (record.title, record.status, record.exit_at) == ("Lead", "leaving", EFFECTIVE)
     assert only(db).status == "draft"
+
+
+@pytest.mark.parametrize("path", ["hook", "put", "batch"])
+def test_an_update_that_omits_the_exit_state_keeps_it(
+    hook: TestClient, db: Database, clock: ManualClock, company: Any, auth: Any, path: str
+) -> None:
+    """Before: an HR update of a leaver's title (no status in it) made them `active` with no exit time again, so
+    they were back in the candidate pool for their colleagues' clients while their own handover was open."""
+    ok(send(hook, clock, exit_at(T1)))
+    leaver = employee(db, "e0")
+    assert leaver is not None and (leaver.status, leaver.exit_at) == ("leaving", EFFECTIVE)
+    record = {"name": "Eve Zero", "email": "e0@example.com", "seniority": 2, "title": "Senior", "manager": "m1"}
+    if path == "hook":
+        ok(send(hook, clock, updated_at(T2, "Senior")))
+    elif path == "put":
+        r = hook.put("/v1/employees/e0", json=record, headers=auth("hr"))
+        assert r.status_code == 200, r.text
+        assert (r.json()["status"], r.json()["exit_at"]) == ("leaving", _iso(EFFECTIVE))
+    else:
+        r = hook.post("/v1/employees/batch", json={"items": [{**record, "external_id": "e0"}]}, headers=auth("hr"))
+        assert r.status_code == 200, r.text
+    leaver = employee(db, "e0")
+    assert leaver is not None and (leaver.title, leaver.status, leaver.exit_at) == ("Senior", "leaving", EFFECTIVE)
+    audit = metadata.tables["audit_entry"]
+    with db.engine.connect() as conn:
+        data = conn.execute(
+            select(audit.c.data)
+            .where(audit.c.action == "employee.updated", audit.c.entity_id == "e0")
+            .order_by(audit.c.seq.desc())
+            .limit(1)
+        ).scalar_one()
+    assert data["title"] == "Senior" and "status" not in data and "exit_at" not in data  # what was applied
+
+
+def test_an_update_that_gives_the_exit_state_sets_both(
+    hook: TestClient, db: Database, clock: ManualClock, company: Any, auth: Any
+) -> None:
+    ok(send(hook, clock, exit_at(T1)))
+    r = hook.put(
+        "/v1/employees/e0",
+        json={"name": "Eve Zero", "email": "e0@example.com", "seniority": 2, "status": "active"},
+        headers=auth("hr"),
+    )
+    assert r.status_code == 200, r.text
+    assert (r.json()["status"], r.json()["exit_at"]) == ("active", None)
+
+
+def test_a_new_employee_without_an_exit_state_is_active(hook: TestClient, db: Database, clock: ManualClock) -> None:
+    event = updated_at(T1, "New", employee="newbie")
+    del event["data"]["manager"]
+    ok(send(hook, clock, event))
+    record = employee(db, "newbie")
+    assert record is not None and (record.title, record.status, record.exit_at) == ("New", "active", None)
 
 
 def test_a_refused_event_does_not_count(hook: TestClient, db: Database, clock: ManualClock, company: Any) -> None:

@@ -178,3 +178,29 @@ def test_a_database_outage_met_in_middleware_is_a_503_too(
     monkeypatch.setattr(IdempotencyMiddleware, "_claim", refused)
     r = client.post("/v1/handovers", json={}, headers={**auth(), "Idempotency-Key": "k-2"})
     _assert_unavailable(r)
+
+
+def test_no_free_database_connection_is_a_503_with_retry_after_not_a_500(
+    database_url: str, clock: ManualClock, db: Database
+) -> None:
+    """Overload: every pooled connection stays busy for the pool timeout. Before, SQLAlchemy's pool TimeoutError
+    answered 500; now 503 problem+json with Retry-After, and the next request, once a connection is free, is 200.
+    Both paths: a route's own session, and the Idempotency-Key lookup in middleware."""
+    settings = make_settings(
+        database_url, database_pool_size=1, database_max_overflow=0, database_pool_timeout_seconds=0.2
+    )
+    app = create_app(settings, clock=clock)
+    headers = _headers(settings)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as client:
+            assert client.get("/v1/employees", headers=headers).status_code == 200
+            held = app.state.db.engine.connect()  # the pool's only connection, busy elsewhere
+            try:
+                _assert_unavailable(client.get("/v1/employees", headers=headers))
+                keyed = _headers(settings, **{"Idempotency-Key": "k-pool"})
+                _assert_unavailable(client.post("/v1/handovers", json={}, headers=keyed))
+            finally:
+                held.close()
+            assert client.get("/v1/employees", headers=headers).status_code == 200
+    finally:
+        app.state.db.dispose()

@@ -24,6 +24,8 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./handover.db"
     database_pool_size: int = Field(10, ge=1, le=200)
     database_max_overflow: int = Field(10, ge=0, le=200)
+    # How long a request waits for a pooled connection before it answers 503 (every connection busy).
+    database_pool_timeout_seconds: float = Field(10, gt=0, le=300)
     statement_timeout_ms: int = Field(15_000, ge=100, le=600_000)
     sqlite_busy_timeout_ms: int = Field(10_000, ge=0, le=600_000)
 

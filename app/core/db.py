@@ -67,6 +67,7 @@ def make_engine(settings: Settings) -> Engine:
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_max_overflow,
             pool_pre_ping=False,
+            pool_timeout=settings.database_pool_timeout_seconds,
         )
         _configure_sqlite(engine, settings)
         return engine
@@ -75,7 +76,7 @@ def make_engine(settings: Settings) -> Engine:
         pool_size=settings.database_pool_size,
         max_overflow=settings.database_max_overflow,
         pool_pre_ping=True,
-        pool_timeout=10,
+        pool_timeout=settings.database_pool_timeout_seconds,
         connect_args={
             "connect_timeout": 5,
             "options": f"-c statement_timeout={settings.statement_timeout_ms}",

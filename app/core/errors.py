@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.core.routes import iter_api_routes
@@ -230,6 +231,17 @@ def install_handlers(app: FastAPI) -> None:
             headers={"Retry-After": "5"},
         )
 
+    @app.exception_handler(PoolTimeout)
+    async def _pool_exhausted(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # Every pooled connection stayed busy for the pool timeout: overload, not a bug; the client may retry.
+        logger.warning("database pool exhausted on %s %s", request.method, request.url.path)
+        return problem_response(
+            request,
+            503,
+            "The service is busy (no database connection free); retry shortly.",
+            headers={"Retry-After": "1"},
+        )
+
     @app.exception_handler(DBAPIError)
     async def _db_error(request: Request, exc: DBAPIError) -> JSONResponse:
         if exc.connection_invalidated:
@@ -251,6 +263,8 @@ def install_handlers(app: FastAPI) -> None:
         # Errors raised in middleware (the Idempotency-Key lookup) skip the handlers above and land here.
         if isinstance(exc, OperationalError):
             return await _db_down(request, exc)
+        if isinstance(exc, PoolTimeout):
+            return await _pool_exhausted(request, exc)
         if isinstance(exc, DBAPIError) and exc.connection_invalidated:
             return await _db_error(request, exc)
         logger.error(

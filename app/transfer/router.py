@@ -240,7 +240,8 @@ def _summary(
     description="One exact reassignment for all their clients, so successors' capacity is shared across the "
     "leavers instead of going to whichever was planned first. Handovers with different effective times, pools or "
     "exit contexts are solved separately within the same call. All or nothing: one handover that cannot be planned "
-    "(409) or is not visible (404) plans none. Each handover's total_cost is its joint solve's.",
+    "(409), is not visible (404) or that the caller sees only as a successor or interim owner (403) plans none. "
+    "Each handover's total_cost is its joint solve's.",
     response_model=schemas.PlanBatchOut,
     responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
 )

@@ -134,13 +134,11 @@ def _rules(principal: Principal) -> tuple[Any, Any]:
     manages = handover_management(principal)
     if principal.unrestricted or principal.employee is None:
         return manages, manages
-    if principal.role == "manager":
-        return manages, manages
     return manages, or_(manages, _participation(principal.employee))
 
 
 def handover_visibility(principal: Principal) -> Any:
-    """Who sees a handover: whoever manages it, and its participants."""
+    """Who sees a handover: whoever manages it, and its participants (a manager may be a successor elsewhere)."""
     return _rules(principal)[1]
 
 
@@ -1281,11 +1279,13 @@ def _maybe_complete(session: Session, h: Handover, now: dt.datetime) -> None:
 # ---- checklist and sign-off -------------------------------------------------------------------
 
 
-def _involved(principal: Principal, h: Handover, item: HandoverItem) -> bool:
-    if principal.unrestricted or principal.role == "manager":
-        return True
+def _involved(session: Session, principal: Principal, h: Handover, item: HandoverItem) -> bool:
+    """The leaver, this item's successor, interim owner or receiver, or whoever manages the handover: a manager who
+    is a successor on another team's handover works on their own items only."""
     emp = principal.employee
-    return emp is not None and emp in (h.leaver_id, item.successor_id, item.interim_owner_id, item.transferred_to_id)
+    if emp is not None and emp in (h.leaver_id, item.successor_id, item.interim_owner_id, item.transferred_to_id):
+        return True
+    return manages(session, principal, h)
 
 
 def set_checklist(
@@ -1303,8 +1303,11 @@ def set_checklist(
         raise Conflict(
             f"The checklist of a {h.status} handover cannot change.", extra={"allowed": ["approved", "executed"]}
         )
-    if not _involved(principal, h, item):
-        raise Forbidden("Only the leaver, the successor or a manager may update this checklist.")
+    if not _involved(session, principal, h, item):
+        raise Forbidden(
+            "Only the leaver, this item's successor or interim owner, or a manager of the handover may update this "
+            "checklist."
+        )
     checklist = dict(item.checklist or {})
     if key.startswith("mitigation:") and key not in checklist:
         raise NotFound(f"Item {item.id} has no mitigation {key.removeprefix('mitigation:')!r}.")

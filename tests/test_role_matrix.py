@@ -63,7 +63,7 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/v1/handovers"):                                 (201, 201, 201, 403, 403, {"handovers:write": 201}),
     ("GET", "/v1/handovers"):                                  (200, 200, 200, 200, 200, {"handovers:read": 200}),
     ("GET", "/v1/handovers/{handover_id}"):                    (200, 200, 200, 200, 200, {"handovers:read": 200}),
-    # plan, PATCH, approve, cancel: x1's handover; m1 manages another team (404).
+    # plan, PATCH, approve, cancel: x1's handover; m1 manages another team and takes no part in it (404).
     ("POST", "/v1/handovers/{handover_id}/plan"):              (200, 200, 404, 403, 403, {"handovers:write": 200}),
     ("POST", "/v1/handover-plans"):                            (200, 200, 404, 403, 403, {"handovers:write": 200}),
     ("GET", "/v1/handovers/{handover_id}/items"):              (200, 200, 200, 200, 200, {"handovers:read": 200}),
@@ -440,6 +440,40 @@ def test_a_manager_does_not_reach_another_teams_handover(world: Ctx) -> None:
         assert r.status_code == 404, (manager, r.status_code, r.text)
         listed = ctx.client.get("/v1/handovers", headers=h).json()["items"]
         assert hid not in [row["id"] for row in listed]
+
+
+def test_a_manager_taking_part_in_another_teams_handover_sees_it_and_manages_nothing(world: Ctx) -> None:
+    """m1 made interim owner of one of x1's clients (m2's team): x1's handover, its items and report answer 200 to m1,
+    it is listed, and every route that manages it answers 403 (the rows above are m1 managing, or not involved)."""
+    ctx = world
+    ctx.extra["world"].reset()
+    hid, item = ctx.ids["planned"], ctx.ids["item_planned"]
+    url = f"/v1/handovers/{hid}/items/{item}"
+    r = ctx.client.patch(
+        url, json={"interim_owner": "m1"}, headers={**headers(ctx.settings, "admin"), "If-Match": ctx.etag(url)}
+    )
+    assert r.status_code == 200, r.text
+    h = _as(ctx, "manager", "m1")
+    for path in (f"/v1/handovers/{hid}", f"/v1/handovers/{hid}/items", url, f"/v1/handovers/{hid}/report"):
+        r = ctx.client.get(path, headers=h)
+        assert r.status_code == 200, (path, r.status_code, r.text)
+    assert hid in [row["id"] for row in ctx.client.get("/v1/handovers", headers=h).json()["items"]]
+    for method, path, body, extra in [
+        ("POST", f"/v1/handovers/{hid}/plan", None, {}),
+        ("POST", f"/v1/handovers/{hid}/plan?dry_run=true", None, {}),
+        ("POST", "/v1/handover-plans", {"handover_ids": [hid]}, {}),
+        ("PATCH", url, {"interim_owner": "m2"}, {"If-Match": ctx.etag(url)}),
+        ("POST", f"/v1/handovers/{hid}/approve", None, {}),
+        ("POST", "/v1/handover-approvals", {"handover_ids": [hid]}, {}),
+        ("POST", f"/v1/handovers/{hid}/execute", None, {}),
+        ("POST", f"/v1/handovers/{hid}/cancel", {"reason": "matrix"}, {}),
+        ("POST", f"/v1/handovers/{hid}/undo", {"reason": "matrix"}, {}),
+        ("POST", f"/v1/handovers/{hid}/complete", {"reason": "matrix"}, {}),
+    ]:
+        r = ctx.client.request(method, path, json=body, headers={**h, **extra})
+        assert r.status_code == 403, (method, path, r.status_code, r.text)
+    assert ctx.client.get(f"/v1/handovers/{hid}", headers=h).json()["status"] == "planned"
+    ctx.extra["world"].reset()
 
 
 def test_an_account_manager_does_not_reach_anothers_client_item_follow_up_or_grant(world: Ctx) -> None:

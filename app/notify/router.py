@@ -180,10 +180,11 @@ def retry_delivery(
 
 
 def _visible(principal: Principal) -> Select[Any] | None:
-    """Unrestricted roles see every notification; a manager those of the handovers they may see."""
+    """Unrestricted roles see every notification; a manager those of the handovers they manage (a successor's part
+    in another team's handover shows them the handover, not its clients' notifications)."""
     if principal.unrestricted:
         return None
-    return select(Handover.id).where(transfer.handover_visibility(principal))
+    return select(Handover.id).where(transfer.handover_management(principal))
 
 
 def _notification_out(row: OutboxMessage, last_delivery: int | None) -> schemas.NotificationOut:

@@ -76,7 +76,7 @@ class _Client:
 
 
 def _scope(session: Session, principal: Principal, receiver: ColumnElement[Any]) -> ColumnElement[bool]:
-    """Unrestricted roles: everything. A manager: handovers they see, and clients their reports received.
+    """Unrestricted roles: everything. A manager: handovers they manage, and clients their reports received.
 
     Account managers get 403: the report compares colleagues, and their own follow-ups are in /v1/follow-ups.
     """
@@ -86,7 +86,7 @@ def _scope(session: Session, principal: Principal, receiver: ColumnElement[Any])
         raise Forbidden("The retention report is for managers, hr, auditors and admins.")
     # Read once: the handover rule has its own subtree CTE, and one statement cannot hold two of that name.
     team = list(session.scalars(directory.subtree(principal.employee)))
-    return or_(service.handover_visibility(principal), receiver.in_(team))
+    return or_(service.handover_management(principal), receiver.in_(team))
 
 
 def _load(session: Session, principal: Principal, start: dt.datetime, end: dt.datetime) -> dict[int, _Client]:

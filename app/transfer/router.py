@@ -194,7 +194,13 @@ def plan_handover(
 ) -> schemas.PlanSummary:
     if principal.role not in CREATOR_ROLES:
         raise Forbidden("Only hr, managers and admins plan handovers.")
-    h = service.get_handover(session, principal, handover_id, lock=not dry_run)
+    h = service.get_handover(
+        session,
+        principal,
+        handover_id,
+        lock=not dry_run,
+        manage="Only the leaver's managers, hr or an admin may plan this handover.",
+    )
     pool = body.candidate_pool.model_dump() if body and body.candidate_pool else None
     result, preview = service.plan(
         session, h, pool=pool, dry_run=dry_run, actor=principal.actor, now=now, settings=request.app.state.settings
@@ -234,7 +240,8 @@ def _summary(
     description="One exact reassignment for all their clients, so successors' capacity is shared across the "
     "leavers instead of going to whichever was planned first. Handovers with different effective times, pools or "
     "exit contexts are solved separately within the same call. All or nothing: one handover that cannot be planned "
-    "(409) or is not visible (404) plans none. Each handover's total_cost is its joint solve's.",
+    "(409), is not visible (404) or that the caller sees only as a successor or interim owner (403) plans none. "
+    "Each handover's total_cost is its joint solve's.",
     response_model=schemas.PlanBatchOut,
     responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
 )
@@ -244,7 +251,13 @@ def plan_handovers(
     if principal.role not in CREATOR_ROLES:
         raise Forbidden("Only hr, managers and admins plan handovers.")
     ids = list(dict.fromkeys(body.handover_ids))
-    handovers = service.get_handovers(session, principal, sorted(ids), lock=True)
+    handovers = service.get_handovers(
+        session,
+        principal,
+        sorted(ids),
+        lock=True,
+        manage="Only the leaver's managers, hr or an admin may plan these handovers.",
+    )
     pool = body.candidate_pool.model_dump() if body.candidate_pool else None
     plans, solves = service.plan_many(
         session, handovers, pool=pool, actor=principal.actor, now=now, settings=request.app.state.settings
@@ -323,7 +336,13 @@ def patch_item(
 ) -> schemas.ItemOut:
     if principal.role not in CREATOR_ROLES:
         raise Forbidden("Only hr, managers and admins override items.")
-    h = service.get_handover(session, principal, handover_id, lock=True)
+    h = service.get_handover(
+        session,
+        principal,
+        handover_id,
+        lock=True,
+        manage="Only the leaver's managers, hr or an admin may override this handover's items.",
+    )
     item = service.get_item(session, h, item_id)
     service.check_if_match(if_match, service.etag(item.version, "item", item.id))
     service.patch_item(session, h, item, body, actor=principal.actor, now=now, settings=request.app.state.settings)
@@ -353,7 +372,13 @@ def approve_handover(
     response: Response,
     if_match: IfMatch = None,
 ) -> schemas.HandoverOut:
-    h = service.get_handover(session, principal, handover_id, lock=True)
+    h = service.get_handover(
+        session,
+        principal,
+        handover_id,
+        lock=True,
+        manage="Only the leaver's manager or an admin may approve this handover.",
+    )
     if if_match is not None:
         service.check_if_match(if_match, service.etag(h.version, "handover", h.id))
     service.approve(session, h, principal, now=now, settings=request.app.state.settings)
@@ -378,7 +403,13 @@ def approve_handovers(
     principal: HandoversApprove,
     now: Now,
 ) -> schemas.ApprovalBatchOut:
-    handovers = service.get_handovers(session, principal, body.handover_ids, lock=True)
+    handovers = service.get_handovers(
+        session,
+        principal,
+        body.handover_ids,
+        lock=True,
+        manage="Only the leaver's manager or an admin may approve these handovers.",
+    )
     service.approve_many(session, handovers, principal, now=now, settings=request.app.state.settings)
     session.flush()
     counts = service.counts(session, [h.id for h in handovers])
@@ -403,7 +434,9 @@ def execute_handover(
 ) -> schemas.HandoverOut:
     if principal.role != "admin":
         raise Forbidden("Only admins execute a handover by hand.")
-    h = service.get_handover(session, principal, handover_id, lock=True)
+    h = service.get_handover(
+        session, principal, handover_id, lock=True, manage="Only admins execute a handover by hand."
+    )
     service.execute(session, h, actor=principal.actor, now=now, immediate=True, settings=request.app.state.settings)
     return _transition_endpoint(h, session, response)
 
@@ -425,7 +458,13 @@ def cancel_handover(
 ) -> schemas.HandoverOut:
     if principal.role not in CREATOR_ROLES:
         raise Forbidden("Only hr, managers and admins cancel handovers.")
-    h = service.get_handover(session, principal, handover_id, lock=True)
+    h = service.get_handover(
+        session,
+        principal,
+        handover_id,
+        lock=True,
+        manage="Only the leaver's managers, hr or an admin may cancel this handover.",
+    )
     service.cancel(session, h, actor=principal.actor, now=now, reason=body.reason if body else None)
     return _transition_endpoint(h, session, response)
 
@@ -447,9 +486,10 @@ def undo_handover(
     response: Response,
     body: schemas.ReasonBody | None = None,
 ) -> schemas.HandoverOut:
-    h = service.get_handover(session, principal, handover_id, lock=True)
+    undo_rule = "Only the leaver's manager or an admin may undo this handover."
+    h = service.get_handover(session, principal, handover_id, lock=True, manage=undo_rule)
     if principal.role == "manager" and principal.employee != h.manager_id:
-        raise Forbidden("Only the leaver's manager or an admin may undo this handover.")
+        raise Forbidden(undo_rule)
     service.undo(
         session,
         h,
@@ -476,7 +516,13 @@ def complete_handover(
     now: Now,
     response: Response,
 ) -> schemas.HandoverOut:
-    h = service.get_handover(session, principal, handover_id, lock=True)
+    h = service.get_handover(
+        session,
+        principal,
+        handover_id,
+        lock=True,
+        manage="Only the leaver's managers or an admin may complete this handover.",
+    )
     service.complete(session, h, actor=principal.actor, now=now, reason=body.reason)
     return _transition_endpoint(h, session, response)
 

@@ -109,47 +109,98 @@ def _audit(
 # ---- visibility -------------------------------------------------------------------------------
 
 
-def handover_visibility(principal: Principal) -> Any:
+def handover_management(principal: Principal) -> Any:
+    """Who manages a handover (plans, overrides, approves, cancels, completes, undoes it): the unrestricted roles,
+    and a manager for the handovers that name them manager or whose leaver is in their subtree."""
     if principal.unrestricted:
         return true()
-    if principal.employee is None:
+    if principal.employee is None or principal.role != "manager":
         return false()
-    if principal.role == "manager":
-        tree = directory.subtree(principal.employee)
-        return or_(Handover.manager_id == principal.employee, Handover.leaver_id.in_(tree))
+    tree = directory.subtree(principal.employee)
+    return or_(Handover.manager_id == principal.employee, Handover.leaver_id.in_(tree))
+
+
+def _participation(employee: str) -> Any:
+    """The leaver, or the successor or interim owner of one of its items (a client moves only to one of those)."""
     involved = exists().where(
         HandoverItem.handover_id == Handover.id,
-        or_(HandoverItem.successor_id == principal.employee, HandoverItem.interim_owner_id == principal.employee),
+        or_(HandoverItem.successor_id == employee, HandoverItem.interim_owner_id == employee),
     )
-    return or_(Handover.leaver_id == principal.employee, involved)
+    return or_(Handover.leaver_id == employee, involved)
 
 
-def get_handover(session: Session, principal: Principal, handover_id: int, *, lock: bool = False) -> Handover:
-    stmt = select(Handover).where(Handover.id == handover_id, handover_visibility(principal))
+def _rules(principal: Principal) -> tuple[Any, Any]:
+    """(manages, sees) as SQL; `sees` reuses `manages`, so a statement holding both has one subtree CTE."""
+    manages = handover_management(principal)
+    if principal.unrestricted or principal.employee is None:
+        return manages, manages
+    return manages, or_(manages, _participation(principal.employee))
+
+
+def handover_visibility(principal: Principal) -> Any:
+    """Who sees a handover: whoever manages it, and its participants (a manager may be a successor elsewhere)."""
+    return _rules(principal)[1]
+
+
+def manages(session: Session, principal: Principal, h: Handover) -> bool:
+    """`handover_management` for one loaded handover (a query only for a manager who is not its manager)."""
+    if principal.unrestricted:
+        return True
+    if principal.role != "manager" or principal.employee is None:
+        return False
+    if h.manager_id == principal.employee:
+        return True
+    return session.scalar(select(Handover.id).where(Handover.id == h.id, handover_management(principal))) is not None
+
+
+def _visible_rows(
+    session: Session, principal: Principal, handover_ids: Sequence[int], *, lock: bool
+) -> list[tuple[Handover, bool]]:
+    managing, sees = _rules(principal)
+    stmt = select(Handover, managing.label("manages")).where(Handover.id.in_(handover_ids), sees).order_by(Handover.id)
     if lock:
         stmt = stmt.with_for_update()
-    h = session.scalar(stmt)
-    if h is None:
+    return [(h, bool(m)) for h, m in session.execute(stmt)]
+
+
+def get_handover(
+    session: Session, principal: Principal, handover_id: int, *, lock: bool = False, manage: str | None = None
+) -> Handover:
+    """A handover the principal sees, else 404. With `manage` (the 403 detail), one they manage: a participant who
+    does not manage it (a manager named successor on another team's handover) gets 403."""
+    rows = _visible_rows(session, principal, [handover_id], lock=lock)
+    if not rows:
         raise NotFound(f"No handover {handover_id}.")
+    h, managed = rows[0]
+    if manage is not None and not managed:
+        raise Forbidden(manage)
     return h
 
 
 def get_handovers(
-    session: Session, principal: Principal, handover_ids: Sequence[int], *, lock: bool = False
+    session: Session,
+    principal: Principal,
+    handover_ids: Sequence[int],
+    *,
+    lock: bool = False,
+    manage: str | None = None,
 ) -> list[Handover]:
     """Several handovers in one query, in the order asked, locked in id order (two batches that overlap cannot
-    deadlock); 404 naming the ids the principal cannot see, like `get_handover` for one."""
+    deadlock); 404 naming the ids the principal cannot see, then, with `manage`, 403 naming those they see
+    without managing them, like `get_handover` for one."""
     wanted = list(dict.fromkeys(handover_ids))
-    stmt = select(Handover).where(Handover.id.in_(wanted), handover_visibility(principal)).order_by(Handover.id)
-    if lock:
-        stmt = stmt.with_for_update()
-    found = {h.id: h for h in session.scalars(stmt)}
+    rows = _visible_rows(session, principal, wanted, lock=lock)
+    found = {h.id: h for h, _ in rows}
     missing = [hid for hid in wanted if hid not in found]
     if missing:
         raise NotFound(
             f"No handover {', '.join(map(str, missing[:20]))}{' …' if len(missing) > 20 else ''}.",
             extra={"handover_ids": missing},
         )
+    if manage is not None:
+        unmanaged = [h.id for h, managed in rows if not managed]
+        if unmanaged:
+            raise Forbidden(manage, extra={"handover_ids": unmanaged})
     return [found[hid] for hid in wanted]
 
 
@@ -1228,11 +1279,13 @@ def _maybe_complete(session: Session, h: Handover, now: dt.datetime) -> None:
 # ---- checklist and sign-off -------------------------------------------------------------------
 
 
-def _involved(principal: Principal, h: Handover, item: HandoverItem) -> bool:
-    if principal.unrestricted or principal.role == "manager":
-        return True
+def _involved(session: Session, principal: Principal, h: Handover, item: HandoverItem) -> bool:
+    """The leaver, this item's successor, interim owner or receiver, or whoever manages the handover: a manager who
+    is a successor on another team's handover works on their own items only."""
     emp = principal.employee
-    return emp is not None and emp in (h.leaver_id, item.successor_id, item.interim_owner_id, item.transferred_to_id)
+    if emp is not None and emp in (h.leaver_id, item.successor_id, item.interim_owner_id, item.transferred_to_id):
+        return True
+    return manages(session, principal, h)
 
 
 def set_checklist(
@@ -1250,8 +1303,11 @@ def set_checklist(
         raise Conflict(
             f"The checklist of a {h.status} handover cannot change.", extra={"allowed": ["approved", "executed"]}
         )
-    if not _involved(principal, h, item):
-        raise Forbidden("Only the leaver, the successor or a manager may update this checklist.")
+    if not _involved(session, principal, h, item):
+        raise Forbidden(
+            "Only the leaver, this item's successor or interim owner, or a manager of the handover may update this "
+            "checklist."
+        )
     checklist = dict(item.checklist or {})
     if key.startswith("mitigation:") and key not in checklist:
         raise NotFound(f"Item {item.id} has no mitigation {key.removeprefix('mitigation:')!r}.")

@@ -1,0 +1,258 @@
+"""A manager named successor or interim owner on another team's handover: sees it and does their part, manages nothing.
+
+e0 (m1's team) leaves; m1 names m2 (who manages x1, another team) successor on item A and interim owner on item C.
+m2 may read the handover, tick A's and C's checklists and sign their incoming sides; every write that manages the
+handover answers 403 (problem+json) and leaves the database as it was. m3, a manager neither managing nor involved,
+still gets 404; m1 keeps every right.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from httpx import Response
+from sqlalchemy import func, select
+
+from app.access.models import AccessGrant
+from app.audit.models import AuditEntry
+from app.core.clock import ManualClock
+from app.core.db import Database
+from app.notify.models import OutboxMessage
+from app.transfer.models import FollowUp, Handover, HandoverItem
+from app.worker import run_once
+from tests.company import EFFECTIVE, open_for
+
+
+def state(db: Database) -> tuple[Any, ...]:
+    """Every handover and item with its version, and the rows the workflow adds (audit, outbox, grants, follow-ups)."""
+    i = HandoverItem
+    with db.session(write=False) as s:
+        handovers = s.execute(select(Handover.id, Handover.status, Handover.version).order_by(Handover.id)).all()
+        items = s.execute(
+            select(
+                i.id,
+                i.status,
+                i.version,
+                i.successor_id,
+                i.interim_owner_id,
+                i.checklist,
+                i.outgoing_signed_at,
+                i.incoming_signed_at,
+            ).order_by(i.id)
+        ).all()
+        counts = [
+            s.scalar(select(func.count()).select_from(m)) for m in (AuditEntry, OutboxMessage, AccessGrant, FollowUp)
+        ]
+    return handovers, items, counts
+
+
+def forbidden(r: Response) -> None:
+    assert r.status_code == 403, r.text
+    assert r.headers["content-type"].startswith("application/problem+json"), r.headers
+    assert r.json()["status"] == 403
+
+
+def etag(client: TestClient, auth: Any, path: str) -> str:
+    r = client.get(path, headers=auth())
+    assert r.status_code == 200, r.text
+    return str(r.headers["etag"])
+
+
+@pytest.fixture
+def shared(client: TestClient, auth: Any, db: Database, open_handover: int) -> dict[str, Any]:
+    """e0's handover planned from m1's team only (so m2 is on no item by chance), then m1 names m2 successor on
+    item A and interim owner on item C; B is an item m2 has nothing to do with."""
+    hid = open_handover
+    r = client.post(f"/v1/handovers/{hid}/plan", json={"candidate_pool": {"kind": "team"}}, headers=auth("hr"))
+    assert r.status_code == 200, r.text
+    items = client.get(f"/v1/handovers/{hid}/items", headers=auth()).json()["items"]
+    assert all("m2" not in (it["successor"], it["interim_owner"]) for it in items)
+    a, b, c = (it["id"] for it in items[:3])
+    m1 = auth("manager", emp="m1")
+    for item, body in ((a, {"successor": "m2"}), (c, {"interim_owner": "m2"})):
+        url = f"/v1/handovers/{hid}/items/{item}"
+        r = client.patch(url, json=body, headers={**m1, "If-Match": etag(client, auth, url)})
+        assert r.status_code == 200, r.text
+    r = client.put(
+        "/v1/employees/m3",
+        json={"name": "Nia Nobody", "email": "m3@example.com", "seniority": 4, "manager": "ceo"},
+        headers=auth("hr"),
+    )
+    assert r.status_code == 201, r.text
+    return {"hid": hid, "a": a, "b": b, "c": c, "items": [it["id"] for it in items]}
+
+
+def approve_as_m1(client: TestClient, auth: Any, hid: int) -> None:
+    r = client.post(f"/v1/handovers/{hid}/approve", headers=auth("manager", emp="m1"))
+    assert r.status_code == 200, r.text
+
+
+def test_a_participant_manager_sees_the_handover_and_its_items(client: TestClient, auth: Any, shared: Any) -> None:
+    hid, m2 = shared["hid"], auth("manager", emp="m2")
+    r = client.get(f"/v1/handovers/{hid}", headers=m2)
+    assert r.status_code == 200, r.text
+    assert r.json()["manager"] == "m1"
+    listed = client.get(f"/v1/handovers/{hid}/items", headers=m2)
+    assert listed.status_code == 200 and [it["id"] for it in listed.json()["items"]] == shared["items"]
+    r = client.get(f"/v1/handovers/{hid}/items/{shared['a']}", headers=m2)
+    assert r.status_code == 200 and r.json()["successor"] == "m2"
+    assert client.get(f"/v1/handovers/{hid}/report", headers=m2).status_code == 200
+    assert hid in [h["id"] for h in client.get("/v1/handovers", headers=m2).json()["items"]]
+
+
+def test_a_participant_manager_cannot_manage_a_planned_handover(
+    client: TestClient, auth: Any, db: Database, shared: Any
+) -> None:
+    hid, m2 = shared["hid"], auth("manager", emp="m2")
+    item_a = f"/v1/handovers/{hid}/items/{shared['a']}"
+    item_b = f"/v1/handovers/{hid}/items/{shared['b']}"
+    before = state(db)
+    for method, path, body, extra in [
+        ("POST", f"/v1/handovers/{hid}/plan", None, {}),
+        ("POST", f"/v1/handovers/{hid}/plan?dry_run=true", None, {}),
+        ("POST", "/v1/handover-plans", {"handover_ids": [hid]}, {}),
+        ("PATCH", item_a, {"interim_owner": "x1"}, {"If-Match": etag(client, auth, item_a)}),
+        ("PATCH", item_b, {"successor": "m2"}, {"If-Match": etag(client, auth, item_b)}),
+        ("POST", f"/v1/handovers/{hid}/cancel", {"reason": "not mine"}, {}),
+        ("POST", f"/v1/handovers/{hid}/approve", None, {}),
+        ("POST", f"/v1/handovers/{hid}/approve", None, {"If-Match": etag(client, auth, f"/v1/handovers/{hid}")}),
+        ("POST", "/v1/handover-approvals", {"handover_ids": [hid]}, {}),
+    ]:
+        r = client.request(method, path, json=body, headers={**m2, **extra})
+        forbidden(r)
+        assert state(db) == before, (method, path)
+
+
+def test_a_batch_names_the_handovers_the_caller_only_takes_part_in(
+    client: TestClient, auth: Any, db: Database, shared: Any
+) -> None:
+    """m2 manages x1's handover and takes part in e0's: 403 naming e0's, and x1's is not planned either; an
+    invisible id is still 404."""
+    hid, m2 = shared["hid"], auth("manager", emp="m2")
+    own = open_for(client, auth, "x1")
+    before = state(db)
+    for path in ("/v1/handover-plans", "/v1/handover-approvals"):
+        r = client.post(path, json={"handover_ids": [own, hid]}, headers=m2)
+        forbidden(r)
+        assert r.json()["handover_ids"] == [hid]
+        r = client.post(path, json={"handover_ids": [hid, 2**31 - 1]}, headers=m2)
+        assert r.status_code == 404 and r.json()["handover_ids"] == [2**31 - 1], r.text
+        assert state(db) == before, path
+    r = client.post("/v1/handover-plans", json={"handover_ids": [own]}, headers=m2)
+    assert r.status_code == 200, r.text
+
+
+def test_a_participant_manager_signs_and_ticks_only_their_own_items(
+    client: TestClient, auth: Any, db: Database, shared: Any
+) -> None:
+    hid, m2 = shared["hid"], auth("manager", emp="m2")
+    approve_as_m1(client, auth, hid)
+    base = f"/v1/handovers/{hid}/items"
+    for item in (shared["a"], shared["c"]):
+        r = client.put(f"{base}/{item}/checklist/handover_meeting", json={"done": True, "note": "met"}, headers=m2)
+        assert r.status_code == 200 and r.json()["checklist"]["handover_meeting"]["by"] == "manager:test-manager"
+        r = client.post(f"{base}/{item}/sign-off", json={"side": "incoming"}, headers=m2)
+        assert r.status_code == 200 and r.json()["incoming_signed_by"] == "manager:test-manager", r.text
+    before = state(db)
+    for method, path, body in [
+        ("PUT", f"{base}/{shared['b']}/checklist/contacts", {"done": True}),
+        ("POST", f"{base}/{shared['b']}/sign-off", {"side": "incoming"}),
+        ("POST", f"{base}/{shared['a']}/sign-off", {"side": "outgoing"}),
+        ("POST", f"/v1/handovers/{hid}/cancel", None),
+    ]:
+        forbidden(client.request(method, path, json=body, headers=m2))
+        assert state(db) == before, (method, path)
+
+
+def test_a_participant_manager_cannot_complete_undo_or_execute(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, shared: Any
+) -> None:
+    hid, m2, m1 = shared["hid"], auth("manager", emp="m2"), auth("manager", emp="m1")
+    approve_as_m1(client, auth, hid)
+    forbidden(client.post(f"/v1/handovers/{hid}/execute", headers=m2))
+    clock.set(EFFECTIVE)
+    run_once(db, clock)
+    assert client.get(f"/v1/handovers/{hid}", headers=m2).json()["status"] == "executed"
+    clock.set(EFFECTIVE + dt.timedelta(days=1))
+    before = state(db)
+    forbidden(client.post(f"/v1/handovers/{hid}/complete", json={"reason": "done"}, headers=m2))
+    forbidden(client.post(f"/v1/handovers/{hid}/undo", json={"reason": "oops"}, headers=m2))
+    assert state(db) == before
+    # m1 manages it: complete, then undo.
+    r = client.post(f"/v1/handovers/{hid}/complete", json={"reason": "done"}, headers=m1)
+    assert r.status_code == 200 and r.json()["status"] == "completed", r.text
+    r = client.post(f"/v1/handovers/{hid}/undo", json={"reason": "came back"}, headers=m1)
+    assert r.status_code == 200 and r.json()["status"] == "undone", r.text
+
+
+def test_a_manager_neither_managing_nor_involved_gets_404(
+    client: TestClient, auth: Any, db: Database, shared: Any
+) -> None:
+    hid, m3 = shared["hid"], auth("manager", emp="m3")
+    item = f"/v1/handovers/{hid}/items/{shared['a']}"
+    before = state(db)
+    for method, path, body in [
+        ("GET", f"/v1/handovers/{hid}", None),
+        ("GET", f"/v1/handovers/{hid}/items", None),
+        ("GET", item, None),
+        ("GET", f"/v1/handovers/{hid}/report", None),
+        ("POST", f"/v1/handovers/{hid}/plan", None),
+        ("POST", f"/v1/handovers/{hid}/plan?dry_run=true", None),
+        ("POST", "/v1/handover-plans", {"handover_ids": [hid]}),
+        ("PATCH", item, {"successor": "m3"}),
+        ("POST", f"/v1/handovers/{hid}/cancel", None),
+        ("POST", f"/v1/handovers/{hid}/approve", None),
+        ("POST", "/v1/handover-approvals", {"handover_ids": [hid]}),
+        ("POST", f"/v1/handovers/{hid}/complete", {"reason": "x"}),
+        ("POST", f"/v1/handovers/{hid}/undo", None),
+        ("PUT", f"{item}/checklist/contacts", {"done": True}),
+        ("POST", f"{item}/sign-off", {"side": "incoming"}),
+    ]:
+        r = client.request(method, path, json=body, headers={**m3, "If-Match": '"x"'})
+        assert r.status_code == 404, (method, path, r.status_code, r.text)
+    assert state(db) == before
+    assert client.get("/v1/handovers", headers=m3).json()["items"] == []
+
+
+def test_the_managing_managers_keep_every_right(client: TestClient, auth: Any, db: Database, shared: Any) -> None:
+    """m1 (the leaver's manager) plans, overrides, approves and ticks any item; the ceo (above m1) manages too:
+    they tick m2's item, though only m1 approves."""
+    hid, m1, ceo = shared["hid"], auth("manager", emp="m1"), auth("manager", emp="ceo")
+    for path in (f"/v1/handovers/{hid}/plan?dry_run=true", f"/v1/handovers/{hid}/plan"):
+        r = client.post(path, json={"candidate_pool": {"kind": "team"}}, headers=m1)
+        assert r.status_code == 200, r.text
+    r = client.post("/v1/handover-plans", json={"handover_ids": [hid], "candidate_pool": {"kind": "team"}}, headers=m1)
+    assert r.status_code == 200, r.text
+    # Planning again replaces the proposed items (new ids) and keeps the manual ones (A and C).
+    items = [it["id"] for it in client.get(f"/v1/handovers/{hid}/items", headers=m1).json()["items"]]
+    assert shared["a"] in items and shared["c"] in items
+    b = next(i for i in items if i not in (shared["a"], shared["c"]))
+    url = f"/v1/handovers/{hid}/items/{b}"
+    r = client.patch(url, json={"interim_owner": "m1"}, headers={**m1, "If-Match": etag(client, auth, url)})
+    assert r.status_code == 200, r.text
+    forbidden(client.post(f"/v1/handovers/{hid}/approve", headers=ceo))  # only the leaver's own manager approves
+    r = client.post("/v1/handover-approvals", json={"handover_ids": [hid]}, headers=m1)
+    assert r.status_code == 200 and r.json()["handovers"][0]["status"] == "approved", r.text
+    for who in (m1, ceo):
+        for item in (shared["a"], b):
+            r = client.put(f"/v1/handovers/{hid}/items/{item}/checklist/contacts", json={"done": True}, headers=who)
+            assert r.status_code == 200, r.text
+    r = client.post(f"/v1/handovers/{hid}/cancel", json={"reason": "stays after all"}, headers=m1)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+
+
+def test_notifications_stay_with_those_who_manage(client: TestClient, auth: Any, shared: Any) -> None:
+    """Taking part in a handover shows it, not its clients' notifications (those are for whoever manages it)."""
+    hid = shared["hid"]
+    approve_as_m1(client, auth, hid)
+
+    def mine(who: str) -> set[int]:
+        r = client.get("/v1/notifications", headers=auth("manager", emp=who))
+        assert r.status_code == 200, r.text
+        return {n["handover_id"] for n in r.json()["items"]}
+
+    assert hid in mine("m1")
+    assert hid not in mine("m2")

@@ -111,13 +111,17 @@ def _audit(
 
 def handover_management(principal: Principal) -> Any:
     """Who manages a handover (plans, overrides, approves, cancels, completes, undoes it): the unrestricted roles,
-    and a manager for the handovers that name them manager or whose leaver is in their subtree."""
+    and a manager for the handovers that name them manager or whose leaver is in their subtree, except their own
+    (the subtree holds its root: a leaving manager could otherwise cancel or re-plan their own exit)."""
     if principal.unrestricted:
         return true()
     if principal.employee is None or principal.role != "manager":
         return false()
     tree = directory.subtree(principal.employee)
-    return or_(Handover.manager_id == principal.employee, Handover.leaver_id.in_(tree))
+    return and_(
+        Handover.leaver_id != principal.employee,
+        or_(Handover.manager_id == principal.employee, Handover.leaver_id.in_(tree)),
+    )
 
 
 def _participation(employee: str) -> Any:
@@ -146,7 +150,7 @@ def manages(session: Session, principal: Principal, h: Handover) -> bool:
     """`handover_management` for one loaded handover (a query only for a manager who is not its manager)."""
     if principal.unrestricted:
         return True
-    if principal.role != "manager" or principal.employee is None:
+    if principal.role != "manager" or principal.employee is None or h.leaver_id == principal.employee:
         return False
     if h.manager_id == principal.employee:
         return True

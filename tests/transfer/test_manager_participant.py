@@ -256,3 +256,31 @@ def test_notifications_stay_with_those_who_manage(client: TestClient, auth: Any,
 
     assert hid in mine("m1")
     assert hid not in mine("m2")
+
+
+def test_a_leaving_manager_sees_their_own_handover_and_manages_none_of_it(
+    client: TestClient, auth: Any, db: Database, company: Any
+) -> None:
+    """m1 leaves. Their subtree holds them too, so before this rule m1 could re-plan, cancel or complete their own
+    exit (approve was already refused: only the leaver's manager approves). Now: 403 on every managing route,
+    nothing written; m1 still reads it, and the ceo (m1's manager) manages it."""
+    hid = open_for(client, auth, "m1")
+    m1 = auth("manager", emp="m1")
+    assert client.get(f"/v1/handovers/{hid}", headers=m1).status_code == 200
+    assert hid in [h["id"] for h in client.get("/v1/handovers", headers=m1).json()["items"]]
+    before = state(db)
+    forbidden(client.post(f"/v1/handovers/{hid}/plan", headers=m1))
+    forbidden(client.post(f"/v1/handovers/{hid}/plan?dry_run=true", headers=m1))
+    forbidden(client.post("/v1/handover-plans", json={"handover_ids": [hid]}, headers=m1))
+    forbidden(client.post(f"/v1/handovers/{hid}/cancel", json={"reason": "changed my mind"}, headers=m1))
+    assert state(db) == before
+    ceo = auth("manager", emp="ceo")
+    r = client.post(f"/v1/handovers/{hid}/plan", headers=ceo)
+    assert r.status_code == 200, r.text
+    before = state(db)
+    forbidden(client.post(f"/v1/handovers/{hid}/approve", headers=m1))
+    forbidden(client.post("/v1/handover-approvals", json={"handover_ids": [hid]}, headers=m1))
+    forbidden(client.post(f"/v1/handovers/{hid}/cancel", headers=m1))
+    assert state(db) == before
+    r = client.post(f"/v1/handovers/{hid}/cancel", json={"reason": "stays after all"}, headers=ceo)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text

@@ -138,10 +138,20 @@ def jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
 # ---- events -----------------------------------------------------------------------------------
 
 
-def emit(session: Session, event_type: str, payload: Mapping[str, Any], *, now: dt.datetime) -> None:
-    """One row per active endpoint subscribed to the type, in one statement whatever the number of endpoints."""
+Events = list[tuple[str, Mapping[str, Any]]]
+"""Events held back for one `emit_many` (a batch of handovers), in the order they were emitted."""
+
+
+def emit(
+    session: Session, event_type: str, payload: Mapping[str, Any], *, now: dt.datetime, into: Events | None = None
+) -> None:
+    """One row per active endpoint subscribed to the type, in one statement whatever the number of endpoints;
+    with `into`, the event is appended there instead, for the caller's one `emit_many`."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
+    if into is not None:
+        into.append((event_type, payload))
+        return
     ep, sub, m = WebhookEndpoint, WebhookSubscription, OutboxMessage
     envelope = {"type": event_type, "timestamp": now.isoformat(), "data": jsonable(payload)}
     subscribed = exists().where(sub.endpoint_id == ep.id, sub.event_type.in_((event_type, ALL_EVENTS)))
@@ -180,6 +190,54 @@ def emit(session: Session, event_type: str, payload: Mapping[str, Any], *, now: 
     )
 
 
+def emit_many(session: Session, events: Events, *, now: dt.datetime) -> None:
+    """`emit` of every event, in order, with one read of the subscriptions and one bulk insert: a layoff's batch
+    of handovers emits a thousand events at once (one INSERT … SELECT each cost ~1 ms of round trip)."""
+    if not events:
+        return
+    types = {t for t, _ in events}
+    unknown = sorted(types - set(EVENT_TYPES))
+    if unknown:
+        raise ValueError(f"unknown event types {unknown!r}")
+    ep, sub = WebhookEndpoint, WebhookSubscription
+    subscribed: dict[str, set[int]] = defaultdict(set)
+    for endpoint_id, event_type in session.execute(
+        select(ep.id, sub.event_type)
+        .join(sub, sub.endpoint_id == ep.id)
+        .where(ep.status == "active", sub.event_type.in_([*types, ALL_EVENTS]))
+    ):
+        subscribed[event_type].add(endpoint_id)
+    targets = {t: sorted(subscribed[t] | subscribed[ALL_EVENTS]) for t in types}
+    stamp = now.isoformat()
+    rows = []
+    for event_type, payload in events:
+        if not targets[event_type]:
+            continue
+        envelope = bulk.JsonText(
+            json.dumps(
+                {"type": event_type, "timestamp": stamp, "data": payload}, default=_json_default, ensure_ascii=False
+            )
+        )
+        for endpoint_id in targets[event_type]:
+            rows.append(
+                {
+                    "message_id": new_message_id(),
+                    "category": "event",
+                    "event_type": event_type,
+                    "channel": "webhook",
+                    "endpoint_id": endpoint_id,
+                    "payload": envelope,
+                    "status": "pending",
+                    "priority": 0,
+                    "attempts": 0,
+                    "not_before": now,
+                    "next_attempt_at": now,
+                    "created_at": now,
+                }
+            )
+    bulk.insert_rows(session, cast(Table, OutboxMessage.__table__), rows)
+
+
 def emit_batches(
     session: Session,
     event_type: str,
@@ -189,12 +247,13 @@ def emit_batches(
     common: Mapping[str, Any],
     now: dt.datetime,
     size: int = EVENT_BATCH,
+    into: Events | None = None,
 ) -> int:
     """Large lists go out as several events of at most `size` items; returns the number of events."""
     batches = max(1, -(-len(items) // size))
     for i in range(batches):
         part = list(items[i * size : (i + 1) * size])
-        emit(session, event_type, {**common, "batch": i + 1, "batches": batches, key: part}, now=now)
+        emit(session, event_type, {**common, "batch": i + 1, "batches": batches, key: part}, now=now, into=into)
     return batches
 
 

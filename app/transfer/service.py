@@ -10,7 +10,7 @@ import datetime as dt
 import json
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from sqlalchemy import Table, and_, delete, exists, false, func, or_, select, true, update
@@ -69,6 +69,20 @@ EVENTS = frozenset(
 )
 
 
+@dataclass
+class Pending:
+    """A batch of handovers' audit entries and events, written together by `write` (one chain read and one INSERT
+    for the entries, one subscription read and one bulk insert for the events) instead of a statement or two per
+    handover; each list keeps the order of the calls."""
+
+    changes: list[audit.Change] = field(default_factory=list)
+    events: notify.Events = field(default_factory=list)
+
+    def write(self, session: Session, now: dt.datetime) -> None:
+        notify.emit_many(session, self.events, now=now)
+        audit.record_many(session, self.changes, at=now)
+
+
 def _audit(
     session: Session,
     actor: str,
@@ -76,13 +90,12 @@ def _audit(
     h: Handover,
     now: dt.datetime,
     *,
-    pending: list[audit.Change] | None = None,
+    pending: Pending | None = None,
     **data: Any,
 ) -> None:
     """Every state change: one audit entry and, for the CRM, one outbound event, in the same transaction.
 
-    With `pending`, the entry is appended there for the caller's one `audit.record_many` (a batch of handovers:
-    one chain read and one INSERT instead of one each), in the same order as the events."""
+    With `pending`, both are held there for the caller's one `Pending.write` (a batch of handovers)."""
     if action in EVENTS:
         payload = {
             "handover_id": h.id,
@@ -98,12 +111,12 @@ def _audit(
             payload["cancel_reason" if action == "handover.cancelled" else "undo_reason"] = extra.pop("reason")
         extra.pop("reason", None)
         payload.update(extra)
-        notify.emit(session, action, payload, now=now)
+        notify.emit(session, action, payload, now=now, into=pending.events if pending is not None else None)
     change = audit.Change(actor, action, "handover", str(h.id), {"status": h.status, "leaver": h.leaver_id, **data})
     if pending is None:
         audit.record_many(session, [change], at=now)
     else:
-        pending.append(change)
+        pending.changes.append(change)
 
 
 # ---- visibility -------------------------------------------------------------------------------
@@ -701,7 +714,7 @@ def _mark_planned(
     *,
     actor: str,
     now: dt.datetime,
-    pending: list[audit.Change] | None = None,
+    pending: Pending | None = None,
     **extra: Any,
 ) -> None:
     h.candidate_pool = pool
@@ -773,7 +786,7 @@ def plan_many(
         )
         groups[key].append(h)
     plans: dict[int, Plan] = {}
-    pending: list[audit.Change] = []
+    pending = Pending()
     for members in groups.values():
         first = members[0]
         chosen = pool or first.candidate_pool or {"kind": "organisation"}
@@ -820,7 +833,7 @@ def plan_many(
                 pending=pending,
                 planned_with=len(members),
             )
-    audit.record_many(session, pending, at=now)
+    pending.write(session, now)
     return plans, len(groups)
 
 
@@ -1007,10 +1020,10 @@ def approve_many(
         _move(h, "approved", now)
     access.on_approve_many(session, [(h.id, h.effective_at) for h in hs], actor=principal.actor, now=now)
     _cut_leaving_receivers(session, ids)
-    pending: list[audit.Change] = []
+    pending = Pending()
     for h in hs:
         _audit(session, principal.actor, "handover.approved", h, now, pending=pending)
-    audit.record_many(session, pending, at=now)
+    pending.write(session, now)
     notify.on_handovers_approved(session, ids, now=now, settings=settings)
     followups.create_for_handovers(session, hs, now=now, settings=settings)
 
@@ -1137,28 +1150,45 @@ def execute_many(session: Session, hs: Sequence[Handover], *, actor: str, now: d
             .group_by(item.handover_id)
         ).all()
     )
-    pending: list[audit.Change] = []
+    pending = Pending()
+    moves = _moves(session, ids, statuses=("transferred", "confirmed"), back=False)
     for h in hs:
         h.executed_at = now
         _move(h, "executed", now)
         _audit(session, actor, "handover.executed", h, now, pending=pending, clients_moved=moved.get(h.id, 0))
-        _reassigned(session, h, statuses=("transferred", "confirmed"), back=False, now=now)
-    audit.record_many(session, pending, at=now)
+        _reassigned(session, h, moves.get(h.id, []), back=False, now=now, into=pending.events)
+    pending.write(session, now)
 
 
-def _reassigned(session: Session, h: Handover, *, statuses: Sequence[str], back: bool, now: dt.datetime) -> None:
-    """The CRM learns every owner change, many clients per event."""
+def _moves(
+    session: Session, handover_ids: Sequence[int], *, statuses: Sequence[str], back: bool
+) -> dict[int, list[dict[str, Any]]]:
+    """Each handover's owner changes (or, `back`, their reversal), in item order; one query for all."""
     item = HandoverItem
     rows = session.execute(
-        select(item.client_id, item.previous_owner_id, item.transferred_to_id, item.successor_id)
-        .where(item.handover_id == h.id, item.status.in_(statuses))
+        select(item.handover_id, item.client_id, item.previous_owner_id, item.transferred_to_id, item.successor_id)
+        .where(item.handover_id.in_(list(handover_ids)), item.status.in_(statuses))
         .order_by(item.id)
     ).all()
-    moves = [
-        {"client": c, "from": (to if back else prev), "to": (prev if back else to), "interim": succ is None}
-        for c, prev, to, succ in rows
-        if to is not None
-    ]
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for hid, c, prev, to, succ in rows:
+        if to is not None:
+            out[hid].append(
+                {"client": c, "from": (to if back else prev), "to": (prev if back else to), "interim": succ is None}
+            )
+    return out
+
+
+def _reassigned(
+    session: Session,
+    h: Handover,
+    moves: Sequence[dict[str, Any]],
+    *,
+    back: bool,
+    now: dt.datetime,
+    into: notify.Events | None = None,
+) -> None:
+    """The CRM learns every owner change, many clients per event."""
     if moves:
         notify.emit_batches(
             session,
@@ -1167,6 +1197,7 @@ def _reassigned(session: Session, h: Handover, *, statuses: Sequence[str], back:
             moves,
             common={"handover_id": h.id, "effective_at": h.effective_at, "undo": back},
             now=now,
+            into=into,
         )
 
 
@@ -1251,7 +1282,9 @@ def undo(
     access.on_undo(session, handover_id=h.id, actor=actor, now=now, staying=staying)
     followups.cancel_for_handover(session, handover_id=h.id, now=now)
     _audit(session, actor, "handover.undone", h, now, reason=reason)
-    _reassigned(session, h, statuses=("reverted",), back=True, now=now)
+    _reassigned(
+        session, h, _moves(session, [h.id], statuses=("reverted",), back=True).get(h.id, []), back=True, now=now
+    )
     return h
 
 

@@ -13,7 +13,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -520,6 +520,9 @@ class FactorBatch:
     client_ids: list[str]
     owners: list[str]
     table: rm.FactorTable
+    # What a successor's fit depends on besides the successor (`with_successors`).
+    industries: list[str | None] = field(default_factory=list)
+    languages: list[str | None] = field(default_factory=list)
 
 
 def _floats(values: Sequence[Any]) -> rm.FloatArray:
@@ -536,7 +539,6 @@ def factor_batch(
     rows = _client_rows(session, ids, now) if ids else []
     position = {cid: i for i, cid in enumerate(ids)}
     rows.sort(key=lambda r: position[r[0]])
-    n = len(rows)
     cols: list[Sequence[Any]] = [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in range(13)]
     (
         cids,
@@ -565,12 +567,6 @@ def factor_batch(
         )
     fits = _successor_fits(session, cids, tiers, industries, languages, context)
     no_alerts: set[str] = set()
-    no_fit = rm.SuccessorFit()
-    fit_rows = [fits.get(cid, no_fit) for cid in cids] if fits else []
-
-    def fit_column(name: str) -> rm.FloatArray:
-        return np.array([getattr(f, name) for f in fit_rows], dtype=np.float64) if fits else np.zeros(n)
-
     years_known = _floats(years)
     until_renewal = _floats(renewal_in)
     with np.errstate(invalid="ignore"):
@@ -587,15 +583,42 @@ def factor_batch(
         "exfiltration_alert": np.array(
             [cid in alerts.get(o, no_alerts) for cid, o in zip(cids, owner_ids, strict=True)], dtype=np.float64
         ),
-        "seniority_gap": fit_column("seniority_gap"),
-        "skill_mismatch": fit_column("skill_mismatch"),
-        "language_mismatch": fit_column("language_mismatch"),
+        **_fit_columns(cids, fits),
     }
     categories = {
         "tier": np.array(tiers, dtype=np.str_),
         "reason": np.array([departure[o][0] for o in owner_ids], dtype=np.str_),
     }
-    return FactorBatch(client_ids=list(cids), owners=list(owner_ids), table=rm.FactorTable(numbers, categories))
+    return FactorBatch(
+        client_ids=list(cids),
+        owners=list(owner_ids),
+        table=rm.FactorTable(numbers, categories),
+        industries=list(industries),
+        languages=list(languages),
+    )
+
+
+def _fit_columns(client_ids: Sequence[str], fits: Mapping[str, rm.SuccessorFit]) -> dict[str, rm.FloatArray]:
+    """The three successor-fit factors as columns (0 for a client without a successor)."""
+    names = ("seniority_gap", "skill_mismatch", "language_mismatch")
+    if not fits:
+        return {name: np.zeros(len(client_ids)) for name in names}
+    no_fit = rm.SuccessorFit()
+    rows = [fits.get(cid, no_fit) for cid in client_ids]
+    return {name: np.array([getattr(f, name) for f in rows], dtype=np.float64) for name in names}
+
+
+def with_successors(
+    session: Session, batch: FactorBatch, successors: Mapping[str, str], *, min_seniority: Mapping[str, int]
+) -> FactorBatch:
+    """`batch` with each client's fit to its proposed successor, what `factor_batch` gives with
+    `RiskContext(successors=...)`, for one query instead of all of them again: planning scores before the solve
+    (to weight clients) and after (to store), and only the fit changes in between."""
+    context = RiskContext(successors=successors, min_seniority=min_seniority)
+    tiers = [str(t) for t in batch.table.categories["tier"]]
+    fits = _successor_fits(session, batch.client_ids, tiers, batch.industries, batch.languages, context)
+    numbers = {**batch.table.numbers, **_fit_columns(batch.client_ids, fits)}
+    return replace(batch, table=rm.FactorTable(numbers, dict(batch.table.categories)))
 
 
 def factors_for_clients(
@@ -650,7 +673,11 @@ def score(
 ) -> dict[str, ScoreResult]:
     """Scores for every known client (unknown ids are absent), in request order; the active model by default."""
     version = model or active_model(session)
-    batch = factor_batch(session, client_ids, context=context, now=now)
+    return score_batch(factor_batch(session, client_ids, context=context, now=now), version)
+
+
+def score_batch(batch: FactorBatch, version: ModelVersion) -> dict[str, ScoreResult]:
+    """`score` of factors already read (see `with_successors`)."""
     scores = rm.score_table(batch.table, version.model)
     return {
         cid: ScoreResult(cid, owner, version.version, s, batch.table, i)

@@ -503,7 +503,9 @@ def compute_plan(
             ):
                 if emp_id in index:
                     team[cid].add(index[emp_id])
-    before = risk.score(session, [c.external_id for c in to_solve], context=context, now=now)
+    model = risk.active_model(session)
+    factors = risk.factor_batch(session, [c.external_id for c in to_solve], context=context, now=now)
+    before = risk.score_batch(factors, model)
     weight = {cid: BAND_WEIGHT.get(r.risk.band, 1.0) for cid, r in before.items()}
     specs = [
         solver.ClientSpec(
@@ -569,13 +571,11 @@ def compute_plan(
                 },
             }
         )
-    after_ctx = risk.RiskContext(
-        reason=reason,
-        destination_competitor=destination_competitor,
-        min_seniority=dict(settings.min_seniority),
-        successors={r["client_id"]: r["successor_id"] for r in rows if r["successor_id"]},
+    # Only the successor's fit changed since `before`: the same factors with it, not a second read of them all.
+    successors = {r["client_id"]: r["successor_id"] for r in rows if r["successor_id"]}
+    after = risk.score_batch(
+        risk.with_successors(session, factors, successors, min_seniority=dict(settings.min_seniority)), model
     )
-    after = risk.score(session, [r["client_id"] for r in rows], context=after_ctx, now=now)
     for r in rows:
         scored = after.get(r["client_id"])
         stored = scored.as_json() if scored else {}

@@ -133,6 +133,36 @@ def test_context_sets_the_departure_and_successor_fit(company: Any, session: Ses
         service.RiskContext(reason="fired")
 
 
+def test_with_successors_gives_what_reading_the_factors_with_successors_gives(company: Any, session: Session) -> None:
+    """Planning reads the factors once and adds the fit afterwards; it must score exactly as a full second read."""
+    ids = ["c0", "c1", "c2", "c3", "nobody"]
+    mins = {"strategic": 3, "key": 2, "standard": 1, "prospect": 1}
+    base = service.RiskContext(reason="termination", destination_competitor=True, min_seniority=mins)
+    successors = {"c0": "e3", "c1": "e3", "c2": "ghost"}  # c3 gets none; ghost is unknown
+    full = service.factor_batch(
+        session,
+        ids,
+        context=service.RiskContext(
+            reason="termination", destination_competitor=True, min_seniority=mins, successors=successors
+        ),
+        now=START,
+    )
+    first = service.factor_batch(session, ids, context=base, now=START)
+    assert first.table.numbers["seniority_gap"].tolist() == [0, 0, 0, 0]
+    added = service.with_successors(session, first, successors, min_seniority=mins)
+    assert added.client_ids == full.client_ids == ["c0", "c1", "c2", "c3"]
+    for name, column in full.table.numbers.items():
+        assert added.table.numbers[name].tolist() == pytest.approx(column.tolist(), nan_ok=True), name
+    for name, column in full.table.categories.items():
+        assert added.table.categories[name].tolist() == column.tolist(), name
+    assert added.table.numbers["seniority_gap"].tolist() == [2, 1, 0, 0]
+    assert first.table.numbers["seniority_gap"].tolist() == [0, 0, 0, 0]  # the first batch is left as it was
+    version = service.active_model(session)
+    assert {k: v.as_json() for k, v in service.score_batch(added, version).items()} == {
+        k: v.as_json() for k, v in service.score_batch(full, version).items()
+    }
+
+
 def test_scoring_is_set_based(client: TestClient, auth: Any, company: Any, db: Database) -> None:
     rows = clients(600)
     for row in rows:

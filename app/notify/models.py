@@ -41,7 +41,7 @@ class WebhookEndpoint(Base):
 
 
 class WebhookSubscription(Base):
-    """Event types per endpoint, as rows, so that emit is one portable INSERT … SELECT with a join."""
+    """Event types per endpoint, as rows: one query finds every endpoint subscribed to a set of types."""
 
     __tablename__ = "webhook_subscription"
 

@@ -5,7 +5,8 @@ Nothing here sends anything or commits: a change and the messages it causes comm
 Functions the workflow calls (one Session, no commit inside):
 
 - `emit(session, event_type, payload, *, now)`: one outbox row per active endpoint subscribed to the type
-  (or to "*"), in one INSERT … SELECT. Receivers get `{"type", "timestamp", "data": payload}`, signed per
+  (or to "*"); `emit_many(session, events, *, now)` for many at once (one read of the subscriptions, one bulk
+  insert). Receivers get `{"type", "timestamp", "data": payload}`, signed per
   Standard Webhooks; `webhook-id` is the row's `msg_<32 hex>`, the same on every retry.
 - `emit_batches(session, event_type, key, items, *, common, now, size=500)`: the same, one event per `size`
   items (e.g. `client.reassigned` for a layoff of 20,000 clients is 40 events).
@@ -47,11 +48,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Select, String, Table, exists, func, insert, literal, select, update
-from sqlalchemy.ext.compiler import compiles
+from sqlalchemy import Select, Table, exists, func, insert, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.functions import FunctionElement
 
 from app.audit import service as audit
 from app.core import bulk
@@ -102,23 +100,6 @@ def new_message_id() -> str:
     return f"msg_{secrets.token_hex(16)}"
 
 
-class _random_message_id(FunctionElement[str]):
-    """`msg_<32 hex>` computed by the database, so INSERT … SELECT gives every row its own id."""
-
-    type = String()
-    inherit_cache = True
-
-
-@compiles(_random_message_id, "postgresql")
-def _pg_message_id(element: Any, compiler: SQLCompiler, **kw: Any) -> str:
-    return "'msg_' || replace(gen_random_uuid()::text, '-', '')"
-
-
-@compiles(_random_message_id)
-def _sqlite_message_id(element: Any, compiler: SQLCompiler, **kw: Any) -> str:
-    return "'msg_' || lower(hex(randomblob(16)))"
-
-
 def _json_default(value: Any) -> Any:
     if isinstance(value, dt.datetime | dt.date):
         return value.isoformat()
@@ -145,54 +126,19 @@ Events = list[tuple[str, Mapping[str, Any]]]
 def emit(
     session: Session, event_type: str, payload: Mapping[str, Any], *, now: dt.datetime, into: Events | None = None
 ) -> None:
-    """One row per active endpoint subscribed to the type, in one statement whatever the number of endpoints;
-    with `into`, the event is appended there instead, for the caller's one `emit_many`."""
+    """One row per active endpoint subscribed to the type (or to "*"); with `into`, the event is appended there
+    instead, for the caller's one `emit_many`."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown event type {event_type!r}")
     if into is not None:
         into.append((event_type, payload))
         return
-    ep, sub, m = WebhookEndpoint, WebhookSubscription, OutboxMessage
-    envelope = {"type": event_type, "timestamp": now.isoformat(), "data": jsonable(payload)}
-    subscribed = exists().where(sub.endpoint_id == ep.id, sub.event_type.in_((event_type, ALL_EVENTS)))
-    at = m.not_before.type
-    session.execute(
-        insert(m).from_select(
-            [
-                "message_id",
-                "category",
-                "event_type",
-                "channel",
-                "endpoint_id",
-                "payload",
-                "status",
-                "priority",
-                "attempts",
-                "not_before",
-                "next_attempt_at",
-                "created_at",
-            ],
-            select(
-                _random_message_id(),
-                literal("event"),
-                literal(event_type),
-                literal("webhook"),
-                ep.id,
-                literal(envelope, m.payload.type),
-                literal("pending"),
-                literal(0),
-                literal(0),
-                literal(now, at),
-                literal(now, at),
-                literal(now, at),
-            ).where(ep.status == "active", subscribed),
-        )
-    )
+    emit_many(session, [(event_type, payload)], now=now)
 
 
 def emit_many(session: Session, events: Events, *, now: dt.datetime) -> None:
     """`emit` of every event, in order, with one read of the subscriptions and one bulk insert: a layoff's batch
-    of handovers emits a thousand events at once (one INSERT … SELECT each cost ~1 ms of round trip)."""
+    of handovers emits a thousand events at once (a statement per event cost ~1 ms of round trip each)."""
     if not events:
         return
     types = {t for t, _ in events}

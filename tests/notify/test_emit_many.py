@@ -1,4 +1,5 @@
-"""`notify.emit_many` (a batch of handovers' events in one insert) writes what `notify.emit` writes for each event.
+"""`notify.emit_many` (a batch of handovers' events in one insert) writes what `notify.emit` writes for each event,
+one call at a time: same rows, same order of events, whoever is subscribed.
 
 Endpoints: one subscribed to everything, one to approvals only, one to creations only, one subscribed to
 everything but disabled. Same rows (type, endpoint, envelope, status, times), same order of events; on both

@@ -3,6 +3,7 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
+    HANDOVER_ENVIRONMENT=production \
     HANDOVER_DATABASE_URL=sqlite:////data/handover.db
 
 WORKDIR /srv/handover

@@ -8,6 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from app.core.config import get_settings
 
 DEFAULT_OPENAPI = Path("openapi/openapi.json")
@@ -142,8 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    code: int = args.func(args)
+    try:
+        code: int = args.func(args)
+    except ValidationError as exc:
+        # One clear line instead of a traceback: a container's log shows why it refused to start.
+        print(f"handover: configuration refused: {_settings_problem(exc)}", file=sys.stderr)
+        return 2
     return code
+
+
+def _settings_problem(exc: ValidationError) -> str:
+    """The settings errors in one line, naming the environment variable of each field."""
+    parts = []
+    for err in exc.errors():
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        loc = [str(p) for p in err.get("loc", ())]
+        parts.append(f"HANDOVER_{loc[0].upper()}: {msg}" if loc else msg)
+    return "; ".join(parts)
 
 
 if __name__ == "__main__":

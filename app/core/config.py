@@ -110,12 +110,15 @@ class Settings(BaseSettings):
             raise ValueError("asymmetric JWT algorithms need jwt_public_key(_file) or jwt_jwks_file")
         if self.environment != "development":
             if algorithms & HMAC_ALGORITHMS and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
-                raise ValueError("the built-in development JWT secret is refused outside development")
+                raise ValueError(
+                    "the built-in development JWT secret is refused outside development: set HANDOVER_JWT_SECRET"
+                    " (at least 32 characters) or an asymmetric key (HANDOVER_JWT_ALGORITHMS=RS256 and a public key)"
+                )
             if algorithms & HMAC_ALGORITHMS and len(self.jwt_secret.get_secret_value()) < 32:
-                raise ValueError("jwt_secret must be at least 32 characters")
+                raise ValueError("HANDOVER_JWT_SECRET must be at least 32 characters")
         if self.environment != "development":
             if self.ack_link_secret is not None and len(self.ack_link_secret.get_secret_value()) < 32:
-                raise ValueError("ack_link_secret must be at least 32 characters")
+                raise ValueError("HANDOVER_ACK_LINK_SECRET must be at least 32 characters")
             if self.ack_link_secret is None and not self.uses_hmac and self.environment == "production":
                 # Nothing to derive from: the JWT secret is then the unused built-in one.
                 raise ValueError("ack_link_secret is required in production with asymmetric JWT algorithms")

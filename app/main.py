@@ -25,11 +25,12 @@ from app.core.middleware import Metrics, RequestMiddleware, configure_logging
 from app.core.poolmetrics import PoolCollector
 from app.core.types import NO_NUL_PATTERN
 from app.directory.router import router as directory_router
+from app.intake.router import router as intake_router
 from app.notify.router import router as notify_router
 from app.ops.router import router as ops_router
 from app.risk.router import router as risk_router
+from app.transfer import service as transfer_service
 from app.transfer.followups_router import router as followups_router
-from app.transfer.hooks_router import router as hooks_router
 from app.transfer.report_router import router as report_router
 from app.transfer.router import router as transfer_router
 
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.clock = clock or SystemClock()
     app.state.verifier = TokenVerifier(settings)
     app.state.employee_gate = _employee_gate(db, app)
+    # Bindings: lower modules get the workflow's facts and effects handed in, never by importing transfer.
+    app.state.exits = transfer_service
     registry = CollectorRegistry()
     registry.register(PoolCollector(db))
     app.state.metrics = Metrics(registry)
@@ -87,7 +90,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(audit_router)
     app.include_router(transfer_router)
     app.include_router(access_events_router)
-    app.include_router(hooks_router)
+    app.include_router(intake_router)
     app.include_router(notify_router)
     app.include_router(risk_router)
     app.include_router(report_router)

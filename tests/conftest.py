@@ -24,7 +24,7 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.core.migrate import upgrade
 from app.main import create_app
-from app.models import metadata
+from app.metadata import metadata
 
 pytest_plugins = ["tests.company"]
 

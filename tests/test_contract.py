@@ -12,7 +12,7 @@ from app.cli import render_openapi
 from app.core.config import Settings
 from app.core.db import Database
 from app.main import create_app
-from app.models import metadata
+from app.metadata import metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -61,7 +61,7 @@ from app.core.clock import ManualClock
 from app.core.config import Settings
 from app.core.db import Database, transaction
 from app.directory.models import Client, Employee
-from app.models import metadata
+from app.metadata import metadata
 from app.notify.models import OutboxMessage
 from app.transfer import service as transfer_service
 from app.transfer.models import Handover

@@ -31,7 +31,7 @@ from app.core.routes import iter_api_routes
 from app.main import create_app
 from app.notify.models import OutboxMessage
 from app.notify.service import ack_signature
-from app.transfer.hooks import sign
+from app.core.signing import sign
 from app.transfer.models import FollowUp, HandoverItem
 from tests.company import EFFECTIVE
 from tests.conftest import START, make_settings

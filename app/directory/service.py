@@ -6,13 +6,12 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import ColumnElement, Table, any_, bindparam, delete, exists, false, insert, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.access import service as access
 from app.audit import service as audit
 from app.core.auth import Principal
 from app.core.errors import NotFound, Unprocessable
@@ -283,6 +282,12 @@ def _escape_like(text: str) -> str:
 # ---- clients ----------------------------------------------------------------------------------
 
 
+class ClientsWritten(NamedTuple):
+    created: int
+    updated: int
+    owner_changes: list[tuple[str, str | None, str]]  # (client, owner before or None if new, owner now)
+
+
 def upsert_clients(
     session: Session,
     rows: Sequence[tuple[str, schemas.ClientIn]],
@@ -291,7 +296,9 @@ def upsert_clients(
     now: dt.datetime,
     loc_prefix: Sequence[str | int] = ("body", "items"),
     row_index: bool = True,
-) -> tuple[int, int]:
+) -> ClientsWritten:
+    """Creates or replaces clients with their contacts and account teams; the caller keeps grants in step with the
+    owner changes it returns (the directory knows no grants)."""
     ids = [external_id for external_id, _ in rows]
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -362,8 +369,6 @@ def upsert_clients(
         for eid, r in rows
     ]
     _upsert(session, Client.__table__, values, keep=("created_at",))
-    # Ownership yields an owner grant, kept in step in this same transaction.
-    access.sync_owner_grants(session, [(eid, old_owners.get(eid), r.owner) for eid, r in rows], actor=actor, now=now)
     for start in range(0, len(ids), 5000):
         part = ids[start : start + 5000]
         session.execute(delete(ClientContact).where(_among(session, ClientContact.client_id, part)))
@@ -409,7 +414,7 @@ def upsert_clients(
         at=now,
     )
     created = sum(1 for eid in ids if eid not in existing)
-    return created, len(ids) - created
+    return ClientsWritten(created, len(ids) - created, [(eid, old_owners.get(eid), r.owner) for eid, r in rows])
 
 
 def clients_out(session: Session, clients: Sequence[Client]) -> list[schemas.ClientOut]:

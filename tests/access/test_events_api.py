@@ -19,7 +19,7 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.core.routes import iter_api_routes
 from app.main import create_app
-from app.models import metadata
+from app.metadata import metadata
 from tests.directory.helpers import (
     assert_problem,
     audit_entries,

@@ -10,7 +10,7 @@ from httpx import Response
 from sqlalchemy import select
 
 from app.core.db import Database
-from app.models import metadata
+from app.metadata import metadata
 
 PROBLEM = "application/problem+json"
 SNAPSHOT_TABLES = ("employee", "client", "client_contact", "account_team_member", "audit_entry")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, func, select
 
-from app.demo import run_demo
+from app.demo.run import run_demo
 from app.directory.models import Client
 from app.transfer.models import Handover, HandoverItem
 

@@ -9,7 +9,7 @@ import os
 import pytest
 import standardwebhooks
 
-from app.transfer.hooks import InvalidSignature, parse_secrets, sign, verify_signature
+from app.core.signing import InvalidSignature, parse_secrets, sign, verify_signature
 
 NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 TS = int(NOW.timestamp())

@@ -22,12 +22,13 @@ from app.core.db import Database
 from app.core.routes import iter_api_routes
 from app.directory.models import Employee
 from app.main import create_app
-from app.models import metadata
-from app.transfer import hooks_service
+from app.metadata import metadata
+from app.intake import service as hooks_service
 from app.transfer import service as transfer_service
-from app.transfer.hooks import sign
-from app.transfer.hooks_router import router as hooks_router
-from app.transfer.models import Handover, InboundEvent
+from app.core.signing import sign
+from app.intake.router import router as hooks_router
+from app.intake.models import InboundEvent
+from app.transfer.models import Handover
 from tests.conftest import make_settings
 from tests.directory.helpers import assert_problem
 from tests.transfer.conftest import EFFECTIVE

@@ -9,7 +9,7 @@ from collections import Counter
 
 import pytest
 
-from app import synthetic
+from app.demo import company as synthetic
 from app.directory.schemas import ClientBatch, EmployeeBatch
 
 NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)

@@ -30,20 +30,21 @@ import datetime as dt
 import hashlib
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.access import service as access
 from app.audit import service as audit
 from app.core.config import Settings
 from app.core.errors import Unprocessable
 from app.core.signing import DEFAULT_TOLERANCE
+from app.directory import schemas as directory_schemas
 from app.directory import service as directory
-from app.transfer import service
-from app.transfer.hooks_schemas import EmployeeUpdatedEvent, ExitCancelledEvent, ExitEvent
-from app.transfer.models import InboundEvent
+from app.intake.models import InboundEvent
+from app.intake.schemas import EmployeeUpdatedEvent, ExitCancelledEvent, ExitEvent
 
 ACTOR = "hr_webhook"
 SOURCE = "hr"
@@ -62,6 +63,67 @@ FUTURE_TOLERANCE = DEFAULT_TOLERANCE
 Event = ExitEvent | ExitCancelledEvent | EmployeeUpdatedEvent
 
 logger = logging.getLogger("handover.hooks")
+
+
+class ExitWorkflow(Protocol):
+    """What HR's exit events do to the handover workflow; bound to the transfer service in the composition root
+    (`app.main`), so intake never imports it."""
+
+    def open_from_exit(
+        self,
+        session: Session,
+        *,
+        leaver: str,
+        effective_at: dt.datetime,
+        reason: str,
+        destination_competitor: bool | None,
+        actor: str,
+        now: dt.datetime,
+        settings: Settings,
+    ) -> HasId: ...
+
+    def cancel_for_exit(
+        self, session: Session, *, leaver: str, reason: str | None, actor: str, now: dt.datetime
+    ) -> HasId | None: ...
+
+
+class HasId(Protocol):
+    @property
+    def id(self) -> int: ...
+
+
+# ---- directory records pushed by the CRM and HR --------------------------------------------------
+
+
+def put_employees(
+    session: Session,
+    rows: Sequence[tuple[str, directory_schemas.EmployeeIn]],
+    *,
+    actor: str,
+    now: dt.datetime,
+    loc_prefix: Sequence[str | int] = ("body", "items"),
+    row_index: bool = True,
+) -> tuple[int, int]:
+    """Employees created or replaced: (created, updated)."""
+    return directory.upsert_employees(session, rows, actor=actor, now=now, loc_prefix=loc_prefix, row_index=row_index)
+
+
+def put_clients(
+    session: Session,
+    rows: Sequence[tuple[str, directory_schemas.ClientIn]],
+    *,
+    actor: str,
+    now: dt.datetime,
+    loc_prefix: Sequence[str | int] = ("body", "items"),
+    row_index: bool = True,
+) -> tuple[int, int]:
+    """Clients created or replaced, their owners' grants kept in step in the same transaction: (created, updated)."""
+    written = directory.upsert_clients(session, rows, actor=actor, now=now, loc_prefix=loc_prefix, row_index=row_index)
+    access.sync_owner_grants(session, written.owner_changes, actor=actor, now=now)
+    return written.created, written.updated
+
+
+# ---- HR events -------------------------------------------------------------------------------------
 
 
 def _replay(row: InboundEvent, event_type: str) -> dict[str, Any]:
@@ -200,12 +262,13 @@ def _apply(
     event: Event,
     now: dt.datetime,
     settings: Settings,
+    exits: ExitWorkflow,
 ) -> int | None:
     """The event's effect; returns the handover it touched, if any."""
     try:
         if isinstance(event, ExitEvent):
             d = event.data
-            h = service.open_from_exit(
+            h = exits.open_from_exit(
                 session,
                 leaver=d.employee,
                 effective_at=d.effective_at,
@@ -217,14 +280,14 @@ def _apply(
             )
             return h.id
         if isinstance(event, ExitCancelledEvent):
-            cancelled = service.cancel_for_exit(
+            cancelled = exits.cancel_for_exit(
                 session, leaver=event.data.employee, reason=event.data.reason, actor=ACTOR, now=now
             )
             return cancelled.id if cancelled is not None else None
     except Unprocessable as exc:
         _relocate(exc)
         raise
-    directory.upsert_employees(
+    put_employees(
         session,
         [(event.data.employee, event.data.record())],
         actor=ACTOR,
@@ -242,6 +305,7 @@ def handle_event(
     webhook_id: str,
     now: dt.datetime,
     settings: Settings,
+    exits: ExitWorkflow,
 ) -> dict[str, Any]:
     """Runs the event once; a known webhook-id answers the stored result and changes nothing.
 
@@ -265,7 +329,7 @@ def handle_event(
         row.result = {"handover_id": None, "ignored": STALE}
         session.flush()
         return {"webhook_id": webhook_id, "type": event.type, "replayed": False, "handover_id": None, "ignored": STALE}
-    handover_id = _apply(session, event, now, settings)
+    handover_id = _apply(session, event, now, settings, exits)
     row.result = {"handover_id": handover_id}
     session.flush()
     return {

@@ -1,6 +1,6 @@
 """Bodies of the inbound HR webhook (`POST /v1/hooks/hr`) and its answer.
 
-A module of its own (not the router) so that hooks_service can take a parsed event without importing FastAPI.
+A module of its own (not the router) so that the intake service can take a parsed event without importing FastAPI.
 Every event is the Standard Webhooks envelope `{"type", "timestamp", "data"}`; `type` picks the data shape.
 The envelope's `timestamp` is when the event happened at HR; it orders an employee's exit events (see
 hooks_service), so it must be an RFC 3339 time with an offset, not Unix seconds.

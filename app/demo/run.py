@@ -19,13 +19,13 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
-from app import synthetic
 from app.core.auth import Principal
 from app.core.config import Settings
 from app.core.db import Database, transaction
 from app.core.migrate import upgrade
-from app.directory import service as directory
+from app.demo import company as synthetic
 from app.directory.models import Client, Employee
+from app.intake import service as intake
 from app.transfer import service
 from app.transfer.models import Handover, HandoverItem
 
@@ -47,9 +47,9 @@ def run_demo(database_url: str, *, seed: int = 7, out: TextIO = sys.stdout) -> N
     try:
         with transaction(db) as session:
             for people in synthetic.chunks(company.employee_items()):
-                directory.upsert_employees(session, [(e.external_id, e) for e in people], actor="demo", now=now)
+                intake.put_employees(session, [(e.external_id, e) for e in people], actor="demo", now=now)
             for batch in synthetic.chunks(company.client_items()):
-                directory.upsert_clients(session, [(c.external_id, c) for c in batch], actor="demo", now=now)
+                intake.put_clients(session, [(c.external_id, c) for c in batch], actor="demo", now=now)
         loaded = time.perf_counter()
         with transaction(db) as session:
             h = service.create_handover(

@@ -11,13 +11,18 @@ import logging
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Path, Request, Response, status
 from pydantic import ValidationError
 
-from app.core.deps import DbSession
+from app.core import signing
+from app.core.auth import DirectoryWrite
+from app.core.deps import DbSession, Now
 from app.core.errors import ServiceUnavailable, Unauthorized, Unprocessable, problem_responses
-from app.transfer import hooks, hooks_service
-from app.transfer.hooks_schemas import (
+from app.core.types import EXTERNAL_ID_PATTERN
+from app.directory import schemas as directory_schemas
+from app.directory import service as directory
+from app.intake import service as intake
+from app.intake.schemas import (
     EVENT_TYPES,
     EmployeeUpdatedEvent,
     ExitCancelledEvent,
@@ -27,7 +32,9 @@ from app.transfer.hooks_schemas import (
     inline_json_schema,
 )
 
-router = APIRouter(tags=["hr-events"])
+router = APIRouter()
+
+PathId = Annotated[str, Path(pattern=EXTERNAL_ID_PATTERN, description="The external id (HR/CRM id).")]
 logger = logging.getLogger("handover.hooks")
 
 WEBHOOK_ID_MAX = 200  # inbound_event.webhook_id is String(200)
@@ -65,7 +72,7 @@ async def verified_delivery(request: Request) -> Delivery:
     settings = request.app.state.settings
     secret = getattr(settings, "hr_webhook_secret", None)
     try:
-        secrets = hooks.parse_secrets(secret.get_secret_value()) if secret is not None else []
+        secrets = signing.parse_secrets(secret.get_secret_value()) if secret is not None else []
     except ValueError:
         logger.error("HANDOVER_HR_WEBHOOK_SECRET is malformed; HR webhooks are refused")
         secrets = []
@@ -74,8 +81,8 @@ async def verified_delivery(request: Request) -> Delivery:
     body = await request.body()
     now = request.app.state.clock.now()
     try:
-        hooks.verify_signature(secrets, request.headers, body, now)
-    except hooks.InvalidSignature as exc:
+        signing.verify_signature(secrets, request.headers, body, now)
+    except signing.InvalidSignature as exc:
         logger.warning("HR webhook refused: %s", exc.reason)
         raise Unauthorized(f"The webhook signature is not valid: {exc.reason}.") from exc
     webhook_id = request.headers["webhook-id"].strip()
@@ -103,6 +110,7 @@ def parse_event(body: bytes) -> Event:
 
 @router.post(
     "/v1/hooks/hr",
+    tags=["hr-events"],
     name="hr-events-receive",
     summary="Receive an HR event (signed webhook)",
     description=(
@@ -160,7 +168,109 @@ def receive_hr_event(
     session: DbSession,
 ) -> HrEventResult:
     event = parse_event(delivery.body)
-    result = hooks_service.handle_event(
-        session, event, webhook_id=delivery.webhook_id, now=delivery.received_at, settings=request.app.state.settings
+    result = intake.handle_event(
+        session,
+        event,
+        webhook_id=delivery.webhook_id,
+        now=delivery.received_at,
+        settings=request.app.state.settings,
+        exits=request.app.state.exits,
     )
     return HrEventResult.model_validate(result)
+
+
+# ---- directory records ---------------------------------------------------------------------------
+
+
+@router.put(
+    "/v1/employees/{external_id}",
+    tags=["directory"],
+    name="employees-upsert",
+    summary="Create or replace an employee",
+    response_model=directory_schemas.EmployeeOut,
+    responses={
+        201: {"model": directory_schemas.EmployeeOut, "description": "Created."},
+        **problem_responses(401, 403, 409, 413, 415, 422),
+    },
+)
+def upsert_employee(
+    external_id: PathId,
+    body: directory_schemas.EmployeeIn,
+    session: DbSession,
+    principal: DirectoryWrite,
+    now: Now,
+    response: Response,
+) -> directory_schemas.EmployeeOut:
+    created, _ = intake.put_employees(
+        session, [(external_id, body)], actor=principal.actor, now=now, loc_prefix=("body",), row_index=False
+    )
+    if created:
+        response.status_code = status.HTTP_201_CREATED
+    return directory.employee_out(directory.get_employee(session, principal, external_id))
+
+
+@router.post(
+    "/v1/employees/batch",
+    tags=["directory"],
+    name="employees-batch-upsert",
+    summary="Create or replace up to 1,000 employees, all or nothing",
+    description="Rows may reference each other as managers. One bad row writes nothing; errors name the row index.",
+    response_model=directory_schemas.BatchResult,
+    responses=problem_responses(401, 403, 409, 413, 415, 422),
+)
+def batch_employees(
+    body: directory_schemas.EmployeeBatch,
+    session: DbSession,
+    principal: DirectoryWrite,
+    now: Now,
+) -> directory_schemas.BatchResult:
+    rows = [(item.external_id, item) for item in body.items]
+    created, updated = intake.put_employees(session, rows, actor=principal.actor, now=now)
+    return directory_schemas.BatchResult(created=created, updated=updated, external_ids=[r[0] for r in rows])
+
+
+@router.put(
+    "/v1/clients/{external_id}",
+    tags=["directory"],
+    name="clients-upsert",
+    summary="Create or replace a client with its contacts and account team",
+    response_model=directory_schemas.ClientOut,
+    responses={
+        201: {"model": directory_schemas.ClientOut, "description": "Created."},
+        **problem_responses(401, 403, 409, 413, 415, 422),
+    },
+)
+def upsert_client(
+    external_id: PathId,
+    body: directory_schemas.ClientIn,
+    session: DbSession,
+    principal: DirectoryWrite,
+    now: Now,
+    response: Response,
+) -> directory_schemas.ClientOut:
+    created, _ = intake.put_clients(
+        session, [(external_id, body)], actor=principal.actor, now=now, loc_prefix=("body",), row_index=False
+    )
+    if created:
+        response.status_code = status.HTTP_201_CREATED
+    return directory.clients_out(session, [directory.get_client(session, principal, external_id)])[0]
+
+
+@router.post(
+    "/v1/clients/batch",
+    tags=["directory"],
+    name="clients-batch-upsert",
+    summary="Create or replace up to 1,000 clients, all or nothing",
+    description="Owners and account-team members must exist. One bad row writes nothing; errors name the row index.",
+    response_model=directory_schemas.BatchResult,
+    responses=problem_responses(401, 403, 409, 413, 415, 422),
+)
+def batch_clients(
+    body: directory_schemas.ClientBatch,
+    session: DbSession,
+    principal: DirectoryWrite,
+    now: Now,
+) -> directory_schemas.BatchResult:
+    rows = [(item.external_id, item) for item in body.items]
+    created, updated = intake.put_clients(session, rows, actor=principal.actor, now=now)
+    return directory_schemas.BatchResult(created=created, updated=updated, external_ids=[r[0] for r in rows])

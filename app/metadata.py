@@ -5,6 +5,7 @@ from app.audit import models as audit_models
 from app.core import idempotency
 from app.core.db import Base
 from app.directory import models as directory_models
+from app.intake import models as intake_models
 from app.notify import models as notify_models
 from app.risk import models as risk_models
 from app.transfer import models as transfer_models
@@ -16,6 +17,7 @@ __all__ = [
     "audit_models",
     "directory_models",
     "idempotency",
+    "intake_models",
     "metadata",
     "notify_models",
     "risk_models",

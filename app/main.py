@@ -30,8 +30,7 @@ from app.notify.router import router as notify_router
 from app.ops.router import router as ops_router
 from app.risk.router import router as risk_router
 from app.transfer import service as transfer_service
-from app.transfer.followups_router import router as followups_router
-from app.transfer.report_router import router as report_router
+from app.transfer.followups.router import router as followups_router
 from app.transfer.router import router as transfer_router
 
 API_VERSION = "0.1.0"
@@ -93,7 +92,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(intake_router)
     app.include_router(notify_router)
     app.include_router(risk_router)
-    app.include_router(report_router)
     app.include_router(followups_router)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics)

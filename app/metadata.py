@@ -9,6 +9,7 @@ from app.intake import models as intake_models
 from app.notify import models as notify_models
 from app.risk import models as risk_models
 from app.transfer import models as transfer_models
+from app.transfer.followups import models as followup_models
 
 metadata = Base.metadata
 
@@ -16,6 +17,7 @@ __all__ = [
     "access_models",
     "audit_models",
     "directory_models",
+    "followup_models",
     "idempotency",
     "intake_models",
     "metadata",

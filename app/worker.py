@@ -15,8 +15,8 @@ from app.core.config import Settings
 from app.core.db import Database, transaction
 from app.core.idempotency import purge_expired
 from app.notify import worker as notify_worker
-from app.transfer import followups
 from app.transfer import service as transfer
+from app.transfer.followups import service as followups
 
 logger = logging.getLogger("handover.worker")
 

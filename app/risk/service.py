@@ -43,7 +43,8 @@ from app.directory import service as directory
 from app.directory.models import AccountTeamMember, Client, ClientContact, Employee
 from app.risk import model as rm
 from app.risk.models import RiskModelVersion
-from app.transfer.models import FollowUp, HandoverItem
+from app.transfer.followups.models import FollowUp
+from app.transfer.models import HandoverItem
 
 # Any constant works; it only has to be the same for every writer of model versions.
 MODEL_LOCK_KEY = 0x5249534B  # "RISK"

@@ -26,14 +26,15 @@ from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.risk.model import BANDS
 from app.transfer import service
-from app.transfer.followups_schemas import (
+from app.transfer.followups.models import FollowUp
+from app.transfer.followups.schemas import (
     BandCalibration,
     GroupBy,
     HorizonOutcomes,
     RetentionGroup,
     RetentionReport,
 )
-from app.transfer.models import FollowUp, Handover, HandoverItem
+from app.transfer.models import Handover, HandoverItem
 from app.transfer.report import neutralise
 
 HORIZONS = (30, 90, 180)

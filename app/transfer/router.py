@@ -1,19 +1,22 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.orm import Session
 
 from app.core.auth import HandoversApprove, HandoversRead, HandoversWrite
 from app.core.deps import DbSession, Now
-from app.core.errors import Forbidden, NotFound, problem_responses
+from app.core.errors import Forbidden, NotAcceptable, NotFound, problem_responses
+from app.core.http import CSV, HTML, JSON, check_if_match, etag, negotiate
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
 from app.directory import service as directory
 from app.directory.models import Client
 from app.transfer import schemas, service
 from app.transfer.models import Handover, HandoverItem
+from app.transfer.report import HandoverReport, build_report, to_csv, to_html
 
 router = APIRouter(tags=["handovers"])
 
@@ -22,6 +25,7 @@ ItemId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The item id.")]
 IfMatch = Annotated[str | None, Header(max_length=200, description="The ETag you last read.")]
 
 CREATOR_ROLES = frozenset({"admin", "hr", "manager", "integration"})
+REPORT_FORMATS = (JSON, HTML, CSV)  # the first is the default
 
 
 def handover_out(session: Session, h: Handover, c: service.Counts | None = None) -> schemas.HandoverOut:
@@ -92,7 +96,7 @@ def item_out(item: HandoverItem, client: Client) -> schemas.ItemOut:
 
 
 def _with_etag(response: Response, h: Handover) -> None:
-    response.headers["ETag"] = service.etag(h.version, "handover", h.id)
+    response.headers["ETag"] = etag(h.version, "handover", h.id)
 
 
 @router.post(
@@ -296,7 +300,7 @@ def list_items(
 def _item_response(session: Session, item: HandoverItem, response: Response) -> schemas.ItemOut:
     client = session.get(Client, item.client_id)
     assert client is not None
-    response.headers["ETag"] = service.etag(item.version, "item", item.id)
+    response.headers["ETag"] = etag(item.version, "item", item.id)
     return item_out(item, client)
 
 
@@ -344,7 +348,7 @@ def patch_item(
         manage="Only the leaver's managers, hr or an admin may override this handover's items.",
     )
     item = service.get_item(session, h, item_id)
-    service.check_if_match(if_match, service.etag(item.version, "item", item.id))
+    check_if_match(if_match, etag(item.version, "item", item.id))
     service.patch_item(session, h, item, body, actor=principal.actor, now=now, settings=request.app.state.settings)
     return _item_response(session, item, response)
 
@@ -380,7 +384,7 @@ def approve_handover(
         manage="Only the leaver's manager or an admin may approve this handover.",
     )
     if if_match is not None:
-        service.check_if_match(if_match, service.etag(h.version, "handover", h.id))
+        check_if_match(if_match, etag(h.version, "handover", h.id))
     service.approve(session, h, principal, now=now, settings=request.app.state.settings)
     return _transition_endpoint(h, session, response)
 
@@ -605,3 +609,56 @@ def simulate(
         include_items=body.include_items,
     )
     return schemas.SimulationOut.model_validate(result)
+
+
+# ---- the handover report ---------------------------------------------------------------------
+
+
+_REPORT_CONTENT: dict[str, Any] = {
+    CSV: {"schema": {"type": "string"}, "example": "handover_id,leaver_id,leaver_name,…\r\n"},
+    HTML: {"schema": {"type": "string"}, "example": "<!doctype html>…"},
+}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": HandoverReport,
+        "description": "The report: JSON (default), CSV (one row per client, UTF-8 with BOM) or printable HTML.",
+        "content": _REPORT_CONTENT,
+    },
+    **problem_responses(401, 403, 404, 406, 422),
+}
+_RESPONSES[406] = {**_RESPONSES[406], "description": "None of application/json, text/csv, text/html is acceptable."}
+
+
+@router.get(
+    "/v1/handovers/{handover_id}/report",
+    name="handovers-report",
+    summary="The handover report as JSON, CSV or printable HTML (by Accept)",
+    description=(
+        "Every client with its successor, interim owner, status, risk, checklist and sign-offs. "
+        "`Accept: application/json` (the default, also for `*/*`), `text/csv` (a download, one row per client) "
+        "or `text/html` (a document to print and sign). Anything else answers 406."
+    ),
+    response_model=None,
+    responses=_RESPONSES,
+)
+def handover_report(
+    handover_id: HandoverId, request: Request, session: DbSession, principal: HandoversRead, now: Now
+) -> Response:
+    media = negotiate(request.headers.get("accept"), REPORT_FORMATS)
+    if media is None:
+        raise NotAcceptable(
+            "This report is available as application/json, text/csv or text/html.",
+            extra={"allowed": list(REPORT_FORMATS)},
+        )
+    h = service.get_handover(session, principal, handover_id)
+    report = build_report(session, h, now=now)
+    headers = {"Vary": "Accept", "Cache-Control": "private, no-store"}
+    if media == CSV:
+        headers["Content-Disposition"] = f'attachment; filename="handover-{h.id}.csv"'
+        # The BOM lets spreadsheet programs read UTF-8 (Chinese names) correctly.
+        body = ("\ufeff" + to_csv(report)).encode("utf-8")
+        return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+    if media == HTML:
+        headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+        return HTMLResponse(to_html(report), headers=headers)
+    return JSONResponse(report, headers=headers)

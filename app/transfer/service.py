@@ -27,7 +27,8 @@ from app.directory import service as directory
 from app.directory.models import AccountTeamMember, Client, Employee
 from app.notify import service as notify
 from app.risk import service as risk
-from app.transfer import followups, solver
+from app.transfer import solver
+from app.transfer.followups import service as followups
 from app.transfer.models import OPEN_STATUSES, Handover, HandoverItem
 
 # The solver's weight per risk band: a critical client's poor fit costs four times a low-risk one's.
@@ -838,20 +839,6 @@ def plan_many(
 
 
 # ---- review -----------------------------------------------------------------------------------
-
-
-def etag(version: int, kind: str, ident: int) -> str:
-    return f'"{kind}-{ident}-v{version}"'
-
-
-def check_if_match(if_match: str | None, current: str) -> None:
-    from app.core.errors import PreconditionFailed, PreconditionRequired
-
-    if if_match is None:
-        raise PreconditionRequired("This update needs an If-Match header with the current ETag.")
-    tags = [t.strip() for t in if_match.split(",")]
-    if "*" not in tags and current not in tags and f"W/{current}" not in tags:
-        raise PreconditionFailed("The resource changed since you read it; fetch it again.", extra={"etag": current})
 
 
 def get_item(session: Session, h: Handover, item_id: int) -> HandoverItem:

@@ -18,7 +18,8 @@ from app.core.db import Database, transaction
 from app.directory.models import Client, Employee
 from app.notify.models import OutboxMessage
 from app.transfer import service
-from app.transfer.models import FollowUp, Handover, HandoverItem
+from app.transfer.followups.models import FollowUp
+from app.transfer.models import Handover, HandoverItem
 from tests.company import EFFECTIVE, START, clients, employees, open_for, plan
 from tests.conftest import _clean
 from tests.transfer.test_events import subscribe

@@ -17,8 +17,9 @@ from app.core.db import Database, transaction
 from app.directory.models import Client, Employee
 from app.notify.models import OutboxMessage
 from app.risk import service as risk
-from app.transfer import followups
-from app.transfer.models import FollowUp, Handover, HandoverItem
+from app.transfer.followups import service as followups
+from app.transfer.followups.models import FollowUp
+from app.transfer.models import Handover, HandoverItem
 from app.worker import run_once
 from tests.company import EFFECTIVE, approve, plan
 from tests.conftest import START

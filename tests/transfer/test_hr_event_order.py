@@ -27,11 +27,11 @@ from sqlalchemy import select
 
 from app.core.clock import ManualClock
 from app.core.db import Database
+from app.intake import service as hooks_service
+from app.intake.models import InboundEvent
 from app.main import create_app
 from app.metadata import metadata
-from app.intake import service as hooks_service
 from app.transfer import service as transfer_service
-from app.intake.models import InboundEvent
 from app.transfer.models import Handover
 from tests.conftest import START, make_settings
 from tests.directory.helpers import assert_problem

@@ -20,14 +20,14 @@ from sqlalchemy import func, select
 from app.core.clock import ManualClock
 from app.core.db import Database
 from app.core.routes import iter_api_routes
+from app.core.signing import sign
 from app.directory.models import Employee
+from app.intake import service as hooks_service
+from app.intake.models import InboundEvent
+from app.intake.router import router as hooks_router
 from app.main import create_app
 from app.metadata import metadata
-from app.intake import service as hooks_service
 from app.transfer import service as transfer_service
-from app.core.signing import sign
-from app.intake.router import router as hooks_router
-from app.intake.models import InboundEvent
 from app.transfer.models import Handover
 from tests.conftest import make_settings
 from tests.directory.helpers import assert_problem

@@ -17,7 +17,8 @@ from app.core.db import Database, transaction
 from app.directory.models import Client, Employee
 from app.risk import service as risk
 from app.risk.model import Factors
-from app.transfer.models import FollowUp, Handover, HandoverItem
+from app.transfer.followups.models import FollowUp
+from app.transfer.models import Handover, HandoverItem
 from app.transfer.retention import csv_columns
 from tests.conftest import START
 from tests.risk.test_model import synthetic_outcomes

@@ -10,11 +10,14 @@ from fastapi.responses import JSONResponse
 
 from app.core.auth import HandoversRead, HandoversWrite
 from app.core.deps import DbSession, Now
-from app.core.errors import DomainError, Unprocessable, problem_responses
+from app.core.errors import NotAcceptable, Unprocessable, problem_responses
+from app.core.http import CSV, JSON, negotiate
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
-from app.transfer import followups, retention
-from app.transfer.followups_schemas import (
+from app.transfer import retention
+from app.transfer.followups import service as followups
+from app.transfer.followups.models import FollowUp
+from app.transfer.followups.schemas import (
     FollowUpComplete,
     FollowUpKind,
     FollowUpOut,
@@ -23,17 +26,12 @@ from app.transfer.followups_schemas import (
     Outcome,
     RetentionReport,
 )
-from app.transfer.models import FollowUp
 
 router = APIRouter(tags=["follow-ups"])
 
 FollowUpId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The follow-up id.")]
 DEFAULT_WINDOW = dt.timedelta(days=365)
-JSON, CSV = "application/json", "text/csv"
-
-
-class NotAcceptable(DomainError):
-    status, slug, title = 406, "not-acceptable", "Not acceptable"
+RETENTION_FORMATS = (JSON, CSV)  # the first is the default
 
 
 def follow_up_out(fu: FollowUp, client_name: str, now: dt.datetime) -> FollowUpOut:
@@ -134,32 +132,6 @@ def complete_follow_up(
 # ---- retention report ---------------------------------------------------------------------------
 
 
-def negotiate(accept: str | None) -> str | None:
-    """JSON unless CSV is preferred (RFC 9110 q values); None when neither is acceptable."""
-    if accept is None or not accept.strip():
-        return JSON
-    best, best_q, best_level = None, 0.0, -1
-    for offer in (JSON, CSV):
-        kind = offer.split("/")[0]
-        level, q = -1, 0.0
-        for part in accept.split(","):
-            media, *params = (p.strip().lower() for p in part.split(";"))
-            rank = 2 if media == offer else 1 if media == f"{kind}/*" else 0 if media == "*/*" else -1
-            if rank <= level:
-                continue
-            level, q = rank, 1.0
-            for param in params:
-                name, _, value = param.partition("=")
-                if name.strip() == "q":
-                    try:
-                        q = min(1.0, max(0.0, float(value)))
-                    except ValueError:
-                        q = 0.0
-        if q > best_q or (q == best_q and q > 0 and level > best_level):
-            best, best_q, best_level = offer, q, level
-    return best
-
-
 _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {
         "model": RetentionReport,
@@ -197,7 +169,7 @@ def retention_report(
     to: Annotated[UtcTime | None, Query(description="Effective before (default: now).")] = None,
     group_by: Annotated[GroupBy, Query(description="team, successor, tier or risk_band.")] = "team",
 ) -> Response:
-    media = negotiate(request.headers.get("accept"))
+    media = negotiate(request.headers.get("accept"), RETENTION_FORMATS)
     if media is None:
         raise NotAcceptable(
             "The retention report is available as application/json or text/csv.", extra={"allowed": [JSON, CSV]}

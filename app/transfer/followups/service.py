@@ -30,7 +30,8 @@ from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.notify import service as notify
-from app.transfer.models import FOLLOW_UP_KINDS, FollowUp, Handover, HandoverItem
+from app.transfer.followups.models import FOLLOW_UP_KINDS, FollowUp
+from app.transfer.models import Handover, HandoverItem
 
 # Items whose client goes (or went) to someone: they get follow-ups; proposed, cancelled, reverted ones do not.
 RECEIVING_STATUSES = ("approved", "transferred", "confirmed")

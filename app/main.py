@@ -12,7 +12,6 @@ from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
 from app.access import service as access_service
-from app.access.events_router import router as access_events_router
 from app.access.router import router as access_router
 from app.audit.router import router as audit_router
 from app.core.auth import SCOPES, TokenVerifier
@@ -88,7 +87,6 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(directory_router)
     app.include_router(audit_router)
     app.include_router(transfer_router)
-    app.include_router(access_events_router)
     app.include_router(intake_router)
     app.include_router(notify_router)
     app.include_router(risk_router)

@@ -17,8 +17,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.access import anomaly
-from app.access.events_schemas import AccessEventIn
 from app.access.models import AccessEvent, Alert
+from app.access.schemas import AccessEventIn
 from app.audit import service as audit
 from app.core.auth import Principal
 from app.core.errors import Conflict, NotFound, Unprocessable

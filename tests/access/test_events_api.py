@@ -13,11 +13,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from app.access import events as events_service
-from app.access.events_router import router as events_router
 from app.core.clock import ManualClock
 from app.core.config import Settings
 from app.core.db import Database
-from app.core.routes import iter_api_routes
 from app.main import create_app
 from app.metadata import metadata
 from tests.directory.helpers import (
@@ -39,8 +37,6 @@ CLIENTS = [f"c{i:02d}" for i in range(1, 15)]
 @pytest.fixture(scope="module")
 def events_app(settings: Settings, clock: ManualClock) -> Iterator[FastAPI]:
     app = create_app(settings, clock=clock)
-    if URL not in [r.path for r in iter_api_routes(app)]:
-        app.include_router(events_router)  # until app.main includes it
     yield app
     app.state.db.dispose()
 

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from app.access.models import AccessGrant
 from app.audit import service as audit
 from app.core.auth import Principal
+from app.core.bulk import chunks
 from app.core.db import Database, transaction
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.directory.models import Client, Employee
@@ -365,8 +366,7 @@ def sync_owner_grants(
     if not moved:
         return
     g = AccessGrant
-    for start in range(0, len(moved), 2000):
-        part = moved[start : start + 2000]
+    for part in chunks(moved, 2000):
         olds = [(c, old) for c, old, _ in part if old is not None]
         if olds:
             clients = [c for c, _ in olds]
@@ -590,12 +590,12 @@ def end_handover_grants_for_clients(
     if not clients:
         return
     g = AccessGrant
-    for start in range(0, len(clients), 5000):
+    for part in chunks(clients, 5000):
         session.execute(
             update(g)
             .where(
                 g.handover_id == handover_id,
-                g.client_id.in_(clients[start : start + 5000]),
+                g.client_id.in_(part),
                 or_(g.valid_until.is_(None), g.valid_until > now),
             )
             .values(valid_until=now)

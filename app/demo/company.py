@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from app.core import bulk
 from app.directory.schemas import ClientBatchItem, EmployeeBatchItem
 
 T = TypeVar("T")
@@ -208,8 +209,7 @@ def jsonable(row: dict[str, Any]) -> dict[str, Any]:
 
 def chunks(rows: Sequence[T], size: int = 1000) -> Iterator[Sequence[T]]:
     """Batches no larger than the directory's batch limit."""
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
+    return bulk.chunks(rows, size)
 
 
 @dataclass

@@ -8,12 +8,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Table, any_, bindparam, delete, exists, false, insert, or_, select, true
+from sqlalchemy import ColumnElement, Table, bindparam, delete, exists, false, insert, or_, select, true
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.core.auth import Principal
+from app.core.bulk import among, chunks
 from app.core.errors import NotFound, Unprocessable
 from app.directory import schemas
 from app.directory.models import AccountTeamMember, Client, ClientContact, Employee
@@ -36,22 +37,11 @@ def _upsert(session: Session, table: Any, rows: list[dict[str, Any]], keep: Sequ
     session.execute(stmt, rows)
 
 
-def _among(session: Session, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
-    """`column IN (values)`; on PostgreSQL `column = ANY(:array)`, one parameter, so the statement's text is the
-    same for every batch (psycopg re-parses a query of a thousand placeholders each time it sees a new one)."""
-    result: ColumnElement[bool]
-    if session.get_bind().dialect.name == "postgresql":
-        result = column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
-    else:
-        result = column.in_(values)
-    return result
-
-
 def _existing(session: Session, column: Any, ids: Sequence[str]) -> set[str]:
     found: set[str] = set()
     unique = list(dict.fromkeys(ids))
-    for start in range(0, len(unique), 5000):
-        found.update(session.scalars(select(column).where(_among(session, column, unique[start : start + 5000]))))
+    for part in chunks(unique, 5000):
+        found.update(session.scalars(select(column).where(among(session, column, part))))
     return found
 
 
@@ -228,7 +218,7 @@ def upsert_employees(
 
 
 def _upsert_managers(session: Session, rows: list[dict[str, Any]]) -> None:
-    from sqlalchemy import bindparam, update
+    from sqlalchemy import update
 
     if rows:
         stmt = (
@@ -336,13 +326,11 @@ def upsert_clients(
         raise Unprocessable("Some rows are not valid; nothing was written.", errors=errors)
 
     old_owners: dict[str, str] = {}
-    for start in range(0, len(ids), 5000):
+    for part in chunks(ids, 5000):
         old_owners.update(
             (r[0], r[1])
             for r in session.execute(
-                select(Client.external_id, Client.owner_id).where(
-                    _among(session, Client.external_id, ids[start : start + 5000])
-                )
+                select(Client.external_id, Client.owner_id).where(among(session, Client.external_id, part))
             )
         )
     existing = set(old_owners)
@@ -369,10 +357,9 @@ def upsert_clients(
         for eid, r in rows
     ]
     _upsert(session, Client.__table__, values, keep=("created_at",))
-    for start in range(0, len(ids), 5000):
-        part = ids[start : start + 5000]
-        session.execute(delete(ClientContact).where(_among(session, ClientContact.client_id, part)))
-        session.execute(delete(AccountTeamMember).where(_among(session, AccountTeamMember.client_id, part)))
+    for part in chunks(ids, 5000):
+        session.execute(delete(ClientContact).where(among(session, ClientContact.client_id, part)))
+        session.execute(delete(AccountTeamMember).where(among(session, AccountTeamMember.client_id, part)))
     contacts = [
         {
             "client_id": eid,

@@ -10,7 +10,6 @@ and open handovers, and one matrix product scores them all.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,21 +21,19 @@ from sqlalchemy import (
     Date,
     Float,
     String,
-    bindparam,
     cast,
     func,
     literal,
-    literal_column,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.access import events as access_events
 from app.audit import service as audit
 from app.core.auth import Principal
+from app.core.bulk import among
 from app.core.db import UTCDateTime
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.directory import service as directory
@@ -401,27 +398,6 @@ class RiskContext:
             raise ValueError(f"reason must be one of {rm.REASONS}")
 
 
-def _among(session: Session, column: Any, ids: Sequence[str]) -> ColumnElement[bool]:
-    """`column IN ids` with the ids as one bound value (a JSON list, unpacked by the database).
-
-    Expanding 100k separate parameters costs more than running the query, and SQLite caps their number.
-    """
-    dialect = session.get_bind().dialect.name
-    clause: ColumnElement[bool]
-    if dialect == "postgresql":
-        # JSON text, not an array parameter: psycopg quotes array elements one by one in Python.
-        elements = func.jsonb_array_elements_text(cast(bindparam(None, json.dumps(list(ids)), type_=String), JSONB))
-        clause = column.in_(select(elements))
-    elif dialect == "sqlite":
-        listed = select(literal_column("value", String)).select_from(
-            func.json_each(bindparam(None, json.dumps(list(ids)), type_=String))
-        )
-        clause = column.in_(listed)
-    else:
-        clause = column.in_(list(ids))
-    return clause
-
-
 def _days_until(session: Session, column: Any, instant: dt.datetime | dt.date) -> ColumnElement[Any]:
     """Days from the column's value to `instant` (NULL when unknown), computed by the database.
 
@@ -466,7 +442,7 @@ def _client_rows(session: Session, ids: Sequence[str], now: dt.datetime) -> list
         _days_until(session, c.last_contact_at, now),
         team,
         contacts,
-    ).where(_among(session, c.external_id, ids))
+    ).where(among(session, c.external_id, ids))
     # Core execution: the ORM's row machinery is most of the cost at 100k rows and adds nothing here.
     return list(session.connection().execute(stmt).all())
 
@@ -476,7 +452,7 @@ def _open_handovers(session: Session, owners: Sequence[str]) -> dict[str, tuple[
     from app.transfer.models import OPEN_STATUSES, Handover
 
     stmt = select(Handover.leaver_id, Handover.reason, Handover.destination_competitor).where(
-        _among(session, Handover.leaver_id, owners), Handover.status.in_(OPEN_STATUSES)
+        among(session, Handover.leaver_id, owners), Handover.status.in_(OPEN_STATUSES)
     )
     return {leaver: (reason, bool(competitor)) for leaver, reason, competitor in session.execute(stmt)}
 
@@ -495,7 +471,7 @@ def _successor_fits(
         return fits
     people: dict[str, tuple[int, list[str], list[str]]] = {}
     stmt = select(Employee.external_id, Employee.seniority, Employee.skills, Employee.languages).where(
-        _among(session, Employee.external_id, sorted(set(wanted.values())))
+        among(session, Employee.external_id, sorted(set(wanted.values())))
     )
     for eid, seniority, skills, langs in session.execute(stmt):
         people[eid] = (seniority, list(skills or []), list(langs or []))
@@ -711,7 +687,7 @@ def score_visible(
         visible = set(
             session.scalars(
                 select(Client.external_id).where(
-                    _among(session, Client.external_id, ids), directory.client_visibility(principal)
+                    among(session, Client.external_id, ids), directory.client_visibility(principal)
                 )
             )
         )

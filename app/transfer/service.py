@@ -21,6 +21,7 @@ from app.access import service as access
 from app.audit import service as audit
 from app.core import bulk
 from app.core.auth import Principal
+from app.core.bulk import chunks
 from app.core.config import Settings
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.directory import service as directory
@@ -496,10 +497,10 @@ def compute_plan(
     team: dict[str, set[int]] = defaultdict(set)
     if to_solve:
         ids = [c.external_id for c in to_solve]
-        for start in range(0, len(ids), 5000):
+        for part in chunks(ids, 5000):
             for cid, emp_id in session.execute(
                 select(AccountTeamMember.client_id, AccountTeamMember.employee_id).where(
-                    AccountTeamMember.client_id.in_(ids[start : start + 5000])
+                    AccountTeamMember.client_id.in_(part)
                 )
             ):
                 if emp_id in index:
@@ -671,12 +672,11 @@ def plan(
 
 def _replace_proposals(session: Session, handover_ids: Sequence[int], values: Sequence[dict[str, Any]]) -> None:
     """The solver's items replace the previous plan's; manual overrides stay."""
-    for start in range(0, len(handover_ids), 1000):
-        part = list(handover_ids[start : start + 1000])
-        session.execute(delete(HandoverItem).where(HandoverItem.handover_id.in_(part), HandoverItem.manual.is_(False)))
+    for ids in chunks(handover_ids, 1000):
+        session.execute(delete(HandoverItem).where(HandoverItem.handover_id.in_(ids), HandoverItem.manual.is_(False)))
     table = cast(Table, HandoverItem.__table__)
-    for start in range(0, len(values), 2000):
-        bulk.insert_rows(session, table, values[start : start + 2000])
+    for rows in chunks(values, 2000):
+        bulk.insert_rows(session, table, rows)
 
 
 def _item_values(handover_id: int, rows: Sequence[dict[str, Any]], now: dt.datetime) -> list[dict[str, Any]]:
@@ -760,22 +760,22 @@ def plan_many(
         raise Unprocessable("Two of these handovers are for the same leaver; plan them one at a time.")
     ids = [h.id for h in handovers]
     manual_of: dict[int, dict[str, str | None]] = defaultdict(dict)
-    for start in range(0, len(ids), 1000):
+    for part in chunks(ids, 1000):
         for hid, client_id, successor_id in session.execute(
             select(HandoverItem.handover_id, HandoverItem.client_id, HandoverItem.successor_id).where(
-                HandoverItem.handover_id.in_(ids[start : start + 1000]), HandoverItem.manual.is_(True)
+                HandoverItem.handover_id.in_(part), HandoverItem.manual.is_(True)
             )
         ):
             manual_of[hid][client_id] = successor_id
     # A manual item counts as kept only while its client is still the leaver's (as in a single plan).
     owner_of: dict[str, str | None] = {}
     manual_clients = sorted({c for m in manual_of.values() for c in m})
-    for start in range(0, len(manual_clients), 1000):
+    for clients in chunks(manual_clients, 1000):
         owner_of.update(
             (client_id, owner_id)
             for client_id, owner_id in session.execute(
                 select(Client.external_id, Client.owner_id).where(
-                    Client.external_id.in_(manual_clients[start : start + 1000]), Client.status != "churned"
+                    Client.external_id.in_(clients), Client.status != "churned"
                 )
             ).all()
         )

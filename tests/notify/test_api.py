@@ -328,7 +328,7 @@ def test_ack_link_secret_settings() -> None:
 
     from app.core.config import Settings
 
-    with pytest.raises(ValidationError, match="ack_link_secret must be at least 32"):
+    with pytest.raises(ValidationError, match="HANDOVER_ACK_LINK_SECRET must be at least 32"):
         Settings(environment="production", jwt_secret="p" * 40, ack_link_secret="short")
     with pytest.raises(ValidationError, match="ack_link_secret is required"):
         Settings(environment="production", jwt_algorithms=["RS256"], jwt_public_key="pem")

@@ -29,6 +29,7 @@ from app.notify.router import router as notify_router
 from app.ops.router import router as ops_router
 from app.risk.router import router as risk_router
 from app.transfer import service as transfer_service
+from app.transfer import visibility as transfer_visibility
 from app.transfer.followups.router import router as followups_router
 from app.transfer.router import router as transfer_router
 
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.employee_gate = _employee_gate(db, app)
     # Bindings: lower modules get the workflow's facts and effects handed in, never by importing transfer.
     app.state.exits = transfer_service
+    app.state.managed_cases = transfer_visibility.managed_ids
     registry = CollectorRegistry()
     registry.register(PoolCollector(db))
     app.state.metrics = Metrics(registry)

@@ -6,6 +6,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from functools import partial
 from types import FrameType
 
 from sqlalchemy.orm import Session
@@ -15,6 +16,7 @@ from app.core.config import Settings
 from app.core.db import Database, transaction
 from app.core.idempotency import purge_expired
 from app.notify import worker as notify_worker
+from app.transfer import messaging
 from app.transfer import service as transfer
 from app.transfer.followups import service as followups
 
@@ -48,7 +50,8 @@ def notify_overdue_follow_ups(db: Database, clock: Clock, stop: threading.Event)
 # Overdue notices first, so the delivery pass that follows sends them.
 DB_JOBS: list[tuple[str, DbJob]] = [
     ("notify_overdue_follow_ups", notify_overdue_follow_ups),
-    ("deliver_outbox", notify_worker.deliver_due),
+    # The outbox asks the workflow that wrote a notification whether it still holds before sending it.
+    ("deliver_outbox", partial(notify_worker.deliver_due, checks=messaging.check_at_send)),
 ]
 
 

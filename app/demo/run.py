@@ -26,7 +26,7 @@ from app.core.migrate import upgrade
 from app.demo import company as synthetic
 from app.directory.models import Client, Employee
 from app.intake import service as intake
-from app.transfer import service
+from app.transfer import planning, service
 from app.transfer.models import Handover, HandoverItem
 
 TIER_ORDER = {"strategic": 0, "key": 1, "standard": 2, "prospect": 3}
@@ -63,7 +63,7 @@ def run_demo(database_url: str, *, seed: int = 7, out: TextIO = sys.stdout) -> N
                 now=now,
             )
             session.flush()
-            plan, _ = service.plan(session, h, pool=None, dry_run=False, actor="demo", now=now, settings=settings)
+            plan, _ = planning.plan(session, h, pool=None, dry_run=False, actor="demo", now=now, settings=settings)
             service.approve(
                 session, h, Principal(sub="demo", role="admin", scopes=frozenset()), now=now, settings=settings
             )
@@ -133,7 +133,7 @@ class _Summary:
 
 
 def _summarise(
-    session: Session, h: Handover, plan: service.Plan, company: synthetic.Company, database_url: str
+    session: Session, h: Handover, plan: planning.Plan, company: synthetic.Company, database_url: str
 ) -> _Summary:
     items = session.execute(
         select(HandoverItem, Client)

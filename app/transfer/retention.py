@@ -25,7 +25,7 @@ from app.core.errors import Forbidden
 from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.risk.model import BANDS
-from app.transfer import service
+from app.transfer import visibility
 from app.transfer.followups.models import FollowUp
 from app.transfer.followups.schemas import (
     BandCalibration,
@@ -87,7 +87,7 @@ def _scope(session: Session, principal: Principal, receiver: ColumnElement[Any])
         raise Forbidden("The retention report is for managers, hr, auditors and admins.")
     # Read once: the handover rule has its own subtree CTE, and one statement cannot hold two of that name.
     team = list(session.scalars(directory.subtree(principal.employee)))
-    return or_(service.handover_management(principal), receiver.in_(team))
+    return or_(visibility.handover_management(principal), receiver.in_(team))
 
 
 def _load(session: Session, principal: Principal, start: dt.datetime, end: dt.datetime) -> dict[int, _Client]:

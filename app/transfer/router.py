@@ -14,7 +14,7 @@ from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
 from app.directory import service as directory
 from app.directory.models import Client
-from app.transfer import schemas, service
+from app.transfer import planning, schemas, service, signoff, visibility
 from app.transfer.models import Handover, HandoverItem
 from app.transfer.report import HandoverReport, build_report, to_csv, to_html
 
@@ -28,9 +28,9 @@ CREATOR_ROLES = frozenset({"admin", "hr", "manager", "integration"})
 REPORT_FORMATS = (JSON, HTML, CSV)  # the first is the default
 
 
-def handover_out(session: Session, h: Handover, c: service.Counts | None = None) -> schemas.HandoverOut:
+def handover_out(session: Session, h: Handover, c: visibility.Counts | None = None) -> schemas.HandoverOut:
     if c is None:
-        c = service.counts(session, [h.id])[h.id]
+        c = visibility.counts(session, [h.id])[h.id]
     return schemas.HandoverOut(
         id=h.id,
         leaver=h.leaver_id,
@@ -152,10 +152,10 @@ def list_handovers(
     effective_from: Annotated[UtcTime | None, Query(description="Effective at or after.")] = None,
     effective_to: Annotated[UtcTime | None, Query(description="Effective before.")] = None,
 ) -> Page[schemas.HandoverOut]:
-    flt = service.HandoverFilter(status_, leaver, manager, effective_from, effective_to)
-    rows = service.list_handovers(session, principal, flt, limit=page.limit + 1, offset=page.offset)
+    flt = visibility.HandoverFilter(status_, leaver, manager, effective_from, effective_to)
+    rows = visibility.list_handovers(session, principal, flt, limit=page.limit + 1, offset=page.offset)
     items, nxt = page_of(rows, page)
-    counts = service.counts(session, [h.id for h in items])  # one query for the page, not one per handover
+    counts = visibility.counts(session, [h.id for h in items])  # one query for the page, not one per handover
     return Page[schemas.HandoverOut](
         items=[handover_out(session, h, counts[h.id]) for h in items],
         limit=page.limit,
@@ -174,7 +174,7 @@ def list_handovers(
 def get_handover(
     handover_id: HandoverId, session: DbSession, principal: HandoversRead, response: Response
 ) -> schemas.HandoverOut:
-    h = service.get_handover(session, principal, handover_id)
+    h = visibility.get_handover(session, principal, handover_id)
     _with_etag(response, h)
     return handover_out(session, h)
 
@@ -198,7 +198,7 @@ def plan_handover(
 ) -> schemas.PlanSummary:
     if principal.role not in CREATOR_ROLES:
         raise Forbidden("Only hr, managers and admins plan handovers.")
-    h = service.get_handover(
+    h = visibility.get_handover(
         session,
         principal,
         handover_id,
@@ -206,7 +206,7 @@ def plan_handover(
         manage="Only the leaver's managers, hr or an admin may plan this handover.",
     )
     pool = body.candidate_pool.model_dump() if body and body.candidate_pool else None
-    result, preview = service.plan(
+    result, preview = planning.plan(
         session, h, pool=pool, dry_run=dry_run, actor=principal.actor, now=now, settings=request.app.state.settings
     )
     proposals = None
@@ -217,7 +217,7 @@ def plan_handover(
 
 
 def _summary(
-    h_id: int, result: service.Plan, dry_run: bool, proposals: list[schemas.ItemOut] | None
+    h_id: int, result: planning.Plan, dry_run: bool, proposals: list[schemas.ItemOut] | None
 ) -> schemas.PlanSummary:
     successors: dict[str, int] = {}
     for r in result.rows:
@@ -255,7 +255,7 @@ def plan_handovers(
     if principal.role not in CREATOR_ROLES:
         raise Forbidden("Only hr, managers and admins plan handovers.")
     ids = list(dict.fromkeys(body.handover_ids))
-    handovers = service.get_handovers(
+    handovers = visibility.get_handovers(
         session,
         principal,
         sorted(ids),
@@ -263,7 +263,7 @@ def plan_handovers(
         manage="Only the leaver's managers, hr or an admin may plan these handovers.",
     )
     pool = body.candidate_pool.model_dump() if body.candidate_pool else None
-    plans, solves = service.plan_many(
+    plans, solves = planning.plan_many(
         session, handovers, pool=pool, actor=principal.actor, now=now, settings=request.app.state.settings
     )
     return schemas.PlanBatchOut(handovers=[_summary(hid, plans[hid], False, None) for hid in ids], solves=solves)
@@ -288,9 +288,9 @@ def list_items(
         bool | None, Query(description="Only items that need (or do not need) attention.")
     ] = None,
 ) -> Page[schemas.ItemOut]:
-    h = service.get_handover(session, principal, handover_id)
-    flt = service.ItemFilter(status_, risk_band, successor, needs_attention)
-    rows = service.list_items(session, h, flt, limit=page.limit + 1, offset=page.offset)
+    h = visibility.get_handover(session, principal, handover_id)
+    flt = visibility.ItemFilter(status_, risk_band, successor, needs_attention)
+    rows = visibility.list_items(session, h, flt, limit=page.limit + 1, offset=page.offset)
     items, nxt = page_of(rows, page)
     return Page[schemas.ItemOut](
         items=[item_out(i, c) for i, c in items], limit=page.limit, offset=page.offset, next_offset=nxt
@@ -314,8 +314,8 @@ def _item_response(session: Session, item: HandoverItem, response: Response) -> 
 def get_item(
     handover_id: HandoverId, item_id: ItemId, session: DbSession, principal: HandoversRead, response: Response
 ) -> schemas.ItemOut:
-    h = service.get_handover(session, principal, handover_id)
-    return _item_response(session, service.get_item(session, h, item_id), response)
+    h = visibility.get_handover(session, principal, handover_id)
+    return _item_response(session, visibility.get_item(session, h, item_id), response)
 
 
 @router.patch(
@@ -340,16 +340,16 @@ def patch_item(
 ) -> schemas.ItemOut:
     if principal.role not in CREATOR_ROLES:
         raise Forbidden("Only hr, managers and admins override items.")
-    h = service.get_handover(
+    h = visibility.get_handover(
         session,
         principal,
         handover_id,
         lock=True,
         manage="Only the leaver's managers, hr or an admin may override this handover's items.",
     )
-    item = service.get_item(session, h, item_id)
+    item = visibility.get_item(session, h, item_id)
     check_if_match(if_match, etag(item.version, "item", item.id))
-    service.patch_item(session, h, item, body, actor=principal.actor, now=now, settings=request.app.state.settings)
+    planning.patch_item(session, h, item, body, actor=principal.actor, now=now, settings=request.app.state.settings)
     return _item_response(session, item, response)
 
 
@@ -376,7 +376,7 @@ def approve_handover(
     response: Response,
     if_match: IfMatch = None,
 ) -> schemas.HandoverOut:
-    h = service.get_handover(
+    h = visibility.get_handover(
         session,
         principal,
         handover_id,
@@ -407,7 +407,7 @@ def approve_handovers(
     principal: HandoversApprove,
     now: Now,
 ) -> schemas.ApprovalBatchOut:
-    handovers = service.get_handovers(
+    handovers = visibility.get_handovers(
         session,
         principal,
         body.handover_ids,
@@ -416,7 +416,7 @@ def approve_handovers(
     )
     service.approve_many(session, handovers, principal, now=now, settings=request.app.state.settings)
     session.flush()
-    counts = service.counts(session, [h.id for h in handovers])
+    counts = visibility.counts(session, [h.id for h in handovers])
     return schemas.ApprovalBatchOut(handovers=[handover_out(session, h, counts[h.id]) for h in handovers])
 
 
@@ -438,7 +438,7 @@ def execute_handover(
 ) -> schemas.HandoverOut:
     if principal.role != "admin":
         raise Forbidden("Only admins execute a handover by hand.")
-    h = service.get_handover(
+    h = visibility.get_handover(
         session, principal, handover_id, lock=True, manage="Only admins execute a handover by hand."
     )
     service.execute(session, h, actor=principal.actor, now=now, immediate=True, settings=request.app.state.settings)
@@ -462,7 +462,7 @@ def cancel_handover(
 ) -> schemas.HandoverOut:
     if principal.role not in CREATOR_ROLES:
         raise Forbidden("Only hr, managers and admins cancel handovers.")
-    h = service.get_handover(
+    h = visibility.get_handover(
         session,
         principal,
         handover_id,
@@ -491,7 +491,7 @@ def undo_handover(
     body: schemas.ReasonBody | None = None,
 ) -> schemas.HandoverOut:
     undo_rule = "Only the leaver's manager or an admin may undo this handover."
-    h = service.get_handover(session, principal, handover_id, lock=True, manage=undo_rule)
+    h = visibility.get_handover(session, principal, handover_id, lock=True, manage=undo_rule)
     if principal.role == "manager" and principal.employee != h.manager_id:
         raise Forbidden(undo_rule)
     service.undo(
@@ -520,7 +520,7 @@ def complete_handover(
     now: Now,
     response: Response,
 ) -> schemas.HandoverOut:
-    h = service.get_handover(
+    h = visibility.get_handover(
         session,
         principal,
         handover_id,
@@ -555,9 +555,9 @@ def set_checklist(
     now: Now,
     response: Response,
 ) -> schemas.ItemOut:
-    h = service.get_handover(session, principal, handover_id)
-    item = service.get_item(session, h, item_id)
-    service.set_checklist(session, h, item, key, done=body.done, note=body.note, principal=principal, now=now)
+    h = visibility.get_handover(session, principal, handover_id)
+    item = visibility.get_item(session, h, item_id)
+    signoff.set_checklist(session, h, item, key, done=body.done, note=body.note, principal=principal, now=now)
     return _item_response(session, item, response)
 
 
@@ -577,9 +577,9 @@ def sign_off(
     now: Now,
     response: Response,
 ) -> schemas.ItemOut:
-    h = service.get_handover(session, principal, handover_id, lock=True)
-    item = service.get_item(session, h, item_id)
-    service.sign_off(session, h, item, side=body.side, reason=body.reason, principal=principal, now=now)
+    h = visibility.get_handover(session, principal, handover_id, lock=True)
+    item = visibility.get_item(session, h, item_id)
+    signoff.sign_off(session, h, item, side=body.side, reason=body.reason, principal=principal, now=now)
     return _item_response(session, item, response)
 
 
@@ -600,7 +600,7 @@ def simulate(
     if not principal.unrestricted:
         for leaver in body.leavers:
             directory.get_employee(session, principal, leaver)  # 404 outside a manager's reach
-    result = service.simulate(
+    result = planning.simulate(
         session,
         leavers=body.leavers,
         effective_at=body.effective_at,
@@ -650,7 +650,7 @@ def handover_report(
             "This report is available as application/json, text/csv or text/html.",
             extra={"allowed": list(REPORT_FORMATS)},
         )
-    h = service.get_handover(session, principal, handover_id)
+    h = visibility.get_handover(session, principal, handover_id)
     report = build_report(session, h, now=now)
     headers = {"Vary": "Accept", "Cache-Control": "private, no-store"}
     if media == CSV:

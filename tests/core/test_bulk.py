@@ -21,7 +21,7 @@ TABLE = cast(Table, OutboxMessage.__table__)
 
 def _rows(n: int) -> list[dict[str, Any]]:
     return [
-        notify._row(
+        notify.message_row(
             kind="client",
             template="client_intro",
             locale="zh-CN" if i % 2 else "en",

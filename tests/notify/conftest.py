@@ -14,6 +14,7 @@ from app.core.clock import ManualClock
 from app.core.config import Settings
 from app.core.db import Database
 from app.notify.worker import Deliverer
+from app.transfer import messaging
 from tests.notify.helpers import Receiver, SmtpServer
 
 
@@ -95,6 +96,7 @@ def deliverer(db: Database, clock: ManualClock, notify_settings: Settings) -> It
     def make(**kwargs: Any) -> Deliverer:
         kwargs.setdefault("settings", notify_settings)
         kwargs.setdefault("rng", random.Random(5))
+        kwargs.setdefault("checks", messaging.check_at_send)  # as app.worker binds it
         d = Deliverer(kwargs.pop("database", db), clock, **kwargs)
         made.append(d)
         return d

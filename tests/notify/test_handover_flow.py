@@ -17,6 +17,7 @@ from app.directory.models import ClientContact, Employee
 from app.notify import service
 from app.notify.models import OutboxMessage
 from app.notify.worker import Deliverer
+from app.transfer import messaging
 from app.transfer.models import Handover, HandoverItem
 from tests.company import EFFECTIVE, approve, plan
 from tests.notify.helpers import Receiver, SmtpServer, outbox
@@ -107,7 +108,7 @@ def test_approval_tells_everyone_in_their_language(
     receiver.start()
     make_endpoint(receiver, ["notification.client_intro"])
     with transaction(db) as s:
-        counts = service.on_handover_approved(s, handover_id=hid, now=clock.now(), settings=notify_settings)
+        counts = messaging.on_approved(s, [hid], now=clock.now(), settings=notify_settings)[hid]
     successors = sorted(set(owners.values()))
     assert counts["successor_briefing"] == len(successors)
     assert counts["manager_summary"] == 1
@@ -198,7 +199,7 @@ def test_signoff_reminders_go_three_days_before_and_only_for_unsigned_items(
     owners = approved(client, auth, db, hid)
     people = employees(db)
     with transaction(db) as s:
-        service.on_handover_approved(s, handover_id=hid, now=clock.now(), settings=notify_settings)
+        messaging.on_approved(s, [hid], now=clock.now(), settings=notify_settings)[hid]
     worker = deliverer()
     worker.run()
     reminders = outbox(db, template="signoff_reminder")
@@ -249,7 +250,7 @@ def test_intros_days_before_then_cancel_withdraws_what_was_not_sent(
     approved(client, auth, db, hid)
     settings = notify_settings.model_copy(update={"client_intro_days_before": 7})
     with transaction(db) as s:
-        service.on_handover_approved(s, handover_id=hid, now=clock.now(), settings=settings)
+        messaging.on_approved(s, [hid], now=clock.now(), settings=settings)[hid]
     intros = [r for r in outbox(db, template="client_intro") if r.status == "pending"]
     assert {r.not_before for r in intros} == {EFFECTIVE - dt.timedelta(days=7)}
     worker = deliverer(settings=settings)
@@ -260,7 +261,7 @@ def test_intros_days_before_then_cancel_withdraws_what_was_not_sent(
     later = EFFECTIVE + dt.timedelta(days=2)
     with transaction(db) as s:
         s.execute(update(Handover).where(Handover.id == hid).values(effective_at=later))
-        service.on_handover_rescheduled(s, handover_id=hid, now=clock.now(), settings=settings)
+        messaging.on_rescheduled(s, s.get(Handover, hid), now=clock.now(), settings=settings)
     assert {r.not_before for r in outbox(db, template="client_intro", status="pending")} == {
         later - dt.timedelta(days=7)
     }
@@ -274,7 +275,7 @@ def test_intros_days_before_then_cancel_withdraws_what_was_not_sent(
     assert r.status_code == 200, r.text  # the cancellation withdraws in its own transaction
     assert len(outbox(db, template="signoff_reminder", status="withdrawn")) > 0
     with transaction(db) as s:
-        assert service.on_handover_cancelled(s, handover_id=hid, now=clock.now()) == 0  # nothing left to withdraw
+        assert messaging.on_cancelled(s, handover_id=hid) == 0  # nothing left to withdraw
     clock.set(later)
     sent_before = len(smtp.mails)
     worker.run()
@@ -295,10 +296,10 @@ def test_cancel_before_intros_go_withdraws_them(
     approved(client, auth, db, hid)
     settings = notify_settings.model_copy(update={"client_intro_days_before": 7})
     with transaction(db) as s:
-        service.on_handover_approved(s, handover_id=hid, now=clock.now(), settings=settings)
+        messaging.on_approved(s, [hid], now=clock.now(), settings=settings)[hid]
         service.emit(s, "handover.approved", {"handover_id": hid}, now=clock.now())
     with transaction(db) as s:
-        service.on_handover_cancelled(s, handover_id=hid, now=clock.now())
+        messaging.on_cancelled(s, handover_id=hid)
     intros = outbox(db, template="client_intro")
     assert {r.status for r in intros} == {"withdrawn", "skipped"}
     assert all(r.status == "withdrawn" for r in outbox(db, category="notification") if r.status != "skipped")
@@ -328,10 +329,10 @@ def test_approval_plans_once_and_a_missed_cancel_still_stops_sending(
     hid = open_handover
     approved(client, auth, db, hid)
     with transaction(db) as s:
-        assert service.on_handover_approved(s, handover_id=hid, now=clock.now(), settings=notify_settings)
+        assert messaging.on_approved(s, [hid], now=clock.now(), settings=notify_settings)[hid]
     rows = len(outbox(db))
     with transaction(db) as s:
-        assert service.on_handover_approved(s, handover_id=hid, now=clock.now(), settings=notify_settings) == {}
+        assert messaging.on_approved(s, [hid], now=clock.now(), settings=notify_settings)[hid] == {}
     assert len(outbox(db)) == rows
     r = client.post(f"/v1/handovers/{hid}/cancel", headers=auth("hr"))  # on_handover_cancelled not called
     assert r.status_code == 200, r.text

@@ -13,14 +13,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import and_, func, literal, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.access import service as access
+from app.access.models import AccessGrant
 from app.audit import service as audit
 from app.core.auth import Principal
 from app.core.config import Settings
+from app.core.db import AnySelect
 from app.core.errors import Conflict, Forbidden, Unprocessable
 from app.directory.models import Client, Employee
 from app.notify import service as notify
@@ -304,7 +306,7 @@ def approve_many(
         h.approved_by = principal.actor
         h.approved_at = now
         move(h, "approved", now)
-    access.on_approve_many(session, [(h.id, h.effective_at) for h in hs], actor=principal.actor, now=now)
+    _grant_windows(session, hs, actor=principal.actor, now=now)
     _cut_leaving_receivers(session, ids)
     pending = Pending()
     for h in hs:
@@ -314,10 +316,48 @@ def approve_many(
     followups.create_for_handovers(session, hs, now=now, settings=settings)
 
 
+def _grant_windows(session: Session, hs: Sequence[Handover], *, actor: str, now: dt.datetime) -> None:
+    """Every approved item's receiver gets a shadow grant until the effective time and an owner (successor) or
+    interim grant from it; then every leaver's grants are cut at their own exit, so a leaver who also receives
+    clients in the same batch is cut too. Three INSERT … SELECT per effective time, one UPDATE for the cuts."""
+    by_time: dict[dt.datetime, list[int]] = defaultdict(list)
+    for h in hs:
+        by_time[h.effective_at].append(h.id)
+    i = HandoverItem
+    receiver = func.coalesce(i.successor_id, i.interim_owner_id)
+    at = AccessGrant.valid_from.type
+
+    def window(level: str, start: Any, end: Any, reason: str, *where: Any) -> AnySelect:
+        return select(
+            receiver, i.client_id, literal(level), literal(start, at), literal(end, at), literal(reason), i.handover_id
+        ).where(*where)
+
+    for effective_at, ids in by_time.items():
+        approved = (i.handover_id.in_(ids), i.status == "approved")
+        windows = [
+            window("owner", effective_at, None, "handover", *approved, i.successor_id.is_not(None)),
+            window("interim", effective_at, None, "handover", *approved, i.successor_id.is_(None)),
+        ]
+        if now < effective_at:
+            windows.insert(0, window("shadow", now, effective_at, "handover transition", *approved))
+        for rows in windows:
+            access.insert_grants(session, rows, actor=actor, now=now)
+    access.cut_leavers(session, _leavers_of([h.id for h in hs]))
+
+
+def _leavers_of(handover_ids: Sequence[int]) -> AnySelect:
+    """(handover_id, employee_id, effective_at) of these handovers' leavers, for access to cut their grants."""
+    return select(
+        Handover.id.label("handover_id"),
+        Handover.leaver_id.label("employee_id"),
+        Handover.effective_at.label("effective_at"),
+    ).where(Handover.id.in_(list(handover_ids)))
+
+
 def _cut_leaving_receivers(session: Session, handover_ids: Sequence[int]) -> None:
     """A successor or interim owner whose own exit was approved before: the grants these approvals just gave
     them end at that exit, cut by *their* handover (so cancelling their exit gives the windows back, exactly).
-    Receivers who leave in the same batch were cut with it (`access.on_approve_many`)."""
+    Receivers who leave in the same batch were cut with it (`_grant_windows`)."""
     receivers = select(func.coalesce(HandoverItem.successor_id, HandoverItem.interim_owner_id)).where(
         HandoverItem.handover_id.in_(handover_ids)
     )
@@ -329,7 +369,7 @@ def _cut_leaving_receivers(session: Session, handover_ids: Sequence[int]) -> Non
         )
     ).all()
     if leaving:
-        access.cut_leavers(session, leaving)
+        access.cut_leavers(session, _leavers_of(leaving))
 
 
 def execute(

@@ -28,6 +28,8 @@ from app.intake.router import router as intake_router
 from app.notify.router import router as notify_router
 from app.ops.router import router as ops_router
 from app.risk.router import router as risk_router
+from app.transfer import planning as transfer_planning
+from app.transfer import retention as transfer_retention
 from app.transfer import service as transfer_service
 from app.transfer import visibility as transfer_visibility
 from app.transfer.followups.router import router as followups_router
@@ -77,6 +79,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     # Bindings: lower modules get the workflow's facts and effects handed in, never by importing transfer.
     app.state.exits = transfer_service
     app.state.managed_cases = transfer_visibility.managed_ids
+    app.state.departures = transfer_planning.open_departures
+    app.state.outcomes = transfer_retention.outcome_rows
     registry = CollectorRegistry()
     registry.register(PoolCollector(db))
     app.state.metrics = Metrics(registry)

@@ -40,8 +40,6 @@ from app.directory import service as directory
 from app.directory.models import AccountTeamMember, Client, ClientContact, Employee
 from app.risk import model as rm
 from app.risk.models import RiskModelVersion
-from app.transfer.followups.models import FollowUp
-from app.transfer.models import HandoverItem
 
 # Any constant works; it only has to be the same for every writer of model versions.
 MODEL_LOCK_KEY = 0x5249534B  # "RISK"
@@ -269,44 +267,17 @@ def activate(session: Session, version: int, *, actor: str, now: dt.datetime) ->
 
 
 class OutcomeSource(Protocol):
-    """Completed outcomes to learn from: the factors as they were when scored, and whether the client churned."""
+    """Completed outcomes to learn from: the factors as they were when scored, and whether the client churned.
+    The workflow keeps them (its follow-ups); bound in `app.main`."""
 
     def __call__(self, session: Session) -> Sequence[tuple[rm.Factors, bool]]: ...
 
 
-def outcome_rows(session: Session) -> list[tuple[rm.Factors, bool]]:
-    """Completed follow-up outcomes with the factors stored when the item was scored; `churned` is the label.
+class DepartureSource(Protocol):
+    """Each owner's departure as the workflow knows it (reason, destination competitor), for owners with an open
+    handover; the others are absent. Bound in `app.main`."""
 
-    One row per handover item, its latest completed outcome: an item's three follow-ups describe one client,
-    and counting each would weigh that client three times. Items without stored factors (planned before
-    scoring, or scored by a model whose factors no longer parse) are skipped.
-    """
-    f, item = FollowUp, HandoverItem
-    latest = (
-        select(
-            f.item_id,
-            f.outcome,
-            func.row_number().over(partition_by=f.item_id, order_by=(f.completed_at.desc(), f.id.desc())).label("n"),
-        )
-        .where(f.status == "completed", f.outcome.is_not(None))
-        .subquery()
-    )
-    rows = session.execute(
-        select(latest.c.outcome, item.risk_factors)
-        .join(item, item.id == latest.c.item_id)
-        .where(latest.c.n == 1)
-        .order_by(latest.c.item_id)
-    )
-    out: list[tuple[rm.Factors, bool]] = []
-    for outcome, stored in rows:
-        factors = (stored or {}).get("factors") if isinstance(stored, dict) else None
-        if not isinstance(factors, dict):
-            continue
-        try:
-            out.append((factors_from_json(factors), outcome == "churned"))
-        except (TypeError, ValueError):
-            continue
-    return out
+    def __call__(self, session: Session, owners: Sequence[str]) -> Mapping[str, tuple[str, bool]]: ...
 
 
 def factors_from_json(data: Mapping[str, Any]) -> rm.Factors:
@@ -319,7 +290,7 @@ def fit_model(
     *,
     actor: str,
     now: dt.datetime,
-    source: OutcomeSource = outcome_rows,
+    source: OutcomeSource,
     min_rows: int = MIN_FIT_ROWS,
     l2: float = 1.0,
     seed: int = 0,
@@ -380,7 +351,7 @@ class RiskContext:
     """What the caller knows that the directory does not.
 
     reason / destination_competitor: the departure to assume for every client's owner. None: the owner's
-    open handover's, if any, else a resignation (to no known competitor).
+    open handover's (asked of `departures`), if any, else a resignation (to no known competitor).
     successors: client id → proposed successor (employee id); risk computes the fit (seniority below the
     tier's norm in `min_seniority`, skill and language mismatch) from the directory.
     successor_fit: client id → fit already computed by the caller; wins over `successors`.
@@ -392,6 +363,7 @@ class RiskContext:
     successors: Mapping[str, str] = field(default_factory=dict)
     successor_fit: Mapping[str, rm.SuccessorFit] = field(default_factory=dict)
     min_seniority: Mapping[str, int] = field(default_factory=lambda: dict(rm.DEFAULT_MIN_SENIORITY))
+    departures: DepartureSource | None = None
 
     def __post_init__(self) -> None:
         if self.reason is not None and self.reason not in rm.REASONS:
@@ -445,16 +417,6 @@ def _client_rows(session: Session, ids: Sequence[str], now: dt.datetime) -> list
     ).where(among(session, c.external_id, ids))
     # Core execution: the ORM's row machinery is most of the cost at 100k rows and adds nothing here.
     return list(session.connection().execute(stmt).all())
-
-
-def _open_handovers(session: Session, owners: Sequence[str]) -> dict[str, tuple[str, bool]]:
-    # Risk reads the handover table, never the transfer service (transfer calls risk, not the reverse).
-    from app.transfer.models import OPEN_STATUSES, Handover
-
-    stmt = select(Handover.leaver_id, Handover.reason, Handover.destination_competitor).where(
-        among(session, Handover.leaver_id, owners), Handover.status.in_(OPEN_STATUSES)
-    )
-    return {leaver: (reason, bool(competitor)) for leaver, reason, competitor in session.execute(stmt)}
 
 
 def _successor_fits(
@@ -534,7 +496,8 @@ def factor_batch(
     ) = cols
     owners = sorted(set(owner_ids))
     alerts = access_events.open_alert_clients(session, owners) if owners else {}
-    handovers = _open_handovers(session, owners) if owners and context.reason is None else {}
+    ask = context.departures if owners and context.reason is None else None
+    handovers = ask(session, owners) if ask is not None else {}
     departure: dict[str, tuple[str, bool]] = {}
     for o in owners:
         reason, competitor = handovers.get(o, (DEFAULT_REASON, False))
@@ -706,9 +669,9 @@ def score_visible(
 
 
 def score_client(
-    session: Session, principal: Principal, external_id: str, *, now: dt.datetime
+    session: Session, principal: Principal, external_id: str, *, context: RiskContext, now: dt.datetime
 ) -> tuple[ModelVersion, ScoreResult]:
     """One client the caller may see (else 404), as if its owner left now."""
     directory.get_client(session, principal, external_id)
     version = active_model(session)
-    return version, score(session, [external_id], now=now, model=version)[external_id]
+    return version, score(session, [external_id], context=context, now=now, model=version)[external_id]

@@ -15,17 +15,25 @@ from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.core import bulk
-from app.core.bulk import chunks
+from app.core.bulk import among, chunks
 from app.core.config import Settings
 from app.core.errors import Conflict, Unprocessable
 from app.directory import service as directory
 from app.directory.models import AccountTeamMember, Client, Employee
 from app.risk import service as risk
 from app.transfer import service, solver
-from app.transfer.models import Handover, HandoverItem
+from app.transfer.models import OPEN_STATUSES, Handover, HandoverItem
 
 # The solver's weight per risk band: a critical client's poor fit costs four times a low-risk one's.
 BAND_WEIGHT = {"low": 1.0, "medium": 1.5, "high": 2.5, "critical": 4.0}
+
+
+def open_departures(session: Session, owners: Sequence[str]) -> dict[str, tuple[str, bool]]:
+    """(reason, destination competitor) of each owner's open handover: risk's DepartureSource (bound in app.main)."""
+    stmt = select(Handover.leaver_id, Handover.reason, Handover.destination_competitor).where(
+        among(session, Handover.leaver_id, owners), Handover.status.in_(OPEN_STATUSES)
+    )
+    return {leaver: (reason, bool(competitor)) for leaver, reason, competitor in session.execute(stmt)}
 
 
 def _lang(tag: str | None) -> str | None:
@@ -130,7 +138,10 @@ def compute_plan(
     manual = manual or {}
     now = now or effective_at
     context = risk.RiskContext(
-        reason=reason, destination_competitor=destination_competitor, min_seniority=dict(settings.min_seniority)
+        reason=reason,
+        destination_competitor=destination_competitor,
+        min_seniority=dict(settings.min_seniority),
+        departures=open_departures,
     )
     clients = list(
         session.scalars(

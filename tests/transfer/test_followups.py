@@ -17,6 +17,7 @@ from app.core.db import Database, transaction
 from app.directory.models import Client, Employee
 from app.notify.models import OutboxMessage
 from app.risk import service as risk
+from app.transfer import retention
 from app.transfer.followups import service as followups
 from app.transfer.followups.models import FollowUp
 from app.transfer.models import Handover, HandoverItem
@@ -419,4 +420,4 @@ def test_a_completed_outcome_is_a_row_to_learn_from(
     assert r.status_code == 200, r.text
     with transaction(db) as s:
         stored = s.get_one(HandoverItem, fu.item_id).risk_factors
-        assert risk.outcome_rows(s) == [(risk.factors_from_json(stored["factors"]), True)]
+        assert retention.outcome_rows(s) == [(risk.factors_from_json(stored["factors"]), True)]

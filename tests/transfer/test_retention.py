@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from app.core.db import Database, transaction
 from app.directory.models import Client, Employee
-from app.risk import service as risk
 from app.risk.model import Factors
+from app.transfer import retention
 from app.transfer.followups.models import FollowUp
 from app.transfer.models import Handover, HandoverItem
 from app.transfer.retention import csv_columns
@@ -393,7 +393,7 @@ def test_reach(client: TestClient, auth: Any, history: None) -> None:
 
 def test_outcome_rows_take_each_items_latest_outcome_with_its_stored_factors(db: Database, history: None) -> None:
     with transaction(db) as s:
-        assert risk.outcome_rows(s) == []  # the crafted items stored no factors: nothing to learn from
+        assert retention.outcome_rows(s) == []  # the crafted items stored no factors: nothing to learn from
     factors = Factors(tier="key", annual_value=1000.0, satisfaction=4.0, open_issues=2)
     with transaction(db) as s:
         hid = _handover(s, "e1", "completed", EFF_B)
@@ -404,7 +404,7 @@ def test_outcome_rows_take_each_items_latest_outcome_with_its_stored_factors(db:
         i = _item(s, hid, "c1", to="e2", factors={**factors.as_dict(), "tier": "platinum"})  # unparsable: skipped
         _follow_up(s, hid, i, "c1", "e2", "first_contact", EFF_B, done_after=2, outcome="churned", contact_after=1)
     with transaction(db) as s:
-        assert risk.outcome_rows(s) == [(factors, False)]
+        assert retention.outcome_rows(s) == [(factors, False)]
 
 
 def test_enough_outcomes_let_the_model_be_fitted(client: TestClient, auth: Any, db: Database, company: Any) -> None:
@@ -444,7 +444,7 @@ def test_enough_outcomes_let_the_model_be_fitted(client: TestClient, auth: Any, 
                 outcome="churned" if churned else "retained",
             )
     with transaction(db) as s:
-        rows = risk.outcome_rows(s)
+        rows = retention.outcome_rows(s)
     assert len(rows) == 300 and sorted(rows, key=repr) == sorted(outcomes, key=repr)
     r = client.post("/v1/risk/model/fit", json={"seed": 1}, headers=auth())
     assert r.status_code == 201, r.text

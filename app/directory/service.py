@@ -8,13 +8,14 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, delete, exists, false, insert, or_, select, true
+from sqlalchemy import ColumnElement, Table, bindparam, delete, exists, false, insert, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.core.auth import Principal
 from app.core.bulk import among, chunks
+from app.core.db import AnySelect
 from app.core.errors import NotFound, Unprocessable
 from app.directory import schemas
 from app.directory.models import AccountTeamMember, Client, ClientContact, Employee
@@ -43,6 +44,49 @@ def _existing(session: Session, column: Any, ids: Sequence[str]) -> set[str]:
     for part in chunks(unique, 5000):
         found.update(session.scalars(select(column).where(among(session, column, part))))
     return found
+
+
+# ---- writes the workflow asks for (the directory's rows are written here only) ----------------------
+
+
+def set_exit(session: Session, employee: str, exit_at: dt.datetime, *, now: dt.datetime, leaving: bool) -> None:
+    """The employee's exit time (and, with `leaving`, the status that says an exit is under way)."""
+    values: dict[str, Any] = {"exit_at": exit_at, "updated_at": now}
+    if leaving:
+        values["status"] = "leaving"
+    session.execute(update(Employee).where(Employee.external_id == employee).values(**values))
+
+
+def clear_exit(session: Session, employee: str, *, status: str, only_if_leaving: bool, now: dt.datetime) -> None:
+    """The exit is off: back to `status` with no exit time (with `only_if_leaving`, only while still leaving)."""
+    where = [Employee.external_id == employee]
+    if only_if_leaving:
+        where.append(Employee.status == "leaving")
+    session.execute(update(Employee).where(*where).values(status=status, exit_at=None, updated_at=now))
+
+
+def mark_departed(session: Session, employees: Sequence[str], *, now: dt.datetime) -> None:
+    """These employees have left (one statement for a batch of exits)."""
+    session.execute(
+        update(Employee)
+        .where(Employee.external_id.in_(list(employees)))
+        .values(status="departed", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def move_owners(session: Session, moves: AnySelect, *, now: dt.datetime, remember_former: bool) -> None:
+    """Owner changes from a statement of (client_id, from_owner, to_owner) rows, in one UPDATE … FROM: a client
+    moves only while `from_owner` still owns it (anything the CRM moved meanwhile stays put). With
+    `remember_former`, the client keeps who owned it before (shown as `former_owner`), else that is cleared."""
+    m = moves.subquery()
+    c = Client
+    session.execute(
+        update(c)
+        .where(c.external_id == m.c.client_id, c.owner_id == m.c.from_owner)
+        .values(owner_id=m.c.to_owner, former_owner_id=c.owner_id if remember_former else None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 # ---- visibility -------------------------------------------------------------------------------

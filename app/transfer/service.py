@@ -24,6 +24,7 @@ from app.core.auth import Principal
 from app.core.config import Settings
 from app.core.db import AnySelect
 from app.core.errors import Conflict, Forbidden, Unprocessable
+from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.notify import service as notify
 from app.transfer import messaging, visibility
@@ -166,9 +167,7 @@ def create_handover(
             session.flush()
     except IntegrityError as exc:
         raise Conflict(f"Employee {leaver!r} already has an open handover.") from exc
-    emp.status = "leaving"
-    emp.exit_at = effective_at
-    emp.updated_at = now
+    directory.set_exit(session, leaver, effective_at, now=now, leaving=True)
     record(
         session, actor, "handover.created", h, now, effective_at=effective_at.isoformat(), reason=reason, source=source
     )
@@ -217,9 +216,7 @@ def reschedule(
     h.effective_at = effective_at
     h.version += 1
     h.updated_at = now
-    session.execute(
-        update(Employee).where(Employee.external_id == h.leaver_id).values(exit_at=effective_at, updated_at=now)
-    )
+    directory.set_exit(session, h.leaver_id, effective_at, now=now, leaving=False)
     if h.status in ("approved", "executed"):
         access.on_reschedule(session, handover_id=h.id, leaver=h.leaver_id, effective_at=effective_at, now=now)
         messaging.on_rescheduled(session, h, now=now, settings=settings)
@@ -417,24 +414,18 @@ def execute_many(session: Session, hs: Sequence[Handover], *, actor: str, now: d
         for h in hs:
             execute_many(session, [h], actor=actor, now=now)
         return
-    # UPDATE … FROM: each client joined to its (single, checked above) approved item and that item's handover; only
-    # clients still with their leaver move, and former_owner_id is that leaver (the row's owner before the SET).
-    session.execute(
-        update(Client)
-        .where(
-            item.handover_id.in_(ids),
-            item.status == "approved",
-            item.client_id == Client.external_id,
-            Handover.id == item.handover_id,
-            Client.owner_id == Handover.leaver_id,
+    # Each client of a (single, checked above) approved item moves from its leaver to the receiver, while still
+    # the leaver's; it remembers the leaver as its former owner.
+    owner_moves = (
+        select(
+            item.client_id.label("client_id"),
+            Handover.leaver_id.label("from_owner"),
+            func.coalesce(item.successor_id, item.interim_owner_id).label("to_owner"),
         )
-        .values(
-            owner_id=func.coalesce(item.successor_id, item.interim_owner_id),
-            former_owner_id=Client.owner_id,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
+        .join(Handover, Handover.id == item.handover_id)
+        .where(item.handover_id.in_(ids), item.status == "approved")
     )
+    directory.move_owners(session, owner_moves, now=now, remember_former=True)
     session.execute(
         update(item)
         .where(item.handover_id.in_(ids), item.status == "approved", Client.external_id == item.client_id)
@@ -463,12 +454,7 @@ def execute_many(session: Session, hs: Sequence[Handover], *, actor: str, now: d
         for hid, clients in elsewhere.items():
             access.end_handover_grants_for_clients(session, handover_id=hid, clients=clients, now=now)
     confirm_signed_items(session, ids, now)
-    session.execute(
-        update(Employee)
-        .where(Employee.external_id.in_([h.leaver_id for h in hs]))
-        .values(status="departed", updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    directory.mark_departed(session, [h.leaver_id for h in hs], now=now)
     moved = dict(
         session.execute(
             select(item.handover_id, func.count())
@@ -547,11 +533,7 @@ def cancel(session: Session, h: Handover, *, actor: str, now: dt.datetime, reaso
     session.execute(
         update(HandoverItem).where(HandoverItem.handover_id == h.id).values(status="cancelled", updated_at=now)
     )
-    session.execute(
-        update(Employee)
-        .where(Employee.external_id == h.leaver_id, Employee.status == "leaving")
-        .values(status=h.leaver_status_before or "active", exit_at=None, updated_at=now)
-    )
+    directory.clear_exit(session, h.leaver_id, status=h.leaver_status_before or "active", only_if_leaving=True, now=now)
     h.cancelled_by, h.cancelled_at, h.cancel_reason = actor, now, reason
     access.on_cancel(session, handover_id=h.id, actor=actor, now=now)
     messaging.on_cancelled(session, handover_id=h.id)
@@ -581,23 +563,13 @@ def undo(
         .values(status="reverted", reverted_at=now, version=item.version + 1, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    back = (
-        select(item.previous_owner_id)
-        .where(item.handover_id == h.id, item.client_id == Client.external_id)
-        .scalar_subquery()
-    )
-    reverted = select(item.client_id).where(item.handover_id == h.id, item.status == "reverted")
-    session.execute(
-        update(Client)
-        .where(Client.external_id.in_(reverted))
-        .values(owner_id=back, former_owner_id=None, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(
-        update(Employee)
-        .where(Employee.external_id == h.leaver_id)
-        .values(status="active", exit_at=None, updated_at=now)
-    )
+    back = select(
+        item.client_id.label("client_id"),
+        item.transferred_to_id.label("from_owner"),
+        item.previous_owner_id.label("to_owner"),
+    ).where(item.handover_id == h.id, item.status == "reverted")
+    directory.move_owners(session, back, now=now, remember_former=False)
+    directory.clear_exit(session, h.leaver_id, status="active", only_if_leaving=False, now=now)
     h.undone_by, h.undone_at = actor, now
     staying = select(item.client_id).where(
         item.handover_id == h.id, item.status.in_(("transferred", "confirmed", "closed"))

@@ -123,7 +123,7 @@ def _has_open(pid: int, path: Path) -> bool:
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc to see the runs open the file")
 def test_three_concurrent_migrations_all_succeed_on_sqlite(tmp_path: Path) -> None:
-    path = tmp_path / "handover.db"
+    path = tmp_path.resolve() / "handover.db"  # as /proc/<pid>/fd names it
     url = f"sqlite:///{path}"
     # A barrier: an exclusive lock on a new (rollback-journal) file stops every run at its first statement;
     # once all three have the file open, releasing it lets them go at once.

@@ -84,6 +84,7 @@ def run_forever(settings: Settings, clock: Clock | None = None, stop: threading.
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
     try:
+        db.ping()
         while not stop.is_set():
             done = run_once(db, clock, stop)
             if any(v > 0 for v in done.values()):

@@ -7,6 +7,7 @@ from sqlalchemy import Connection
 
 from app.core.config import get_settings
 from app.core.db import make_engine
+from app.core.migrate import migration_lock
 from app.models import metadata
 
 config = context.config
@@ -18,6 +19,9 @@ def _run(connection: Connection) -> None:
         target_metadata=metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        # The whole upgrade in one transaction on both databases (SQLite's default is one per revision), so a
+        # concurrent run waiting on migration_lock sees all of it or none of it.
+        transactional_ddl=True,
     )
     with context.begin_transaction():
         context.run_migrations()
@@ -34,7 +38,7 @@ def run_migrations_online() -> None:
         settings = settings.model_copy(update={"database_url": url})
     engine = make_engine(settings)
     try:
-        with engine.connect() as conn:
+        with engine.connect() as conn, migration_lock(conn):
             _run(conn)
             conn.commit()
     finally:

@@ -120,6 +120,11 @@ class Database:
             self.engine if settings.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
 
+    def ping(self) -> None:
+        """One round trip, so a process fails at start-up, not at its first job, when the database does not answer."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
     def session(self, *, write: bool = True) -> Session:
         return (self.writer if write else self.reader)()
 

@@ -83,7 +83,9 @@ _RESPONSES[406] = {**_RESPONSES[406], "description": "None of application/json, 
     name="handovers-report",
     summary="The handover report as JSON, CSV or printable HTML (by Accept)",
     description=(
-        "Every client with its successor, interim owner, status, risk, checklist and sign-offs. "
+        "Every client with its successor, interim owner, status, risk, checklist and sign-offs; a participant who "
+        "does not manage the handover (a successor or interim owner on another team's handover) gets only their own "
+        "clients, counted alone (`view: own`). "
         "`Accept: application/json` (the default, also for `*/*`), `text/csv` (a download, one row per client) "
         "or `text/html` (a document to print and sign). Anything else answers 406."
     ),
@@ -98,8 +100,9 @@ def handover_report(
         raise NotAcceptable(
             "This report is available as application/json, text/csv or text/html.", extra={"allowed": list(OFFERS)}
         )
-    h = service.get_handover(session, principal, handover_id)
-    report = build_report(session, h, now=now)
+    v = service.see_handover(session, principal, handover_id)
+    h = v.handover
+    report = build_report(session, h, now=now, only=v.items() if v.own else None, view=v.scope)
     headers = {"Vary": "Accept", "Cache-Control": "private, no-store"}
     if media == CSV:
         headers["Content-Disposition"] = f'attachment; filename="handover-{h.id}.csv"'

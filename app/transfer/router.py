@@ -24,7 +24,9 @@ IfMatch = Annotated[str | None, Header(max_length=200, description="The ETag you
 CREATOR_ROLES = frozenset({"admin", "hr", "manager", "integration"})
 
 
-def handover_out(session: Session, h: Handover, c: service.Counts | None = None) -> schemas.HandoverOut:
+def handover_out(
+    session: Session, h: Handover, c: service.Counts | None = None, *, view: schemas.View = "all"
+) -> schemas.HandoverOut:
     if c is None:
         c = service.counts(session, [h.id])[h.id]
     return schemas.HandoverOut(
@@ -56,10 +58,22 @@ def handover_out(session: Session, h: Handover, c: service.Counts | None = None)
         needs_attention=c.needs_attention,
         total_exposure=c.exposure,
         allowed_transitions=list(service.TRANSITIONS[h.status]),
+        view=view,
     )
 
 
-def item_out(item: HandoverItem, client: Client) -> schemas.ItemOut:
+def view_out(session: Session, v: service.HandoverView, c: service.Counts | None = None) -> schemas.HandoverOut:
+    """The header as the view shows it: counts and exposure over the items the caller sees."""
+    if c is None:
+        c = service.view_counts(session, [v])[v.handover.id]
+    return handover_out(session, v.handover, c, view=v.scope)
+
+
+def item_out(item: HandoverItem, client: Client, *, own: bool = False) -> schemas.ItemOut:
+    """With `own` (a participant's view), the runner-up is left out of the reasons: that is a colleague's fit."""
+    reasons = item.reasons or {}
+    if own:
+        reasons = {k: v for k, v in reasons.items() if k != "runner_up"}
     return schemas.ItemOut(
         id=item.id,
         handover_id=item.handover_id,
@@ -76,7 +90,7 @@ def item_out(item: HandoverItem, client: Client) -> schemas.ItemOut:
         risk_band=item.risk_band,
         exposure=float(item.exposure) if item.exposure is not None else None,
         risk=item.risk_factors or {},
-        reasons=item.reasons or {},
+        reasons=reasons,
         manual=item.manual,
         override_reason=item.override_reason,
         forced=item.forced,
@@ -151,9 +165,9 @@ def list_handovers(
     flt = service.HandoverFilter(status_, leaver, manager, effective_from, effective_to)
     rows = service.list_handovers(session, principal, flt, limit=page.limit + 1, offset=page.offset)
     items, nxt = page_of(rows, page)
-    counts = service.counts(session, [h.id for h in items])  # one query for the page, not one per handover
+    counts = service.view_counts(session, items)  # one query for the page, not one per handover
     return Page[schemas.HandoverOut](
-        items=[handover_out(session, h, counts[h.id]) for h in items],
+        items=[view_out(session, v, counts[v.handover.id]) for v in items],
         limit=page.limit,
         offset=page.offset,
         next_offset=nxt,
@@ -164,15 +178,17 @@ def list_handovers(
     "/v1/handovers/{handover_id}",
     name="handovers-get",
     summary="Get a handover with counts by item status and risk band",
+    description="A participant who neither manages nor leaves the handover (a successor or interim owner on another "
+    "team's handover) gets the header with counts and exposure over their own items only (`view: own`).",
     response_model=schemas.HandoverOut,
     responses=problem_responses(401, 403, 404, 422),
 )
 def get_handover(
     handover_id: HandoverId, session: DbSession, principal: HandoversRead, response: Response
 ) -> schemas.HandoverOut:
-    h = service.get_handover(session, principal, handover_id)
-    _with_etag(response, h)
-    return handover_out(session, h)
+    v = service.see_handover(session, principal, handover_id)
+    _with_etag(response, v.handover)
+    return view_out(session, v)
 
 
 @router.post(
@@ -269,6 +285,8 @@ def plan_handovers(
     "/v1/handovers/{handover_id}/items",
     name="handovers-items-list",
     summary="List a handover's items",
+    description="Every item for those who manage the handover, hr, auditors, admins and the leaver; a participant "
+    "(a successor or interim owner on another team's handover) lists only the items they receive.",
     response_model=Page[schemas.ItemOut],
     responses=problem_responses(401, 403, 404, 422),
 )
@@ -284,34 +302,39 @@ def list_items(
         bool | None, Query(description="Only items that need (or do not need) attention.")
     ] = None,
 ) -> Page[schemas.ItemOut]:
-    h = service.get_handover(session, principal, handover_id)
+    v = service.see_handover(session, principal, handover_id)
     flt = service.ItemFilter(status_, risk_band, successor, needs_attention)
-    rows = service.list_items(session, h, flt, limit=page.limit + 1, offset=page.offset)
+    rows = service.list_items(session, v, flt, limit=page.limit + 1, offset=page.offset)
     items, nxt = page_of(rows, page)
+    own = v.own is not None
     return Page[schemas.ItemOut](
-        items=[item_out(i, c) for i, c in items], limit=page.limit, offset=page.offset, next_offset=nxt
+        items=[item_out(i, c, own=own) for i, c in items], limit=page.limit, offset=page.offset, next_offset=nxt
     )
 
 
-def _item_response(session: Session, item: HandoverItem, response: Response) -> schemas.ItemOut:
+def _item_response(
+    session: Session, v: service.HandoverView, item: HandoverItem, response: Response
+) -> schemas.ItemOut:
     client = session.get(Client, item.client_id)
     assert client is not None
     response.headers["ETag"] = service.etag(item.version, "item", item.id)
-    return item_out(item, client)
+    return item_out(item, client, own=v.own is not None)
 
 
 @router.get(
     "/v1/handovers/{handover_id}/items/{item_id}",
     name="handovers-items-get",
     summary="Get one item (with its ETag)",
+    description="A participant (a successor or interim owner on another team's handover) reaches only the items they "
+    "receive; any other item answers 404.",
     response_model=schemas.ItemOut,
     responses=problem_responses(401, 403, 404, 422),
 )
 def get_item(
     handover_id: HandoverId, item_id: ItemId, session: DbSession, principal: HandoversRead, response: Response
 ) -> schemas.ItemOut:
-    h = service.get_handover(session, principal, handover_id)
-    return _item_response(session, service.get_item(session, h, item_id), response)
+    v = service.see_handover(session, principal, handover_id)
+    return _item_response(session, v, service.get_item(session, v, item_id), response)
 
 
 @router.patch(
@@ -336,17 +359,19 @@ def patch_item(
 ) -> schemas.ItemOut:
     if principal.role not in CREATOR_ROLES:
         raise Forbidden("Only hr, managers and admins override items.")
-    h = service.get_handover(
+    v = service.see_handover(
         session,
         principal,
         handover_id,
         lock=True,
         manage="Only the leaver's managers, hr or an admin may override this handover's items.",
     )
-    item = service.get_item(session, h, item_id)
+    item = service.get_item(session, v, item_id)
     service.check_if_match(if_match, service.etag(item.version, "item", item.id))
-    service.patch_item(session, h, item, body, actor=principal.actor, now=now, settings=request.app.state.settings)
-    return _item_response(session, item, response)
+    service.patch_item(
+        session, v.handover, item, body, actor=principal.actor, now=now, settings=request.app.state.settings
+    )
+    return _item_response(session, v, item, response)
 
 
 def _transition_endpoint(h: Handover, session: Session, response: Response) -> schemas.HandoverOut:
@@ -551,10 +576,10 @@ def set_checklist(
     now: Now,
     response: Response,
 ) -> schemas.ItemOut:
-    h = service.get_handover(session, principal, handover_id)
-    item = service.get_item(session, h, item_id)
-    service.set_checklist(session, h, item, key, done=body.done, note=body.note, principal=principal, now=now)
-    return _item_response(session, item, response)
+    v = service.see_handover(session, principal, handover_id)
+    item = service.get_item(session, v, item_id)
+    service.set_checklist(session, v.handover, item, key, done=body.done, note=body.note, principal=principal, now=now)
+    return _item_response(session, v, item, response)
 
 
 @router.post(
@@ -573,10 +598,10 @@ def sign_off(
     now: Now,
     response: Response,
 ) -> schemas.ItemOut:
-    h = service.get_handover(session, principal, handover_id, lock=True)
-    item = service.get_item(session, h, item_id)
-    service.sign_off(session, h, item, side=body.side, reason=body.reason, principal=principal, now=now)
-    return _item_response(session, item, response)
+    v = service.see_handover(session, principal, handover_id, lock=True)
+    item = service.get_item(session, v, item_id)
+    service.sign_off(session, v.handover, item, side=body.side, reason=body.reason, principal=principal, now=now)
+    return _item_response(session, v, item, response)
 
 
 @router.post(

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     follow_up_survey_days: int = Field(90, ge=0, le=3650)
 
     # Signed checkpoints of the audit chain's head (app/audit): an Ed25519 key the database does not hold, as a
-    # PKCS#8 PEM or the base64 of the 32-byte seed. Trusted public keys verify checkpoints
+    # PKCS#8 PEM or the base64 of the 32-byte seed; required in production. Trusted public keys verify checkpoints
     # signed by earlier keys (a rotation); the signing key's own public key is always trusted.
     audit_signing_key: SecretStr | None = None
     audit_signing_key_file: Path | None = None
@@ -147,7 +147,7 @@ class Settings(BaseSettings):
         return self
 
     def _check_audit_keys(self) -> None:
-        """A bad key refuses the start, not the first checkpoint."""
+        """A bad key refuses the start, not the first checkpoint; production does not run unanchored."""
         if self.audit_signing_key is not None and self.audit_signing_key_file is not None:
             raise ValueError("set HANDOVER_AUDIT_SIGNING_KEY or HANDOVER_AUDIT_SIGNING_KEY_FILE, not both")
         if self.audit_signing_key_file is not None and not self.audit_signing_key_file.is_file():
@@ -162,6 +162,12 @@ class Settings(BaseSettings):
             load_public_keys(self.audit_trusted_public_keys or "")
         except ValueError as exc:
             raise ValueError(f"HANDOVER_AUDIT_TRUSTED_PUBLIC_KEYS: {exc}") from None
+        if self.environment == "production" and private is None:
+            raise ValueError(
+                "HANDOVER_AUDIT_SIGNING_KEY (or _FILE) is required in production: without it nothing anchors the "
+                "audit log, and a database writer can truncate or rewrite it undetected "
+                "(make one with `openssl genpkey -algorithm ed25519`)"
+            )
 
     @property
     def is_sqlite(self) -> bool:

@@ -28,6 +28,15 @@ def _pem(key: Ed25519PrivateKey) -> str:
     ).decode()
 
 
+def test_production_refuses_to_start_without_a_signing_key() -> None:
+    with pytest.raises(ValidationError, match="HANDOVER_AUDIT_SIGNING_KEY .* is required in production"):
+        Settings(**PROD)
+    Settings(**PROD, audit_signing_key=base64.b64encode(SEED).decode())
+    Settings(
+        environment="test", jwt_secret="p" * 40
+    )  # elsewhere checkpoints are optional: verification says anchored: false
+
+
 def test_pem_base64_and_file_name_the_same_key(tmp_path: Path) -> None:
     path = tmp_path / "audit.pem"
     path.write_text(_pem(KEY))

@@ -31,11 +31,13 @@ def test_token_prints_a_verifiable_token_on_the_last_line(capsys, monkeypatch) -
 def test_token_refused_outside_development(monkeypatch, capsys) -> None:
     monkeypatch.setenv("HANDOVER_ENVIRONMENT", "production")
     monkeypatch.setenv("HANDOVER_JWT_SECRET", "p" * 40)
+    monkeypatch.setenv("HANDOVER_AUDIT_SIGNING_KEY", "A" * 43 + "=")  # valid production settings: refused for the role
     from app.core.config import get_settings
 
     get_settings.cache_clear()
     try:
         assert main(["token", "--role", "admin"]) == 2
+        assert "outside development" in capsys.readouterr().err
     finally:
         get_settings.cache_clear()
 

@@ -6,6 +6,7 @@ No Docker engine runs here: compose.yaml is parsed and its commands checked agai
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import re
 import shutil
@@ -32,6 +33,7 @@ from tests.conftest import _create_pg_database
 PG_URL = os.environ.get("HANDOVER_TEST_DATABASE_URL")
 HANDOVER = shutil.which("handover", path=str(Path(sys.executable).parent)) or "handover"
 SECRET = "d" * 48
+AUDIT_KEY = base64.b64encode(b"a" * 32).decode()  # an Ed25519 seed: production refuses to start without one
 
 
 def _env(tmp_path: Path, database_url: str) -> dict[str, str]:
@@ -40,6 +42,7 @@ def _env(tmp_path: Path, database_url: str) -> dict[str, str]:
         "HOME": str(tmp_path),
         "HANDOVER_ENVIRONMENT": "production",
         "HANDOVER_JWT_SECRET": SECRET,
+        "HANDOVER_AUDIT_SIGNING_KEY": AUDIT_KEY,
         "HANDOVER_DATABASE_URL": database_url,
     }
 
@@ -192,7 +195,7 @@ def test_compose_runs_postgresql_migrations_once_the_api_and_two_workers() -> No
         assert services[name]["build"] == "." and services[name]["image"] == migrate["image"]
 
 
-def test_compose_commits_no_secret_and_requires_the_jwt_secret() -> None:
+def test_compose_commits_no_secret_and_requires_the_jwt_secret_and_audit_key() -> None:
     services = _compose()["services"]
     for name, service in services.items():
         for key, value in service.get("environment", {}).items():
@@ -205,6 +208,8 @@ def test_compose_commits_no_secret_and_requires_the_jwt_secret() -> None:
     for name in ("migrate", "api", "worker"):
         env = services[name]["environment"]
         assert env["HANDOVER_JWT_SECRET"].startswith("${HANDOVER_JWT_SECRET:?")
+        # Production refuses to start without the key that signs audit checkpoints.
+        assert env["HANDOVER_AUDIT_SIGNING_KEY"].startswith("${HANDOVER_AUDIT_SIGNING_KEY:?")
         url = _interpolate(env["HANDOVER_DATABASE_URL"])
         assert url.startswith("postgresql+psycopg://") and "@db:5432/" in url
     assert "POSTGRES_PASSWORD:?" in services["db"]["environment"]["POSTGRES_PASSWORD"]

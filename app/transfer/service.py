@@ -119,6 +119,23 @@ def _audit(
         pending.changes.append(change)
 
 
+def anchor_audit(
+    session: Session,
+    settings: Settings,
+    *,
+    now: dt.datetime,
+    reason: str,
+    head: tuple[int, str] | None = None,
+    verified: bool = False,
+) -> audit.Checkpoint | None:
+    """Signs the audit head as a checkpoint and sends it out as `audit.checkpoint`: the copy a database writer cannot
+    reach. A no-op without a signing key. Audit imports nothing but core, so its caller emits the event."""
+    cp = audit.checkpoint(session, settings, now=now, reason=reason, head=head, verified=verified)
+    if cp is not None:
+        notify.emit(session, "audit.checkpoint", cp.event(), now=now)
+    return cp
+
+
 # ---- visibility -------------------------------------------------------------------------------
 
 
@@ -869,6 +886,8 @@ def plan_many(
                 planned_with=len(members),
             )
     pending.write(session, now)
+    if len(handovers) > 1:
+        anchor_audit(session, settings, now=now, reason="joint_plan")
     return plans, len(groups)
 
 
@@ -1065,6 +1084,8 @@ def approve_many(
     pending.write(session, now)
     notify.on_handovers_approved(session, ids, now=now, settings=settings)
     followups.create_for_handovers(session, hs, now=now, settings=settings)
+    if len(hs) > 1:
+        anchor_audit(session, settings, now=now, reason="joint_approval")
 
 
 def _cut_leaving_receivers(session: Session, handover_ids: Sequence[int]) -> None:

@@ -107,6 +107,8 @@ class Principal:
 
 
 TOKEN_CACHE_SIZE = 1024
+MAX_SUBJECT_LENGTH = 255  # OIDC Core 1.0 section 2: sub is at most 255 ASCII characters
+MAX_EMPLOYEE_LENGTH = 100  # employee.external_id
 SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]+")
 ACCEPTED_TYPES = frozenset({"jwt", "at+jwt", "application/jwt", "application/at+jwt"})  # RFC 7519 5.1, RFC 9068
 TIME_CLAIMS = ("exp", "nbf", "iat")
@@ -276,6 +278,9 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise Unauthorized("The token has no subject.")
+    if len(sub) > MAX_SUBJECT_LENGTH:
+        # Actors (role:sub) are stored whole in every audit and *_by column; OIDC subjects fit in 255.
+        raise Unauthorized(f"The token's subject is longer than {MAX_SUBJECT_LENGTH} characters.")
     role = claims.get("role")
     if not isinstance(role, str) or role not in ROLE_SCOPES:
         raise Unauthorized("The token's role is unknown.")
@@ -290,8 +295,8 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     else:
         scopes = ROLE_SCOPES[role] if requested is None else ROLE_SCOPES[role] & requested
     emp = claims.get("emp")
-    if emp is not None and not isinstance(emp, str):
-        raise Unauthorized("The token's emp claim must be a string.")
+    if emp is not None and (not isinstance(emp, str) or not 0 < len(emp) <= MAX_EMPLOYEE_LENGTH):
+        raise Unauthorized(f"The token's emp claim must be an employee id of 1 to {MAX_EMPLOYEE_LENGTH} characters.")
     return Principal(sub=sub, role=role, scopes=scopes, employee=emp, claims=claims)
 
 

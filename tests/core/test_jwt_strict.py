@@ -1,4 +1,4 @@
-"""Strict tokens (RFC 7515, 7519, 8725): odd headers, odd claim types and junk are a 401, never a 500."""
+"""Strict tokens (RFC 7515, 7519, 8725): odd headers, odd claim types, junk and long subjects are a 401, never a 500."""
 
 from __future__ import annotations
 
@@ -11,10 +11,39 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import func, select
 
+from app.audit.models import AuditEntry
+from app.core.auth import ROLE_SCOPES
 from app.core.config import Settings
+from app.core.db import Database
+from app.directory.models import Employee
+from app.models import metadata
+from tests.directory.helpers import employee_body
 
 URL = "/v1/employees"
+MAX_SUBJECT_LENGTH = 255  # OIDC Core 1.0, section 2: sub is at most 255 ASCII characters
+MAX_EMPLOYEE_LENGTH = 100  # employee.external_id
+# Every column that stores a Principal.actor (f"{role}:{sub}").
+ACTOR_COLUMNS = [
+    "access_grant.created_by",
+    "access_grant.revoked_by",
+    "alert.resolved_by",
+    "audit_entry.actor",
+    "webhook_endpoint.created_by",
+    "notification_template.updated_by",
+    "risk_model_version.created_by",
+    "risk_model_version.activated_by",
+    "handover.created_by",
+    "handover.approved_by",
+    "handover.completed_by",
+    "handover.cancelled_by",
+    "handover.undone_by",
+    "handover_item.outgoing_signed_by",
+    "handover_item.incoming_signed_by",
+    "follow_up.completed_by",
+    "idempotency_key.principal",
+]
 
 
 def b64(raw: bytes) -> str:
@@ -185,3 +214,50 @@ def test_a_header_that_is_not_a_json_object_is_a_401(client: TestClient, setting
 @pytest.mark.parametrize("payload", ["[1]", '"x"', "[" * 3000 + "]" * 3000, "{", "1" * 5000])
 def test_a_payload_that_is_not_a_json_object_is_a_401(client: TestClient, settings: Settings, payload: str) -> None:
     assert_401(get(client, signed(settings, payload=payload)))
+
+
+# ---- issue 18.5: a sub up to 255 characters works everywhere; longer is refused ---------------------
+
+
+def test_the_longest_actor_fits_every_actor_column() -> None:
+    longest = max(len(role) for role in ROLE_SCOPES) + 1 + MAX_SUBJECT_LENGTH
+    columns = {name: metadata.tables[name.split(".")[0]].c[name.split(".")[1]] for name in ACTOR_COLUMNS}
+    short = [name for name, column in columns.items() if getattr(column.type, "length", 0) < longest]
+    assert short == []
+
+
+def _put_employee(client: TestClient, settings: Settings, sub: str, **raw: str) -> Any:
+    token = signed(settings, payload=claims_text(settings, sub=json.dumps(sub), **raw))
+    body = employee_body()
+    return client.put(f"{URL}/long-sub", json=body, headers={"Authorization": f"Bearer {token}"})
+
+
+def test_a_255_character_subject_can_write_and_is_audited_whole(
+    client: TestClient, settings: Settings, db: Database
+) -> None:
+    sub = "s" * 200 + "é" * 55
+    assert len(sub) == MAX_SUBJECT_LENGTH
+    response = _put_employee(client, settings, sub)
+    assert response.status_code == 201, response.text
+    with db.session(write=False) as s:
+        actors = s.scalars(select(AuditEntry.actor).where(AuditEntry.entity_id == "long-sub")).all()
+    assert actors == [f"admin:{sub}"]
+
+
+def test_a_256_character_subject_is_a_401_and_writes_nothing(
+    client: TestClient, settings: Settings, db: Database
+) -> None:
+    assert_401(_put_employee(client, settings, "s" * (MAX_SUBJECT_LENGTH + 1)))
+    with db.session(write=False) as s:
+        assert s.scalar(select(func.count()).select_from(Employee)) == 0
+        assert s.scalar(select(func.count()).select_from(AuditEntry)) == 0
+
+
+def test_an_emp_longer_than_an_employee_id_is_a_401(client: TestClient, settings: Settings, db: Database) -> None:
+    assert _put_employee(client, settings, "u1", emp=json.dumps("e" * MAX_EMPLOYEE_LENGTH)).status_code == 201
+    assert_401(_put_employee(client, settings, "u1", emp=json.dumps("e" * (MAX_EMPLOYEE_LENGTH + 1))))
+
+
+@pytest.mark.parametrize("sub", ['""', "1", '["u1"]', "null"])
+def test_a_subject_that_is_not_a_nonempty_string_is_a_401(client: TestClient, settings: Settings, sub: str) -> None:
+    assert_401(get(client, signed(settings, payload=claims_text(settings, sub=sub))))

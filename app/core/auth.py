@@ -24,12 +24,13 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from fastapi.security.utils import get_authorization_scheme_param
 from jose import jwk, jwt
 from jose.exceptions import JOSEError
 from starlette.concurrency import run_in_threadpool
@@ -307,6 +308,26 @@ bearer_scheme = HTTPBearer(
 )
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, read exactly as HTTPBearer reads it."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def authorize(state: Any, token: str, scopes: Iterable[str]) -> Principal:
+    """Every check a request passes before a route runs or a stored answer is replayed (`state`: app.state)."""
+    verifier: TokenVerifier = state.verifier
+    principal = verifier.principal(token)
+    gate = getattr(state, "employee_gate", None)
+    if principal.employee is not None and gate is not None and await run_in_threadpool(gate, principal.employee):
+        # A leaver's token that has not expired yet must stop working at the exit time.
+        raise Forbidden("The employee this token belongs to has left.")
+    missing = [s for s in scopes if s not in principal.scopes]
+    if missing:
+        raise Forbidden(f"The token lacks the scope(s): {', '.join(missing)}.")
+    return principal
+
+
 async def authenticate(
     security_scopes: SecurityScopes,
     request: Request,
@@ -314,17 +335,23 @@ async def authenticate(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized()
-    verifier: TokenVerifier = request.app.state.verifier
-    principal = verifier.principal(credentials.credentials)
-    gate = getattr(request.app.state, "employee_gate", None)
-    if principal.employee is not None and gate is not None and await run_in_threadpool(gate, principal.employee):
-        # A leaver's token that has not expired yet must stop working at the exit time.
-        raise Forbidden("The employee this token belongs to has left.")
-    missing = [s for s in security_scopes.scopes if s not in principal.scopes]
-    if missing:
-        raise Forbidden(f"The token lacks the scope(s): {', '.join(missing)}.")
+    principal = await authorize(request.app.state, credentials.credentials, security_scopes.scopes)
     request.state.principal = principal
     return principal
+
+
+def required_scopes(dependant: Any) -> frozenset[str] | None:
+    """The scopes a route's `authenticate` dependencies ask for (None: it takes no token), from FastAPI's tree."""
+    found: set[str] | None = None
+    stack = [dependant]
+    while stack:
+        node = stack.pop()
+        if node.call is authenticate:
+            found = set() if found is None else found
+            for attr in ("parent_oauth_scopes", "own_oauth_scopes", "security_scopes"):  # newer and older FastAPI
+                found.update(getattr(node, attr, None) or ())
+        stack.extend(node.dependencies)
+    return None if found is None else frozenset(found)
 
 
 def _scoped(*scopes: str) -> Any:

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Query, Request
 
 from app.audit import schemas, service
 from app.core.auth import AuditRead
+from app.core.db import ACTOR_LENGTH
 from app.core.deps import DbSession
 from app.core.errors import problem_responses
 from app.core.pagination import Page, Pagination, page_of
@@ -27,7 +28,7 @@ def list_audit(
     page: Pagination,
     entity_type: Annotated[str | None, Query(max_length=50, description="Only this kind of object.")] = None,
     entity_id: Annotated[str | None, Query(max_length=200, description="Only this object.")] = None,
-    actor: Annotated[str | None, Query(max_length=200, description="Only this actor.")] = None,
+    actor: Annotated[str | None, Query(max_length=ACTOR_LENGTH, description="Only this actor.")] = None,
     action: Annotated[str | None, Query(max_length=100, description="Only this action.")] = None,
     since: Annotated[UtcTime | None, Query(description="Entries at or after this time.")] = None,
     until: Annotated[UtcTime | None, Query(description="Entries before this time.")] = None,

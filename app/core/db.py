@@ -25,6 +25,10 @@ NAMING_CONVENTION = {
 }
 
 
+# Columns that store an actor (`role:sub` of a token, or a system name): the longest role, ':', a 255-character sub.
+ACTOR_LENGTH = 300
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 

@@ -5,7 +5,7 @@ with an Ed25519 key the database does not hold, so a database writer can no long
 its hashes before a checkpoint undetected. Existing logs start with none; the worker signs the first one.
 
 Revision ID: 5e1c0a7d9b24
-Revises: d72790d5bb8c
+Revises: 7e1d3c5a9b20
 Create Date: 2026-12-02 10:00:00.000000
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ import app.core.db
 
 
 revision: str = '5e1c0a7d9b24'
-down_revision: str | Sequence[str] | None = 'd72790d5bb8c'
+down_revision: str | Sequence[str] | None = '7e1d3c5a9b20'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -8,9 +8,12 @@ import json
 import sys
 from pathlib import Path
 
+from alembic.util import CommandError
 from pydantic import ValidationError
+from sqlalchemy.exc import ArgumentError, DBAPIError
 
 from app.core.config import get_settings
+from app.core.db import Database
 
 DEFAULT_OPENAPI = Path("openapi/openapi.json")
 
@@ -23,6 +26,12 @@ def _serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     if settings.is_sqlite or args.migrate:
         upgrade(settings.database_url)
+    else:
+        db = Database(settings)
+        try:
+            db.ping()
+        finally:
+            db.dispose()
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -150,7 +159,20 @@ def main(argv: list[str] | None = None) -> int:
         # One clear line instead of a traceback: a container's log shows why it refused to start.
         print(f"handover: configuration refused: {_settings_problem(exc)}", file=sys.stderr)
         return 2
+    except (DBAPIError, ArgumentError) as exc:
+        # An unreachable or refusing database, a malformed URL or a failed migration: say what the database said.
+        reason = exc.orig if isinstance(exc, DBAPIError) and exc.orig is not None else exc
+        print(f"handover: database error ({type(exc).__name__}): {_one_line(reason)}", file=sys.stderr)
+        return 2
+    except CommandError as exc:
+        print(f"handover: migration refused: {_one_line(exc)}", file=sys.stderr)
+        return 2
     return code
+
+
+def _one_line(exc: BaseException) -> str:
+    """A driver's message on one line (psycopg's span several, with hints), without SQLAlchemy's link."""
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
 
 
 def _settings_problem(exc: ValidationError) -> str:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import signal
 import threading
 from collections.abc import Callable
 from functools import partial
 from types import FrameType
+from weakref import WeakKeyDictionary
 
 from sqlalchemy.orm import Session
 
+from app.audit import service as audit
 from app.core.clock import Clock, SystemClock
 from app.core.config import Settings
 from app.core.db import Database, transaction
@@ -36,9 +39,55 @@ def purge_idempotency_keys(session: Session, clock: Clock) -> int:
 
 
 JOBS: list[tuple[str, Job]] = [
-    ("execute_due_handovers", execute_due_handovers),
     ("purge_idempotency_keys", purge_idempotency_keys),
 ]
+
+
+def execute_and_anchor(db: Database, clock: Clock, stop: threading.Event) -> int:
+    """The execution batch (a layoff's exits) and a checkpoint of the audit head it wrote, in one transaction."""
+    with transaction(db) as session:
+        done = execute_due_handovers(session, clock)
+        if done:
+            transfer.anchor_audit(session, db.settings, now=clock.now(), reason="execution")
+    return done
+
+
+# When the chain last failed to verify, per database: a broken chain is logged once an interval, not walked anew
+# every pass.
+_unverified_at: WeakKeyDictionary[Database, dt.datetime] = WeakKeyDictionary()
+
+
+def checkpoint_audit(db: Database, clock: Clock, stop: threading.Event) -> int:
+    """Verifies the audit chain from the last verified checkpoint and signs the head the walk reached, when
+    `audit_checkpoint_interval_seconds` passed or `audit_checkpoint_every_entries` were added. The walk reads in
+    a transaction of its own: on SQLite a writing one would hold the write lock for the whole walk."""
+    settings, now = db.settings, clock.now()
+    failed = _unverified_at.get(db)
+    if failed is not None and failed <= now < failed + dt.timedelta(seconds=settings.audit_checkpoint_interval_seconds):
+        return 0
+    with transaction(db, write=False) as session:
+        if not audit.checkpoint_due(session, settings, now=now):
+            return 0
+        result = audit.verify(session, settings)
+    if not result.ok:
+        _unverified_at[db] = now
+        broken = result.first_broken
+        logger.error(
+            "the audit chain does not verify: no checkpoint signed",
+            extra={
+                "fields": {
+                    "first_broken": {"seq": broken.seq, "reason": broken.reason} if broken else None,
+                    "checkpoint_errors": [vars(e) for e in result.checkpoint_errors],
+                }
+            },
+        )
+        return 0
+    _unverified_at.pop(db, None)
+    with transaction(db) as session:
+        cp = transfer.anchor_audit(
+            session, settings, now=now, reason="worker", head=(result.last_seq, result.last_hash), verified=True
+        )
+    return 1 if cp is not None else 0
 
 
 def notify_overdue_follow_ups(db: Database, clock: Clock, stop: threading.Event) -> int:
@@ -47,9 +96,11 @@ def notify_overdue_follow_ups(db: Database, clock: Clock, stop: threading.Event)
         return followups.notify_overdue(session, clock.now(), settings=db.settings)
 
 
-# Overdue notices first, so the delivery pass that follows sends them.
+# Overdue notices and checkpoints first, so the delivery pass that follows sends them.
 DB_JOBS: list[tuple[str, DbJob]] = [
+    ("execute_due_handovers", execute_and_anchor),
     ("notify_overdue_follow_ups", notify_overdue_follow_ups),
+    ("checkpoint_audit", checkpoint_audit),
     # The outbox asks the workflow that wrote a notification whether it still holds before sending it.
     ("deliver_outbox", partial(notify_worker.deliver_due, checks=messaging.check_at_send)),
 ]
@@ -87,6 +138,7 @@ def run_forever(settings: Settings, clock: Clock | None = None, stop: threading.
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
     try:
+        db.ping()
         while not stop.is_set():
             done = run_once(db, clock, stop)
             if any(v > 0 for v in done.values()):

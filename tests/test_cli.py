@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+import os
+import shutil
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
 from jose import jwt
 
 from app.cli import main
@@ -26,11 +31,13 @@ def test_token_prints_a_verifiable_token_on_the_last_line(capsys, monkeypatch) -
 def test_token_refused_outside_development(monkeypatch, capsys) -> None:
     monkeypatch.setenv("HANDOVER_ENVIRONMENT", "production")
     monkeypatch.setenv("HANDOVER_JWT_SECRET", "p" * 40)
+    monkeypatch.setenv("HANDOVER_AUDIT_SIGNING_KEY", "A" * 43 + "=")  # valid production settings: refused for the role
     from app.core.config import get_settings
 
     get_settings.cache_clear()
     try:
         assert main(["token", "--role", "admin"]) == 2
+        assert "outside development" in capsys.readouterr().err
     finally:
         get_settings.cache_clear()
 
@@ -38,3 +45,38 @@ def test_token_refused_outside_development(monkeypatch, capsys) -> None:
 def test_help_runs() -> None:
     out = subprocess.run([sys.executable, "-m", "app.cli", "--help"], capture_output=True, text=True, check=True)
     assert "serve" in out.stdout and "migrate" in out.stdout and "token" in out.stdout
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+HANDOVER = shutil.which("handover", path=str(Path(sys.executable).parent)) or "handover"
+
+
+@pytest.mark.parametrize("command", [["migrate"], ["serve", "--port", "0"], ["serve", "--migrate"], ["worker"]])
+def test_an_unreachable_database_is_one_line_and_exit_2(command: list[str], tmp_path: Path) -> None:
+    url = f"postgresql+psycopg://handover:not-in-the-output@127.0.0.1:{_closed_port()}/handover"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "HANDOVER_DATABASE_URL": url}
+    proc = subprocess.run([HANDOVER, *command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert lines[0].startswith("handover: database error (OperationalError):") and "Connection refused" in lines[0]
+    assert "not-in-the-output" not in proc.stderr
+
+
+def test_an_unopenable_sqlite_file_and_an_unknown_revision_are_one_line(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    missing = {**env, "HANDOVER_DATABASE_URL": f"sqlite:///{tmp_path}/no/such/dir/handover.db"}
+    proc = subprocess.run([HANDOVER, "migrate"], env=missing, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "unable to open database file" in proc.stderr
+    ok = {**env, "HANDOVER_DATABASE_URL": f"sqlite:///{tmp_path}/handover.db"}
+    proc = subprocess.run(
+        [HANDOVER, "migrate", "--revision", "nope"], env=ok, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "handover: migration refused:" in proc.stderr and "nope" in proc.stderr

@@ -83,6 +83,18 @@ def test_the_image_refuses_a_short_secret(tmp_path: Path) -> None:
     assert "HANDOVER_JWT_SECRET" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
+AUDIT_KEY = "A" * 43 + "="  # the base64 of a 32-byte Ed25519 seed
+
+
+def test_the_image_refuses_to_start_without_an_audit_signing_key(tmp_path: Path) -> None:
+    env = _container_env(tmp_path, HANDOVER_JWT_SECRET="s" * 48)
+    proc = subprocess.run(_command(), env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "HANDOVER_AUDIT_SIGNING_KEY" in lines[0] and "Traceback" not in proc.stderr
+    assert not (tmp_path / "handover.db").exists()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -92,7 +104,7 @@ def _free_port() -> int:
 def test_with_a_real_secret_it_serves_and_refuses_development_tokens(tmp_path: Path) -> None:
     secret = "s" * 48
     port = _free_port()
-    env = _container_env(tmp_path, HANDOVER_JWT_SECRET=secret)
+    env = _container_env(tmp_path, HANDOVER_JWT_SECRET=secret, HANDOVER_AUDIT_SIGNING_KEY=AUDIT_KEY)
     proc = subprocess.Popen(_command(port), env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         base = f"http://127.0.0.1:{port}"

@@ -444,8 +444,10 @@ def test_a_manager_does_not_reach_another_teams_handover(world: Ctx) -> None:
 
 
 def test_a_manager_taking_part_in_another_teams_handover_sees_it_and_manages_nothing(world: Ctx) -> None:
-    """m1 made interim owner of one of x1's clients (m2's team): x1's handover, its items and report answer 200 to m1,
-    it is listed, and every route that manages it answers 403 (the rows above are m1 managing, or not involved)."""
+    """m1 made interim owner of one of x1's two clients (m2's team): x1's handover (its header counting that item
+    alone), that item and a report of it answer 200 to m1, it is listed; x1's other item is outside m1's reach (404;
+    before, m1 listed and reached both: least privilege, see tests/transfer/test_manager_participant.py), and every
+    route that manages it answers 403 (the rows above are m1 managing, or not involved)."""
     ctx = world
     ctx.extra["world"].reset()
     hid, item = ctx.ids["planned"], ctx.ids["item_planned"]
@@ -454,10 +456,17 @@ def test_a_manager_taking_part_in_another_teams_handover_sees_it_and_manages_not
         url, json={"interim_owner": "m1"}, headers={**headers(ctx.settings, "admin"), "If-Match": ctx.etag(url)}
     )
     assert r.status_code == 200, r.text
+    every = ctx.client.get(f"/v1/handovers/{hid}/items", headers=headers(ctx.settings, "admin")).json()["items"]
+    other = next(it["id"] for it in every if it["id"] != item)
     h = _as(ctx, "manager", "m1")
     for path in (f"/v1/handovers/{hid}", f"/v1/handovers/{hid}/items", url, f"/v1/handovers/{hid}/report"):
         r = ctx.client.get(path, headers=h)
         assert r.status_code == 200, (path, r.status_code, r.text)
+    header = ctx.client.get(f"/v1/handovers/{hid}", headers=h).json()
+    assert header["view"] == "own" and sum(header["item_counts"].values()) == 1
+    assert [it["id"] for it in ctx.client.get(f"/v1/handovers/{hid}/items", headers=h).json()["items"]] == [item]
+    assert [it["id"] for it in ctx.client.get(f"/v1/handovers/{hid}/report", headers=h).json()["items"]] == [item]
+    assert ctx.client.get(f"/v1/handovers/{hid}/items/{other}", headers=h).status_code == 404
     assert hid in [row["id"] for row in ctx.client.get("/v1/handovers", headers=h).json()["items"]]
     for method, path, body, extra in [
         ("POST", f"/v1/handovers/{hid}/plan", None, {}),

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, Numeric, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, JSONType, UTCDateTime
+from app.core.db import ACTOR_LENGTH, Base, JSONType, UTCDateTime
 
 LEVELS = ("owner", "interim", "shadow", "read")
 ACTIONS = ("view", "edit", "export", "delete")
@@ -27,13 +27,13 @@ class AccessGrant(Base):
     valid_from: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     valid_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    revoked_by: Mapped[str | None] = mapped_column(String(200))
+    revoked_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     reason: Mapped[str] = mapped_column(String(500))
     handover_id: Mapped[int | None] = mapped_column(ForeignKey("handover.id"), index=True)
     # Set when a handover cut this grant short: which one, and the end it had before (to restore on cancel/undo).
     cut_by_handover_id: Mapped[int | None] = mapped_column(ForeignKey("handover.id"), index=True)
     cut_from: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    created_by: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_access_grant_employee_client", "employee_id", "client_id"),)
@@ -69,7 +69,7 @@ class Alert(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     resolved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    resolved_by: Mapped[str | None] = mapped_column(String(200))
+    resolved_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     resolution: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (

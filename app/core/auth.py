@@ -4,6 +4,10 @@ The dependency is `async def` on purpose: a sync dependency costs a threadpool h
 and verifying an HMAC or RSA signature is fast enough to run on the event loop. Only tokens that
 name a person (`emp`) take one hop, to check that the person has not left.
 
+Tokens are read strictly (RFC 7515, 7519, 8725) before python-jose sees them: three segments of canonical
+base64url, JSON objects, no `crit` (no extension is understood), `typ` JWT or at+jwt if present, a string
+`kid`, and exp/nbf/iat as finite JSON numbers; so a malformed token is a 401, never a crash.
+
 A token that verified once is remembered (a bounded LRU keyed by the exact token string), so a CRM
 that sends the same machine token on every call pays for the signature and claim checks once; its
 exp and nbf are still checked on every use, and a token that fails is never remembered.
@@ -11,17 +15,22 @@ exp and nbf are still checked on every use, and a token that fails is never reme
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import json
+import math
+import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from fastapi.security.utils import get_authorization_scheme_param
 from jose import jwk, jwt
 from jose.exceptions import JOSEError
 from starlette.concurrency import run_in_threadpool
@@ -99,6 +108,59 @@ class Principal:
 
 
 TOKEN_CACHE_SIZE = 1024
+MAX_SUBJECT_LENGTH = 255  # OIDC Core 1.0 section 2: sub is at most 255 ASCII characters
+MAX_EMPLOYEE_LENGTH = 100  # employee.external_id
+SEGMENT_RE = re.compile(r"[A-Za-z0-9_-]+")
+ACCEPTED_TYPES = frozenset({"jwt", "at+jwt", "application/jwt", "application/at+jwt"})  # RFC 7519 5.1, RFC 9068
+TIME_CLAIMS = ("exp", "nbf", "iat")
+
+
+def _segment(text: str) -> bytes:
+    """Strict base64url: only its alphabet, no padding, and the canonical encoding of the bytes it gives."""
+    if SEGMENT_RE.fullmatch(text) is None:
+        raise Unauthorized("The token is malformed.")
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError) as exc:
+        raise Unauthorized("The token is malformed.") from exc
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != text:
+        raise Unauthorized("The token is malformed.")
+    return raw
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise Unauthorized("The token is malformed.") from exc
+    if not isinstance(value, dict):
+        raise Unauthorized("The token is malformed.")
+    return value
+
+
+def _is_numeric_date(value: Any) -> bool:
+    """RFC 7519 NumericDate: a JSON number of seconds (not a string, a boolean or an infinity)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def read_token(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The header and the claims of a well-formed token, unverified; Unauthorized if it is not well-formed."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise Unauthorized("The token is malformed.")
+    header, claims = _json_object(_segment(parts[0])), _json_object(_segment(parts[1]))
+    _segment(parts[2])
+    if "crit" in header:
+        raise Unauthorized("The token names critical extensions (crit); none are supported.")
+    typ = header.get("typ", "jwt")
+    if not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYPES:
+        raise Unauthorized("The token's type (typ) is not a JWT.")
+    if "kid" in header and not isinstance(header["kid"], str):
+        raise Unauthorized("The token's key id (kid) must be a string.")
+    for name in TIME_CLAIMS:
+        if name in claims and not _is_numeric_date(claims[name]):
+            raise Unauthorized(f"The token's {name} must be a number of seconds.")
+    return header, claims
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,12 +207,9 @@ class TokenVerifier:
             assert pem is not None
             self.keys[settings.jwt_key_id] = jwk.construct(pem, self.algorithms[0])
 
-    def _key_for(self, token: str) -> Any:
-        try:
-            header = jwt.get_unverified_header(token)
-        except JOSEError as exc:
-            raise Unauthorized("The token is malformed.") from exc
-        if header.get("alg") not in self.algorithms:
+    def _key_for(self, header: dict[str, Any]) -> Any:
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.algorithms:
             raise Unauthorized("The token's algorithm is not accepted.")
         kid = header.get("kid")
         if kid in self.keys:
@@ -190,7 +249,8 @@ class TokenVerifier:
             raise Unauthorized("The token is invalid or expired.")
 
     def _verify_signed(self, token: str) -> _Verified:
-        key = self._key_for(token)
+        header, _ = read_token(token)
+        key = self._key_for(header)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -207,18 +267,23 @@ class TokenVerifier:
                     "leeway": self.leeway,
                 },
             )
-        except JOSEError as exc:
+        except (JOSEError, TypeError, ValueError, OverflowError) as exc:
+            # read_token leaves python-jose nothing to trip on; any slip of its own is still a bad token.
             raise Unauthorized("The token is invalid or expired.") from exc
-        if not isinstance(claims.get("sub"), str) or not claims["sub"]:
-            raise Unauthorized("The token has no subject.")
         principal = principal_from_claims(claims)
-        # python-jose checked that exp (required) and nbf (if present) are integers.
+        # read_token checked that exp (required) and nbf (if present) are finite numbers.
         return _Verified(principal, int(claims["exp"]), int(claims["nbf"]) if "nbf" in claims else None)
 
 
 def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub:
+        raise Unauthorized("The token has no subject.")
+    if len(sub) > MAX_SUBJECT_LENGTH:
+        # Actors (role:sub) are stored whole in every audit and *_by column; OIDC subjects fit in 255.
+        raise Unauthorized(f"The token's subject is longer than {MAX_SUBJECT_LENGTH} characters.")
     role = claims.get("role")
-    if role not in ROLE_SCOPES:
+    if not isinstance(role, str) or role not in ROLE_SCOPES:
         raise Unauthorized("The token's role is unknown.")
     raw_scope = claims.get("scope")
     requested: frozenset[str] | None = None
@@ -231,9 +296,9 @@ def principal_from_claims(claims: dict[str, Any]) -> Principal:
     else:
         scopes = ROLE_SCOPES[role] if requested is None else ROLE_SCOPES[role] & requested
     emp = claims.get("emp")
-    if emp is not None and not isinstance(emp, str):
-        raise Unauthorized("The token's emp claim must be a string.")
-    return Principal(sub=claims["sub"], role=role, scopes=scopes, employee=emp, claims=claims)
+    if emp is not None and (not isinstance(emp, str) or not 0 < len(emp) <= MAX_EMPLOYEE_LENGTH):
+        raise Unauthorized(f"The token's emp claim must be an employee id of 1 to {MAX_EMPLOYEE_LENGTH} characters.")
+    return Principal(sub=sub, role=role, scopes=scopes, employee=emp, claims=claims)
 
 
 bearer_scheme = HTTPBearer(
@@ -243,6 +308,26 @@ bearer_scheme = HTTPBearer(
 )
 
 
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer <token>` header, read exactly as HTTPBearer reads it."""
+    scheme, token = get_authorization_scheme_param(authorization)
+    return token if scheme.lower() == "bearer" and token else None
+
+
+async def authorize(state: Any, token: str, scopes: Iterable[str]) -> Principal:
+    """Every check a request passes before a route runs or a stored answer is replayed (`state`: app.state)."""
+    verifier: TokenVerifier = state.verifier
+    principal = verifier.principal(token)
+    gate = getattr(state, "employee_gate", None)
+    if principal.employee is not None and gate is not None and await run_in_threadpool(gate, principal.employee):
+        # A leaver's token that has not expired yet must stop working at the exit time.
+        raise Forbidden("The employee this token belongs to has left.")
+    missing = [s for s in scopes if s not in principal.scopes]
+    if missing:
+        raise Forbidden(f"The token lacks the scope(s): {', '.join(missing)}.")
+    return principal
+
+
 async def authenticate(
     security_scopes: SecurityScopes,
     request: Request,
@@ -250,17 +335,23 @@ async def authenticate(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise Unauthorized()
-    verifier: TokenVerifier = request.app.state.verifier
-    principal = verifier.principal(credentials.credentials)
-    gate = getattr(request.app.state, "employee_gate", None)
-    if principal.employee is not None and gate is not None and await run_in_threadpool(gate, principal.employee):
-        # A leaver's token that has not expired yet must stop working at the exit time.
-        raise Forbidden("The employee this token belongs to has left.")
-    missing = [s for s in security_scopes.scopes if s not in principal.scopes]
-    if missing:
-        raise Forbidden(f"The token lacks the scope(s): {', '.join(missing)}.")
+    principal = await authorize(request.app.state, credentials.credentials, security_scopes.scopes)
     request.state.principal = principal
     return principal
+
+
+def required_scopes(dependant: Any) -> frozenset[str] | None:
+    """The scopes a route's `authenticate` dependencies ask for (None: it takes no token), from FastAPI's tree."""
+    found: set[str] | None = None
+    stack = [dependant]
+    while stack:
+        node = stack.pop()
+        if node.call is authenticate:
+            found = set() if found is None else found
+            for attr in ("parent_oauth_scopes", "own_oauth_scopes", "security_scopes"):  # newer and older FastAPI
+                found.update(getattr(node, attr, None) or ())
+        stack.extend(node.dependencies)
+    return None if found is None else frozenset(found)
 
 
 def _scoped(*scopes: str) -> Any:

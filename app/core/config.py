@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.core.keys import load_private_key, load_public_keys
+
 DEV_JWT_SECRET = "dev-only-insecure-secret-change-me-0123456789abcdef"  # noqa: S105
 HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"})
@@ -84,6 +86,17 @@ class Settings(BaseSettings):
     follow_up_check_in_days: int = Field(30, ge=0, le=3650)
     follow_up_survey_days: int = Field(90, ge=0, le=3650)
 
+    # Signed checkpoints of the audit chain's head (app/audit): an Ed25519 key the database does not hold, as a
+    # PKCS#8 PEM or the base64 of the 32-byte seed; required in production. Trusted public keys verify checkpoints
+    # signed by earlier keys (a rotation); the signing key's own public key is always trusted.
+    audit_signing_key: SecretStr | None = None
+    audit_signing_key_file: Path | None = None
+    audit_trusted_public_keys: str | None = None
+    # The worker signs a verified checkpoint when the head has moved and this long has passed or this many
+    # entries were added since the last one.
+    audit_checkpoint_interval_seconds: float = Field(300.0, gt=0, le=86_400)
+    audit_checkpoint_every_entries: int = Field(1000, ge=1, le=10_000_000)
+
     @field_validator("jwt_algorithms", mode="before")
     @classmethod
     def _split_algorithms(cls, value: Any) -> Any:
@@ -130,11 +143,43 @@ class Settings(BaseSettings):
             raise ValueError("delivery_lease_seconds must be at least 6 × outbound_timeout_seconds")
         if self.default_page_size > self.max_page_size:
             raise ValueError("default_page_size must not exceed max_page_size")
+        self._check_audit_keys()
         return self
+
+    def _check_audit_keys(self) -> None:
+        """A bad key refuses the start, not the first checkpoint; production does not run unanchored."""
+        if self.audit_signing_key is not None and self.audit_signing_key_file is not None:
+            raise ValueError("set HANDOVER_AUDIT_SIGNING_KEY or HANDOVER_AUDIT_SIGNING_KEY_FILE, not both")
+        if self.audit_signing_key_file is not None and not self.audit_signing_key_file.is_file():
+            raise ValueError("HANDOVER_AUDIT_SIGNING_KEY_FILE does not name a readable file")
+        private = self.audit_private_key_text
+        if private is not None:
+            try:
+                load_private_key(private)
+            except ValueError as exc:
+                raise ValueError(f"HANDOVER_AUDIT_SIGNING_KEY: {exc}") from None
+        try:
+            load_public_keys(self.audit_trusted_public_keys or "")
+        except ValueError as exc:
+            raise ValueError(f"HANDOVER_AUDIT_TRUSTED_PUBLIC_KEYS: {exc}") from None
+        if self.environment == "production" and private is None:
+            raise ValueError(
+                "HANDOVER_AUDIT_SIGNING_KEY (or _FILE) is required in production: without it nothing anchors the "
+                "audit log, and a database writer can truncate or rewrite it undetected "
+                "(make one with `openssl genpkey -algorithm ed25519`)"
+            )
 
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    @property
+    def audit_private_key_text(self) -> str | None:
+        if self.audit_signing_key is not None:
+            return self.audit_signing_key.get_secret_value()
+        if self.audit_signing_key_file is not None:
+            return self.audit_signing_key_file.read_text()
+        return None
 
     @property
     def uses_hmac(self) -> bool:

@@ -28,6 +28,10 @@ NAMING_CONVENTION = {
 }
 
 
+# Columns that store an actor (`role:sub` of a token, or a system name): the longest role, ':', a 255-character sub.
+ACTOR_LENGTH = 300
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -122,6 +126,11 @@ class Database:
         self.single_read: Engine = (
             self.engine if settings.is_sqlite else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
+
+    def ping(self) -> None:
+        """One round trip, so a process fails at start-up, not at its first job, when the database does not answer."""
+        with self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
 
     def session(self, *, write: bool = True) -> Session:
         return (self.writer if write else self.reader)()

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, JSONType, UTCDateTime
+from app.core.db import ACTOR_LENGTH, Base, JSONType, UTCDateTime
 
 ENDPOINT_STATUSES = ("active", "disabled", "deleted")
 CATEGORIES = ("event", "notification")
@@ -35,7 +35,7 @@ class WebhookEndpoint(Base):
     secret: Mapped[str] = mapped_column(String(200))
     status: Mapped[str] = mapped_column(String(20), index=True)
     status_reason: Mapped[str | None] = mapped_column(String(500))
-    created_by: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
@@ -122,5 +122,5 @@ class NotificationTemplate(Base):
     subject: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
     version: Mapped[int] = mapped_column(Integer, default=1)
-    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -24,6 +24,7 @@ EventType = Literal[
     "notification.manager_summary",
     "notification.signoff_reminder",
     "notification.follow_up_due",
+    "audit.checkpoint",
     "*",
 ]
 TemplateKey = Literal["client_intro", "successor_briefing", "manager_summary", "signoff_reminder", "follow_up_due"]

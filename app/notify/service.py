@@ -32,6 +32,9 @@ Event payloads (`data`), built by the caller; ids are external ids, times ISO 86
 - `notification.failed` (emitted by the delivery worker when a notification is dead): `{"notification_id": int,
   "template": str, "channel": str, "recipient": str | null, "handover_id": int | null, "client": str | null,
   "attempts": int, "last_error": str | null}`.
+- `audit.checkpoint` (a signed checkpoint of the audit chain's head, the copy a database writer cannot reach):
+  `{"checkpoint_id": int, "seq": int, "head_hash": str, "count": int, "taken_at": str, "key_id": str, "verified":
+  bool, "reason": str, "signature": str (base64 Ed25519), "signed": str (the exact text signed)}`.
 - `notification.client_intro` (a client intro whose contact prefers the CRM's channel): `{"notification_id",
   "template", "locale", "handover_id", "client", "contact": {"contact_id", "name", "email", "phone"}, "subject",
   "body", "ack_url"}`.
@@ -83,6 +86,7 @@ EVENT_TYPES = (
     "alert.raised",
     "notification.failed",
     *(f"notification.{key}" for key in rendering.KEYS),
+    "audit.checkpoint",
 )
 ALL_EVENTS = "*"
 KINDS = ("client", "internal")

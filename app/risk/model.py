@@ -37,6 +37,10 @@ BANDS: Final = ("low", "medium", "high", "critical")
 THRESHOLD_BANDS: Final = ("medium", "high", "critical")  # each band's lowest probability; low starts at 0
 OPS: Final = ("==", "!=", ">=", ">", "<=", "<")
 MAX_MITIGATION_RULES: Final = 100
+# The largest |weight| and |intercept| a model may have. Features are scaled to about 0–12 (indicators, logs, months),
+# so one unit of a feature at weight 20 multiplies the odds by e^20 (about 5 × 10^8): no real factor does that, fitted
+# weights stay well below 5, and a bound keeps every logit finite (1e308 × 2 overflows to inf, and inf − inf is NaN).
+WEIGHT_LIMIT: Final = 20.0
 DEFAULT_MIN_SENIORITY: Final[Mapping[str, int]] = {"strategic": 3, "key": 2, "standard": 1, "prospect": 1}
 _CONTACT_CAP_DAYS: Final = 365.0
 
@@ -285,8 +289,12 @@ def _validate_rule(i: int, raw: Any, problems: list[tuple[tuple[str | int, ...],
     )
 
 
-def validate_model(data: Mapping[str, Any]) -> RiskModel:
-    """The model's JSON → a RiskModel, or ModelError listing every problem (not just the first)."""
+def validate_model(data: Mapping[str, Any], *, bounded: bool = True) -> RiskModel:
+    """The model's JSON → a RiskModel, or ModelError listing every problem (not just the first).
+
+    `bounded=False` skips the WEIGHT_LIMIT check only: for reading versions stored before there was one."""
+    limit = WEIGHT_LIMIT if bounded else math.inf
+    beyond = f"must lie within ±{WEIGHT_LIMIT:g}: a larger logistic coefficient is a mistake, not a risk"
     problems: list[tuple[tuple[str | int, ...], str]] = []
     if not isinstance(data, Mapping):
         raise ModelError([((), "must be an object with intercept, weights, thresholds and mitigations")])
@@ -295,6 +303,8 @@ def validate_model(data: Mapping[str, Any]) -> RiskModel:
     intercept = data.get("intercept")
     if not _finite(intercept):
         problems.append((("intercept",), "must be a finite number"))
+    elif abs(intercept) > limit:
+        problems.append((("intercept",), beyond))
     weights = data.get("weights")
     if not isinstance(weights, Mapping):
         problems.append((("weights",), "must be an object naming a weight for every feature"))
@@ -307,6 +317,8 @@ def validate_model(data: Mapping[str, Any]) -> RiskModel:
                 problems.append((("weights", name), "missing"))
             elif not _finite(weights[name]):
                 problems.append((("weights", name), "must be a finite number"))
+            elif abs(weights[name]) > limit:
+                problems.append((("weights", name), beyond))
             elif name in NONNEGATIVE and weights[name] < 0:
                 problems.append((("weights", name), "must be >= 0: this factor may never lower risk"))
         term = weights.get("reason_termination")
@@ -805,6 +817,14 @@ def fit(
     for name in DOMINATED_BY_TERMINATION:
         w[_INDEX[name]] = min(w[_INDEX[name]], term)
     intercept = float(result.x[0] - mean @ w)
+    beyond = [name for j, name in enumerate(FEATURE_NAMES) if not abs(w[j]) <= WEIGHT_LIMIT]
+    if not abs(intercept) <= WEIGHT_LIMIT:
+        beyond.append("intercept")
+    if beyond:
+        raise ValueError(
+            f"the fit puts {', '.join(beyond)} beyond ±{WEIGHT_LIMIT:g} (the outcomes separate too cleanly for "
+            f"l2={l2:g}); fit with a larger l2"
+        )
     fitted = validate_model(
         {
             **base.as_dict(),

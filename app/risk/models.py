@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import CheckConstraint, Index, Integer, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, JSONType, UTCDateTime
+from app.core.db import ACTOR_LENGTH, Base, JSONType, UTCDateTime
 
 MODEL_STATUSES = ("draft", "active", "retired")
 MODEL_SOURCES = ("manual", "fit")
@@ -23,9 +23,9 @@ class RiskModelVersion(Base):
     source: Mapped[str] = mapped_column(String(20))
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     note: Mapped[str | None] = mapped_column(String(500))
-    created_by: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    activated_by: Mapped[str | None] = mapped_column(String(200))
+    activated_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     activated_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     retired_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 

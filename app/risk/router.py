@@ -1,8 +1,9 @@
 """Risk endpoints: scores with their explanation, and the model's versions (weights are data).
 
-Changing the model: `PUT /v1/risk/model` stores new weights as a new version and activates it;
-`POST /v1/risk/model/versions/{version}/activate` activates an existing version (a fitted draft, or an
-older version to roll back). Both retire the previously active version; nothing is ever deleted.
+Changing the model takes two steps: `PUT /v1/risk/model` (or `POST /v1/risk/model/fit`) stores new weights
+as a draft version, which scores nothing until `POST /v1/risk/model/versions/{version}/activate` makes it
+the active one (also how an older version is rolled back to). Activating retires the previously active
+version; nothing is ever deleted.
 """
 
 from __future__ import annotations
@@ -173,10 +174,14 @@ def list_versions(session: DbSession, principal: RiskRead, page: Pagination) -> 
 @router.put(
     "/v1/risk/model",
     name="risk-model-put",
-    summary="Replace the weights: a new version, active at once (the previous one is retired and kept)",
-    description="The whole model is validated first: every feature's weight, finite numbers, sign constraints "
-    "(factors that may never lower risk), thresholds increasing in (0, 1), well-formed mitigation rules. A bad "
-    "model is refused with 422 listing every problem, and the active model is unchanged. Audited.",
+    summary="Save new weights as a draft version (activate it with POST /v1/risk/model/versions/{version}/activate)",
+    description="The whole model is validated first: every feature's weight, finite numbers within ±20 (intercept "
+    "too), sign constraints (factors that may never lower risk), thresholds increasing in (0, 1), well-formed "
+    "mitigation rules. A bad model is refused with 422 listing every problem, and nothing is written. A valid one is "
+    "stored as a new version with status `draft`: it scores nothing, and GET /v1/risk/model keeps returning the "
+    "active version, until POST /v1/risk/model/versions/{version}/activate makes it active (until this change a "
+    "PUT activated at once). Saving the active model, or the model of an existing draft, returns that version "
+    "and writes nothing. Audited.",
     response_model=schemas.RiskModelOut,
     responses=problem_responses(401, 403, 413, 415, 422),
 )
@@ -191,7 +196,8 @@ def put_model(body: schemas.RiskModelIn, session: DbSession, principal: RiskAdmi
     "/v1/risk/model/versions/{version}/activate",
     name="risk-model-activate",
     summary="Activate an existing version (a fitted draft, or an older version to roll back)",
-    description="The active version is retired. Activating the active version changes nothing. Audited.",
+    description="The active version is retired. Activating the active version changes nothing. A version saved "
+    "before weights were bounded (±20) and beyond that bound is refused with 409. Audited.",
     response_model=schemas.RiskModelOut,
     responses=problem_responses(401, 403, 404, 409, 422),
 )

@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StrictBool
 
 from app.core.types import ExternalId, InputModel
+from app.risk.model import WEIGHT_LIMIT
 
 Band = Literal["low", "medium", "high", "critical"]
 Reason = Literal["resignation", "termination", "retirement", "role_change", "leave", "other"]
@@ -13,6 +14,14 @@ Tier = Literal["strategic", "key", "standard", "prospect"]
 Op = Literal["==", "!=", ">=", ">", "<=", "<"]
 
 SCORE_BATCH_MAX = 1000
+_BOUND = (
+    f"Finite, within ±{WEIGHT_LIMIT:g}: features are scaled to about 0–12, so one unit at weight {WEIGHT_LIMIT:g} "
+    "already multiplies the odds by e^20 (about 5 × 10^8); anything larger is a mistake, and near 1e308 the logit "
+    "overflows."
+)
+# A logistic coefficient or intercept; bounded so that every logit stays finite and meaningful.
+Coefficient = Annotated[float, Field(ge=-WEIGHT_LIMIT, le=WEIGHT_LIMIT, allow_inf_nan=False)]
+Probability = Annotated[float, Field(gt=0, lt=1, allow_inf_nan=False)]
 
 
 class FactorsOut(BaseModel):
@@ -91,9 +100,9 @@ class ScoreBatchOut(BaseModel):
 class Thresholds(InputModel):
     """Each band's lowest probability; low starts at 0. Must increase strictly within (0, 1)."""
 
-    medium: float = Field(description="Probability from which a client is medium risk.")
-    high: float = Field(description="Probability from which a client is high risk.")
-    critical: float = Field(description="Probability from which a client is critical.")
+    medium: Probability = Field(description="Probability from which a client is medium risk.")
+    high: Probability = Field(description="Probability from which a client is high risk.")
+    critical: Probability = Field(description="Probability from which a client is critical.")
 
 
 class RuleWhen(InputModel):
@@ -114,10 +123,11 @@ class MitigationRule(InputModel):
 class RiskModelIn(InputModel):
     """A complete model: every feature's weight, the band thresholds and the mitigation rules."""
 
-    intercept: float = Field(description="The logit of a client whose features are all 0.")
-    weights: dict[str, float] = Field(
+    intercept: Coefficient = Field(description=f"The logit of a client whose features are all 0. {_BOUND}")
+    weights: dict[str, Coefficient] = Field(
         description="One weight per feature (all of them; see GET /v1/risk/model for the list). Features that must "
-        "never lower risk take weights >= 0, and reason_termination must be at least every other reason's weight."
+        "never lower risk take weights >= 0, and reason_termination must be at least every other reason's weight. "
+        f"Each weight: {_BOUND[0].lower()}{_BOUND[1:]}"
     )
     thresholds: Thresholds
     mitigations: list[MitigationRule] = Field(default_factory=list, max_length=100, description="At most 100 rules.")

@@ -71,9 +71,10 @@ class ModelVersion:
 
 
 def _version_of(row: RiskModelVersion) -> ModelVersion:
+    """A stored version as stored: one saved before the weight bound still reads (`activate` checks the bound)."""
     return ModelVersion(
         version=row.version,
-        model=rm.validate_model(row.weights),
+        model=rm.validate_model(row.weights, bounded=False),
         status=row.status,
         source=row.source,
         metrics=row.metrics,
@@ -185,9 +186,10 @@ def put_model(
     note: str | None = None,
     loc_prefix: Sequence[str | int] = ("body",),
 ) -> ModelVersion:
-    """A new version from the model's JSON, active at once; the previous active one is retired, not deleted.
+    """A new draft version from the model's JSON: it scores nothing until `activate` makes it the active one.
 
-    Putting the model that is already active changes nothing and returns the active version.
+    Putting the active model, or the model a manual draft already holds, changes nothing and returns that version
+    (a retried request does not pile up identical versions).
     """
     try:
         model = rm.validate_model(weights)
@@ -196,46 +198,49 @@ def put_model(
             "The risk model is not valid; nothing was changed.", errors=_model_errors(exc, loc_prefix)
         ) from exc
     _lock(session)
+    wanted = model.as_dict()
     try:
         current: ModelVersion | None = active_model(session)
-    except Conflict:  # no active version at all: this PUT repairs that
+    except Conflict:  # no active version at all: the draft is saved, activating it repairs that
         current = None
-    if current is not None and current.model.as_dict() == model.as_dict():
-        return current  # PUT is idempotent: a retried request does not pile up identical versions
+    if current is not None and current.model.as_dict() == wanted:
+        return current
+    drafts = session.scalars(
+        select(RiskModelVersion)
+        .where(RiskModelVersion.status == "draft", RiskModelVersion.source == "manual")
+        .order_by(RiskModelVersion.version.desc())
+    )
+    for draft in drafts:
+        if draft.weights == wanted:
+            return _version_of(draft)
     version = _next_version(session, now)
-    previous = _retire_active(session, now)
     row = RiskModelVersion(
         version=version,
-        weights=model.as_dict(),
-        status="active",
+        weights=wanted,
+        status="draft",
         source="manual",
         note=note,
         created_by=actor,
         created_at=now,
-        activated_by=actor,
-        activated_at=now,
     )
     session.add(row)
     session.flush()
-    audit.record_many(
+    audit.record(
         session,
-        [
-            audit.Change(
-                actor,
-                "risk_model.created",
-                "risk_model",
-                str(version),
-                {"source": "manual", "note": note, **row.weights},
-            ),
-            audit.Change(actor, "risk_model.activated", "risk_model", str(version), {"previous": previous}),
-        ],
+        actor=actor,
+        action="risk_model.created",
+        entity_type="risk_model",
+        entity_id=str(version),
+        data={"source": "manual", "note": note, **row.weights},
         at=now,
     )
     return _version_of(row)
 
 
 def activate(session: Session, version: int, *, actor: str, now: dt.datetime) -> ModelVersion:
-    """Make a stored version (a fitted draft, or an older one to roll back) the active one; idempotent."""
+    """Make a stored version (a saved or fitted draft, or an older one to roll back) the active one; idempotent.
+
+    A version stored before the weight bound, with weights beyond it, is refused (409): it stays readable."""
     _lock(session)
     row = session.get(RiskModelVersion, version)
     if row is None:
@@ -243,6 +248,10 @@ def activate(session: Session, version: int, *, actor: str, now: dt.datetime) ->
         return current
     if row.status == "active":
         return _version_of(row)
+    try:
+        rm.validate_model(row.weights)
+    except rm.ModelError as exc:
+        raise Conflict(f"Version {version} cannot be activated: {exc}. Save a corrected model instead.") from exc
     previous = _retire_active(session, now)
     session.execute(
         update(RiskModelVersion)

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Boolean, ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, JSONType, UTCDateTime
+from app.core.db import ACTOR_LENGTH, Base, JSONType, UTCDateTime
 
 HANDOVER_STATUSES = ("draft", "planned", "approved", "executed", "completed", "cancelled", "undone")
 OPEN_STATUSES = ("draft", "planned", "approved", "executed")
@@ -38,20 +38,20 @@ class Handover(Base):
     candidate_pool: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     leaver_status_before: Mapped[str | None] = mapped_column(String(20))
     version: Mapped[int] = mapped_column(Integer, default=1)
-    created_by: Mapped[str] = mapped_column(String(200))
+    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     planned_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    approved_by: Mapped[str | None] = mapped_column(String(200))
+    approved_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     approved_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     executed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    completed_by: Mapped[str | None] = mapped_column(String(200))
+    completed_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     completion_reason: Mapped[str | None] = mapped_column(Text)
-    cancelled_by: Mapped[str | None] = mapped_column(String(200))
+    cancelled_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     cancelled_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     cancel_reason: Mapped[str | None] = mapped_column(Text)
-    undone_by: Mapped[str | None] = mapped_column(String(200))
+    undone_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     undone_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
@@ -87,10 +87,10 @@ class HandoverItem(Base):
     override_reason: Mapped[str | None] = mapped_column(Text)
     forced: Mapped[bool] = mapped_column(Boolean, default=False)
     checklist: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    outgoing_signed_by: Mapped[str | None] = mapped_column(String(200))
+    outgoing_signed_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     outgoing_signed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     outgoing_signoff_reason: Mapped[str | None] = mapped_column(Text)
-    incoming_signed_by: Mapped[str | None] = mapped_column(String(200))
+    incoming_signed_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     incoming_signed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     transferred_to_id: Mapped[str | None] = mapped_column(ForeignKey("employee.external_id"))
     transferred_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -503,6 +503,8 @@ def plan_many(
                 planned_with=len(members),
             )
     pending.write(session, now)
+    if len(handovers) > 1:
+        service.anchor_audit(session, settings, now=now, reason="joint_plan")
     return plans, len(groups)
 
 

@@ -16,13 +16,13 @@ from typing import Any, Literal
 
 import jinja2
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
 from app.core.bulk import chunks
 from app.directory.models import Client, Employee
 from app.transfer.models import CHECKLIST_KEYS, Handover, HandoverItem
-from app.transfer.schemas import HandoverStatus, ItemStatus, Reason
+from app.transfer.schemas import HandoverStatus, ItemStatus, Reason, View
 
 TIER_ORDER = {"strategic": 0, "key": 1, "standard": 2, "prospect": 3}
 CHECKLIST_LABELS = {
@@ -129,16 +129,24 @@ class HandoverReport(BaseModel):
     counts: ReportCounts
     successors: list[SuccessorSummary] = Field(description="Who receives clients, most clients first.")
     items: list[ReportItem] = Field(description="One per client: strategic first, then by client name.")
+    view: View = Field(
+        "all",
+        description="all: every client of the handover; own: only the caller's clients (a participant who receives "
+        "some of them and does not manage the handover); counts and successors cover the same items.",
+    )
     generated_at: dt.datetime | None = None
 
 
-def build_report(session: Session, h: Handover, *, now: dt.datetime | None = None) -> dict[str, Any]:
-    """The JSON-ready report: two queries (items with clients, then the people named), whatever the size."""
+def build_report(
+    session: Session, h: Handover, *, now: dt.datetime | None = None, only: Any = None, view: View = "all"
+) -> dict[str, Any]:
+    """The JSON-ready report: two queries (items with clients, then the people named), whatever the size; with
+    `only` (SQL on HandoverItem), only those items, and everything counted over them."""
     pairs = list(
         session.execute(
             select(HandoverItem, Client)
             .join(Client, Client.external_id == HandoverItem.client_id)
-            .where(HandoverItem.handover_id == h.id)
+            .where(HandoverItem.handover_id == h.id, true() if only is None else only)
         ).all()
     )
     pairs.sort(key=lambda p: (TIER_ORDER.get(p[1].tier, 9), p[1].name, p[0].id))
@@ -201,6 +209,7 @@ def build_report(session: Session, h: Handover, *, now: dt.datetime | None = Non
             if emp in people
         ],
         items=items,
+        view=view,
         generated_at=now,
     )
     return report.model_dump(mode="json")

@@ -28,7 +28,9 @@ CREATOR_ROLES = frozenset({"admin", "hr", "manager", "integration"})
 REPORT_FORMATS = (JSON, HTML, CSV)  # the first is the default
 
 
-def handover_out(session: Session, h: Handover, c: visibility.Counts | None = None) -> schemas.HandoverOut:
+def handover_out(
+    session: Session, h: Handover, c: visibility.Counts | None = None, *, view: schemas.View = "all"
+) -> schemas.HandoverOut:
     if c is None:
         c = visibility.counts(session, [h.id])[h.id]
     return schemas.HandoverOut(
@@ -60,10 +62,22 @@ def handover_out(session: Session, h: Handover, c: visibility.Counts | None = No
         needs_attention=c.needs_attention,
         total_exposure=c.exposure,
         allowed_transitions=list(service.TRANSITIONS[h.status]),
+        view=view,
     )
 
 
-def item_out(item: HandoverItem, client: Client) -> schemas.ItemOut:
+def view_out(session: Session, v: visibility.HandoverView, c: visibility.Counts | None = None) -> schemas.HandoverOut:
+    """The header as the view shows it: counts and exposure over the items the caller sees."""
+    if c is None:
+        c = visibility.view_counts(session, [v])[v.handover.id]
+    return handover_out(session, v.handover, c, view=v.scope)
+
+
+def item_out(item: HandoverItem, client: Client, *, own: bool = False) -> schemas.ItemOut:
+    """With `own` (a participant's view), the runner-up is left out of the reasons: that is a colleague's fit."""
+    reasons = item.reasons or {}
+    if own:
+        reasons = {k: v for k, v in reasons.items() if k != "runner_up"}
     return schemas.ItemOut(
         id=item.id,
         handover_id=item.handover_id,
@@ -80,7 +94,7 @@ def item_out(item: HandoverItem, client: Client) -> schemas.ItemOut:
         risk_band=item.risk_band,
         exposure=float(item.exposure) if item.exposure is not None else None,
         risk=item.risk_factors or {},
-        reasons=item.reasons or {},
+        reasons=reasons,
         manual=item.manual,
         override_reason=item.override_reason,
         forced=item.forced,
@@ -155,9 +169,9 @@ def list_handovers(
     flt = visibility.HandoverFilter(status_, leaver, manager, effective_from, effective_to)
     rows = visibility.list_handovers(session, principal, flt, limit=page.limit + 1, offset=page.offset)
     items, nxt = page_of(rows, page)
-    counts = visibility.counts(session, [h.id for h in items])  # one query for the page, not one per handover
+    counts = visibility.view_counts(session, items)  # one query for the page, not one per handover
     return Page[schemas.HandoverOut](
-        items=[handover_out(session, h, counts[h.id]) for h in items],
+        items=[view_out(session, v, counts[v.handover.id]) for v in items],
         limit=page.limit,
         offset=page.offset,
         next_offset=nxt,
@@ -168,15 +182,17 @@ def list_handovers(
     "/v1/handovers/{handover_id}",
     name="handovers-get",
     summary="Get a handover with counts by item status and risk band",
+    description="A participant who neither manages nor leaves the handover (a successor or interim owner on another "
+    "team's handover) gets the header with counts and exposure over their own items only (`view: own`).",
     response_model=schemas.HandoverOut,
     responses=problem_responses(401, 403, 404, 422),
 )
 def get_handover(
     handover_id: HandoverId, session: DbSession, principal: HandoversRead, response: Response
 ) -> schemas.HandoverOut:
-    h = visibility.get_handover(session, principal, handover_id)
-    _with_etag(response, h)
-    return handover_out(session, h)
+    v = visibility.see_handover(session, principal, handover_id)
+    _with_etag(response, v.handover)
+    return view_out(session, v)
 
 
 @router.post(
@@ -273,6 +289,8 @@ def plan_handovers(
     "/v1/handovers/{handover_id}/items",
     name="handovers-items-list",
     summary="List a handover's items",
+    description="Every item for those who manage the handover, hr, auditors, admins and the leaver; a participant "
+    "(a successor or interim owner on another team's handover) lists only the items they receive.",
     response_model=Page[schemas.ItemOut],
     responses=problem_responses(401, 403, 404, 422),
 )
@@ -288,34 +306,39 @@ def list_items(
         bool | None, Query(description="Only items that need (or do not need) attention.")
     ] = None,
 ) -> Page[schemas.ItemOut]:
-    h = visibility.get_handover(session, principal, handover_id)
+    v = visibility.see_handover(session, principal, handover_id)
     flt = visibility.ItemFilter(status_, risk_band, successor, needs_attention)
-    rows = visibility.list_items(session, h, flt, limit=page.limit + 1, offset=page.offset)
+    rows = visibility.list_items(session, v, flt, limit=page.limit + 1, offset=page.offset)
     items, nxt = page_of(rows, page)
+    own = v.own is not None
     return Page[schemas.ItemOut](
-        items=[item_out(i, c) for i, c in items], limit=page.limit, offset=page.offset, next_offset=nxt
+        items=[item_out(i, c, own=own) for i, c in items], limit=page.limit, offset=page.offset, next_offset=nxt
     )
 
 
-def _item_response(session: Session, item: HandoverItem, response: Response) -> schemas.ItemOut:
+def _item_response(
+    session: Session, v: visibility.HandoverView, item: HandoverItem, response: Response
+) -> schemas.ItemOut:
     client = session.get(Client, item.client_id)
     assert client is not None
     response.headers["ETag"] = etag(item.version, "item", item.id)
-    return item_out(item, client)
+    return item_out(item, client, own=v.own is not None)
 
 
 @router.get(
     "/v1/handovers/{handover_id}/items/{item_id}",
     name="handovers-items-get",
     summary="Get one item (with its ETag)",
+    description="A participant (a successor or interim owner on another team's handover) reaches only the items they "
+    "receive; any other item answers 404.",
     response_model=schemas.ItemOut,
     responses=problem_responses(401, 403, 404, 422),
 )
 def get_item(
     handover_id: HandoverId, item_id: ItemId, session: DbSession, principal: HandoversRead, response: Response
 ) -> schemas.ItemOut:
-    h = visibility.get_handover(session, principal, handover_id)
-    return _item_response(session, visibility.get_item(session, h, item_id), response)
+    v = visibility.see_handover(session, principal, handover_id)
+    return _item_response(session, v, visibility.get_item(session, v, item_id), response)
 
 
 @router.patch(
@@ -340,17 +363,19 @@ def patch_item(
 ) -> schemas.ItemOut:
     if principal.role not in CREATOR_ROLES:
         raise Forbidden("Only hr, managers and admins override items.")
-    h = visibility.get_handover(
+    v = visibility.see_handover(
         session,
         principal,
         handover_id,
         lock=True,
         manage="Only the leaver's managers, hr or an admin may override this handover's items.",
     )
-    item = visibility.get_item(session, h, item_id)
+    item = visibility.get_item(session, v, item_id)
     check_if_match(if_match, etag(item.version, "item", item.id))
-    planning.patch_item(session, h, item, body, actor=principal.actor, now=now, settings=request.app.state.settings)
-    return _item_response(session, item, response)
+    planning.patch_item(
+        session, v.handover, item, body, actor=principal.actor, now=now, settings=request.app.state.settings
+    )
+    return _item_response(session, v, item, response)
 
 
 def _transition_endpoint(h: Handover, session: Session, response: Response) -> schemas.HandoverOut:
@@ -555,10 +580,10 @@ def set_checklist(
     now: Now,
     response: Response,
 ) -> schemas.ItemOut:
-    h = visibility.get_handover(session, principal, handover_id)
-    item = visibility.get_item(session, h, item_id)
-    signoff.set_checklist(session, h, item, key, done=body.done, note=body.note, principal=principal, now=now)
-    return _item_response(session, item, response)
+    v = visibility.see_handover(session, principal, handover_id)
+    item = visibility.get_item(session, v, item_id)
+    signoff.set_checklist(session, v.handover, item, key, done=body.done, note=body.note, principal=principal, now=now)
+    return _item_response(session, v, item, response)
 
 
 @router.post(
@@ -577,10 +602,10 @@ def sign_off(
     now: Now,
     response: Response,
 ) -> schemas.ItemOut:
-    h = visibility.get_handover(session, principal, handover_id, lock=True)
-    item = visibility.get_item(session, h, item_id)
-    signoff.sign_off(session, h, item, side=body.side, reason=body.reason, principal=principal, now=now)
-    return _item_response(session, item, response)
+    v = visibility.see_handover(session, principal, handover_id, lock=True)
+    item = visibility.get_item(session, v, item_id)
+    signoff.sign_off(session, v.handover, item, side=body.side, reason=body.reason, principal=principal, now=now)
+    return _item_response(session, v, item, response)
 
 
 @router.post(
@@ -634,7 +659,9 @@ _RESPONSES[406] = {**_RESPONSES[406], "description": "None of application/json, 
     name="handovers-report",
     summary="The handover report as JSON, CSV or printable HTML (by Accept)",
     description=(
-        "Every client with its successor, interim owner, status, risk, checklist and sign-offs. "
+        "Every client with its successor, interim owner, status, risk, checklist and sign-offs; a participant who "
+        "does not manage the handover (a successor or interim owner on another team's handover) gets only their own "
+        "clients, counted alone (`view: own`). "
         "`Accept: application/json` (the default, also for `*/*`), `text/csv` (a download, one row per client) "
         "or `text/html` (a document to print and sign). Anything else answers 406."
     ),
@@ -650,8 +677,9 @@ def handover_report(
             "This report is available as application/json, text/csv or text/html.",
             extra={"allowed": list(REPORT_FORMATS)},
         )
-    h = visibility.get_handover(session, principal, handover_id)
-    report = build_report(session, h, now=now)
+    v = visibility.see_handover(session, principal, handover_id)
+    h = v.handover
+    report = build_report(session, h, now=now, only=v.items() if v.own else None, view=v.scope)
     headers = {"Vary": "Accept", "Cache-Control": "private, no-store"}
     if media == CSV:
         headers["Content-Disposition"] = f'attachment; filename="handover-{h.id}.csv"'

@@ -7,6 +7,8 @@ from pydantic import BaseModel, Field, StrictBool, model_validator
 
 from app.core.types import ExternalId, InputModel, UtcTime
 
+# Which items a reader sees: every one, or (a participant who does not manage the handover) their own.
+View = Literal["all", "own"]
 Reason = Literal["resignation", "termination", "retirement", "role_change", "leave", "other"]
 HandoverStatus = Literal["draft", "planned", "approved", "executed", "completed", "cancelled", "undone"]
 ItemStatus = Literal["proposed", "approved", "transferred", "confirmed", "closed", "cancelled", "reverted"]
@@ -71,7 +73,10 @@ class ItemOut(BaseModel):
     risk_band: str | None = Field(description="low, medium, high or critical.")
     exposure: float | None = Field(description="Churn probability × annual value.")
     risk: dict[str, Any] = Field(description="The score's factors, contributions and mitigations.")
-    reasons: dict[str, Any] = Field(description="Cost breakdown of the chosen successor and the runner-up.")
+    reasons: dict[str, Any] = Field(
+        description="Cost breakdown of the chosen successor and the runner-up (the runner-up, a colleague's fit, is "
+        "left out for a participant who does not manage the handover)."
+    )
     manual: bool = Field(description="True when a person chose the successor (kept on re-planning).")
     override_reason: str | None
     forced: bool = Field(description="True when a hard constraint was overridden with force.")
@@ -126,11 +131,20 @@ class HandoverOut(BaseModel):
     undone_by: str | None
     undone_at: dt.datetime | None
     version: int
-    item_counts: dict[str, int] = Field(description="Items by status.")
-    risk_bands: dict[str, int] = Field(description="Items by risk band.")
-    total_exposure: float = Field(description="Sum over items of churn probability × annual value.")
-    needs_attention: int = Field(description="Items needing attention.")
+    item_counts: dict[str, int] = Field(description="Items by status (of the items `view` covers).")
+    risk_bands: dict[str, int] = Field(description="Items by risk band (of the items `view` covers).")
+    total_exposure: float = Field(
+        description="Sum over items of churn probability × annual value (of the items `view` covers)."
+    )
+    needs_attention: int = Field(description="Items needing attention (of the items `view` covers).")
     allowed_transitions: list[str] = Field(description="The statuses this handover may move to next.")
+    view: View = Field(
+        "all",
+        description="all: the counts and exposure cover every item (whoever manages the handover, hr, auditors, "
+        "admins, integrations, the leaver); own: only the caller's items, for a participant who receives some of "
+        "the clients (successor, interim owner or receiver) and does not manage the handover. Least privilege: "
+        "the size and exposure of the leaver's whole book are not a participant's to see.",
+    )
 
 
 class ReasonBody(InputModel):

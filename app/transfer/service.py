@@ -117,6 +117,23 @@ def record(
         pending.changes.append(change)
 
 
+def anchor_audit(
+    session: Session,
+    settings: Settings,
+    *,
+    now: dt.datetime,
+    reason: str,
+    head: tuple[int, str] | None = None,
+    verified: bool = False,
+) -> audit.Checkpoint | None:
+    """Signs the audit head as a checkpoint and sends it out as `audit.checkpoint`: the copy a database writer cannot
+    reach. A no-op without a signing key. Audit imports nothing but core, so its caller emits the event."""
+    cp = audit.checkpoint(session, settings, now=now, reason=reason, head=head, verified=verified)
+    if cp is not None:
+        notify.emit(session, "audit.checkpoint", cp.event(), now=now)
+    return cp
+
+
 def create_handover(
     session: Session,
     *,
@@ -311,6 +328,8 @@ def approve_many(
     pending.write(session, now)
     messaging.on_approved(session, ids, now=now, settings=settings)
     followups.create_for_handovers(session, hs, now=now, settings=settings)
+    if len(hs) > 1:
+        anchor_audit(session, settings, now=now, reason="joint_approval")
 
 
 def _grant_windows(session: Session, hs: Sequence[Handover], *, actor: str, now: dt.datetime) -> None:

@@ -6,7 +6,7 @@ import datetime as dt
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Select, and_, exists, false, func, or_, select, true
 from sqlalchemy.orm import Session
@@ -33,26 +33,29 @@ def handover_management(principal: Principal) -> Any:
     )
 
 
-def _participation(employee: str) -> Any:
-    """The leaver, or the successor or interim owner of one of its items (a client moves only to one of those)."""
-    involved = exists().where(
-        HandoverItem.handover_id == Handover.id,
-        or_(HandoverItem.successor_id == employee, HandoverItem.interim_owner_id == employee),
+def _own_items(employee: str) -> Any:
+    """The items an employee receives: as successor, interim owner or receiver (a client moves only to one of those)."""
+    return or_(
+        HandoverItem.successor_id == employee,
+        HandoverItem.interim_owner_id == employee,
+        HandoverItem.transferred_to_id == employee,
     )
-    return or_(Handover.leaver_id == employee, involved)
 
 
-def _rules(principal: Principal) -> tuple[Any, Any]:
-    """(manages, sees) as SQL; `sees` reuses `manages`, so a statement holding both has one subtree CTE."""
+def _participation(employee: str) -> Any:
+    """The employee receives one of the handover's items."""
+    return exists().where(HandoverItem.handover_id == Handover.id, _own_items(employee))
+
+
+def _rules(principal: Principal) -> tuple[Any, Any, Any]:
+    """(manages, sees every item, sees) as SQL; each reuses `manages`, so a statement holding them has one subtree
+    CTE. Every item: whoever manages the handover, and the leaver (they hand all of it over); the handover itself
+    also its participants (a manager may be a successor elsewhere), who see their own items only (`HandoverView`)."""
     manages = handover_management(principal)
     if principal.unrestricted or principal.employee is None:
-        return manages, manages
-    return manages, or_(manages, _participation(principal.employee))
-
-
-def handover_visibility(principal: Principal) -> Any:
-    """Who sees a handover: whoever manages it, and its participants (a manager may be a successor elsewhere)."""
-    return _rules(principal)[1]
+        return manages, manages, manages
+    whole = or_(manages, Handover.leaver_id == principal.employee)
+    return manages, whole, or_(whole, _participation(principal.employee))
 
 
 def manages(session: Session, principal: Principal, h: Handover) -> bool:
@@ -66,28 +69,60 @@ def manages(session: Session, principal: Principal, h: Handover) -> bool:
     return session.scalar(select(Handover.id).where(Handover.id == h.id, handover_management(principal))) is not None
 
 
+@dataclass(frozen=True)
+class HandoverView:
+    """A handover as one principal sees it: `own` is the employee whose items alone they see (a participant who neither
+    manages nor leaves it: least privilege, the other clients of the leaver are not theirs), None for every item."""
+
+    handover: Handover
+    manages: bool
+    own: str | None = None
+
+    @property
+    def scope(self) -> Literal["all", "own"]:
+        return "all" if self.own is None else "own"
+
+    def items(self) -> Any:
+        """The items this view shows, as SQL on HandoverItem."""
+        return true() if self.own is None else _own_items(self.own)
+
+
+def _views(principal: Principal, rows: Any) -> list[HandoverView]:
+    return [HandoverView(h, bool(m), None if w else principal.employee) for h, m, w in rows]
+
+
 def _visible_rows(
     session: Session, principal: Principal, handover_ids: Sequence[int], *, lock: bool
-) -> list[tuple[Handover, bool]]:
-    managing, sees = _rules(principal)
-    stmt = select(Handover, managing.label("manages")).where(Handover.id.in_(handover_ids), sees).order_by(Handover.id)
+) -> list[HandoverView]:
+    managing, whole, sees = _rules(principal)
+    stmt = (
+        select(Handover, managing.label("manages"), whole.label("whole"))
+        .where(Handover.id.in_(handover_ids), sees)
+        .order_by(Handover.id)
+    )
     if lock:
         stmt = stmt.with_for_update()
-    return [(h, bool(m)) for h, m in session.execute(stmt)]
+    return _views(principal, session.execute(stmt))
+
+
+def see_handover(
+    session: Session, principal: Principal, handover_id: int, *, lock: bool = False, manage: str | None = None
+) -> HandoverView:
+    """A handover the principal sees, else 404, with the items they see. With `manage` (the 403 detail), one they
+    manage: a participant who does not manage it (a manager named successor on another team's handover) gets 403."""
+    rows = _visible_rows(session, principal, [handover_id], lock=lock)
+    if not rows:
+        raise NotFound(f"No handover {handover_id}.")
+    if manage is not None and not rows[0].manages:
+        raise Forbidden(manage)
+    return rows[0]
 
 
 def get_handover(
     session: Session, principal: Principal, handover_id: int, *, lock: bool = False, manage: str | None = None
 ) -> Handover:
-    """A handover the principal sees, else 404. With `manage` (the 403 detail), one they manage: a participant who
-    does not manage it (a manager named successor on another team's handover) gets 403."""
-    rows = _visible_rows(session, principal, [handover_id], lock=lock)
-    if not rows:
-        raise NotFound(f"No handover {handover_id}.")
-    h, managed = rows[0]
-    if manage is not None and not managed:
-        raise Forbidden(manage)
-    return h
+    """`see_handover`'s handover."""
+    return see_handover(session, principal, handover_id, lock=lock, manage=manage).handover
 
 
 def get_handovers(
@@ -103,7 +138,7 @@ def get_handovers(
     without managing them, like `get_handover` for one."""
     wanted = list(dict.fromkeys(handover_ids))
     rows = _visible_rows(session, principal, wanted, lock=lock)
-    found = {h.id: h for h, _ in rows}
+    found = {v.handover.id: v.handover for v in rows}
     missing = [hid for hid in wanted if hid not in found]
     if missing:
         raise NotFound(
@@ -111,7 +146,7 @@ def get_handovers(
             extra={"handover_ids": missing},
         )
     if manage is not None:
-        unmanaged = [h.id for h, managed in rows if not managed]
+        unmanaged = [v.handover.id for v in rows if not v.manages]
         if unmanaged:
             raise Forbidden(manage, extra={"handover_ids": unmanaged})
     return [found[hid] for hid in wanted]
@@ -123,8 +158,12 @@ def can_approve(principal: Principal, h: Handover) -> bool:
     return principal.role == "manager" and principal.employee is not None and principal.employee == h.manager_id
 
 
-def get_item(session: Session, h: Handover, item_id: int) -> HandoverItem:
-    item = session.scalar(select(HandoverItem).where(HandoverItem.id == item_id, HandoverItem.handover_id == h.id))
+def get_item(session: Session, view: HandoverView, item_id: int) -> HandoverItem:
+    """An item the view shows, else 404: to a participant another receiver's item is outside their reach."""
+    h = view.handover
+    item = session.scalar(
+        select(HandoverItem).where(HandoverItem.id == item_id, HandoverItem.handover_id == h.id, view.items())
+    )
     if item is None:
         raise NotFound(f"No item {item_id} in handover {h.id}.")
     return item
@@ -138,8 +177,9 @@ class Counts:
     exposure: float
 
 
-def counts(session: Session, handover_ids: Sequence[int]) -> dict[int, Counts]:
-    """Items by status and band, attention and exposure, for a page of handovers in one query."""
+def counts(session: Session, handover_ids: Sequence[int], *, where: Any = None) -> dict[int, Counts]:
+    """Items by status and band, attention and exposure, for a page of handovers in one query (only the items
+    `where` holds for, when given)."""
     if not handover_ids:
         return {}
     rows = session.execute(
@@ -151,7 +191,7 @@ def counts(session: Session, handover_ids: Sequence[int]) -> dict[int, Counts]:
             func.count(),
             func.coalesce(func.sum(HandoverItem.exposure), 0),
         )
-        .where(HandoverItem.handover_id.in_(handover_ids))
+        .where(HandoverItem.handover_id.in_(handover_ids), true() if where is None else where)
         .group_by(HandoverItem.handover_id, HandoverItem.status, HandoverItem.risk_band, HandoverItem.needs_attention)
     ).all()
     statuses: dict[int, Counter[str]] = defaultdict(Counter)
@@ -167,6 +207,19 @@ def counts(session: Session, handover_ids: Sequence[int]) -> dict[int, Counts]:
     return {i: Counts(dict(statuses[i]), dict(bands[i]), attention[i], round(exposure[i], 2)) for i in handover_ids}
 
 
+def view_counts(session: Session, views: Sequence[HandoverView]) -> dict[int, Counts]:
+    """`counts` over the items each view shows: a participant's header adds up their own items, not the leaver's
+    whole book (its size and exposure are the leaver's managers' to see)."""
+    shown: list[Any] = []
+    every = [v.handover.id for v in views if v.own is None]
+    if every:
+        shown.append(HandoverItem.handover_id.in_(every))
+    for emp in sorted({v.own for v in views if v.own is not None}):
+        ids = [v.handover.id for v in views if v.own == emp]
+        shown.append(and_(HandoverItem.handover_id.in_(ids), _own_items(emp)))
+    return counts(session, [v.handover.id for v in views], where=or_(*shown) if shown else None)
+
+
 @dataclass(frozen=True)
 class HandoverFilter:
     status: str | None = None
@@ -178,8 +231,9 @@ class HandoverFilter:
 
 def list_handovers(
     session: Session, principal: Principal, flt: HandoverFilter, *, limit: int, offset: int
-) -> list[Handover]:
-    stmt = select(Handover).where(handover_visibility(principal))
+) -> list[HandoverView]:
+    managing, whole, sees = _rules(principal)
+    stmt = select(Handover, managing.label("manages"), whole.label("whole")).where(sees)
     if flt.status:
         stmt = stmt.where(Handover.status == flt.status)
     if flt.leaver:
@@ -190,7 +244,7 @@ def list_handovers(
         stmt = stmt.where(Handover.effective_at >= flt.effective_from)
     if flt.effective_to:
         stmt = stmt.where(Handover.effective_at < flt.effective_to)
-    return list(session.scalars(stmt.order_by(Handover.id.desc()).limit(limit).offset(offset)))
+    return _views(principal, session.execute(stmt.order_by(Handover.id.desc()).limit(limit).offset(offset)))
 
 
 @dataclass(frozen=True)
@@ -202,12 +256,12 @@ class ItemFilter:
 
 
 def list_items(
-    session: Session, h: Handover, flt: ItemFilter, *, limit: int, offset: int
+    session: Session, view: HandoverView, flt: ItemFilter, *, limit: int, offset: int
 ) -> list[tuple[HandoverItem, Client]]:
     stmt = (
         select(HandoverItem, Client)
         .join(Client, Client.external_id == HandoverItem.client_id)
-        .where(HandoverItem.handover_id == h.id)
+        .where(HandoverItem.handover_id == view.handover.id, view.items())
     )
     if flt.status:
         stmt = stmt.where(HandoverItem.status == flt.status)

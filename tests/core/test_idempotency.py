@@ -106,3 +106,60 @@ def test_keys_expire_after_a_day(client: TestClient, auth: Any, db: Database, cl
     clock.set(clock.now() + dt.timedelta(hours=2))
     run_once(db, clock)
     assert count(db, IdempotencyKey) == 0
+
+
+# ---- a replay passes the same checks as the route: the token, the leaver gate, the scopes --------------
+
+
+def test_a_leavers_replay_is_refused_and_writes_nothing(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, company: Any
+) -> None:
+    h = {**auth("manager", emp="m1"), "Idempotency-Key": "m1-opens-e0"}
+    first = client.post("/v1/handovers", json=BODY, headers=h)
+    assert first.status_code == 201, first.text
+    m1_exit = clock.now() + dt.timedelta(days=1)
+    r = client.post(
+        "/v1/handovers",
+        json={"leaver": "m1", "reason": "resignation", "effective_at": m1_exit.isoformat()},
+        headers=auth("hr"),
+    )
+    assert r.status_code == 201, r.text
+    assert client.post("/v1/handovers", json=BODY, headers=h).headers["idempotent-replayed"] == "true"
+    clock.set(m1_exit)
+    handovers, audits, keys = count(db, Handover), count(db, AuditEntry), count(db, IdempotencyKey)
+    replay = client.post("/v1/handovers", json=BODY, headers=h)
+    assert replay.status_code == 403, replay.text
+    assert replay.headers["content-type"].startswith("application/problem+json")
+    assert "idempotent-replayed" not in replay.headers and "has left" in replay.json()["detail"]
+    assert (count(db, Handover), count(db, AuditEntry), count(db, IdempotencyKey)) == (handovers, audits, keys)
+    other_key = client.post("/v1/handovers", json=BODY, headers={**h, "Idempotency-Key": "m1-new-key"})
+    assert other_key.status_code == 403 and count(db, IdempotencyKey) == keys
+
+
+def test_a_replay_without_the_routes_scope_is_refused(
+    client: TestClient, auth: Any, db: Database, company: Any
+) -> None:
+    key = {"Idempotency-Key": "narrowed"}
+    first = client.post("/v1/handovers", json=BODY, headers={**auth("hr", sub="h1"), **key})
+    assert first.status_code == 201, first.text
+    for narrowed in ("handovers:read", "directory:write handovers:read", ""):
+        replay = client.post("/v1/handovers", json=BODY, headers={**auth("hr", sub="h1", scope=narrowed), **key})
+        assert replay.status_code == 403, replay.text
+        assert "handovers:write" in replay.json()["detail"] and "idempotent-replayed" not in replay.headers
+    # An integration token of the same subject string is another principal; without the scope it is refused too.
+    machine = client.post("/v1/handovers", json=BODY, headers={**auth("integration", sub="h1", scope=""), **key})
+    assert machine.status_code == 403
+    assert count(db, Handover) == 1
+
+
+def test_a_replay_with_an_expired_or_forged_token_is_a_401(
+    client: TestClient, auth: Any, settings: Any, db: Database, company: Any
+) -> None:
+    h = {**auth("hr", sub="h2"), "Idempotency-Key": "forged"}
+    assert client.post("/v1/handovers", json=BODY, headers=h).status_code == 201
+    bearer = h["Authorization"]
+    for bad in (bearer + "!!!", bearer[:-2] + ("AA" if not bearer.endswith("AA") else "BB")):
+        replay = client.post("/v1/handovers", json=BODY, headers={**h, "Authorization": bad})
+        assert replay.status_code == 401, replay.text
+        assert replay.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+    assert count(db, Handover) == 1

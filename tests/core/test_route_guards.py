@@ -9,6 +9,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.core.auth import required_scopes
 from app.core.routes import iter_api_routes
 
 # Routes that authenticate otherwise (or not at all), by design.
@@ -59,3 +60,13 @@ def test_every_route_needs_a_token_and_its_scope(client: TestClient, app: FastAP
 @pytest.mark.parametrize("path", ["/healthz", "/readyz"])
 def test_health_is_public(client: TestClient, path: str) -> None:
     assert client.get(path).status_code == 200
+
+
+def test_required_scopes_read_from_each_route_match_the_contract(app: FastAPI) -> None:
+    """The Idempotency-Key middleware checks these scopes before a replay: they are the ones each route asks for."""
+    paths = app.openapi()["paths"]
+    for route in iter_api_routes(app):
+        for method in route.methods - {"HEAD", "OPTIONS"}:
+            security = paths[route.path][method.lower()].get("security")
+            expected = None if security is None else frozenset(s for req in security for s in req.get("bearerAuth", []))
+            assert required_scopes(route.dependant) == expected, (method, route.path)

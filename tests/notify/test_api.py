@@ -332,9 +332,10 @@ def test_ack_link_secret_settings() -> None:
         Settings(environment="production", jwt_secret="p" * 40, ack_link_secret="short")
     with pytest.raises(ValidationError, match="ack_link_secret is required"):
         Settings(environment="production", jwt_algorithms=["RS256"], jwt_public_key="pem")
-    derived = Settings(environment="production", jwt_secret="p" * 40)
+    key = "A" * 43 + "="  # production needs an audit signing key (any 32 bytes here)
+    derived = Settings(environment="production", jwt_secret="p" * 40, audit_signing_key=key)
     assert derived.ack_link_key not in (b"p" * 40, b"")  # derived, not the JWT secret itself
-    explicit = Settings(environment="production", jwt_secret="p" * 40, ack_link_secret="a" * 40)
+    explicit = Settings(environment="production", jwt_secret="p" * 40, ack_link_secret="a" * 40, audit_signing_key=key)
     assert explicit.ack_link_key == b"a" * 40
     with pytest.raises(ValidationError, match="delivery_lease_seconds"):
         Settings(outbound_timeout_seconds=30, delivery_lease_seconds=60)

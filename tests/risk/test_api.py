@@ -10,7 +10,10 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from app.core.clock import ManualClock
+from app.core.db import Database
 from app.risk import model as rm
+from app.risk.models import RiskModelVersion
 from app.risk.router import get_outcome_source
 from tests.risk.test_model import synthetic_outcomes
 
@@ -137,31 +140,50 @@ def test_get_model_describes_every_feature(client: TestClient, auth: Any) -> Non
     assert client.get("/v1/risk/model?version=7", headers=auth("hr")).status_code == 404
 
 
-def test_put_makes_a_new_active_version_and_keeps_the_old(client: TestClient, auth: Any, company: Any) -> None:
+def test_put_saves_a_draft_that_only_activation_makes_active(client: TestClient, auth: Any, company: Any) -> None:
+    """PUT used to activate the new weights at once; now it stores a draft that scores nothing until activated."""
     weights = {**rm.DEFAULT_MODEL.as_dict()["weights"], "single_threaded": 2.0}
     r = client.put("/v1/risk/model", json=_model(weights=weights, note="single-threading hurts"), headers=auth())
     assert r.status_code == 200, r.text
     body = r.json()
     assert (body["version"], body["status"], body["source"], body["note"]) == (
         2,
-        "active",
+        "draft",
         "manual",
         "single-threading hurts",
     )
-    assert body["created_by"] == "admin:test-admin"
-    assert client.get("/v1/risk/model", headers=auth("hr")).json()["weights"]["single_threaded"] == 2.0
+    assert (body["created_by"], body["activated_by"], body["activated_at"]) == ("admin:test-admin", None, None)
+    active = client.get("/v1/risk/model", headers=auth("hr")).json()
+    assert (active["version"], active["status"], active["weights"]["single_threaded"]) == (1, "active", 0.8)
+    assert client.get("/v1/clients/c0/risk", headers=auth("hr")).json()["model_version"] == 1
     again = client.put("/v1/risk/model", json=_model(weights=weights, note="retried"), headers=auth())
     assert (again.status_code, again.json()["version"], again.json()["note"]) == (200, 2, "single-threading hurts")
+    assert again.json()["status"] == "draft"
+    versions = client.get("/v1/risk/model/versions", headers=auth("hr")).json()
+    assert [(v["version"], v["status"]) for v in versions["items"]] == [(2, "draft"), (1, "active")]
+    assert "weights" not in versions["items"][0]
+    r = client.post("/v1/risk/model/versions/2/activate", headers=auth())
+    assert r.status_code == 200 and (r.json()["status"], r.json()["activated_by"]) == ("active", "admin:test-admin")
+    assert client.get("/v1/risk/model", headers=auth("hr")).json()["weights"]["single_threaded"] == 2.0
     versions = client.get("/v1/risk/model/versions", headers=auth("hr")).json()
     assert [(v["version"], v["status"]) for v in versions["items"]] == [(2, "active"), (1, "retired")]
-    assert "weights" not in versions["items"][0]
     old = client.get("/v1/risk/model?version=1", headers=auth("hr")).json()
     assert old["status"] == "retired" and old["weights"]["single_threaded"] == 0.8
     assert client.get("/v1/clients/c0/risk", headers=auth("hr")).json()["model_version"] == 2
+    same = client.put("/v1/risk/model", json=_model(weights=weights), headers=auth())
+    assert (same.status_code, same.json()["version"], same.json()["status"]) == (200, 2, "active")
     audit = client.get("/v1/audit", params={"entity_type": "risk_model"}, headers=auth("auditor")).json()["items"]
-    assert {a["action"] for a in audit} == {"risk_model.created", "risk_model.activated"}
+    assert sorted(a["action"] for a in audit) == ["risk_model.activated", "risk_model.created"]
     page = client.get("/v1/risk/model/versions?limit=1", headers=auth("hr")).json()
     assert len(page["items"]) == 1 and page["next_offset"] == 1
+
+
+def test_weights_up_to_the_bound_are_saved(client: TestClient, auth: Any, company: Any) -> None:
+    w = rm.DEFAULT_MODEL.as_dict()["weights"]
+    body = _model(intercept=-rm.WEIGHT_LIMIT, weights={**w, "exfiltration_alert": rm.WEIGHT_LIMIT, "tier_key": -20})
+    r = client.put("/v1/risk/model", json=body, headers=auth())
+    assert r.status_code == 200 and r.json()["status"] == "draft", r.text
+    assert client.post(f"/v1/risk/model/versions/{r.json()['version']}/activate", headers=auth()).status_code == 200
 
 
 def _bad_puts() -> list[tuple[dict[str, Any], list[Any]]]:
@@ -178,6 +200,11 @@ def _bad_puts() -> list[tuple[dict[str, Any], list[Any]]]:
             ["body", "mitigations", 0, "when", "factor"],
         ),
         (_model(weights={**w, "open_issues": "lots"}), ["body", "weights", "open_issues"]),
+        # Finite but absurd: saved and activated at once before weights were bounded.
+        (_model(weights={**w, "single_threaded": 1e308}), ["body", "weights", "single_threaded"]),
+        (_model(weights={**w, "tier_key": -20.5}), ["body", "weights", "tier_key"]),
+        (_model(intercept=-1e300), ["body", "intercept"]),
+        (_model(intercept=21.0), ["body", "intercept"]),
         (_model(surprise=1), ["body", "surprise"]),
     ]
 
@@ -213,7 +240,8 @@ def test_only_admins_change_the_model(client: TestClient, auth: Any) -> None:
 
 
 def test_activate_rolls_back(client: TestClient, auth: Any, company: Any) -> None:
-    assert client.put("/v1/risk/model", json=_model(intercept=-3.0), headers=auth()).status_code == 200
+    assert client.put("/v1/risk/model", json=_model(intercept=-3.0), headers=auth()).json()["status"] == "draft"
+    assert client.post("/v1/risk/model/versions/2/activate", headers=auth()).json()["status"] == "active"
     r = client.post("/v1/risk/model/versions/1/activate", headers=auth())
     assert r.status_code == 200, r.text
     assert (r.json()["version"], r.json()["status"]) == (1, "active")
@@ -221,6 +249,33 @@ def test_activate_rolls_back(client: TestClient, auth: Any, company: Any) -> Non
     again = client.post("/v1/risk/model/versions/1/activate", headers=auth())
     assert again.status_code == 200 and again.json()["activated_at"] == r.json()["activated_at"]
     assert client.post("/v1/risk/model/versions/9/activate", headers=auth()).status_code == 404
+
+
+def test_a_version_stored_beyond_the_bound_reads_but_does_not_activate(
+    client: TestClient, auth: Any, company: Any, db: Database, clock: ManualClock
+) -> None:
+    """A version saved before the bound (weights up to 1e308) stays readable; activating it answers 409."""
+    assert client.put("/v1/risk/model", json=_model(intercept=-3.0), headers=auth()).json()["version"] == 2
+    with db.session() as s:
+        data = rm.DEFAULT_MODEL.as_dict()
+        data["weights"]["single_threaded"] = 1e308
+        s.add(
+            RiskModelVersion(
+                version=3,
+                weights=data,
+                status="retired",
+                source="manual",
+                created_by="admin:legacy",
+                created_at=clock.now(),
+            )
+        )
+        s.commit()
+    r = client.get("/v1/risk/model?version=3", headers=auth("hr"))
+    assert r.status_code == 200 and r.json()["weights"]["single_threaded"] == 1e308, r.text
+    r = client.post("/v1/risk/model/versions/3/activate", headers=auth())
+    assert r.status_code == 409 and r.headers["content-type"].startswith(PROBLEM), r.text
+    assert "weights.single_threaded" in r.json()["detail"]
+    assert client.get("/v1/risk/model", headers=auth("hr")).json()["version"] == 1
 
 
 # ---- fitting -----------------------------------------------------------------------------------------

@@ -250,6 +250,29 @@ def test_validation_lists_every_problem() -> None:
 
 
 @pytest.mark.parametrize(
+    ("change", "where"),
+    [
+        ({"intercept": 20.5}, ("intercept",)),
+        ({"intercept": -1e300}, ("intercept",)),
+        ({"weights": {"single_threaded": 1e308}}, ("weights", "single_threaded")),
+        ({"weights": {"tier_key": -20.001}}, ("weights", "tier_key")),
+        ({"weights": {"reason_termination": 25.0, "exfiltration_alert": 21.0}}, ("weights", "exfiltration_alert")),
+    ],
+)
+def test_weights_and_intercept_are_bounded(change: dict[str, Any], where: tuple[str, ...]) -> None:
+    """|w| <= 20: finite but absurd weights (1e308) were valid, and a logit of 2e308 is inf (inf - inf is NaN)."""
+    data = DEFAULT_MODEL.as_dict()
+    data["intercept"] = change.get("intercept", data["intercept"])
+    data["weights"].update(change.get("weights", {}))
+    problems = _problems(data)
+    assert where in problems and "±20" in problems[where]
+    assert validate_model(data, bounded=False).as_dict() == data  # how a version stored before the bound reads
+    at_bound = DEFAULT_MODEL.as_dict()
+    at_bound["intercept"], at_bound["weights"]["tier_key"] = -rm.WEIGHT_LIMIT, rm.WEIGHT_LIMIT
+    validate_model(at_bound)
+
+
+@pytest.mark.parametrize(
     ("thresholds", "where"),
     [
         ({"medium": 0.0, "high": 0.4, "critical": 0.6}, ("thresholds", "medium")),
@@ -414,6 +437,16 @@ def test_fit_refuses_what_it_cannot_learn_from() -> None:
         rm.fit(rows[:5])
     with pytest.raises(ValueError, match="l2"):
         rm.fit(rows, l2=-1)
+
+
+def test_fit_refuses_weights_beyond_the_bound() -> None:
+    """An alert on exactly the clients that churned, without a penalty: the weight runs away, and the fit says to
+    penalise instead of storing it."""
+    rows = [(Factors(exfiltration_alert=bool(i % 2)), bool(i % 2)) for i in range(400)]
+    with pytest.raises(ValueError, match=r"exfiltration_alert.*beyond ±20.*larger l2"):
+        rm.fit(rows, l2=0.0)
+    fitted, _ = rm.fit(rows, l2=1.0)
+    assert 0 < fitted.weights["exfiltration_alert"] <= rm.WEIGHT_LIMIT
 
 
 def test_auc_is_mann_whitney() -> None:

@@ -202,7 +202,11 @@ def test_versions_are_kept_activated_and_audited(company: Any, session: Session)
     data = rm.DEFAULT_MODEL.as_dict()
     data["weights"]["exfiltration_alert"] = 3.0
     v2 = service.put_model(session, data, actor="admin:a", now=START, note="alerts matter more")
-    assert (v2.version, v2.status, v2.source, v2.note) == (2, "active", "manual", "alerts matter more")
+    assert (v2.version, v2.status, v2.source, v2.note) == (2, "draft", "manual", "alerts matter more")
+    assert service.active_model(session).version == 1  # a saved model is a draft until activated
+    assert service.put_model(session, data, actor="admin:a", now=START).version == 2  # a retry adds nothing
+    assert [v.status for v in service.list_versions(session, limit=10, offset=0)] == ["draft", "active"]
+    assert service.activate(session, 2, actor="admin:a", now=START).status == "active"
     assert service.active_model(session).model.weights["exfiltration_alert"] == 3.0
     assert [v.status for v in service.list_versions(session, limit=10, offset=0)] == ["active", "retired"]
     bad = {**data, "weights": {**data["weights"], "satisfaction_deficit": -1}}
@@ -258,28 +262,43 @@ def test_fit_stores_a_draft_with_its_figures(company: Any, session: Session) -> 
 
 
 def test_concurrent_changes_leave_exactly_one_active_version(company: Any, db: Database) -> None:
-    """Two admins PUT at once: both versions are kept, numbered apart, and one of them is active."""
+    """Two admins PUT at once: both drafts are kept, numbered apart; then both activate theirs at once: one of them is
+    active, the other and the first version retired."""
     import threading
 
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
+    def together(work: Any, args: list[Any]) -> None:
+        barrier = threading.Barrier(len(args))
+        errors: list[BaseException] = []
 
-    def put(intercept: float) -> None:
-        try:
-            with db.session() as s:
-                barrier.wait(timeout=10)
-                data = {**rm.DEFAULT_MODEL.as_dict(), "intercept": intercept}
-                service.put_model(s, data, actor="admin:x", now=START)
-                s.commit()
-        except BaseException as exc:
-            errors.append(exc)
+        def run(arg: Any) -> None:
+            try:
+                with db.session() as s:
+                    barrier.wait(timeout=10)
+                    work(s, arg)
+                    s.commit()
+            except BaseException as exc:
+                errors.append(exc)
 
-    threads = [threading.Thread(target=put, args=(x,)) for x in (-4.0, -3.0)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert errors == []
-    with db.session() as s:
-        rows = s.execute(select(RiskModelVersion.version, RiskModelVersion.status).order_by(RiskModelVersion.version))
-        assert [tuple(r) for r in rows] == [(1, "retired"), (2, "retired"), (3, "active")]
+        threads = [threading.Thread(target=run, args=(a,)) for a in args]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert errors == []
+
+    def put(s: Session, intercept: float) -> None:
+        service.put_model(s, {**rm.DEFAULT_MODEL.as_dict(), "intercept": intercept}, actor="admin:x", now=START)
+
+    def activate(s: Session, version: int) -> None:
+        service.activate(s, version, actor="admin:x", now=START)
+
+    def statuses() -> list[tuple[int, str]]:
+        with db.session() as s:
+            v = RiskModelVersion
+            return [(int(n), str(st)) for n, st in s.execute(select(v.version, v.status).order_by(v.version))]
+
+    together(put, [-4.0, -3.0])
+    assert statuses() == [(1, "active"), (2, "draft"), (3, "draft")]
+    together(activate, [2, 3])
+    after = statuses()
+    assert after[0] == (1, "retired") and sorted(st for _, st in after[1:]) == ["active", "retired"]

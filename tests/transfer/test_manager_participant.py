@@ -1,14 +1,16 @@
 """A manager named successor or interim owner on another team's handover: sees it and does their part, manages nothing.
 
 e0 (m1's team) leaves; m1 names m2 (who manages x1, another team) successor on item A and interim owner on item C.
-m2 may read the handover, tick A's and C's checklists and sign their incoming sides; every write that manages the
-handover answers 403 (problem+json) and leaves the database as it was. m3, a manager neither managing nor involved,
-still gets 404; m1 keeps every right.
+m2 may read the handover's header (aggregates over A and C only), list, read and report A and C and no other item
+(404), tick A's and C's checklists and sign their incoming sides; every write that manages the handover answers 403
+(problem+json) and leaves the database as it was. m3, a manager neither managing nor involved, still gets 404; m1,
+the managers above m1 and the leaver see every item, and m1 keeps every right.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -91,17 +93,125 @@ def approve_as_m1(client: TestClient, auth: Any, hid: int) -> None:
     assert r.status_code == 200, r.text
 
 
-def test_a_participant_manager_sees_the_handover_and_its_items(client: TestClient, auth: Any, shared: Any) -> None:
-    hid, m2 = shared["hid"], auth("manager", emp="m2")
-    r = client.get(f"/v1/handovers/{hid}", headers=m2)
+def header_of(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The header's aggregates as they must be over exactly these items."""
+    statuses: Counter[str] = Counter(it["status"] for it in items)
+    bands: Counter[str] = Counter(it["risk_band"] or "unscored" for it in items)
+    return {
+        "item_counts": dict(statuses),
+        "risk_bands": dict(bands),
+        "needs_attention": sum(1 for it in items if it["needs_attention"]),
+        "total_exposure": round(sum(it["exposure"] or 0 for it in items), 2),
+    }
+
+
+def assert_sees_only(client: TestClient, auth: Any, hid: int, who: dict[str, str], mine: list[int]) -> None:
+    """`who` sees the handover's header with aggregates over `mine`, lists, reaches and reports only `mine`; every
+    other item answers 404 (problem+json), as an item of a handover they cannot see would."""
+    every = client.get(f"/v1/handovers/{hid}/items", headers=auth()).json()["items"]
+    assert set(mine) < {it["id"] for it in every}
+    own = [it for it in every if it["id"] in mine]
+    r = client.get(f"/v1/handovers/{hid}/items", headers=who)
+    assert r.status_code == 200 and [it["id"] for it in r.json()["items"]] == sorted(mine), r.status_code
+    assert all("runner_up" not in it["reasons"] for it in r.json()["items"])  # a colleague's fit, not theirs
+    for it in every:
+        r = client.get(f"/v1/handovers/{hid}/items/{it['id']}", headers=who)
+        if it["id"] in mine:
+            assert r.status_code == 200 and r.json()["client"] == it["client"], r.text
+        else:
+            assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json"), r.text
+    report = client.get(f"/v1/handovers/{hid}/report", headers=who)
+    assert report.status_code == 200, report.text
+    body = report.json()
+    assert body["view"] == "own"
+    assert sorted(it["id"] for it in body["items"]) == sorted(mine)
+    assert (
+        body["counts"]["items"]
+        == len(mine)
+        == sum(s["clients"] for s in body["successors"]) + sum(1 for it in own if it["successor"] is None)
+    )
+    theirs = {it["client"] for it in own}
+    others = {it["client"] for it in every} - theirs
+    csv = client.get(f"/v1/handovers/{hid}/report", headers={**who, "Accept": "text/csv"}).text
+    assert len(csv.strip().splitlines()) == 1 + len(mine)
+    assert {line.split(",")[5] for line in csv.strip().splitlines()[1:]} == theirs
+    html = client.get(f"/v1/handovers/{hid}/report", headers={**who, "Accept": "text/html"}).text
+    assert "Only the clients you receive" in html
+    names = {it["client"]: it["client_name"] for it in every}
+    assert all(f"{names[c]} <small>{c} " in html for c in theirs)
+    assert not any(f"<small>{c} " in html for c in others)
+    r = client.get(f"/v1/handovers/{hid}", headers=who)
     assert r.status_code == 200, r.text
-    assert r.json()["manager"] == "m1"
-    listed = client.get(f"/v1/handovers/{hid}/items", headers=m2)
-    assert listed.status_code == 200 and [it["id"] for it in listed.json()["items"]] == shared["items"]
-    r = client.get(f"/v1/handovers/{hid}/items/{shared['a']}", headers=m2)
-    assert r.status_code == 200 and r.json()["successor"] == "m2"
-    assert client.get(f"/v1/handovers/{hid}/report", headers=m2).status_code == 200
-    assert hid in [h["id"] for h in client.get("/v1/handovers", headers=m2).json()["items"]]
+    header = r.json()
+    assert {k: header.get(k) for k in header_of(own)} == header_of(own)
+    assert header["manager"] == "m1" and header["view"] == "own"
+    listed = [h for h in client.get("/v1/handovers", headers=who).json()["items"] if h["id"] == hid]
+    assert listed == [header]
+
+
+def test_a_participant_manager_sees_the_header_and_only_their_own_items(
+    client: TestClient, auth: Any, shared: Any
+) -> None:
+    """m2 receives A (successor) and C (interim owner) of e0's 8 clients. Before, m2 listed all 8 with their risk,
+    exposure and every other successor's cost breakdown, reached any of them by id and downloaded the full report;
+    the README promises a participant only their own items (least privilege)."""
+    assert_sees_only(client, auth, shared["hid"], auth("manager", emp="m2"), [shared["a"], shared["c"]])
+
+
+def test_a_participant_account_manager_sees_only_their_own_items(client: TestClient, auth: Any, shared: Any) -> None:
+    """e1, an account manager who is successor on some of e0's clients, sees those and no other; after execution as
+    their receiver too."""
+    hid = shared["hid"]
+    every = client.get(f"/v1/handovers/{hid}/items", headers=auth()).json()["items"]
+    mine = [it["id"] for it in every if "e1" in (it["successor"], it["interim_owner"])]
+    assert 0 < len(mine) < len(every)
+    e1 = auth("account_manager", emp="e1")
+    assert_sees_only(client, auth, hid, e1, mine)
+    approve_as_m1(client, auth, hid)
+    assert_sees_only(client, auth, hid, e1, mine)
+
+
+def test_the_leaver_and_those_who_manage_see_every_item(client: TestClient, auth: Any, shared: Any) -> None:
+    """The leaver hands every client over, so sees them all; so do the managers up the chain, hr and auditors."""
+    hid = shared["hid"]
+    for who in (
+        auth("account_manager", emp="e0"),
+        auth("manager", emp="m1"),
+        auth("manager", emp="ceo"),
+        auth("hr"),
+        auth("auditor"),
+    ):
+        r = client.get(f"/v1/handovers/{hid}", headers=who)
+        assert r.status_code == 200 and r.json()["view"] == "all", r.text
+        assert sum(r.json()["item_counts"].values()) == len(shared["items"])
+        items = client.get(f"/v1/handovers/{hid}/items", headers=who).json()["items"]
+        assert [it["id"] for it in items] == shared["items"]
+        assert any(it["reasons"].get("runner_up") for it in items)
+        report = client.get(f"/v1/handovers/{hid}/report", headers=who).json()
+        assert report["view"] == "all" and report["counts"]["items"] == len(shared["items"])
+
+
+def test_a_participant_reaches_no_other_item_by_any_other_route(
+    client: TestClient, auth: Any, clock: ManualClock, db: Database, shared: Any
+) -> None:
+    """Follow-ups, the retention report, notifications and client risk: after execution m2 sees A's and C's clients
+    there and no other of e0's clients (these rules already held; the test keeps them)."""
+    hid, m2 = shared["hid"], auth("manager", emp="m2")
+    every = {it["id"]: it for it in client.get(f"/v1/handovers/{hid}/items", headers=auth()).json()["items"]}
+    mine = {every[shared["a"]]["client"], every[shared["c"]]["client"]}
+    approve_as_m1(client, auth, hid)
+    clock.set(EFFECTIVE)
+    run_once(db, clock)
+    clock.set(EFFECTIVE + dt.timedelta(days=1))
+    ups = client.get("/v1/follow-ups", params={"handover": hid, "limit": 200}, headers=m2).json()["items"]
+    assert ups and {f["client"] for f in ups} == mine
+    retention = client.get("/v1/reports/retention", headers=m2).json()
+    assert retention["total"]["handed_over"] == 2
+    assert hid not in {n["handover_id"] for n in client.get("/v1/notifications", headers=m2).json()["items"]}
+    for item in every.values():
+        status = 200 if item["client"] in mine else 404
+        assert client.get(f"/v1/clients/{item['client']}/risk", headers=m2).status_code == status
+        assert client.get(f"/v1/clients/{item['client']}", headers=m2).status_code == status
 
 
 def test_a_participant_manager_cannot_manage_a_planned_handover(
@@ -159,12 +269,18 @@ def test_a_participant_manager_signs_and_ticks_only_their_own_items(
         assert r.status_code == 200 and r.json()["incoming_signed_by"] == "manager:test-manager", r.text
     before = state(db)
     for method, path, body in [
-        ("PUT", f"{base}/{shared['b']}/checklist/contacts", {"done": True}),
-        ("POST", f"{base}/{shared['b']}/sign-off", {"side": "incoming"}),
         ("POST", f"{base}/{shared['a']}/sign-off", {"side": "outgoing"}),
         ("POST", f"/v1/handovers/{hid}/cancel", None),
     ]:
         forbidden(client.request(method, path, json=body, headers=m2))
+        assert state(db) == before, (method, path)
+    # B is not m2's: outside their reach, as any item of a handover they cannot see (404, was 403).
+    for method, path, body in [
+        ("PUT", f"{base}/{shared['b']}/checklist/contacts", {"done": True}),
+        ("POST", f"{base}/{shared['b']}/sign-off", {"side": "incoming"}),
+    ]:
+        r = client.request(method, path, json=body, headers=m2)
+        assert r.status_code == 404 and r.headers["content-type"].startswith("application/problem+json"), r.text
         assert state(db) == before, (method, path)
 
 

@@ -7,7 +7,7 @@ import datetime as dt
 from sqlalchemy import ForeignKey, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.core.db import Base, UTCDateTime
+from app.core.db import ACTOR_LENGTH, Base, UTCDateTime
 
 FOLLOW_UP_KINDS = ("first_contact", "check_in", "satisfaction_survey")
 FOLLOW_UP_OUTCOMES = ("retained", "at_risk", "churned")
@@ -32,7 +32,7 @@ class FollowUp(Base):
     first_contact_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     note: Mapped[str | None] = mapped_column(Text)
     completed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    completed_by: Mapped[str | None] = mapped_column(String(200))
+    completed_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     overdue_notified_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 

@@ -280,13 +280,13 @@ def test_audit_chain_verifies_after_many_writes(client: TestClient, auth: Auth, 
         ok(client.put(f"/v1/employees/bulk-{i:03d}", json=renamed, headers=hr))
     total = 7 + 150 + 150 + 20
     verify = ok(client.get("/v1/audit/verify", headers=admin))
-    assert verify == {
+    assert {k: verify[k] for k in ("ok", "count", "total", "first_broken")} == {
         "ok": True,
         "count": total,
         "total": total,
-        "head_hash": verify["head_hash"],
         "first_broken": None,
     }
+    assert verify["anchored"] is False  # no signing key in the test settings
     assert isinstance(verify["head_hash"], str) and len(verify["head_hash"]) == 64
     created = audit_entries(client, admin, action="client.created")
     updated = audit_entries(client, admin, action="client.updated")

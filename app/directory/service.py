@@ -20,6 +20,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     true,
     update,
 )
@@ -195,6 +196,8 @@ def _row_loc(loc_prefix: Sequence[str | int], i: int, row_index: bool) -> list[s
 # that omits both keeps the stored values, so a routine HR update of a leaver's title cannot make them active
 # again (and a candidate successor for their own clients' colleagues); a row that gives either sets both.
 LIFECYCLE = frozenset({"status", "exit_at"})
+# The transaction-level advisory lock that serialises manager changes on PostgreSQL (see `_cycle_errors`).
+MANAGER_LOCK_KEY = 0x4D475253  # "MGRS"
 
 
 def upsert_employees(
@@ -268,6 +271,9 @@ def upsert_employees(
     created, old_managers = _claim(session, Employee, list(values.values()), Employee.manager_id)
     proposed = {external_id: row.manager for external_id, row in rows}
     changed = {eid for eid, manager in proposed.items() if manager != old_managers.get(eid)}
+    errors = _cycle_errors(session, rows, proposed, changed, loc_prefix=loc_prefix, row_index=row_index)
+    if errors:
+        raise Unprocessable("Some rows would make a management cycle; nothing was written.", errors=errors)
     keeps = {eid for eid, row in rows if eid not in created and not (row.model_fields_set & LIFECYCLE)}
     replaced = [values[eid] for eid, _ in rows if eid not in created and eid not in keeps]
     kept = [values[eid] for eid, _ in rows if eid in keeps]
@@ -297,6 +303,77 @@ def _upsert_managers(session: Session, rows: list[dict[str, Any]]) -> None:
             update(Employee).where(Employee.external_id == bindparam("b_id")).values(manager_id=bindparam("b_manager"))
         )
         session.connection().execute(stmt, [{"b_id": r["external_id"], "b_manager": r["manager_id"]} for r in rows])
+
+
+def _cycle_errors(
+    session: Session,
+    rows: Sequence[tuple[str, schemas.EmployeeIn]],
+    proposed: dict[str, str | None],
+    changed: set[str],
+    *,
+    loc_prefix: Sequence[str | int],
+    row_index: bool,
+) -> list[dict[str, Any]]:
+    """A manager change that closes a loop (A under B, B under A) would let each approve the other's exit: every
+    changed row on such a loop is an error. Set-based: one recursive read of the stored managers above the proposed
+    ones, then a walk up from each changed row. A loop of unchanged stored rows (written before this rule) is left.
+
+    On PostgreSQL manager changes are serialised by a transaction-level advisory lock, taken only when a batch gives
+    someone a new manager: two concurrent changes (A under B, B under A) cannot each pass against the other's old
+    state. Unchanged rows were read under their row locks (`_claim`), so "unchanged" is against the committed value.
+    """
+    moved = {eid for eid in changed if proposed[eid] is not None}
+    if not moved:
+        return []
+    if _on_pg(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MANAGER_LOCK_KEY})
+    stored = _ancestry(session, sorted({m for m in proposed.values() if m is not None and m not in proposed}))
+
+    def up(node: str) -> str | None:
+        return proposed[node] if node in proposed else stored.get(node)
+
+    index = {eid: i for i, (eid, _) in enumerate(rows)}
+    done: set[str] = set()
+    errors: list[tuple[int, dict[str, Any]]] = []
+    for start in (eid for eid, _ in rows if eid in moved):
+        path: dict[str, int] = {}
+        node: str | None = start
+        while node is not None and node not in done and node not in path:
+            path[node] = len(path)
+            node = up(node)
+        done.update(path)
+        if node is None or node not in path:
+            continue
+        loop = list(path)[path[node] :]
+        for pos, member in enumerate(loop):
+            if member in moved:
+                chain = loop[pos:] + loop[:pos]
+                error = {
+                    "loc": [*_row_loc(loc_prefix, index[member], row_index), "manager"],
+                    "msg": f"would make a management cycle: {_chain(chain)}",
+                    "type": "cycle",
+                }
+                errors.append((index[member], error))
+    return [error for _, error in sorted(errors, key=lambda e: e[0])]
+
+
+def _chain(loop: list[str]) -> str:
+    """`a → b → a`; a long loop shows its first and last steps and its length."""
+    if len(loop) <= 6:
+        return " → ".join([*loop, loop[0]])
+    return " → ".join([*loop[:3], "…", *loop[-2:], loop[0]]) + f" ({len(loop)} employees)"
+
+
+def _ancestry(session: Session, roots: Sequence[str]) -> dict[str, str | None]:
+    """The stored manager of each root and of everyone above them (UNION, so a stored cycle still terminates)."""
+    if not roots:
+        return {}
+    base = select(Employee.external_id, Employee.manager_id).where(_among(session, Employee.external_id, roots))
+    tree = base.cte("ancestry", recursive=True)
+    tree = tree.union(
+        select(Employee.external_id, Employee.manager_id).join(tree, Employee.external_id == tree.c.manager_id)
+    )
+    return {r[0]: r[1] for r in session.execute(select(tree.c.external_id, tree.c.manager_id))}
 
 
 def get_employee(session: Session, principal: Principal, external_id: str) -> Employee:

@@ -1,5 +1,5 @@
-"""Concurrent directory writes on PostgreSQL, through real HTTP: owners, grants and created-ness stay right under
-any interleaving (SQLite serialises writers with BEGIN IMMEDIATE, so the races need PostgreSQL).
+"""Concurrent directory writes on PostgreSQL, through real HTTP: owners, grants, created-ness and manager cycles stay
+right under any interleaving (SQLite serialises writers with BEGIN IMMEDIATE, so the races need PostgreSQL).
 
 Each thread has its own TestClient on the one app (no lifespan: each request runs on its own event loop, and the
 sync route on that loop's thread pool), released together by a barrier.
@@ -183,4 +183,79 @@ def test_concurrent_batches_of_the_same_new_rows_count_each_creation_once(
     assert sorted(x for x in created if x.startswith("be-")) == sorted(emp_ids)
     assert sorted(e["entity_id"] for e in audit_entries(client, admin, action="client.created")) == sorted(cli_ids)
     problems = [p for cid in cli_ids for p in grant_problems(client, auth, cid, people, clock.now())]
+    assert not problems, problems
+
+
+# ---- manager cycles ---------------------------------------------------------------------------
+
+
+def managers(client: TestClient, auth: Auth) -> dict[str, str | None]:
+    page = ok(client.get("/v1/employees", params={"limit": 200}, headers=auth("admin")))
+    return {e["external_id"]: e["manager"] for e in page["items"]}
+
+
+def cycle_in(graph: dict[str, str | None]) -> list[str] | None:
+    for start in graph:
+        path: list[str] = []
+        node: str | None = start
+        while node is not None and node not in path:
+            path.append(node)
+            node = graph.get(node)
+        if node is not None:
+            return path[path.index(node) :]
+    return None
+
+
+def test_concurrent_opposite_manager_changes_cannot_both_pass(app: FastAPI, client: TestClient, auth: Auth) -> None:
+    """A reports to B and B to A, sent at once: exactly one is accepted, the other is a 422 naming its manager."""
+    hr = auth("hr")
+    problems: list[str] = []
+    for trial in range(20):
+        a, b = f"x{trial}", f"y{trial}"
+        batch_employees(client, hr, [employee_item(a), employee_item(b)])
+        answers = race(
+            app,
+            [
+                lambda c: c.put(f"/v1/employees/{a}", json=employee_body(manager=b), headers=hr),
+                lambda c: c.put(f"/v1/employees/{b}", json=employee_body(manager=a), headers=hr),
+            ],
+        )
+        codes = sorted(r.status_code for r in answers)
+        if codes != [200, 422]:
+            problems.append(f"trial {trial}: statuses {codes}")
+        for r in answers:
+            if r.status_code == 422:
+                assert [e["loc"] for e in r.json()["errors"]] == [["body", "manager"]], r.text
+        cycle = cycle_in(managers(client, auth))
+        if cycle:
+            problems.append(f"trial {trial}: stored cycle {cycle}")
+    assert not problems, problems
+
+
+def test_an_unchanged_manager_is_checked_against_the_committed_one(
+    app: FastAPI, client: TestClient, auth: Auth
+) -> None:
+    """A reports to M. One batch makes A report to no one and M to A; at once a PUT keeps A under M. In either order
+    no cycle is stored, and a PUT that answers 200 wrote A under M: it read A's manager under a row lock, so it cannot
+    take "under M" for unchanged after the batch moved A, and skip the manager or the cycle check."""
+    hr = auth("hr")
+    problems: list[str] = []
+    for trial in range(20):
+        a, m = f"a{trial}", f"m{trial}"
+        batch_employees(client, hr, [employee_item(m), employee_item(a, manager=m)])
+        flip = [employee_item(a, manager=None), employee_item(m, manager=a)]
+        answers = race(
+            app,
+            [
+                lambda c: c.post("/v1/employees/batch", json={"items": flip}, headers=hr),
+                lambda c: c.put(f"/v1/employees/{a}", json=employee_body(manager=m), headers=hr),
+            ],
+        )
+        assert all(r.status_code in (200, 422) for r in answers), [r.text for r in answers]
+        put = answers[1]
+        if put.status_code == 200 and put.json()["manager"] != m:
+            problems.append(f"trial {trial}: the PUT answered 200 with manager {put.json()['manager']}")
+        cycle = cycle_in(managers(client, auth))
+        if cycle:
+            problems.append(f"trial {trial}: stored cycle {cycle}, statuses {[r.status_code for r in answers]}")
     assert not problems, problems

@@ -70,7 +70,9 @@ class Settings(BaseSettings):
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     smtp_from: str = "handover@localhost"
-    webhook_allow_private: bool = False  # allow private, loopback and link-local webhook targets (dev, tests)
+    # Development and tests only (refused in production): lets webhooks reach loopback (127.0.0.0/8, ::1), where
+    # local receivers listen; private and link-local networks stay refused. See `webhook_allow_loopback`.
+    webhook_allow_private: bool = False
     default_locale: str = Field("en", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$")
     client_intro_days_before: int | None = Field(None, ge=0, le=365)  # None: client intros go at approval
     outbound_timeout_seconds: float = Field(10.0, gt=0, le=120)
@@ -141,6 +143,9 @@ class Settings(BaseSettings):
             # The lease must outlast a send and the recording of its result, with room for a host lookup (which
             # cannot be cut short) and a slow database: six timeouts leave that room.
             raise ValueError("delivery_lease_seconds must be at least 6 × outbound_timeout_seconds")
+        if self.webhook_allow_private and self.environment == "production":
+            # It would open the host's own services (and, were it wider, the cloud metadata address) to webhooks.
+            raise ValueError("HANDOVER_WEBHOOK_ALLOW_PRIVATE is refused in production (development and tests only)")
         if self.default_page_size > self.max_page_size:
             raise ValueError("default_page_size must not exceed max_page_size")
         self._check_audit_keys()
@@ -180,6 +185,11 @@ class Settings(BaseSettings):
         if self.audit_signing_key_file is not None:
             return self.audit_signing_key_file.read_text()
         return None
+
+    @property
+    def webhook_allow_loopback(self) -> bool:
+        """Webhooks may reach loopback: the setting, and never in production (even on settings built unvalidated)."""
+        return self.webhook_allow_private and self.environment != "production"
 
     @property
     def uses_hmac(self) -> bool:

@@ -227,16 +227,30 @@ def install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(OperationalError)
     async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
-        logger.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else "unknown")
-        return problem_response(
-            request,
-            503,
-            "The database is unavailable; retry shortly.",
-            headers={"Retry-After": "5"},
-        )
+        return unexpected_problem(request, exc)
 
     @app.exception_handler(PoolTimeout)
     async def _pool_exhausted(request: Request, exc: PoolTimeout) -> JSONResponse:
+        return unexpected_problem(request, exc)
+
+    @app.exception_handler(DBAPIError)
+    async def _db_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        return unexpected_problem(request, exc)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Only an error in RequestMiddleware itself gets here: it answers every other one (keep-alive intact).
+        return unexpected_problem(request, exc)
+
+
+def database_problem(request: Request, exc: Exception) -> JSONResponse | None:
+    """503 with Retry-After for a database that is down, busy or dropped the connection; None for anything else."""
+    if isinstance(exc, OperationalError):
+        logger.warning("database unavailable: %s", type(exc.orig).__name__ if exc.orig else "unknown")
+        return problem_response(
+            request, 503, "The database is unavailable; retry shortly.", headers={"Retry-After": "5"}
+        )
+    if isinstance(exc, PoolTimeout):
         # Every pooled connection stayed busy for the pool timeout: overload, not a bug; the client may retry.
         logger.warning("database pool exhausted on %s %s", request.method, request.url.path)
         return problem_response(
@@ -245,40 +259,36 @@ def install_handlers(app: FastAPI) -> None:
             "The service is busy (no database connection free); retry shortly.",
             headers={"Retry-After": "1"},
         )
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return problem_response(
+            request, 503, "The database connection was lost; retry shortly.", headers={"Retry-After": "5"}
+        )
+    return None
 
-    @app.exception_handler(DBAPIError)
-    async def _db_error(request: Request, exc: DBAPIError) -> JSONResponse:
-        if exc.connection_invalidated:
-            return problem_response(
-                request,
-                503,
-                "The database connection was lost; retry shortly.",
-                headers={"Retry-After": "5"},
-            )
+
+def unexpected_problem(request: Request, exc: Exception) -> JSONResponse:
+    """The answer to an exception no handler took: a database 503, else a logged 500 that reveals nothing."""
+    response = database_problem(request, exc)
+    if response is not None:
+        return response
+    request_id = request.scope.get("state", {}).get("request_id")
+    if isinstance(exc, DBAPIError):
         logger.error(
             "database error %s on %s",
             type(exc.orig).__name__ if exc.orig else "?",
             request.url.path,
+            extra={"fields": {"request_id": request_id}},
         )
-        return problem_response(request, 500, "An internal error occurred.")
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-        # Errors raised in middleware (the Idempotency-Key lookup) skip the handlers above and land here.
-        if isinstance(exc, OperationalError):
-            return await _db_down(request, exc)
-        if isinstance(exc, PoolTimeout):
-            return await _pool_exhausted(request, exc)
-        if isinstance(exc, DBAPIError) and exc.connection_invalidated:
-            return await _db_error(request, exc)
+    else:
         logger.error(
             "unhandled %s on %s %s",
             type(exc).__name__,
             request.method,
             request.url.path,
             exc_info=exc,
+            extra={"fields": {"request_id": request_id}},
         )
-        return problem_response(request, 500, "An internal error occurred.")
+    return problem_response(request, 500, "An internal error occurred.")
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -29,7 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.auth import authorize, bearer_token, required_scopes
 from app.core.db import ACTOR_LENGTH, Base, Database, JSONType, UTCDateTime
-from app.core.errors import DomainError, problem_response
+from app.core.errors import DomainError, database_problem, problem_response
 from app.core.routes import iter_api_routes
 
 KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
@@ -105,7 +105,14 @@ class IdempotencyMiddleware:
         now = app_state.clock.now()
         session = db.session(write=True)
         try:
-            claim = await run_in_threadpool(self._claim, session, principal, key, digest, now)
+            try:
+                claim = await run_in_threadpool(self._claim, session, principal, key, digest, now)
+            except Exception as exc:
+                unavailable = database_problem(request, exc)
+                if unavailable is None:
+                    raise
+                await unavailable(scope, _empty_receive, send)  # answered, not raised: the connection stays usable
+                return
             if claim is not None:
                 await self._answer_existing(request, claim, digest, scope, send)
                 return

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import problem_response
+from app.core.errors import problem_response, unexpected_problem
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -97,12 +97,16 @@ class RequestMiddleware:
         request_id = incoming if REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
         status_holder = {"status": 500}
+        progress = {"started": False, "done": False}
 
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
+                progress["started"] = True
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                progress["done"] = True
             await send(message)
 
         try:
@@ -120,7 +124,16 @@ class RequestMiddleware:
                 response = problem_response(Request(scope), status, detail, errors=errors)
                 await response(scope, receive, send_wrapper)
             else:
-                await self.app(scope, receive, send_wrapper)
+                try:
+                    await self.app(scope, receive, send_wrapper)
+                except Exception as exc:
+                    # Answered here, not re-raised: past this point uvicorn would drop the keep-alive connection
+                    # (without `Connection: close`), and so does Starlette's ServerErrorMiddleware, which re-raises.
+                    if progress["started"] and not progress["done"]:
+                        raise  # half a response: only closing the connection can end it
+                    response = unexpected_problem(Request(scope), exc)
+                    if not progress["started"]:
+                        await response(scope, receive, send_wrapper)
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("route")

@@ -8,7 +8,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Table, bindparam, delete, exists, false, insert, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    bindparam,
+    delete,
+    exists,
+    false,
+    insert,
+    literal_column,
+    or_,
+    select,
+    text,
+    true,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -29,13 +43,19 @@ def _upsert(session: Session, table: Any, rows: list[dict[str, Any]], keep: Sequ
     """
     if not rows:
         return
-    dialect = session.get_bind().dialect.name
-    ins_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
     pk = [c.name for c in table.primary_key.columns]
     columns = [k for k in rows[0] if k not in pk and k not in keep]
-    stmt = ins_fn(table)
+    stmt = _insert(session, table)
     stmt = stmt.on_conflict_do_update(index_elements=pk, set_={c: stmt.excluded[c] for c in columns})
     session.execute(stmt, rows)
+
+
+def _on_pg(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _insert(session: Session, table: Any) -> Any:
+    return (postgresql.insert if _on_pg(session) else sqlite.insert)(table)
 
 
 def _existing(session: Session, column: Any, ids: Sequence[str]) -> set[str]:
@@ -44,6 +64,50 @@ def _existing(session: Session, column: Any, ids: Sequence[str]) -> set[str]:
     for part in chunks(unique, 5000):
         found.update(session.scalars(select(column).where(among(session, column, part))))
     return found
+
+
+def _claim(
+    session: Session, model: type[Employee] | type[Client], values: list[dict[str, Any]], column: Any
+) -> tuple[set[str], dict[str, Any]]:
+    """Creates the rows nobody has yet and locks the others, so that concurrent writers of the same ids neither both
+    create a row nor act on an owner or manager that another one is replacing.
+
+    Returns the ids this transaction created and the committed `column` of every other row. The new rows are inserted
+    ON CONFLICT DO NOTHING: a concurrent creator of the same id makes the insert wait, then skip the row. Then every
+    row is read FOR NO KEY UPDATE (weak enough for other rows' foreign keys to them to be checked): a concurrent writer
+    of one waits for this commit and then reads what it wrote. Whether a row is this transaction's comes from that read,
+    `xmin` being the inserting transaction (a plain executemany; RETURNING would make SQLAlchemy send multi-VALUES
+    statements, 3-4x slower for a 1,000-row batch); inside a savepoint, where rows carry the subtransaction's id, the
+    insert RETURNs them instead. Locks are taken in external-id order (Python's order is PostgreSQL's "C" collation),
+    so two batches of the same ids in different orders cannot deadlock. SQLite writers are serial (BEGIN IMMEDIATE).
+    """
+    key = model.__table__.c.external_id
+    ordered = sorted(values, key=lambda v: str(v["external_id"]))
+    ids = [v["external_id"] for v in ordered]
+    absent = set(ids) - _existing(session, key, ids)
+    on_pg = _on_pg(session)
+    by_xmin = on_pg and not session.in_nested_transaction()
+    created: set[str] = set()
+    if absent:
+        stmt = _insert(session, model.__table__).on_conflict_do_nothing(index_elements=[key.name])
+        new = [v for v in ordered if v["external_id"] in absent]
+        if on_pg and not by_xmin:
+            created = set(session.scalars(stmt.returning(key), new))
+        else:
+            session.execute(stmt, new)
+            created = set() if by_xmin else absent
+    # Only a row absent before the insert counts: one this transaction updated earlier has its xmin too.
+    mine = literal_column(f"{model.__tablename__}.xmin = pg_current_xact_id()::xid") if by_xmin and absent else false()
+    order = key.collate("C") if on_pg else key
+    stored: dict[str, Any] = {}
+    for part in chunks(ids, 5000):
+        stmt = select(key, column, mine).where(among(session, key, part)).order_by(order)
+        for external_id, value, ours in session.execute(stmt.with_for_update(key_share=True)):
+            if ours and external_id in absent:
+                created.add(external_id)
+            elif external_id not in created:
+                stored[external_id] = value
+    return created, stored
 
 
 # ---- writes the workflow asks for (the directory's rows are written here only) ----------------------
@@ -188,6 +252,8 @@ def _row_loc(loc_prefix: Sequence[str | int], i: int, row_index: bool) -> list[s
 # that omits both keeps the stored values, so a routine HR update of a leaver's title cannot make them active
 # again (and a candidate successor for their own clients' colleagues); a row that gives either sets both.
 LIFECYCLE = frozenset({"status", "exit_at"})
+# The transaction-level advisory lock that serialises manager changes on PostgreSQL (see `_cycle_errors`).
+MANAGER_LOCK_KEY = 0x4D475253  # "MGRS"
 
 
 def upsert_employees(
@@ -237,43 +303,45 @@ def upsert_employees(
     if errors:
         raise Unprocessable("Some rows are not valid; nothing was written.", errors=errors)
 
-    existing = _existing(session, Employee.external_id, ids)
-    replaced: list[dict[str, Any]] = []
-    kept: list[dict[str, Any]] = []
-    keeps: set[str] = set()
-    for external_id, row in rows:
-        if external_id in existing and not (row.model_fields_set & LIFECYCLE):
-            keeps.add(external_id)
-        (kept if external_id in keeps else replaced).append(
-            {
-                "external_id": external_id,
-                "name": row.name,
-                "email": str(row.email).lower(),
-                "title": row.title,
-                "seniority": row.seniority,
-                "manager_id": None,
-                "skills": sorted(set(row.skills)),
-                "regions": sorted(set(row.regions)),
-                "languages": list(dict.fromkeys(row.languages)),
-                "clearance": row.clearance,
-                "capacity": row.capacity,
-                "status": row.status,
-                "exit_at": row.exit_at,
-                "created_at": now,
-                "updated_at": now,
-            }
-        )
-    # Managers are set in a second pass so rows may reference each other in any order.
+    values = {
+        external_id: {
+            "external_id": external_id,
+            "name": row.name,
+            "email": str(row.email).lower(),
+            "title": row.title,
+            "seniority": row.seniority,
+            "manager_id": None,
+            "skills": sorted(set(row.skills)),
+            "regions": sorted(set(row.regions)),
+            "languages": list(dict.fromkeys(row.languages)),
+            "clearance": row.clearance,
+            "capacity": row.capacity,
+            "status": row.status,
+            "exit_at": row.exit_at,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for external_id, row in rows
+    }
+    # New rows are written here, managers still unset (rows may reference each other in any order).
+    created, old_managers = _claim(session, Employee, list(values.values()), Employee.manager_id)
+    proposed = {external_id: row.manager for external_id, row in rows}
+    changed = {eid for eid, manager in proposed.items() if manager != old_managers.get(eid)}
+    errors = _cycle_errors(session, rows, proposed, changed, loc_prefix=loc_prefix, row_index=row_index)
+    if errors:
+        raise Unprocessable("Some rows would make a management cycle; nothing was written.", errors=errors)
+    keeps = {eid for eid, row in rows if eid not in created and not (row.model_fields_set & LIFECYCLE)}
+    replaced = [values[eid] for eid, _ in rows if eid not in created and eid not in keeps]
+    kept = [values[eid] for eid, _ in rows if eid in keeps]
     _upsert(session, Employee.__table__, replaced, keep=("created_at", "manager_id"))
     _upsert(session, Employee.__table__, kept, keep=("created_at", "manager_id", *sorted(LIFECYCLE)))
-    manager_rows = [{"external_id": eid, "manager_id": row.manager} for eid, row in rows]
-    _upsert_managers(session, manager_rows)
+    _upsert_managers(session, [{"external_id": eid, "manager_id": proposed[eid]} for eid, _ in rows if eid in changed])
     audit.record_many(
         session,
         [
             audit.Change(
                 actor,
-                "employee.updated" if eid in existing else "employee.created",
+                "employee.created" if eid in created else "employee.updated",
                 "employee",
                 eid,
                 row.model_dump(mode="json", exclude=set(LIFECYCLE) if eid in keeps else None),
@@ -282,18 +350,86 @@ def upsert_employees(
         ],
         at=now,
     )
-    created = sum(1 for eid in ids if eid not in existing)
-    return created, len(ids) - created
+    return len(created), len(ids) - len(created)
 
 
 def _upsert_managers(session: Session, rows: list[dict[str, Any]]) -> None:
-    from sqlalchemy import update
-
     if rows:
         stmt = (
             update(Employee).where(Employee.external_id == bindparam("b_id")).values(manager_id=bindparam("b_manager"))
         )
         session.connection().execute(stmt, [{"b_id": r["external_id"], "b_manager": r["manager_id"]} for r in rows])
+
+
+def _cycle_errors(
+    session: Session,
+    rows: Sequence[tuple[str, schemas.EmployeeIn]],
+    proposed: dict[str, str | None],
+    changed: set[str],
+    *,
+    loc_prefix: Sequence[str | int],
+    row_index: bool,
+) -> list[dict[str, Any]]:
+    """A manager change that closes a loop (A under B, B under A) would let each approve the other's exit: every
+    changed row on such a loop is an error. Set-based: one recursive read of the stored managers above the proposed
+    ones, then a walk up from each changed row. A loop of unchanged stored rows (written before this rule) is left.
+
+    On PostgreSQL manager changes are serialised by a transaction-level advisory lock, taken only when a batch gives
+    someone a new manager: two concurrent changes (A under B, B under A) cannot each pass against the other's old
+    state. Unchanged rows were read under their row locks (`_claim`), so "unchanged" is against the committed value.
+    """
+    moved = {eid for eid in changed if proposed[eid] is not None}
+    if not moved:
+        return []
+    if _on_pg(session):
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MANAGER_LOCK_KEY})
+    stored = _ancestry(session, sorted({m for m in proposed.values() if m is not None and m not in proposed}))
+
+    def up(node: str) -> str | None:
+        return proposed[node] if node in proposed else stored.get(node)
+
+    index = {eid: i for i, (eid, _) in enumerate(rows)}
+    done: set[str] = set()
+    errors: list[tuple[int, dict[str, Any]]] = []
+    for start in (eid for eid, _ in rows if eid in moved):
+        path: dict[str, int] = {}
+        node: str | None = start
+        while node is not None and node not in done and node not in path:
+            path[node] = len(path)
+            node = up(node)
+        done.update(path)
+        if node is None or node not in path:
+            continue
+        loop = list(path)[path[node] :]
+        for pos, member in enumerate(loop):
+            if member in moved:
+                chain = loop[pos:] + loop[:pos]
+                error = {
+                    "loc": [*_row_loc(loc_prefix, index[member], row_index), "manager"],
+                    "msg": f"would make a management cycle: {_chain(chain)}",
+                    "type": "cycle",
+                }
+                errors.append((index[member], error))
+    return [error for _, error in sorted(errors, key=lambda e: e[0])]
+
+
+def _chain(loop: list[str]) -> str:
+    """`a → b → a`; a long loop shows its first and last steps and its length."""
+    if len(loop) <= 6:
+        return " → ".join([*loop, loop[0]])
+    return " → ".join([*loop[:3], "…", *loop[-2:], loop[0]]) + f" ({len(loop)} employees)"
+
+
+def _ancestry(session: Session, roots: Sequence[str]) -> dict[str, str | None]:
+    """The stored manager of each root and of everyone above them (UNION, so a stored cycle still terminates)."""
+    if not roots:
+        return {}
+    base = select(Employee.external_id, Employee.manager_id).where(among(session, Employee.external_id, roots))
+    tree = base.cte("ancestry", recursive=True)
+    tree = tree.union(
+        select(Employee.external_id, Employee.manager_id).join(tree, Employee.external_id == tree.c.manager_id)
+    )
+    return {r[0]: r[1] for r in session.execute(select(tree.c.external_id, tree.c.manager_id))}
 
 
 def get_employee(session: Session, principal: Principal, external_id: str) -> Employee:
@@ -394,15 +530,6 @@ def upsert_clients(
     if errors:
         raise Unprocessable("Some rows are not valid; nothing was written.", errors=errors)
 
-    old_owners: dict[str, str] = {}
-    for part in chunks(ids, 5000):
-        old_owners.update(
-            (r[0], r[1])
-            for r in session.execute(
-                select(Client.external_id, Client.owner_id).where(among(session, Client.external_id, part))
-            )
-        )
-    existing = set(old_owners)
     values = [
         {
             "external_id": eid,
@@ -425,7 +552,8 @@ def upsert_clients(
         }
         for eid, r in rows
     ]
-    _upsert(session, Client.__table__, values, keep=("created_at",))
+    created, old_owners = _claim(session, Client, values, Client.owner_id)
+    _upsert(session, Client.__table__, [v for v in values if v["external_id"] not in created], keep=("created_at",))
     for part in chunks(ids, 5000):
         session.execute(delete(ClientContact).where(among(session, ClientContact.client_id, part)))
         session.execute(delete(AccountTeamMember).where(among(session, AccountTeamMember.client_id, part)))
@@ -460,7 +588,7 @@ def upsert_clients(
         [
             audit.Change(
                 actor,
-                "client.updated" if eid in existing else "client.created",
+                "client.created" if eid in created else "client.updated",
                 "client",
                 eid,
                 row.model_dump(mode="json"),
@@ -469,8 +597,9 @@ def upsert_clients(
         ],
         at=now,
     )
-    created = sum(1 for eid in ids if eid not in existing)
-    return ClientsWritten(created, len(ids) - created, [(eid, old_owners.get(eid), r.owner) for eid, r in rows])
+    # The old owners were read under lock, so the caller's grants follow the owner whatever the interleaving.
+    changes = [(eid, old_owners.get(eid), r.owner) for eid, r in rows]
+    return ClientsWritten(len(created), len(ids) - len(created), changes)
 
 
 def clients_out(session: Session, clients: Sequence[Client]) -> list[schemas.ClientOut]:

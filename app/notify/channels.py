@@ -57,14 +57,95 @@ class Target:
     addresses: tuple[str, ...]
 
 
-def _forbidden(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not ip.is_global or ip.is_multicast or ip.is_unspecified
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # ::a.b.c.d, deprecated (RFC 4291) but still routed by some stacks
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # the well-known NAT64 prefix (RFC 6052): the last 32 bits are IPv4
+_NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")  # local-use NAT64 (RFC 8215): where it embeds IPv4 varies
+_LOOPBACK_V4 = ipaddress.ip_network("127.0.0.0/8")
+_LOOPBACK_V6 = ipaddress.ip_address("::1")
+# Not global, though Python 3.11's `is_global` says they are.
+_EXTRA_V6 = (
+    ipaddress.ip_network("fec0::/10"),  # site-local (deprecated, still routable inside a site)
+    ipaddress.ip_network("3fff::/20"),  # documentation (RFC 9637)
+    ipaddress.ip_network("5f00::/16"),  # SRv6 SIDs (RFC 9602)
+)
 
 
-def resolve_target(url: str, *, allow_private: bool) -> Target:
-    """Resolves the host and checks every address it has: one private address is enough to refuse."""
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> list[tuple[str, ipaddress.IPv4Address]]:
+    """The IPv4 addresses an IPv6 address carries, which a translator or tunnel would deliver to."""
+    if ip.ipv4_mapped is not None:
+        return [("IPv4-mapped", ip.ipv4_mapped)]
+    if ip in _IPV4_COMPATIBLE and int(ip) > 1:  # :: and ::1 are themselves, not 0.0.0.0 and 0.0.0.1
+        return [("IPv4-compatible", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))]
+    if ip in _NAT64:
+        return [("NAT64", ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))]
+    if ip.sixtofour is not None:
+        return [("6to4", ip.sixtofour)]
+    if ip.teredo is not None:
+        server, client = ip.teredo  # the client is the inverted last 32 bits: Python has inverted it
+        return [("Teredo client", client), ("Teredo server", server)]
+    return []
+
+
+def _ipv4_refusal(ip: ipaddress.IPv4Address) -> str | None:
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.is_multicast:
+        return "multicast"
+    if ip.is_reserved:
+        return "reserved"
+    if ip.is_private:
+        return "private"
+    if not ip.is_global:
+        return "not globally routable"
+    return None
+
+
+def address_refusal(ip: IPAddress, *, allow_loopback: bool = False) -> str | None:
+    """Why a webhook may not go to `ip` (None: it may); IPv6 forms that embed an IPv4 address are judged by it.
+
+    `allow_loopback` (development and tests) lets 127.0.0.0/8 and ::1 through, nothing else: never a private or
+    link-local network, nor loopback spelt as an embedded IPv4.
+    """
+    if allow_loopback and (ip in _LOOPBACK_V4 if isinstance(ip, ipaddress.IPv4Address) else ip == _LOOPBACK_V6):
+        return None
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _ipv4_refusal(ip)
+    if ip in _NAT64_LOCAL:
+        return "NAT64 local-use prefix"
+    embedded = _embedded_ipv4(ip)
+    for form, v4 in embedded:
+        reason = _ipv4_refusal(v4)
+        if reason is not None:
+            return f"{form} IPv4 address: {reason}"
+    if embedded:
+        return None
+    if ip.is_loopback:
+        return "loopback"
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_link_local:
+        return "link-local"
+    if ip.is_site_local or any(ip in net for net in _EXTRA_V6):
+        return "site-local" if ip.is_site_local else "reserved"
+    if ip.is_multicast:
+        return "multicast"
+    if ip.is_reserved:
+        return "reserved"
+    if ip.is_private:
+        return "private"  # unique-local fc00::/7, documentation 2001:db8::/32, ORCHID, discard-only, ...
+    if not ip.is_global:
+        return "not globally routable"
+    return None
+
+
+def resolve_target(url: str, *, allow_loopback: bool) -> Target:
+    """Resolves the host and checks every address it has: one refused address is enough to refuse the URL."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -85,10 +166,10 @@ def resolve_target(url: str, *, allow_private: bool) -> Target:
     addresses = tuple(dict.fromkeys(str(info[4][0]).split("%", 1)[0] for info in infos))
     if not addresses:
         raise TargetRefused(f"the host {host} does not resolve")
-    if not allow_private:
-        for address in addresses:
-            if _forbidden(ipaddress.ip_address(address)):
-                raise TargetRefused(f"the host {host} resolves to a private, loopback or link-local address")
+    for address in addresses:
+        reason = address_refusal(ipaddress.ip_address(address), allow_loopback=allow_loopback)
+        if reason is not None:
+            raise TargetRefused(f"the host {host} resolves to a private, loopback or link-local address ({reason})")
     return Target(url=url, host=host, port=port, addresses=addresses)
 
 
@@ -243,7 +324,7 @@ class HttpWebhookChannel:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.allow_private = settings.webhook_allow_private
+        self.allow_loopback = settings.webhook_allow_loopback
         self.timeout = settings.outbound_timeout_seconds
         # trust_env=False: no proxy from the environment may carry requests past the address check.
         self.client = httpx.Client(
@@ -267,7 +348,7 @@ class HttpWebhookChannel:
             return int((time.perf_counter() - started) * 1000)
 
         try:
-            target = resolve_target(url, allow_private=self.allow_private)
+            target = resolve_target(url, allow_loopback=self.allow_loopback)
         except TargetRefused as exc:
             return Outcome(ok=False, duration_ms=elapsed(), error=f"refused: {exc}")
         parts = urlsplit(url)

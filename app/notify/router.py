@@ -328,8 +328,10 @@ def get_template(
     name="notification-templates-put",
     summary="Edit (or add) a template in one locale",
     description="Rendered in a sandbox against a sample of the context the key receives before it is stored: "
-    "a template that does not render (a syntax error, an unknown variable) is refused with 422 and the stored "
-    "version stays. Messages not yet sent use the new version.",
+    "a template that does not render (a syntax error, an unknown variable) or does too much (more than 250,000 "
+    "steps or 1 s, a string over 100,000 characters, an integer over 256 bits, a width over 10,000, a range over "
+    "10,000) is refused with 422 naming the field, and the stored version stays. Messages not yet sent use the "
+    "new version, under the same bounds.",
     response_model=schemas.TemplateOut,
     responses=problem_responses(401, 403, 413, 415, 422),
 )

@@ -38,8 +38,9 @@ class WebhookEndpointCreate(InputModel):
         min_length=8,
         max_length=2000,
         pattern=r"^https?://",
-        description="Where events are POSTed. Private, loopback and link-local addresses are refused (unless "
-        "HANDOVER_WEBHOOK_ALLOW_PRIVATE); https only in production.",
+        description="Where events are POSTed. Private, loopback, link-local and other non-global addresses are "
+        "refused, in IPv6 spellings too (IPv4-mapped, NAT64, 6to4, Teredo); HANDOVER_WEBHOOK_ALLOW_PRIVATE "
+        "(development and tests) admits loopback only; https only in production.",
         examples=["https://crm.example.com/hooks/handover"],
     )
     event_types: list[EventType] = Field(

@@ -507,7 +507,7 @@ def check_url(url: str, settings: Settings) -> None:
         errors.append("must be https in production")
     else:
         try:
-            resolve_target(url, allow_private=settings.webhook_allow_private)
+            resolve_target(url, allow_loopback=settings.webhook_allow_loopback)
         except TargetRefused as exc:
             errors.append(str(exc))
     if errors:

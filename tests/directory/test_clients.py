@@ -6,9 +6,13 @@ import datetime as dt
 from collections.abc import Callable
 
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
+from app.audit.models import AuditEntry
 from app.core.clock import ManualClock
-from app.core.db import Database
+from app.core.db import Database, transaction
+from app.directory import service
+from app.directory.schemas import ClientIn, EmployeeIn
 from tests.conftest import START
 from tests.directory.helpers import (
     assert_problem,
@@ -292,3 +296,36 @@ def test_audit_chain_verifies_after_many_writes(client: TestClient, auth: Auth, 
     updated = audit_entries(client, admin, action="client.updated")
     assert len(created) == 150 and len(updated) == 10
     assert [e["seq"] for e in audit_entries(client, admin)] == list(range(1, total + 1))
+
+
+def test_created_counts_within_one_transaction_and_a_savepoint(db: Database) -> None:
+    """Created-ness is this call's: a row an earlier call of the same transaction created or updated is updated, and
+    inside a savepoint (where PostgreSQL stamps rows with the subtransaction's id) creations still count."""
+    client_row = ClientIn.model_validate({"name": "Acme", "tier": "key", "owner": "o"})
+    person = EmployeeIn.model_validate({"name": "O", "email": "o@example.com", "seniority": 2})
+    with transaction(db) as session:
+        assert service.upsert_employees(session, [("o", person)], actor="t", now=START) == (1, 0)
+        assert service.upsert_clients(session, [("c1", client_row)], actor="t", now=START)[:2] == (1, 0)
+        assert service.upsert_clients(session, [("c1", client_row), ("c2", client_row)], actor="t", now=START)[:2] == (
+            1,
+            1,
+        )
+        assert service.upsert_clients(session, [("c1", client_row)], actor="t", now=START)[:2] == (0, 1)
+        with session.begin_nested():
+            rows = [("c2", client_row), ("c3", client_row)]
+            assert service.upsert_clients(session, rows, actor="t", now=START)[:2] == (1, 1)
+            assert service.upsert_employees(session, [("p", person), ("o", person)], actor="t", now=START) == (1, 1)
+    with db.session(write=False) as session:
+        actions = session.execute(
+            select(AuditEntry.entity_id, AuditEntry.action)
+            .order_by(AuditEntry.seq)
+            .where(AuditEntry.entity_type == "client")
+        ).all()
+    assert [tuple(a) for a in actions] == [
+        ("c1", "client.created"),
+        ("c1", "client.updated"),
+        ("c2", "client.created"),
+        ("c1", "client.updated"),
+        ("c2", "client.updated"),
+        ("c3", "client.created"),
+    ]

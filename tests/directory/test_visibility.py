@@ -6,8 +6,10 @@ from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from app.core.db import Database
+from app.directory.models import Employee
 from tests.directory.helpers import (
     assert_problem,
     batch_clients,
@@ -127,18 +129,21 @@ def test_manager_sees_clients_of_direct_and_indirect_reports(org: TestClient, au
     assert _client_ids(org, lead) == ["c-am1", "c-am3-team", "c-jr1"]
 
 
-def test_manager_visibility_survives_a_manager_cycle(client: TestClient, auth: Auth) -> None:
+def test_manager_visibility_survives_a_manager_cycle(client: TestClient, auth: Auth, db: Database) -> None:
+    """The API refuses cycles, but rows stored before it did may hold one."""
     hr = auth("hr")
     batch_employees(
         client,
         hr,
         [
-            employee_item("x", manager="y"),
+            employee_item("x"),
             employee_item("y", manager="x"),
             employee_item("z", manager="y"),
             employee_item("other"),
         ],
     )
+    with db.engine.begin() as conn:
+        conn.execute(update(Employee).where(Employee.external_id == "x").values(manager_id="y"))
     batch_clients(client, hr, [client_item("cx", "x"), client_item("cz", "z"), client_item("co", "other")])
     mx = auth("manager", emp="x")
     assert _client_ids(client, mx) == ["cx", "cz"]

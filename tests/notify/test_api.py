@@ -61,7 +61,7 @@ def test_private_targets_are_refused(client: TestClient, auth: Any, url: str) ->
 def test_malformed_targets_are_refused() -> None:
     for url in ("ftp://example.com/x", "http://user:pw@93.184.215.14/", "http:///nohost"):
         with pytest.raises(TargetRefused):
-            resolve_target(url, allow_private=True)
+            resolve_target(url, allow_loopback=True)
 
 
 def test_public_target_accepted_and_secret_shown_once(client: TestClient, auth: Any, db: Database) -> None:

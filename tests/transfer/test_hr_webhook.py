@@ -409,6 +409,22 @@ def test_employee_updated_with_an_unknown_manager_is_422(
     assert snapshot(db) == before
 
 
+def test_employee_updated_that_makes_a_management_cycle_is_422(
+    hook: TestClient, db: Database, clock: ManualClock, company: Any
+) -> None:
+    """The CEO under e0, who is under m1, who is under the CEO: refused like any bad record, nothing written."""
+    before = snapshot(db)
+    for employee, manager, msg in (
+        ("ceo", "e0", "would make a management cycle: ceo → e0 → m1 → ceo"),
+        ("m1", "m1", "an employee cannot manage themselves"),
+    ):
+        data = {"employee": employee, "name": "X", "email": "x@example.com", "seniority": 4, "manager": manager}
+        event = {"type": "employee.updated", "timestamp": "2026-11-02T09:00:00Z", "data": data}
+        body = assert_problem(deliver(hook, event, clock=clock), 422, loc=["body", "data", "manager"])
+        assert [e["msg"] for e in body["errors"]] == [msg]
+        assert snapshot(db) == before
+
+
 # ---- contract and concurrency -----------------------------------------------------------------
 
 

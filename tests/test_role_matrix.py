@@ -34,10 +34,10 @@ from app.notify.models import OutboxMessage
 from app.notify.service import ack_signature
 from app.transfer.followups.models import FollowUp
 from app.transfer.models import HandoverItem
-from tests.company import EFFECTIVE
 from tests.conftest import START, make_settings
 from tests.fuzz.conftest import HR_SECRET
 from tests.fuzz.world import World, empty, seed
+from tests.support.company import EFFECTIVE
 
 ROLES = ("admin", "hr", "manager", "account_manager", "auditor")
 EMPLOYEE = {"manager": "m1", "account_manager": "e0"}

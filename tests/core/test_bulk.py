@@ -14,7 +14,7 @@ from app.core import bulk
 from app.core.db import Database, transaction
 from app.notify import service as notify
 from app.notify.models import OutboxMessage
-from tests.company import START
+from tests.support.company import START
 
 TABLE = cast(Table, OutboxMessage.__table__)
 

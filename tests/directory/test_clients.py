@@ -14,7 +14,7 @@ from app.core.db import Database, transaction
 from app.directory import service
 from app.directory.schemas import ClientIn, EmployeeIn
 from tests.conftest import START
-from tests.directory.helpers import (
+from tests.support.directory import (
     assert_problem,
     audit_entries,
     batch_clients,

@@ -13,8 +13,8 @@ from app.core.auth import mint_token
 from app.core.config import Settings
 from app.metadata import metadata
 from app.notify.models import Delivery, OutboxMessage
-from tests.company import EFFECTIVE, clients, employees
 from tests.conftest import START
+from tests.support.company import EFFECTIVE, clients, employees
 
 
 def x_clients() -> list[dict[str, Any]]:

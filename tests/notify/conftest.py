@@ -15,7 +15,7 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.notify.worker import Deliverer
 from app.transfer import messaging
-from tests.notify.helpers import Receiver, SmtpServer
+from tests.support.receivers import Receiver, SmtpServer
 
 
 @pytest.fixture(scope="session")

@@ -19,9 +19,9 @@ from app.risk import model as rm
 from app.risk import service
 from app.risk.models import RiskModelVersion
 from app.transfer.planning import open_departures
-from tests.company import EFFECTIVE, clients
 from tests.conftest import START
-from tests.risk.test_model import TRUE_MODEL, synthetic_outcomes
+from tests.support.company import EFFECTIVE, clients
+from tests.support.outcomes import TRUE_MODEL, synthetic_outcomes
 
 
 @pytest.fixture

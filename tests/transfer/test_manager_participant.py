@@ -26,7 +26,7 @@ from app.notify.models import OutboxMessage
 from app.transfer.followups.models import FollowUp
 from app.transfer.models import Handover, HandoverItem
 from app.worker import run_once
-from tests.company import EFFECTIVE, open_for
+from tests.support.company import EFFECTIVE, open_for
 
 
 def state(db: Database) -> tuple[Any, ...]:

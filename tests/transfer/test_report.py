@@ -20,7 +20,7 @@ from app.core.http import negotiate
 from app.main import create_app
 from app.transfer.report import CSV_COLUMNS, HandoverReport, neutralise, to_csv
 from app.transfer.router import REPORT_FORMATS
-from tests.transfer.conftest import EFFECTIVE, employees
+from tests.support.company import EFFECTIVE, employees
 
 REPORT_PATH = "/v1/handovers/{handover_id}/report"
 FORMULA = "=cmd|' /C calc'!A0"

@@ -174,3 +174,11 @@ def approve(client: TestClient, auth: Any, hid: int) -> Any:
     r = client.post(f"/v1/handovers/{hid}/approve", headers=auth("manager", emp="m1"))
     assert r.status_code == 200, r.text
     return r.json()
+
+
+def second_leaver(client: TestClient, auth: Any) -> None:
+    # e1 leaves too, with four clients of their own (ids d0…d3).
+    rows = [{**c, "external_id": f"d{i}", "owner": "e1"} for i, c in enumerate(clients(4, owner="e1"))]
+    for r in rows:
+        r["contacts"] = [{**r["contacts"][0], "email": f"{r['external_id']}@client.example"}]
+    assert client.post("/v1/clients/batch", json={"items": rows}, headers=auth("hr")).status_code == 200

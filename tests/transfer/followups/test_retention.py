@@ -21,7 +21,7 @@ from app.transfer.followups.models import FollowUp
 from app.transfer.models import Handover, HandoverItem
 from app.transfer.retention import csv_columns
 from tests.conftest import START
-from tests.risk.test_model import synthetic_outcomes
+from tests.support.outcomes import synthetic_outcomes
 
 URL = "/v1/reports/retention"
 EFF_A = dt.datetime(2026, 6, 1, 9, 0, tzinfo=dt.UTC)

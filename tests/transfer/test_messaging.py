@@ -19,8 +19,8 @@ from app.notify.models import OutboxMessage
 from app.notify.worker import Deliverer
 from app.transfer import messaging
 from app.transfer.models import Handover, HandoverItem
-from tests.company import EFFECTIVE, approve, plan
-from tests.notify.helpers import Receiver, SmtpServer, outbox
+from tests.support.company import EFFECTIVE, approve, plan
+from tests.support.receivers import Receiver, SmtpServer, outbox
 
 MakeDeliverer = Callable[..., Deliverer]
 

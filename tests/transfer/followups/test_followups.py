@@ -22,8 +22,8 @@ from app.transfer.followups import service as followups
 from app.transfer.followups.models import FollowUp
 from app.transfer.models import Handover, HandoverItem
 from app.worker import run_once
-from tests.company import EFFECTIVE, approve, plan
 from tests.conftest import START
+from tests.support.company import EFFECTIVE, approve, plan
 
 PROBLEM = "application/problem+json"
 DAYS = {"first_contact": 7, "check_in": 30, "satisfaction_survey": 90}

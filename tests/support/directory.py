@@ -1,4 +1,4 @@
-"""Shared helpers for the directory tests: payload builders, problem checks, database snapshots."""
+"""Directory payload builders and snapshots."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 from httpx import Response
-from sqlalchemy import select
 
 from app.core.db import Database
-from app.metadata import metadata
+from tests.support.db import Snapshot
+from tests.support.db import snapshot as db_snapshot
+from tests.support.problems import assert_problem
 
-PROBLEM = "application/problem+json"
 SNAPSHOT_TABLES = ("employee", "client", "client_contact", "account_team_member", "audit_entry")
 
 
@@ -94,38 +94,9 @@ def batch_clients(client: TestClient, headers: dict[str, str], items: list[dict[
     return ok(client.post("/v1/clients/batch", json={"items": items}, headers=headers))
 
 
-def assert_problem(response: Response, status: int, *, loc: list[str | int] | None = None) -> dict[str, Any]:
-    """An RFC 9457 problem with the documented members; for 422 field errors, one starting with loc."""
-    assert response.status_code == status, (response.status_code, response.text)
-    assert response.headers["content-type"].split(";")[0].strip() == PROBLEM, response.headers
-    body: dict[str, Any] = response.json()
-    for member in ("type", "title", "status", "detail", "instance"):
-        assert member in body, (member, body)
-    assert body["type"].startswith("urn:handover:problem:")
-    assert isinstance(body["title"], str) and body["title"]
-    assert body["status"] == status
-    assert isinstance(body["detail"], str) and body["detail"]
-    assert body["instance"].startswith("/v1/")
-    if status == 422:
-        assert isinstance(body.get("errors"), list) and body["errors"], body
-        for err in body["errors"]:
-            assert isinstance(err["loc"], list) and err["loc"], err
-            assert isinstance(err["msg"], str)
-            assert isinstance(err["type"], str)
-        if loc is not None:
-            assert any(err["loc"][: len(loc)] == loc for err in body["errors"]), (loc, body["errors"])
-    return body
-
-
-def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
+def snapshot(db: Database) -> Snapshot:
     """Every row of the directory and audit tables, in primary-key order."""
-    out: dict[str, list[tuple[Any, ...]]] = {}
-    with db.session(write=False) as session:
-        for name in SNAPSHOT_TABLES:
-            table = metadata.tables[name]
-            rows = session.execute(select(table).order_by(*table.primary_key.columns)).all()
-            out[name] = [tuple(row) for row in rows]
-    return out
+    return db_snapshot(db, SNAPSHOT_TABLES)
 
 
 def parse_time(value: str) -> dt.datetime:
@@ -141,3 +112,6 @@ def audit_entries(client: TestClient, headers: dict[str, str], **params: Any) ->
         entries.extend(page["items"])
         offset = page["next_offset"]
     return sorted(entries, key=lambda e: e["seq"])
+
+
+__all__ = ["assert_problem"]  # re-exported: the directory tests import it from here

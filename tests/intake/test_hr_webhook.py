@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import json
-import os
 import threading
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,13 +12,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx import Response
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from app.core.clock import ManualClock
 from app.core.db import Database
 from app.core.routes import iter_api_routes
-from app.core.signing import sign
-from app.directory.models import Employee
 from app.intake import service as hooks_service
 from app.intake.models import InboundEvent
 from app.intake.router import router as hooks_router
@@ -30,19 +25,12 @@ from app.metadata import metadata
 from app.transfer import service as transfer_service
 from app.transfer.models import Handover
 from tests.conftest import make_settings
-from tests.directory.helpers import assert_problem
-from tests.transfer.conftest import EFFECTIVE
+from tests.support.company import EFFECTIVE
+from tests.support.db import count, employee, handovers, snapshot
+from tests.support.hr import OLD_SECRET, SECRET, URL, deliver, exit_event, new_secret, ok, signed
+from tests.support.problems import assert_problem
 
-URL = "/v1/hooks/hr"
 SNAPSHOT_TABLES = ("handover", "handover_item", "inbound_event", "audit_entry", "employee")
-
-
-def _secret() -> str:
-    return "whsec_" + base64.b64encode(os.urandom(32)).decode()
-
-
-SECRET = _secret()
-OLD_SECRET = _secret()  # still accepted while the sender rotates
 
 
 def _with_hooks(app: FastAPI) -> FastAPI:
@@ -63,76 +51,6 @@ def hook_app(database_url: str, clock: ManualClock) -> Iterator[FastAPI]:
 def hook(hook_app: FastAPI, db: Database) -> Iterator[TestClient]:
     with TestClient(hook_app, raise_server_exceptions=False) as c:
         yield c
-
-
-def signed(
-    event: dict[str, Any] | bytes,
-    *,
-    clock: ManualClock,
-    msg_id: str | None = None,
-    secret: str = SECRET,
-    ts: int | None = None,
-) -> tuple[bytes, dict[str, str]]:
-    body = event if isinstance(event, bytes) else json.dumps(event).encode()
-    msg_id = msg_id or f"msg_{uuid.uuid4().hex}"
-    ts = int(clock.now().timestamp()) if ts is None else ts
-    headers = {
-        "content-type": "application/json",
-        "webhook-id": msg_id,
-        "webhook-timestamp": str(ts),
-        "webhook-signature": sign(secret, msg_id, ts, body),
-    }
-    return body, headers
-
-
-def deliver(client: TestClient, event: dict[str, Any] | bytes, *, clock: ManualClock, **kwargs: Any) -> Response:
-    body, headers = signed(event, clock=clock, **kwargs)
-    response: Response = client.post(URL, content=body, headers=headers)
-    return response
-
-
-def exit_event(employee: str = "e0", effective_at: dt.datetime = EFFECTIVE, **data: Any) -> dict[str, Any]:
-    return {
-        "type": "employee.exit",
-        "timestamp": "2026-11-02T08:59:00Z",
-        "data": {
-            "employee": employee,
-            "effective_at": effective_at.isoformat(),
-            "reason": "resignation",
-            "destination_competitor": True,
-            **data,
-        },
-    }
-
-
-def ok(response: Response) -> dict[str, Any]:
-    assert response.status_code == 200, (response.status_code, response.text)
-    data: dict[str, Any] = response.json()
-    return data
-
-
-def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
-    out: dict[str, list[tuple[Any, ...]]] = {}
-    with db.session(write=False) as session:
-        for name in SNAPSHOT_TABLES:
-            table = metadata.tables[name]
-            out[name] = [tuple(r) for r in session.execute(select(table).order_by(*table.primary_key.columns))]
-    return out
-
-
-def handovers(db: Database, leaver: str = "e0") -> list[Handover]:
-    with db.session(write=False) as session:
-        return list(session.scalars(select(Handover).where(Handover.leaver_id == leaver).order_by(Handover.id)))
-
-
-def employee(db: Database, external_id: str) -> Employee | None:
-    with db.session(write=False) as session:
-        return session.get(Employee, external_id)
-
-
-def count(db: Database, table: str) -> int:
-    with db.session(write=False) as session:
-        return int(session.scalar(select(func.count()).select_from(metadata.tables[table])) or 0)
 
 
 # ---- employee.exit and replays ----------------------------------------------------------------
@@ -160,23 +78,23 @@ def test_exit_opens_a_handover(hook: TestClient, db: Database, clock: ManualCloc
 def test_replay_changes_nothing(hook: TestClient, db: Database, clock: ManualClock, company: Any) -> None:
     body, headers = signed(exit_event(), clock=clock)
     first = ok(hook.post(URL, content=body, headers=headers))
-    before = snapshot(db)
+    before = snapshot(db, SNAPSHOT_TABLES)
     clock.advance(dt.timedelta(minutes=1))
     again = ok(hook.post(URL, content=body, headers=headers))
     assert again == {**first, "replayed": True}
     assert len(handovers(db)) == 1
-    assert snapshot(db) == before
+    assert snapshot(db, SNAPSHOT_TABLES) == before
 
 
 def test_replay_of_an_id_with_another_body_answers_the_first_result(
     hook: TestClient, db: Database, clock: ManualClock, company: Any
 ) -> None:
     first = ok(deliver(hook, exit_event(), clock=clock, msg_id="msg_same"))
-    before = snapshot(db)
+    before = snapshot(db, SNAPSHOT_TABLES)
     later = EFFECTIVE + dt.timedelta(days=3)
     again = ok(deliver(hook, exit_event(effective_at=later), clock=clock, msg_id="msg_same"))
     assert again == {**first, "replayed": True}
-    assert snapshot(db) == before
+    assert snapshot(db, SNAPSHOT_TABLES) == before
 
 
 def test_second_exit_with_a_new_id_moves_the_effective_time(
@@ -198,10 +116,10 @@ def test_exit_of_an_unknown_employee_writes_nothing_and_a_retry_succeeds_later(
     hook: TestClient, db: Database, clock: ManualClock, company: Any
 ) -> None:
     event = exit_event(employee="newbie")
-    before = snapshot(db)
+    before = snapshot(db, SNAPSHOT_TABLES)
     r = deliver(hook, event, clock=clock, msg_id="msg_early")
     assert_problem(r, 422, loc=["body", "data", "employee"])
-    assert snapshot(db) == before
+    assert snapshot(db, SNAPSHOT_TABLES) == before
     # HR sends the record, then its retry of the exit is processed afresh (the id was not consumed).
     updated = {
         "type": "employee.updated",
@@ -222,34 +140,34 @@ def test_tampered_body_is_refused_and_writes_nothing(
 ) -> None:
     body, headers = signed(exit_event(), clock=clock)
     tampered = body.replace(b"resignation", b"retirement!")
-    before = snapshot(db)
+    before = snapshot(db, SNAPSHOT_TABLES)
     r = hook.post(URL, content=tampered, headers=headers)
     problem = assert_problem(r, 401)
     assert "no matching signature" in problem["detail"]
-    assert snapshot(db) == before
+    assert snapshot(db, SNAPSHOT_TABLES) == before
 
 
 def test_wrong_secret_is_refused(hook: TestClient, db: Database, clock: ManualClock, company: Any) -> None:
-    before = snapshot(db)
-    assert_problem(deliver(hook, exit_event(), clock=clock, secret=_secret()), 401)
-    assert snapshot(db) == before
+    before = snapshot(db, SNAPSHOT_TABLES)
+    assert_problem(deliver(hook, exit_event(), clock=clock, secret=new_secret()), 401)
+    assert snapshot(db, SNAPSHOT_TABLES) == before
 
 
 def test_stale_delivery_is_refused(hook: TestClient, db: Database, clock: ManualClock, company: Any) -> None:
     body, headers = signed(exit_event(), clock=clock)
     clock.advance(dt.timedelta(minutes=6))
-    before = snapshot(db)
+    before = snapshot(db, SNAPSHOT_TABLES)
     problem = assert_problem(hook.post(URL, content=body, headers=headers), 401)
     assert "too old" in problem["detail"]
-    assert snapshot(db) == before
+    assert snapshot(db, SNAPSHOT_TABLES) == before
 
 
 def test_future_delivery_is_refused(hook: TestClient, db: Database, clock: ManualClock, company: Any) -> None:
     ts = int((clock.now() + dt.timedelta(minutes=6)).timestamp())
-    before = snapshot(db)
+    before = snapshot(db, SNAPSHOT_TABLES)
     problem = assert_problem(deliver(hook, exit_event(), clock=clock, ts=ts), 401)
     assert "future" in problem["detail"]
-    assert snapshot(db) == before
+    assert snapshot(db, SNAPSHOT_TABLES) == before
 
 
 def test_delivery_within_tolerance_is_accepted(hook: TestClient, clock: ManualClock, company: Any) -> None:
@@ -264,10 +182,10 @@ def test_missing_header_is_refused(
 ) -> None:
     body, headers = signed(exit_event(), clock=clock)
     del headers[missing]
-    before = snapshot(db)
+    before = snapshot(db, SNAPSHOT_TABLES)
     problem = assert_problem(hook.post(URL, content=body, headers=headers), 401)
     assert missing in problem["detail"]
-    assert snapshot(db) == before
+    assert snapshot(db, SNAPSHOT_TABLES) == before
 
 
 def test_a_bearer_token_is_not_a_signature(hook: TestClient, clock: ManualClock, auth: Any, company: Any) -> None:
@@ -323,15 +241,15 @@ def test_unconfigured_secret_answers_503(database_url: str, clock: ManualClock, 
 def test_invalid_event_with_a_valid_signature_is_422(
     hook: TestClient, db: Database, clock: ManualClock, company: Any, body: bytes, loc: list[str | int]
 ) -> None:
-    before = snapshot(db)
+    before = snapshot(db, SNAPSHOT_TABLES)
     assert_problem(deliver(hook, body, clock=clock), 422, loc=loc)
-    assert snapshot(db) == before
+    assert snapshot(db, SNAPSHOT_TABLES) == before
 
 
 def test_overlong_webhook_id_is_422(hook: TestClient, db: Database, clock: ManualClock, company: Any) -> None:
-    before = snapshot(db)
+    before = snapshot(db, SNAPSHOT_TABLES)
     assert_problem(deliver(hook, exit_event(), clock=clock, msg_id="m" * 201), 422, loc=["header", "webhook-id"])
-    assert snapshot(db) == before
+    assert snapshot(db, SNAPSHOT_TABLES) == before
 
 
 # ---- employee.exit_cancelled and employee.updated ---------------------------------------------
@@ -403,26 +321,26 @@ def test_employee_updated_with_an_unknown_manager_is_422(
     hook: TestClient, db: Database, clock: ManualClock, company: Any
 ) -> None:
     data = {"employee": "n1", "name": "Nia New", "email": "nia@example.com", "seniority": 2, "manager": "ghost"}
-    before = snapshot(db)
+    before = snapshot(db, SNAPSHOT_TABLES)
     r = deliver(hook, {"type": "employee.updated", "timestamp": "2026-11-02T09:00:00Z", "data": data}, clock=clock)
     assert_problem(r, 422, loc=["body", "data", "manager"])
-    assert snapshot(db) == before
+    assert snapshot(db, SNAPSHOT_TABLES) == before
 
 
 def test_employee_updated_that_makes_a_management_cycle_is_422(
     hook: TestClient, db: Database, clock: ManualClock, company: Any
 ) -> None:
     """The CEO under e0, who is under m1, who is under the CEO: refused like any bad record, nothing written."""
-    before = snapshot(db)
-    for employee, manager, msg in (
+    before = snapshot(db, SNAPSHOT_TABLES)
+    for who, manager, msg in (
         ("ceo", "e0", "would make a management cycle: ceo → e0 → m1 → ceo"),
         ("m1", "m1", "an employee cannot manage themselves"),
     ):
-        data = {"employee": employee, "name": "X", "email": "x@example.com", "seniority": 4, "manager": manager}
+        data = {"employee": who, "name": "X", "email": "x@example.com", "seniority": 4, "manager": manager}
         event = {"type": "employee.updated", "timestamp": "2026-11-02T09:00:00Z", "data": data}
         body = assert_problem(deliver(hook, event, clock=clock), 422, loc=["body", "data", "manager"])
         assert [e["msg"] for e in body["errors"]] == [msg]
-        assert snapshot(db) == before
+        assert snapshot(db, SNAPSHOT_TABLES) == before
 
 
 # ---- contract and concurrency -----------------------------------------------------------------

@@ -34,9 +34,10 @@ from app.metadata import metadata
 from app.transfer import service as transfer_service
 from app.transfer.models import Handover
 from tests.conftest import START, make_settings
-from tests.directory.helpers import assert_problem
-from tests.transfer.conftest import EFFECTIVE
-from tests.transfer.test_hr_webhook import SECRET, URL, deliver, employee, handovers, ok, signed
+from tests.support.company import EFFECTIVE
+from tests.support.db import employee, handovers
+from tests.support.hr import SECRET, URL, deliver, ok, signed
+from tests.support.problems import assert_problem
 
 T0 = START - dt.timedelta(hours=4)
 T1 = START - dt.timedelta(hours=3)

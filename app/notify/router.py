@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from app.core.auth import NotificationsAdmin, NotificationsRead, Principal, WebhooksAdmin
 from app.core.db import Database, transaction
 from app.core.deps import DbSession, Now
-from app.core.errors import problem_responses
+from app.core.errors import NotFound, problem_responses
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, LOCALE_PATTERN
 from app.notify import rendering, schemas, service
@@ -123,13 +123,16 @@ def delete_endpoint(endpoint_id: EndpointId, session: DbSession, principal: Webh
     "/v1/webhook-endpoints/{endpoint_id}/deliveries",
     name="webhook-endpoints-deliveries",
     summary="Every delivery attempt to this endpoint, newest first",
+    description="A deleted endpoint answers 404 like the endpoint itself; its attempts stay in the database and its "
+    "deletion in the audit log.",
     response_model=Page[schemas.DeliveryOut],
     responses=problem_responses(401, 403, 404, 422),
 )
 def list_deliveries(
     endpoint_id: EndpointId, session: DbSession, principal: WebhooksAdmin, page: Pagination
 ) -> Page[schemas.DeliveryOut]:
-    service.get_endpoint(session, endpoint_id)
+    if service.get_endpoint(session, endpoint_id).status == "deleted":
+        raise NotFound(f"No webhook endpoint {endpoint_id}.")
     rows = service.list_deliveries(session, endpoint_id, limit=page.limit + 1, offset=page.offset)
     items, nxt = page_of(rows, page)
     return Page[schemas.DeliveryOut](

@@ -299,6 +299,8 @@ def test_deleting_an_endpoint_withdraws_what_it_did_not_get(
     everything = client.get("/v1/webhook-endpoints?include_deleted=true", headers=auth()).json()["items"]
     assert [e["status"] for e in everything] == ["deleted"]
     assert client.delete(f"/v1/webhook-endpoints/{endpoint['id']}", headers=auth()).status_code == 404
+    # Its sub-resources are gone with it (found by schemathesis's stateful use-after-free check).
+    assert client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=auth()).status_code == 404
     actions = set()
     with db.session(write=False) as s:
         actions = set(s.scalars(select(AuditEntry.action).where(AuditEntry.entity_type == "webhook_endpoint")))

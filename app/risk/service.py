@@ -38,6 +38,7 @@ from app.core.db import UTCDateTime
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.directory import service as directory
 from app.directory.models import AccountTeamMember, Client, ClientContact, Employee
+from app.risk import fitting
 from app.risk import model as rm
 from app.risk.models import RiskModelVersion
 
@@ -317,7 +318,7 @@ def fit_model(
         )
     base = active_model(session)
     try:
-        fitted, metrics = rm.fit(rows, l2=l2, seed=seed, holdout=holdout, base=base.model)
+        fitted, metrics = fitting.fit(rows, l2=l2, seed=seed, holdout=holdout, base=base.model)
     except ValueError as exc:
         raise Conflict(f"The outcomes cannot be fitted: {exc}.") from exc
     _lock(session)

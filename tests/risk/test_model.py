@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.risk import fitting
 from app.risk import model as rm
 from app.risk.model import DEFAULT_MODEL, FEATURE_NAMES, Factors, ModelError, score, score_many, validate_model
 from tests.support.outcomes import TRUE_MODEL, TRUE_WEIGHTS, synthetic_factors, synthetic_outcomes
@@ -349,7 +350,7 @@ def test_successor_fit_restates_the_solver() -> None:
 
 
 def test_fit_recovers_known_weights() -> None:
-    fitted, metrics = rm.fit(synthetic_outcomes(20_000, seed=7), l2=1.0, seed=3)
+    fitted, metrics = fitting.fit(synthetic_outcomes(20_000, seed=7), l2=1.0, seed=3)
     for name, true in TRUE_WEIGHTS.items():
         got = fitted.weights[name]
         if abs(true) >= 0.8:  # the big weights: right sign, within 30 %
@@ -370,7 +371,7 @@ def test_fit_keeps_sign_constraints_even_when_the_data_disagrees() -> None:
     perverse = validate_model({**TRUE_MODEL.as_dict()})
     rows = synthetic_outcomes(5_000, seed=11, model=perverse)
     flipped = [(f, (not y) if f.exfiltration_alert else y) for f, y in rows]
-    fitted, _ = rm.fit(flipped, seed=1)
+    fitted, _ = fitting.fit(flipped, seed=1)
     assert fitted.weights["exfiltration_alert"] >= 0
     for name in rm.DOMINATED_BY_TERMINATION:
         assert fitted.weights[name] <= fitted.weights["reason_termination"]
@@ -380,11 +381,11 @@ def test_fit_keeps_sign_constraints_even_when_the_data_disagrees() -> None:
 def test_fit_refuses_what_it_cannot_learn_from() -> None:
     rows = synthetic_outcomes(50, seed=1)
     with pytest.raises(ValueError, match="both"):
-        rm.fit([(f, False) for f, _ in rows])
+        fitting.fit([(f, False) for f, _ in rows])
     with pytest.raises(ValueError, match="at least"):
-        rm.fit(rows[:5])
+        fitting.fit(rows[:5])
     with pytest.raises(ValueError, match="l2"):
-        rm.fit(rows, l2=-1)
+        fitting.fit(rows, l2=-1)
 
 
 def test_fit_refuses_weights_beyond_the_bound() -> None:
@@ -392,8 +393,8 @@ def test_fit_refuses_weights_beyond_the_bound() -> None:
     penalise instead of storing it."""
     rows = [(Factors(exfiltration_alert=bool(i % 2)), bool(i % 2)) for i in range(400)]
     with pytest.raises(ValueError, match=r"exfiltration_alert.*beyond ±20.*larger l2"):
-        rm.fit(rows, l2=0.0)
-    fitted, _ = rm.fit(rows, l2=1.0)
+        fitting.fit(rows, l2=0.0)
+    fitted, _ = fitting.fit(rows, l2=1.0)
     assert 0 < fitted.weights["exfiltration_alert"] <= rm.WEIGHT_LIMIT
 
 
@@ -403,9 +404,9 @@ def test_auc_is_mann_whitney() -> None:
     p = np.round(g.random(300), 1)  # ties count half
     pairs = [(a, b) for a in p[y] for b in p[~y]]
     brute = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs) / len(pairs)
-    assert rm.auc(y, p) == pytest.approx(brute)
-    assert rm.auc(np.array([True, True]), np.array([0.1, 0.2])) is None
-    assert rm.brier(np.array([True, False]), np.array([1.0, 0.5])) == pytest.approx(0.125)
+    assert fitting.auc(y, p) == pytest.approx(brute)
+    assert fitting.auc(np.array([True, True]), np.array([0.1, 0.2])) is None
+    assert fitting.brier(np.array([True, False]), np.array([1.0, 0.5])) == pytest.approx(0.125)
 
 
 def test_stored_factor_values_round_trip_exactly() -> None:

@@ -1,4 +1,5 @@
-"""Receivers, settings that let the API and the worker reach them, and a deliverer factory."""
+"""Outbox delivery fixtures (a pytest plugin, so every package can use them): a real SMTP server, a real webhook
+receiver, endpoints, and a deliverer bound as app.worker binds it."""
 
 from __future__ import annotations
 

@@ -64,7 +64,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from app.demo import run_demo
+    from app.demo.run import run_demo
 
     run_demo(args.database_url, seed=args.seed)
     return 0

@@ -12,7 +12,6 @@ from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry
 
 from app.access import service as access_service
-from app.access.events_router import router as access_events_router
 from app.access.router import router as access_router
 from app.audit.router import router as audit_router
 from app.core.auth import SCOPES, TokenVerifier
@@ -25,12 +24,15 @@ from app.core.middleware import Metrics, RequestMiddleware, configure_logging
 from app.core.poolmetrics import PoolCollector
 from app.core.types import NO_NUL_PATTERN
 from app.directory.router import router as directory_router
+from app.intake.router import router as intake_router
 from app.notify.router import router as notify_router
 from app.ops.router import router as ops_router
 from app.risk.router import router as risk_router
-from app.transfer.followups_router import router as followups_router
-from app.transfer.hooks_router import router as hooks_router
-from app.transfer.report_router import router as report_router
+from app.transfer import planning as transfer_planning
+from app.transfer import retention as transfer_retention
+from app.transfer import service as transfer_service
+from app.transfer import visibility as transfer_visibility
+from app.transfer.followups.router import router as followups_router
 from app.transfer.router import router as transfer_router
 
 API_VERSION = "0.1.0"
@@ -74,6 +76,11 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.clock = clock or SystemClock()
     app.state.verifier = TokenVerifier(settings)
     app.state.employee_gate = _employee_gate(db, app)
+    # Bindings: lower modules get the workflow's facts and effects handed in, never by importing transfer.
+    app.state.exits = transfer_service
+    app.state.managed_cases = transfer_visibility.managed_ids
+    app.state.departures = transfer_planning.open_departures
+    app.state.outcomes = transfer_retention.outcome_rows
     registry = CollectorRegistry()
     registry.register(PoolCollector(db))
     app.state.metrics = Metrics(registry)
@@ -86,11 +93,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(directory_router)
     app.include_router(audit_router)
     app.include_router(transfer_router)
-    app.include_router(access_events_router)
-    app.include_router(hooks_router)
+    app.include_router(intake_router)
     app.include_router(notify_router)
     app.include_router(risk_router)
-    app.include_router(report_router)
     app.include_router(followups_router)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics)

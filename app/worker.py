@@ -7,6 +7,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
+from functools import partial
 from types import FrameType
 from weakref import WeakKeyDictionary
 
@@ -18,8 +19,9 @@ from app.core.config import Settings
 from app.core.db import Database, transaction
 from app.core.idempotency import purge_expired
 from app.notify import worker as notify_worker
-from app.transfer import followups
+from app.transfer import messaging
 from app.transfer import service as transfer
+from app.transfer.followups import service as followups
 
 logger = logging.getLogger("handover.worker")
 
@@ -99,7 +101,8 @@ DB_JOBS: list[tuple[str, DbJob]] = [
     ("execute_due_handovers", execute_and_anchor),
     ("notify_overdue_follow_ups", notify_overdue_follow_ups),
     ("checkpoint_audit", checkpoint_audit),
-    ("deliver_outbox", notify_worker.deliver_due),
+    # The outbox asks the workflow that wrote a notification whether it still holds before sending it.
+    ("deliver_outbox", partial(notify_worker.deliver_due, checks=messaging.check_at_send)),
 ]
 
 

@@ -8,10 +8,10 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from app import synthetic
 from app.core.db import Database, make_engine, transaction
-from app.directory import service as directory
+from app.demo import company as synthetic
 from app.directory.schemas import ClientBatchItem, ContactIn, EmployeeBatchItem, TeamMemberIn
+from app.intake import service as intake
 from bench.common import SEED, Scale, settings_for
 from bench.raw import RawWriter
 
@@ -40,7 +40,7 @@ def construct_client(row: dict[str, Any]) -> ClientBatchItem:
 
 
 def load_via_service(database_url: str, company: synthetic.Company, now: dt.datetime) -> dict[str, float]:
-    """Writes the company through `directory.service.upsert_*` (model_construct items, 1,000 per call)."""
+    """Writes the company through `intake.service.put_*` (model_construct items, 1,000 per call)."""
     import time
 
     db = Database(settings_for(database_url))
@@ -53,11 +53,11 @@ def load_via_service(database_url: str, company: synthetic.Company, now: dt.date
         start = time.perf_counter()
         with transaction(db) as session:
             for part in synthetic.chunks(employees, CHUNK):
-                directory.upsert_employees(session, [(e.external_id, e) for e in part], actor="bench", now=now)
+                intake.put_employees(session, [(e.external_id, e) for e in part], actor="bench", now=now)
         for part in synthetic.chunks(clients, CHUNK * 10):
             with transaction(db) as session:
                 for batch in synthetic.chunks(part, CHUNK):
-                    directory.upsert_clients(session, [(c.external_id, c) for c in batch], actor="bench", now=now)
+                    intake.put_clients(session, [(c.external_id, c) for c in batch], actor="bench", now=now)
         timings["write"] = time.perf_counter() - start
     finally:
         db.dispose()

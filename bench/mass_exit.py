@@ -31,7 +31,7 @@ from sqlalchemy.engine import Engine
 from app.audit.models import AuditEntry
 from app.core.auth import Principal
 from app.core.db import Database, make_engine, transaction
-from app.transfer import service, solver
+from app.transfer import planning, service, solver, visibility
 from app.transfer.models import Handover, HandoverItem
 from bench.common import peak_rss_bytes, reset_peak_rss, settings_for, vm_hwm_bytes
 from bench.raw import RawWriter
@@ -169,7 +169,7 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
 
         start = phase("simulate")
         with transaction(db, write=False) as session:
-            sim = service.simulate(
+            sim = planning.simulate(
                 session, leavers=leavers, effective_at=effective_at, pool=None, settings=settings, include_items=False
             )
         out["phases"]["simulate"] = time.perf_counter() - start
@@ -198,8 +198,8 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
         # A layoff is planned as one reassignment (POST /v1/handover-plans): one joint solve, items in bulk.
         start = phase("plan")
         with transaction(db) as session:
-            hs = service.get_handovers(session, ADMIN, ids, lock=True)
-            plans, solves = service.plan_many(session, hs, pool=None, actor="bench", now=now, settings=settings)
+            hs = visibility.get_handovers(session, ADMIN, ids, lock=True)
+            plans, solves = planning.plan_many(session, hs, pool=None, actor="bench", now=now, settings=settings)
         out["phases"]["plan"] = time.perf_counter() - start
         out["planned"] = len(ids)
         out["plan_solves"] = solves
@@ -209,7 +209,7 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
         start = phase("approve")
         with transaction(db) as session:
             service.approve_many(
-                session, service.get_handovers(session, ADMIN, ids, lock=True), ADMIN, now=now, settings=settings
+                session, visibility.get_handovers(session, ADMIN, ids, lock=True), ADMIN, now=now, settings=settings
             )
         out["phases"]["approve"] = time.perf_counter() - start
 

@@ -16,9 +16,9 @@ from typing import Any
 import httpx
 from sqlalchemy import create_engine, inspect, text
 
-from app import synthetic
 from app.core.auth import mint_token
 from app.core.migrate import upgrade
+from app.demo import company as synthetic
 from app.directory.schemas import ClientBatchItem
 from app.transfer import solver
 from bench import company as company_mod

@@ -10,7 +10,7 @@ from sqlalchemy import Connection
 from app.core.config import get_settings
 from app.core.db import make_engine
 from app.core.migrate import migration_lock
-from app.models import metadata
+from app.metadata import metadata
 
 config = context.config
 

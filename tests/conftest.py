@@ -24,9 +24,9 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.core.migrate import upgrade
 from app.main import create_app
-from app.models import metadata
+from app.metadata import metadata
 
-pytest_plugins = ["tests.company"]
+pytest_plugins = ["tests.support.company", "tests.support.delivery"]
 
 TEST_SECRET = "test-secret-0123456789abcdef-0123456789abcdef"  # noqa: S105
 START = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)

@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, inspect, text
 
 from app.cli import build_parser
 from app.core.migrate import alembic_config
-from app.models import metadata
+from app.metadata import metadata
 from tests.conftest import _create_pg_database
 
 PG_URL = os.environ.get("HANDOVER_TEST_DATABASE_URL")

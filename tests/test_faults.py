@@ -28,8 +28,8 @@ from app.core.config import Settings
 from app.core.db import Database
 from app.core.idempotency import IdempotencyMiddleware
 from app.main import create_app
-from tests.company import EFFECTIVE
 from tests.conftest import make_settings
+from tests.support.company import EFFECTIVE
 
 
 class TcpProxy:

@@ -15,9 +15,9 @@ from sqlalchemy import create_engine, func, inspect, select
 from app.core.auth import mint_token
 from app.core.migrate import alembic_config, upgrade
 from app.main import create_app
-from app.models import metadata
-from tests.company import EFFECTIVE, clients, employees
+from app.metadata import metadata
 from tests.conftest import _create_pg_database, make_settings
+from tests.support.company import EFFECTIVE, clients, employees
 
 REVISION = "7e1d3c5a9b20"  # actor columns fit long subjects
 

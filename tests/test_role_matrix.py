@@ -28,15 +28,16 @@ from app.core.auth import SCOPES, mint_token
 from app.core.clock import ManualClock
 from app.core.config import Settings
 from app.core.routes import iter_api_routes
+from app.core.signing import sign
 from app.main import create_app
 from app.notify.models import OutboxMessage
 from app.notify.service import ack_signature
-from app.transfer.hooks import sign
-from app.transfer.models import FollowUp, HandoverItem
-from tests.company import EFFECTIVE
+from app.transfer.followups.models import FollowUp
+from app.transfer.models import HandoverItem
 from tests.conftest import START, make_settings
 from tests.fuzz.conftest import HR_SECRET
 from tests.fuzz.world import World, empty, seed
+from tests.support.company import EFFECTIVE
 
 ROLES = ("admin", "hr", "manager", "account_manager", "auditor")
 EMPLOYEE = {"manager": "m1", "account_manager": "e0"}

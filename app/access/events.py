@@ -17,10 +17,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.access import anomaly
-from app.access.events_schemas import AccessEventIn
 from app.access.models import AccessEvent, Alert
+from app.access.schemas import AccessEventIn
 from app.audit import service as audit
 from app.core.auth import Principal
+from app.core.bulk import chunks
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.directory import service as directory
 from app.directory.models import Client, Employee
@@ -55,8 +56,8 @@ class IngestResult:
 def _existing(session: Session, column: Any, values: Sequence[str]) -> set[str]:
     found: set[str] = set()
     unique = list(dict.fromkeys(values))
-    for start in range(0, len(unique), _IN_CHUNK):
-        found.update(session.scalars(select(column).where(column.in_(unique[start : start + _IN_CHUNK]))))
+    for part in chunks(unique, _IN_CHUNK):
+        found.update(session.scalars(select(column).where(column.in_(part))))
     return found
 
 
@@ -190,8 +191,7 @@ def _epoch_seconds(session: Session) -> ColumnElement[int]:
 def _leaving(session: Session, employee_ids: Sequence[str], now: dt.datetime) -> list[str]:
     """Batch employees who are leaving or whose exit is within 30 days; locked, so one open alert per employee."""
     found: list[str] = []
-    for start in range(0, len(employee_ids), _IN_CHUNK):
-        part = employee_ids[start : start + _IN_CHUNK]
+    for part in chunks(employee_ids, _IN_CHUNK):
         stmt = (
             select(Employee.external_id)
             .where(
@@ -456,10 +456,8 @@ def open_alert_clients(session: Session, employee_ids: Sequence[str]) -> dict[st
     """Clients named in each employee's open alerts (employees without one are absent)."""
     out: dict[str, set[str]] = defaultdict(set)
     unique = list(dict.fromkeys(employee_ids))
-    for start in range(0, len(unique), _IN_CHUNK):
-        stmt = select(Alert.employee_id, Alert.clients).where(
-            Alert.employee_id.in_(unique[start : start + _IN_CHUNK]), Alert.status == "open"
-        )
+    for part in chunks(unique, _IN_CHUNK):
+        stmt = select(Alert.employee_id, Alert.clients).where(Alert.employee_id.in_(part), Alert.status == "open")
         for employee_id, clients in session.execute(stmt):
             out[employee_id].update(clients or [])
     return dict(out)

@@ -1,15 +1,16 @@
 from __future__ import annotations
 
 from functools import partial
-from typing import Annotated
+from typing import Annotated, cast
 
 import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from app.access import schemas, service
+from app.access import events, schemas, service
+from app.access.models import Alert
 from app.core.auth import AccessAdmin, AccessCheckScope
 from app.core.deps import DbSession, Now, db_of, now_of, read_limiter
-from app.core.errors import problem_responses
+from app.core.errors import Forbidden, problem_responses
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
 
@@ -169,3 +170,104 @@ def get_grant(grant_id: GrantId, session: DbSession, principal: AccessCheckScope
 def revoke_grant(grant_id: GrantId, session: DbSession, principal: AccessAdmin, now: Now) -> schemas.GrantOut:
     grant = service.get_grant(session, principal, grant_id)
     return schemas.GrantOut.model_validate(service.revoke(session, grant, actor=principal.actor, now=now))
+
+
+# ---- access events and exfiltration alerts -----------------------------------------------------
+
+AlertId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The alert id.")]
+
+
+def alert_out(a: Alert) -> schemas.AlertOut:
+    return schemas.AlertOut(
+        id=a.id,
+        employee=a.employee_id,
+        kind=a.kind,
+        status=cast(schemas.AlertStatus, a.status),
+        score=float(a.score),
+        window_start=a.window_start,
+        window_end=a.window_end,
+        clients=list(a.clients or []),
+        details=dict(a.details or {}),
+        created_at=a.created_at,
+        updated_at=a.updated_at,
+        resolved_at=a.resolved_at,
+        resolved_by=a.resolved_by,
+        resolution=a.resolution,
+    )
+
+
+@router.post(
+    "/v1/access/events",
+    name="access-events-ingest",
+    summary="Report access events (views, edits, exports, downloads, deletes)",
+    description=(
+        "Stores up to 5,000 events all or nothing; events whose event_id was already stored (or repeats earlier "
+        "in the batch) are skipped and counted as duplicates. Then every employee in the batch who is leaving, "
+        "or whose exit is within 30 days, is checked for an export/download spike, which raises an exfiltration "
+        "alert or updates their open one. Only the CRM integration, hr and admins report events."
+    ),
+    response_model=schemas.IngestOut,
+    responses=problem_responses(401, 403, 413, 415, 422),
+)
+def ingest_events(
+    body: schemas.AccessEventBatch, session: DbSession, principal: AccessCheckScope, now: Now
+) -> schemas.IngestOut:
+    if not principal.unrestricted:
+        # Self-reported events could pad a leaver's own baseline or frame a colleague.
+        raise Forbidden("Only the CRM integration, hr and admins report access events.")
+    result = events.ingest_events(session, body.events, actor=principal.actor, now=now)
+    return schemas.IngestOut(
+        received=result.received, stored=result.stored, duplicates=result.duplicates, alerts_raised=result.alerts
+    )
+
+
+@router.get(
+    "/v1/alerts",
+    name="alerts-list",
+    summary="List exfiltration alerts, newest first",
+    response_model=Page[schemas.AlertOut],
+    responses=problem_responses(401, 403, 422),
+)
+def list_alerts(
+    session: DbSession,
+    principal: AccessAdmin,
+    page: Pagination,
+    status_: Annotated[
+        schemas.AlertStatus | None, Query(alias="status", description="Only open or resolved alerts.")
+    ] = None,
+    employee: Annotated[str | None, Query(pattern=EXTERNAL_ID_PATTERN, description="Only this employee.")] = None,
+) -> Page[schemas.AlertOut]:
+    rows = events.list_alerts(
+        session, principal, status=status_, employee=employee, limit=page.limit + 1, offset=page.offset
+    )
+    items, nxt = page_of(rows, page)
+    return Page[schemas.AlertOut](
+        items=[alert_out(a) for a in items], limit=page.limit, offset=page.offset, next_offset=nxt
+    )
+
+
+@router.get(
+    "/v1/alerts/{alert_id}",
+    name="alerts-get",
+    summary="Get an alert with its evidence",
+    response_model=schemas.AlertOut,
+    responses=problem_responses(401, 403, 404, 422),
+)
+def get_alert(alert_id: AlertId, session: DbSession, principal: AccessAdmin) -> schemas.AlertOut:
+    return alert_out(events.get_alert(session, principal, alert_id))
+
+
+@router.post(
+    "/v1/alerts/{alert_id}/resolve",
+    name="alerts-resolve",
+    summary="Resolve an open alert",
+    description="open → resolved, once; resolving a resolved alert is a 409.",
+    response_model=schemas.AlertOut,
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
+)
+def resolve_alert(
+    alert_id: AlertId, body: schemas.ResolveIn, session: DbSession, principal: AccessAdmin, now: Now
+) -> schemas.AlertOut:
+    alert = events.get_alert(session, principal, alert_id)
+    alert = events.resolve_alert(session, alert, resolution=body.resolution, actor=principal.actor, now=now)
+    return alert_out(alert)

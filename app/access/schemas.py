@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -82,3 +82,70 @@ class GrantOut(BaseModel):
     cut_by_handover_id: int | None = Field(description="The handover that ended this grant early, if any.")
     created_by: str
     created_at: dt.datetime
+
+
+# ---- access events and exfiltration alerts -----------------------------------------------------
+
+EVENTS_MAX = 5000
+EventAction = Literal["view", "edit", "export", "download", "delete"]
+AlertStatus = Literal["open", "resolved"]
+
+
+class AccessEventIn(InputModel):
+    """One access event as the CRM saw it; `count` aggregates identical actions."""
+
+    event_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="The sender's id for the event; a repeated id is skipped, so batches are safe to retry.",
+        examples=["crm-evt-000123"],
+    )
+    employee: ExternalId = Field(description="The employee who accessed the data; must exist.")
+    client: ExternalId = Field(description="The client whose data was accessed; must exist.")
+    action: EventAction = Field(description="view, edit, export, download or delete.")
+    count: int = Field(1, ge=1, le=1_000_000, description="How many records or files the event covers.")
+    occurred_at: UtcTime = Field(description="When it happened (UTC); at most 5 minutes ahead of the server clock.")
+
+
+class AccessEventBatch(InputModel):
+    """A batch of events from the CRM."""
+
+    events: list[AccessEventIn] = Field(
+        min_length=1, max_length=EVENTS_MAX, description="Between 1 and 5,000 events, stored all or nothing."
+    )
+
+
+class IngestOut(BaseModel):
+    """What happened to a batch."""
+
+    received: int = Field(description="Events in the request.")
+    stored: int = Field(description="Events newly stored.")
+    duplicates: int = Field(description="Events skipped because their event_id was already stored or repeated.")
+    alerts_raised: list[int] = Field(description="Ids of the exfiltration alerts this batch raised or updated.")
+
+
+class ResolveIn(InputModel):
+    """Closes an open alert."""
+
+    resolution: str = Field(min_length=1, max_length=2000, description="What was found and done, for the audit trail.")
+
+
+class AlertOut(BaseModel):
+    """An exfiltration alert: a leaver's exports or downloads spiked; one open alert per employee."""
+
+    id: int = Field(description="The alert id.")
+    employee: str = Field(description="The employee the alert is about.")
+    kind: str = Field(description="The kind of alert; `exfiltration` for an export/download spike.")
+    status: AlertStatus = Field(description="open or resolved.")
+    score: float = Field(description="The spike score: robust z-score of the recent volume against the baseline.")
+    window_start: dt.datetime = Field(description="Start of the recent window(s) that spiked.")
+    window_end: dt.datetime = Field(description="End of the recent window(s) that spiked.")
+    clients: list[str] = Field(description="Clients whose data was exported or downloaded in the spiking window(s).")
+    details: dict[str, Any] = Field(description="The evidence: median, MAD, recent volume, thresholds, reason.")
+    created_at: dt.datetime = Field(description="When the alert was raised.")
+    updated_at: dt.datetime = Field(description="When a later spike last updated it.")
+    resolved_at: dt.datetime | None = Field(description="When it was resolved.")
+    resolved_by: str | None = Field(description="Who resolved it.")
+    resolution: str | None = Field(description="The resolution note.")

@@ -12,13 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, func, insert, literal, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.access.models import AccessGrant
 from app.audit import service as audit
 from app.core.auth import Principal
-from app.core.db import Database, transaction
+from app.core.bulk import chunks
+from app.core.db import AnySelect, Database, transaction
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.directory.models import Client, Employee
 from app.notify import service as notify
@@ -365,8 +366,7 @@ def sync_owner_grants(
     if not moved:
         return
     g = AccessGrant
-    for start in range(0, len(moved), 2000):
-        part = moved[start : start + 2000]
+    for part in chunks(moved, 2000):
         olds = [(c, old) for c, old, _ in part if old is not None]
         if olds:
             clients = [c for c, _ in olds]
@@ -401,62 +401,22 @@ def sync_owner_grants(
         )
 
 
-# ---- the handover workflow --------------------------------------------------------------------
+# ---- windows the workflow hands over (its key: handover_id; access reads no handover) ---------------------
 
 
-def _handover_grants(
-    session: Session, handover_ids: Sequence[int], effective_at: dt.datetime, actor: str, now: dt.datetime
-) -> None:
-    """Shadow (until the effective time) and owner/interim (from it) grants for every approved item of these
-    handovers, which share `effective_at`: three INSERT … SELECT whatever their number."""
-    from app.transfer.models import HandoverItem as I  # access reads the rows a handover hands it
+GRANT_COLUMNS = ("employee_id", "client_id", "level", "valid_from", "valid_until", "reason", "handover_id")
 
-    receiver = func.coalesce(I.successor_id, I.interim_owner_id)
-    cols = [
-        "employee_id",
-        "client_id",
-        "level",
-        "valid_from",
-        "valid_until",
-        "reason",
-        "handover_id",
-        "created_by",
-        "created_at",
-    ]
-    if now < effective_at:
-        session.execute(
-            insert(AccessGrant).from_select(
-                cols,
-                select(
-                    receiver,
-                    I.client_id,
-                    literal("shadow"),
-                    literal(now, AccessGrant.valid_from.type),
-                    literal(effective_at, AccessGrant.valid_until.type),
-                    literal("handover transition"),
-                    I.handover_id,
-                    literal(actor),
-                    literal(now, AccessGrant.created_at.type),
-                ).where(I.handover_id.in_(handover_ids), I.status == "approved"),
-            )
+
+def insert_grants(session: Session, rows: AnySelect, *, actor: str, now: dt.datetime) -> None:
+    """Grants from a statement yielding `GRANT_COLUMNS` in that order (the workflow builds it from its approved
+    items): one INSERT … SELECT whatever their number."""
+    source = rows.subquery()
+    session.execute(
+        insert(AccessGrant).from_select(
+            [*GRANT_COLUMNS, "created_by", "created_at"],
+            select(*source.c, literal(actor), literal(now, AccessGrant.created_at.type)),
         )
-    for lvl, cond in (("owner", I.successor_id.is_not(None)), ("interim", I.successor_id.is_(None))):
-        session.execute(
-            insert(AccessGrant).from_select(
-                cols,
-                select(
-                    receiver,
-                    I.client_id,
-                    literal(lvl),
-                    literal(effective_at, AccessGrant.valid_from.type),
-                    literal(None, AccessGrant.valid_until.type),
-                    literal("handover"),
-                    I.handover_id,
-                    literal(actor),
-                    literal(now, AccessGrant.created_at.type),
-                ).where(I.handover_id.in_(handover_ids), I.status == "approved", cond),
-            )
-        )
+    )
 
 
 def cut_leaver(session: Session, handover_id: int, leaver: str, effective_at: dt.datetime) -> None:
@@ -475,21 +435,19 @@ def cut_leaver(session: Session, handover_id: int, leaver: str, effective_at: dt
     )
 
 
-def cut_leavers(session: Session, handover_ids: Sequence[int]) -> None:
-    """`cut_leaver` for each of these handovers' leavers at its own effective time, in one UPDATE … FROM."""
-    from app.transfer.models import Handover as H  # access reads the rows a handover hands it
-
-    g = AccessGrant
+def cut_leavers(session: Session, leavers: AnySelect) -> None:
+    """`cut_leaver` for every (handover_id, employee_id, effective_at) the statement yields, in one UPDATE … FROM:
+    each leaver's grants end at their own effective time, cut by their own handover."""
+    g, cut = AccessGrant, leavers.subquery()
     session.execute(
         update(g)
         .where(
-            H.id.in_(handover_ids),
-            g.employee_id == H.leaver_id,
+            g.employee_id == cut.c.employee_id,
             g.revoked_at.is_(None),
             g.cut_by_handover_id.is_(None),
-            or_(g.valid_until.is_(None), g.valid_until > H.effective_at),
+            or_(g.valid_until.is_(None), g.valid_until > cut.c.effective_at),
         )
-        .values(cut_by_handover_id=H.id, cut_from=g.valid_until, valid_until=H.effective_at)
+        .values(cut_by_handover_id=cut.c.handover_id, cut_from=g.valid_until, valid_until=cut.c.effective_at)
         .execution_options(synchronize_session=False)
     )
 
@@ -506,19 +464,6 @@ def restore_leaver(session: Session, handover_id: int, *, except_clients: Any = 
         .values(valid_until=g.cut_from, cut_from=None, cut_by_handover_id=None)
         .execution_options(synchronize_session=False)
     )
-
-
-def on_approve_many(
-    session: Session, handovers: Sequence[tuple[int, dt.datetime]], *, actor: str, now: dt.datetime
-) -> None:
-    """Handovers approved together, as (id, effective time): every grant first, then every leaver's grants cut
-    at their own exit, so a leaver who also receives clients in the same batch is cut too."""
-    by_time: dict[dt.datetime, list[int]] = {}
-    for handover_id, effective_at in handovers:
-        by_time.setdefault(effective_at, []).append(handover_id)
-    for effective_at, ids in by_time.items():
-        _handover_grants(session, ids, effective_at, actor, now)
-    cut_leavers(session, [handover_id for handover_id, _ in handovers])
 
 
 def on_reschedule(
@@ -590,12 +535,12 @@ def end_handover_grants_for_clients(
     if not clients:
         return
     g = AccessGrant
-    for start in range(0, len(clients), 5000):
+    for part in chunks(clients, 5000):
         session.execute(
             update(g)
             .where(
                 g.handover_id == handover_id,
-                g.client_id.in_(clients[start : start + 5000]),
+                g.client_id.in_(part),
                 or_(g.valid_until.is_(None), g.valid_until > now),
             )
             .values(valid_until=now)

@@ -88,6 +88,10 @@ class Conflict(DomainError):
     status, slug, title = 409, "conflict", "Conflict"
 
 
+class NotAcceptable(DomainError):
+    status, slug, title = 406, "not-acceptable", "Not acceptable"
+
+
 class PayloadTooLarge(DomainError):
     status, slug, title = 413, "payload-too-large", "Payload too large"
 

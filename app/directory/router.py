@@ -2,10 +2,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Response, status
+from fastapi import APIRouter, Path, Query
 
-from app.core.auth import DirectoryRead, DirectoryWrite
-from app.core.deps import DbSession, Now
+from app.core.auth import DirectoryRead
+from app.core.deps import DbSession
 from app.core.errors import problem_responses
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN
@@ -15,51 +15,6 @@ router = APIRouter(tags=["directory"])
 
 PathId = Annotated[str, Path(pattern=EXTERNAL_ID_PATTERN, description="The external id (HR/CRM id).")]
 Q = Annotated[str | None, Query(min_length=1, max_length=100, description="Case-insensitive text search.")]
-
-
-@router.put(
-    "/v1/employees/{external_id}",
-    name="employees-upsert",
-    summary="Create or replace an employee",
-    response_model=schemas.EmployeeOut,
-    responses={
-        201: {"model": schemas.EmployeeOut, "description": "Created."},
-        **problem_responses(401, 403, 409, 413, 415, 422),
-    },
-)
-def upsert_employee(
-    external_id: PathId,
-    body: schemas.EmployeeIn,
-    session: DbSession,
-    principal: DirectoryWrite,
-    now: Now,
-    response: Response,
-) -> schemas.EmployeeOut:
-    created, _ = service.upsert_employees(
-        session, [(external_id, body)], actor=principal.actor, now=now, loc_prefix=("body",), row_index=False
-    )
-    if created:
-        response.status_code = status.HTTP_201_CREATED
-    return service.employee_out(service.get_employee(session, principal, external_id))
-
-
-@router.post(
-    "/v1/employees/batch",
-    name="employees-batch-upsert",
-    summary="Create or replace up to 1,000 employees, all or nothing",
-    description="Rows may reference each other as managers. One bad row writes nothing; errors name the row index.",
-    response_model=schemas.BatchResult,
-    responses=problem_responses(401, 403, 409, 413, 415, 422),
-)
-def batch_employees(
-    body: schemas.EmployeeBatch,
-    session: DbSession,
-    principal: DirectoryWrite,
-    now: Now,
-) -> schemas.BatchResult:
-    rows = [(item.external_id, item) for item in body.items]
-    created, updated = service.upsert_employees(session, rows, actor=principal.actor, now=now)
-    return schemas.BatchResult(created=created, updated=updated, external_ids=[r[0] for r in rows])
 
 
 @router.get(
@@ -106,51 +61,6 @@ def list_employees(
         offset=page.offset,
         next_offset=nxt,
     )
-
-
-@router.put(
-    "/v1/clients/{external_id}",
-    name="clients-upsert",
-    summary="Create or replace a client with its contacts and account team",
-    response_model=schemas.ClientOut,
-    responses={
-        201: {"model": schemas.ClientOut, "description": "Created."},
-        **problem_responses(401, 403, 409, 413, 415, 422),
-    },
-)
-def upsert_client(
-    external_id: PathId,
-    body: schemas.ClientIn,
-    session: DbSession,
-    principal: DirectoryWrite,
-    now: Now,
-    response: Response,
-) -> schemas.ClientOut:
-    created, _ = service.upsert_clients(
-        session, [(external_id, body)], actor=principal.actor, now=now, loc_prefix=("body",), row_index=False
-    )
-    if created:
-        response.status_code = status.HTTP_201_CREATED
-    return service.clients_out(session, [service.get_client(session, principal, external_id)])[0]
-
-
-@router.post(
-    "/v1/clients/batch",
-    name="clients-batch-upsert",
-    summary="Create or replace up to 1,000 clients, all or nothing",
-    description="Owners and account-team members must exist. One bad row writes nothing; errors name the row index.",
-    response_model=schemas.BatchResult,
-    responses=problem_responses(401, 403, 409, 413, 415, 422),
-)
-def batch_clients(
-    body: schemas.ClientBatch,
-    session: DbSession,
-    principal: DirectoryWrite,
-    now: Now,
-) -> schemas.BatchResult:
-    rows = [(item.external_id, item) for item in body.items]
-    created, updated = service.upsert_clients(session, rows, actor=principal.actor, now=now)
-    return schemas.BatchResult(created=created, updated=updated, external_ids=[r[0] for r in rows])
 
 
 @router.get(

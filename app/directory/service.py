@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ColumnElement,
     Table,
-    any_,
     bindparam,
     delete,
     exists,
@@ -27,9 +26,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.access import service as access
 from app.audit import service as audit
 from app.core.auth import Principal
+from app.core.bulk import among, chunks
+from app.core.db import AnySelect
 from app.core.errors import NotFound, Unprocessable
 from app.directory import schemas
 from app.directory.models import AccountTeamMember, Client, ClientContact, Employee
@@ -58,22 +58,11 @@ def _insert(session: Session, table: Any) -> Any:
     return (postgresql.insert if _on_pg(session) else sqlite.insert)(table)
 
 
-def _among(session: Session, column: Any, values: Sequence[str]) -> ColumnElement[bool]:
-    """`column IN (values)`; on PostgreSQL `column = ANY(:array)`, one parameter, so the statement's text is the
-    same for every batch (psycopg re-parses a query of a thousand placeholders each time it sees a new one)."""
-    result: ColumnElement[bool]
-    if _on_pg(session):
-        result = column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
-    else:
-        result = column.in_(values)
-    return result
-
-
 def _existing(session: Session, column: Any, ids: Sequence[str]) -> set[str]:
     found: set[str] = set()
     unique = list(dict.fromkeys(ids))
-    for start in range(0, len(unique), 5000):
-        found.update(session.scalars(select(column).where(_among(session, column, unique[start : start + 5000]))))
+    for part in chunks(unique, 5000):
+        found.update(session.scalars(select(column).where(among(session, column, part))))
     return found
 
 
@@ -111,15 +100,57 @@ def _claim(
     mine = literal_column(f"{model.__tablename__}.xmin = pg_current_xact_id()::xid") if by_xmin and absent else false()
     order = key.collate("C") if on_pg else key
     stored: dict[str, Any] = {}
-    for start in range(0, len(ids), 5000):
-        part = ids[start : start + 5000]
-        stmt = select(key, column, mine).where(_among(session, key, part)).order_by(order)
+    for part in chunks(ids, 5000):
+        stmt = select(key, column, mine).where(among(session, key, part)).order_by(order)
         for external_id, value, ours in session.execute(stmt.with_for_update(key_share=True)):
             if ours and external_id in absent:
                 created.add(external_id)
             elif external_id not in created:
                 stored[external_id] = value
     return created, stored
+
+
+# ---- writes the workflow asks for (the directory's rows are written here only) ----------------------
+
+
+def set_exit(session: Session, employee: str, exit_at: dt.datetime, *, now: dt.datetime, leaving: bool) -> None:
+    """The employee's exit time (and, with `leaving`, the status that says an exit is under way)."""
+    values: dict[str, Any] = {"exit_at": exit_at, "updated_at": now}
+    if leaving:
+        values["status"] = "leaving"
+    session.execute(update(Employee).where(Employee.external_id == employee).values(**values))
+
+
+def clear_exit(session: Session, employee: str, *, status: str, only_if_leaving: bool, now: dt.datetime) -> None:
+    """The exit is off: back to `status` with no exit time (with `only_if_leaving`, only while still leaving)."""
+    where = [Employee.external_id == employee]
+    if only_if_leaving:
+        where.append(Employee.status == "leaving")
+    session.execute(update(Employee).where(*where).values(status=status, exit_at=None, updated_at=now))
+
+
+def mark_departed(session: Session, employees: Sequence[str], *, now: dt.datetime) -> None:
+    """These employees have left (one statement for a batch of exits)."""
+    session.execute(
+        update(Employee)
+        .where(Employee.external_id.in_(list(employees)))
+        .values(status="departed", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def move_owners(session: Session, moves: AnySelect, *, now: dt.datetime, remember_former: bool) -> None:
+    """Owner changes from a statement of (client_id, from_owner, to_owner) rows, in one UPDATE … FROM: a client
+    moves only while `from_owner` still owns it (anything the CRM moved meanwhile stays put). With
+    `remember_former`, the client keeps who owned it before (shown as `former_owner`), else that is cleared."""
+    m = moves.subquery()
+    c = Client
+    session.execute(
+        update(c)
+        .where(c.external_id == m.c.client_id, c.owner_id == m.c.from_owner)
+        .values(owner_id=m.c.to_owner, former_owner_id=c.owner_id if remember_former else None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 # ---- visibility -------------------------------------------------------------------------------
@@ -165,6 +196,31 @@ def client_visibility(principal: Principal) -> ColumnElement[bool]:
 
 
 # ---- employees --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Person:
+    """What messages say about an employee: who, how to reach them, in which languages."""
+
+    name: str
+    email: str | None
+    title: str | None
+    manager_id: str | None
+    languages: list[str]
+
+
+def people(session: Session, ids: Iterable[str]) -> dict[str, Person]:
+    """These employees (the ones that exist), by external id, in one query per 5,000."""
+    e = Employee
+    out: dict[str, Person] = {}
+    for part in chunks(sorted(set(ids)), 5000):
+        rows = session.execute(
+            select(e.external_id, e.name, e.email, e.title, e.manager_id, e.languages).where(
+                among(session, e.external_id, part)
+            )
+        )
+        out.update({r[0]: Person(r[1], r[2], r[3], r[4], list(r[5] or [])) for r in rows})
+    return out
 
 
 def employee_out(e: Employee) -> schemas.EmployeeOut:
@@ -368,7 +424,7 @@ def _ancestry(session: Session, roots: Sequence[str]) -> dict[str, str | None]:
     """The stored manager of each root and of everyone above them (UNION, so a stored cycle still terminates)."""
     if not roots:
         return {}
-    base = select(Employee.external_id, Employee.manager_id).where(_among(session, Employee.external_id, roots))
+    base = select(Employee.external_id, Employee.manager_id).where(among(session, Employee.external_id, roots))
     tree = base.cte("ancestry", recursive=True)
     tree = tree.union(
         select(Employee.external_id, Employee.manager_id).join(tree, Employee.external_id == tree.c.manager_id)
@@ -421,6 +477,12 @@ def _escape_like(text: str) -> str:
 # ---- clients ----------------------------------------------------------------------------------
 
 
+class ClientsWritten(NamedTuple):
+    created: int
+    updated: int
+    owner_changes: list[tuple[str, str | None, str]]  # (client, owner before or None if new, owner now)
+
+
 def upsert_clients(
     session: Session,
     rows: Sequence[tuple[str, schemas.ClientIn]],
@@ -429,7 +491,9 @@ def upsert_clients(
     now: dt.datetime,
     loc_prefix: Sequence[str | int] = ("body", "items"),
     row_index: bool = True,
-) -> tuple[int, int]:
+) -> ClientsWritten:
+    """Creates or replaces clients with their contacts and account teams; the caller keeps grants in step with the
+    owner changes it returns (the directory knows no grants)."""
     ids = [external_id for external_id, _ in rows]
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -490,12 +554,9 @@ def upsert_clients(
     ]
     created, old_owners = _claim(session, Client, values, Client.owner_id)
     _upsert(session, Client.__table__, [v for v in values if v["external_id"] not in created], keep=("created_at",))
-    # Ownership yields an owner grant, kept in step in this same transaction (the old owner was read under lock).
-    access.sync_owner_grants(session, [(eid, old_owners.get(eid), r.owner) for eid, r in rows], actor=actor, now=now)
-    for start in range(0, len(ids), 5000):
-        part = ids[start : start + 5000]
-        session.execute(delete(ClientContact).where(_among(session, ClientContact.client_id, part)))
-        session.execute(delete(AccountTeamMember).where(_among(session, AccountTeamMember.client_id, part)))
+    for part in chunks(ids, 5000):
+        session.execute(delete(ClientContact).where(among(session, ClientContact.client_id, part)))
+        session.execute(delete(AccountTeamMember).where(among(session, AccountTeamMember.client_id, part)))
     contacts = [
         {
             "client_id": eid,
@@ -536,7 +597,9 @@ def upsert_clients(
         ],
         at=now,
     )
-    return len(created), len(ids) - len(created)
+    # The old owners were read under lock, so the caller's grants follow the owner whatever the interleaving.
+    changes = [(eid, old_owners.get(eid), r.owner) for eid, r in rows]
+    return ClientsWritten(len(created), len(ids) - len(created), changes)
 
 
 def clients_out(session: Session, clients: Sequence[Client]) -> list[schemas.ClientOut]:

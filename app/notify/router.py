@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response, Security, status
-from sqlalchemy import Select, select
+from fastapi import APIRouter, Path, Query, Request, Response, status
+from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
-from app.core.auth import Principal, authenticate
+from app.core.auth import NotificationsAdmin, NotificationsRead, Principal, WebhooksAdmin
 from app.core.db import Database, transaction
 from app.core.deps import DbSession, Now
 from app.core.errors import NotFound, problem_responses
@@ -14,14 +14,9 @@ from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, LOCALE_PATTERN
 from app.notify import rendering, schemas, service
 from app.notify.models import Delivery, OutboxMessage, WebhookEndpoint
-from app.transfer import service as transfer
-from app.transfer.models import Handover
 
 router = APIRouter(tags=["notifications"])
 
-WebhooksAdmin = Annotated[Principal, Security(authenticate, scopes=["webhooks:admin"])]
-NotificationsRead = Annotated[Principal, Security(authenticate, scopes=["notifications:read"])]
-NotificationsAdmin = Annotated[Principal, Security(authenticate, scopes=["notifications:admin"])]
 EndpointId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The webhook endpoint id.")]
 DeliveryId = Annotated[int, Path(ge=1, le=2**62, description="The delivery (attempt) id.")]
 NotificationId = Annotated[int, Path(ge=1, le=2**62, description="The notification id.")]
@@ -182,12 +177,14 @@ def retry_delivery(
 # ---- notifications ----------------------------------------------------------------------------
 
 
-def _visible(principal: Principal) -> Select[Any] | None:
-    """Unrestricted roles see every notification; a manager those of the handovers they manage (a successor's part
-    in another team's handover shows them the handover, not its clients' notifications)."""
+def _visible(request: Request, principal: Principal) -> Select[Any] | None:
+    """Unrestricted roles see every notification; the others those of the cases they manage, as the workflow says
+    (`app.state.managed_cases`, bound in `app.main`): a successor's part in another team's handover shows them the
+    handover, not its clients' notifications."""
     if principal.unrestricted:
         return None
-    return select(Handover.id).where(transfer.handover_management(principal))
+    managed: Select[Any] = request.app.state.managed_cases(principal)
+    return managed
 
 
 def _notification_out(row: OutboxMessage, last_delivery: int | None) -> schemas.NotificationOut:
@@ -224,6 +221,7 @@ def _notification_out(row: OutboxMessage, last_delivery: int | None) -> schemas.
     responses=problem_responses(401, 403, 422),
 )
 def list_notifications(
+    request: Request,
     session: DbSession,
     principal: NotificationsRead,
     page: Pagination,
@@ -235,7 +233,7 @@ def list_notifications(
     rows = service.list_notifications(
         session,
         service.NotificationFilter(handover, client, status_, template),
-        visible_handovers=_visible(principal),
+        visible_handovers=_visible(request, principal),
         limit=page.limit + 1,
         offset=page.offset,
     )
@@ -253,9 +251,9 @@ def list_notifications(
     responses=problem_responses(401, 403, 404, 422),
 )
 def get_notification(
-    notification_id: NotificationId, session: DbSession, principal: NotificationsRead
+    notification_id: NotificationId, request: Request, session: DbSession, principal: NotificationsRead
 ) -> schemas.NotificationOut:
-    row, last = service.get_notification(session, notification_id, visible_handovers=_visible(principal))
+    row, last = service.get_notification(session, notification_id, visible_handovers=_visible(request, principal))
     return _notification_out(row, last)
 
 

@@ -11,9 +11,12 @@ Functions the workflow calls (one Session, no commit inside):
 - `emit_batches(session, event_type, key, items, *, common, now, size=500)`: the same, one event per `size`
   items (e.g. `client.reassigned` for a layoff of 20,000 clients is 40 events).
 - `enqueue(session, *, kind, template, locale, channel, recipient, data, not_before, ..., now) -> int`.
-- `on_handover_approved(session, *, handover_id, now, settings)` (`on_handovers_approved(session, ids, ...)` for
-  handovers approved together), `on_handover_cancelled(session, *,
-  handover_id, now)`, `on_handover_rescheduled(session, *, handover_id, now, settings)`.
+- `message_row(...)` and `insert_messages(session, rows)` for many notifications at once (a handover's approval
+  writes them: `app.transfer.messaging`), `withdraw` and `move_pending` for the messages of one case.
+
+The outbox knows no workflow: `handover_id` on a row is the caller's key for the case it belongs to. What must be
+re-checked at send time (a reminder whose items were signed meanwhile) is asked of a `SendChecks` the composition
+root binds (`app.notify.worker`).
 
 Event payloads (`data`), built by the caller; ids are external ids, times ISO 8601 UTC:
 
@@ -48,7 +51,7 @@ import secrets
 from base64 import urlsafe_b64encode
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Select, Table, exists, func, insert, select, update
@@ -59,7 +62,6 @@ from app.core import bulk
 from app.core.config import Settings
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.core.signing import generate_secret
-from app.directory.models import Client, ClientContact, Employee
 from app.notify import rendering
 from app.notify.channels import TargetRefused, resolve_target
 from app.notify.models import (
@@ -70,7 +72,6 @@ from app.notify.models import (
     WebhookEndpoint,
     WebhookSubscription,
 )
-from app.transfer.models import CHECKLIST_KEYS, Handover, HandoverItem
 
 EVENT_TYPES = (
     "handover.created",
@@ -90,9 +91,7 @@ EVENT_TYPES = (
 ALL_EVENTS = "*"
 KINDS = ("client", "internal")
 EVENT_BATCH = 500
-SIGNOFF_REMINDER_LEAD = dt.timedelta(days=3)
-PRIORITY_INTERNAL = 10_000_000  # successors and the manager hear before any client
-MAX_HIGH_RISK_LISTED = 20
+PRIORITY_INTERNAL = 10_000_000  # people inside the company hear before any client
 
 
 # ---- ids and JSON -----------------------------------------------------------------------------
@@ -207,7 +206,8 @@ def emit_batches(
     return batches
 
 
-def _subscribers(session: Session, event_type: str) -> list[int]:
+def subscribers(session: Session, event_type: str) -> list[int]:
+    """Active endpoints subscribed to `event_type` (or to everything), in id order."""
     ep, sub = WebhookEndpoint, WebhookSubscription
     stmt = (
         select(ep.id)
@@ -223,7 +223,7 @@ def _subscribers(session: Session, event_type: str) -> list[int]:
 # ---- notifications ----------------------------------------------------------------------------
 
 
-def _row(
+def message_row(
     *,
     kind: str,
     template: str,
@@ -307,7 +307,7 @@ def enqueue(
         skip = f"channel {channel} is not delivered by this service"
     else:
         raise ValueError(f"unknown channel {channel!r}")
-    row = _row(
+    row = message_row(
         kind=kind,
         template=template,
         locale=locale,
@@ -356,358 +356,47 @@ def pick_locale(wanted: Sequence[str | None], available: set[str], default: str)
     return "en" if "en" in available else sorted(available)[0]
 
 
-# ---- the handover workflow --------------------------------------------------------------------
+# ---- messages of a case: withdraw, reschedule --------------------------------------------------
 
 
-def _date(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).date().isoformat()
+def insert_messages(session: Session, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Rows built by `message_row(..., for_bulk=True)`, in one COPY (PostgreSQL) or executemany (SQLite)."""
+    bulk.insert_rows(session, cast(Table, OutboxMessage.__table__), rows)
 
 
-def _score(value: Any) -> float | None:
-    return None if value is None else float(value)
+def withdraw(session: Session, *, handover_id: int, reason: str) -> int:
+    """Every notification of the case not sent yet is withdrawn; returns how many. Events are not touched.
 
-
-def _risk_priority(score: Any) -> int:
-    """Higher risk first; unscored clients after every scored one."""
-    return 0 if score is None else round(float(score) * 100) + 1
-
-
-def intro_time(effective_at: dt.datetime, now: dt.datetime, settings: Settings) -> dt.datetime:
-    if settings.client_intro_days_before is None:
-        return now
-    return max(now, effective_at - dt.timedelta(days=settings.client_intro_days_before))
-
-
-def reminder_time(effective_at: dt.datetime, now: dt.datetime) -> dt.datetime:
-    return max(now, effective_at - SIGNOFF_REMINDER_LEAD)
-
-
-@dataclass(frozen=True)
-class _Person:
-    name: str
-    email: str | None
-    title: str | None
-    languages: list[str]
-
-
-def _people(session: Session, ids: set[str]) -> dict[str, _Person]:
-    e = Employee
-    rows = session.execute(select(e.external_id, e.name, e.email, e.title, e.languages).where(e.external_id.in_(ids)))
-    return {r[0]: _Person(r[1], r[2], r[3], list(r[4] or [])) for r in rows}
-
-
-APPROVAL_ROWS_PER_INSERT = 5_000
-
-
-def on_handover_approved(session: Session, *, handover_id: int, now: dt.datetime, settings: Settings) -> dict[str, int]:
-    """Everything approval sets in motion, in one bulk insert: briefings and the summary now, client intros at
-    the configured time (highest risk first), sign-off reminders three days before the effective time.
-
-    Returns the number of rows per template (and `skipped`), for logs and tests; {} if already done.
-    """
-    if session.get(Handover, handover_id) is None:
-        raise ValueError(f"no handover {handover_id}")
-    return on_handovers_approved(session, [handover_id], now=now, settings=settings)[handover_id]
-
-
-def on_handovers_approved(
-    session: Session, handover_ids: Sequence[int], *, now: dt.datetime, settings: Settings
-) -> dict[int, dict[str, int]]:
-    """`on_handover_approved` for many handovers approved together: the lookups (items, people, contacts,
-    locales, subscribers) once for all of them and one bulk insert, so a layoff's approval is not hundreds of
-    round trips per handover. Same rows, in handover order, as approving them one after another."""
-    m, i = OutboxMessage, HandoverItem
-    handovers = session.scalars(select(Handover).where(Handover.id.in_(handover_ids))).all()
-    by_id = {h.id: h for h in handovers}
-    done = set(
-        session.scalars(
-            select(m.handover_id)
-            .where(m.handover_id.in_(handover_ids), m.template.in_(("successor_briefing", "client_intro")))
-            .distinct()
-        )
-    )
-    todo = [by_id[hid] for hid in dict.fromkeys(handover_ids) if hid in by_id and hid not in done]
-    out: dict[int, dict[str, int]] = {hid: {} for hid in handover_ids}
-    if not todo:
-        return out
-    ids = [h.id for h in todo]
-    receiver = func.coalesce(i.successor_id, i.interim_owner_id)
-    items_of: dict[int, list[Any]] = defaultdict(list)
-    for row in session.execute(
-        select(
-            i.handover_id,
-            i.id,
-            i.client_id,
-            Client.name,
-            Client.tier,
-            i.risk_score,
-            i.risk_band,
-            i.checklist,
-            receiver,
-            i.successor_id,
-            i.outgoing_signed_at,
-            i.incoming_signed_at,
-        )
-        .join(Client, Client.external_id == i.client_id)
-        .where(i.handover_id.in_(ids), i.status == "approved")
-        .order_by(i.handover_id, i.risk_score.is_(None), i.risk_score.desc(), i.id)
-    ):
-        items_of[row[0]].append(row[1:])
-    wanted = {h.leaver_id for h in todo} | {h.manager_id for h in todo if h.manager_id}
-    wanted |= {r[7] for rows in items_of.values() for r in rows if r[7]}
-    people = _people(session, wanted)
-    contacts: dict[str, list[Any]] = defaultdict(list)
-    cc = ClientContact
-    for c in session.execute(
-        select(cc.client_id, cc.id, cc.name, cc.email, cc.phone, cc.locale, cc.preferred_channel)
-        .where(cc.client_id.in_(select(i.client_id).where(i.handover_id.in_(ids), i.status == "approved")))
-        .order_by(cc.client_id, cc.position, cc.id)
-    ):
-        contacts[c[0]].append(c)
-    shared = _Shared(people, contacts, available_locales(session), _subscribers(session, "notification.client_intro"))
-    rows: list[dict[str, Any]] = []
-    for n, h in enumerate(todo, 1):
-        out[h.id] = _approval_rows(h, items_of.pop(h.id, []), shared, rows, now=now, settings=settings)
-        if len(rows) >= APPROVAL_ROWS_PER_INSERT or n == len(todo):
-            # Every row has every key, so one COPY (PostgreSQL) or one executemany: the ORM's bulk insert would
-            # start a new INSERT each time the set of NULL columns changes. In slices, so a layoff's 75,000
-            # notifications are never all in memory at once.
-            bulk.insert_rows(session, cast(Table, OutboxMessage.__table__), rows)
-            rows = []
-    return out
-
-
-@dataclass(frozen=True)
-class _Shared:
-    people: dict[str, _Person]
-    contacts: dict[str, list[Any]]
-    locales: dict[str, set[str]]
-    intro_endpoints: list[int]
-    picked: dict[tuple[str, tuple[str | None, ...], str], str] = field(default_factory=dict)
-
-    def locale(self, template: str, wanted: tuple[str | None, ...], default: str) -> str:
-        """`pick_locale`, remembered: a layoff asks the same question for tens of thousands of contacts."""
-        key = (template, wanted, default)
-        if key not in self.picked:
-            self.picked[key] = pick_locale(wanted, self.locales[template], default)
-        return self.picked[key]
-
-
-def _approval_rows(
-    h: Handover,
-    items: Sequence[Any],
-    shared: _Shared,
-    rows: list[dict[str, Any]],
-    *,
-    now: dt.datetime,
-    settings: Settings,
-) -> dict[str, int]:
-    """Appends one handover's notifications to `rows`; returns the count per template (and `skipped`)."""
-    people, contacts = shared.people, shared.contacts
-    first = len(rows)
-    default = settings.default_locale
-    leaver = people.get(h.leaver_id) or _Person(h.leaver_id, None, None, [])
-    effective_date = _date(h.effective_at)
-    handover_ctx = {"id": h.id, "effective_date": effective_date}
-    counts: dict[str, int] = defaultdict(int)
-
-    def internal(template: str, person_id: str, data: dict[str, Any], at: dt.datetime) -> None:
-        person = people.get(person_id)
-        locale = shared.locale(template, tuple(person.languages) if person else (), default)
-        rows.append(
-            _row(
-                kind="internal",
-                template=template,
-                locale=locale,
-                channel="email",
-                recipient=person.email if person else None,
-                endpoint_id=None,
-                data=data,
-                not_before=at,
-                now=now,
-                handover_id=h.id,
-                priority=PRIORITY_INTERNAL,
-                skip=None if person and person.email else f"employee {person_id} has no email address",
-                for_bulk=True,
-            )
-        )
-        counts[template] += 1
-
-    # Successor briefings: one per receiver, their clients highest risk first, each with its checklist.
-    by_receiver: dict[str, list[Any]] = defaultdict(list)
-    for r in items:
-        if r[7]:
-            by_receiver[r[7]].append(r)
-    for person_id, mine in by_receiver.items():
-        clients = [
-            {
-                "name": r[2],
-                "external_id": r[1],
-                "tier": r[3],
-                "risk_band": r[5],
-                "risk_score": _score(r[4]),
-                "checklist": [{"key": k, "done": bool((r[6] or {}).get(k, {}).get("done"))} for k in CHECKLIST_KEYS],
-            }
-            for r in mine
-        ]
-        successor = people.get(person_id)
-        internal(
-            "successor_briefing",
-            person_id,
-            {
-                "successor": {"name": successor.name if successor else person_id},
-                "leaver": {"name": leaver.name},
-                "handover": handover_ctx,
-                "clients": clients,
-            },
-            now,
-        )
-
-    # Client intros: one per contact, in the contact's language, through the contact's channel.
-    intro_at = intro_time(h.effective_at, now, settings)
-    intro_endpoints = shared.intro_endpoints
-    intros = 0
-    for r in items:
-        new_owner = people.get(r[7]) if r[7] else None
-        for c in contacts.get(r[1], []):
-            _, contact_id, name, email, phone, locale_wanted, channel = c
-            data = {
-                "contact": {"name": name},
-                "client": {"name": r[2], "external_id": r[1]},
-                "leaver": {"name": leaver.name},
-                "successor": {
-                    "name": new_owner.name if new_owner else "",
-                    "email": new_owner.email if new_owner else "",
-                    "title": new_owner.title if new_owner else None,
-                },
-                "effective_date": effective_date,
-                "recipient": {"contact_id": contact_id, "name": name, "email": email, "phone": phone},
-            }
-            locale = shared.locale("client_intro", (locale_wanted,), default)
-            common: dict[str, Any] = {
-                "kind": "client",
-                "template": "client_intro",
-                "locale": locale,
-                "data": data,
-                "not_before": intro_at,
-                "now": now,
-                "handover_id": h.id,
-                "client_id": r[1],
-                "priority": _risk_priority(r[4]),
-                "for_bulk": True,
-            }
-            if channel == "email":
-                skip = None if email else "the contact has no email address"
-                rows.append(_row(channel="email", recipient=email, endpoint_id=None, skip=skip, **common))
-            elif channel == "webhook" and intro_endpoints:
-                for endpoint_id in intro_endpoints:
-                    rows.append(_row(channel="webhook", recipient=None, endpoint_id=endpoint_id, **common))
-            elif channel == "webhook":
-                skip = "no webhook endpoint subscribes to notification.client_intro"
-                rows.append(_row(channel="webhook", recipient=None, endpoint_id=None, skip=skip, **common))
-            else:
-                skip = f"the contact prefers {channel}, which this service does not deliver"
-                rows.append(_row(channel=channel, recipient=None, endpoint_id=None, skip=skip, **common))
-            intros += 1
-    counts["client_intro"] = intros
-
-    # The manager's summary, after the intros are counted.
-    if h.manager_id:
-        successors = sorted(
-            (
-                {"id": p, "name": people[p].name if p in people else p, "clients": len(mine)}
-                for p, mine in by_receiver.items()
-            ),
-            key=lambda s: (-len(by_receiver.get(str(s["id"]), [])), str(s["name"])),
-        )
-        high = [r for r in items if r[5] == "high"]
-        manager = people.get(h.manager_id)
-        internal(
-            "manager_summary",
-            h.manager_id,
-            {
-                "manager": {"name": manager.name if manager else h.manager_id},
-                "leaver": {"name": leaver.name},
-                "handover": handover_ctx,
-                "totals": {
-                    "clients": len(items),
-                    "high_risk": len(high),
-                    "interim": sum(1 for r in items if r[8] is None),
-                    "intros": intros,
-                },
-                "intro_date": _date(intro_at),
-                "successors": successors,
-                "high_risk_clients": [
-                    {
-                        "name": r[2],
-                        "external_id": r[1],
-                        "risk_band": r[5],
-                        "successor": people[r[7]].name if r[7] in people else r[7],
-                    }
-                    for r in high[:MAX_HIGH_RISK_LISTED]
-                ],
-            },
-            now,
-        )
-
-    # Sign-off reminders: per person and side, for items unsigned now; the worker re-checks at send time.
-    remind_at = reminder_time(h.effective_at, now)
-    sides: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for r in items:
-        entry = {"item_id": r[0], "client": r[2], "external_id": r[1]}
-        if r[9] is None:
-            sides[(h.leaver_id, "outgoing")].append(entry)
-        if r[10] is None and r[7]:
-            sides[(r[7], "incoming")].append(entry)
-    for (person_id, side), entries in sides.items():
-        person = people.get(person_id)
-        internal(
-            "signoff_reminder",
-            person_id,
-            {
-                "recipient": {"name": person.name if person else person_id},
-                "side": side,
-                "leaver": {"name": leaver.name},
-                "handover": handover_ctx,
-                "items": entries,
-            },
-            remind_at,
-        )
-    counts["skipped"] = sum(1 for row in rows[first:] if row["status"] == "skipped")
-    return dict(counts)
-
-
-def on_handover_cancelled(session: Session, *, handover_id: int, now: dt.datetime) -> int:
-    """Withdraws every notification of the handover not sent yet; returns how many. Events are not touched."""
+    `handover_id` is the caller's key for the case the messages belong to; the outbox does not interpret it."""
     m = OutboxMessage
     result = session.execute(
         update(m)
         .where(m.handover_id == handover_id, m.category == "notification", m.status.in_(DUE_STATUSES))
-        .values(status="withdrawn", next_attempt_at=None, last_error="the handover was cancelled")
+        .values(status="withdrawn", next_attempt_at=None, last_error=reason)
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def on_handover_rescheduled(session: Session, *, handover_id: int, now: dt.datetime, settings: Settings) -> None:
-    """The effective time moved: intros (when tied to it) and reminders not tried yet move with it.
-
-    Dates inside the messages need no update: the worker reads the handover's effective time when it renders.
-    """
-    h = session.get(Handover, handover_id)
-    if h is None:
-        return
+def move_pending(session: Session, *, handover_id: int, template: str, at: dt.datetime) -> None:
+    """The case's notifications of `template` not tried yet go out at `at` instead."""
     m = OutboxMessage
-    moves = [("signoff_reminder", reminder_time(h.effective_at, now))]
-    if settings.client_intro_days_before is not None:
-        moves.append(("client_intro", intro_time(h.effective_at, now, settings)))
-    for template, at in moves:
-        session.execute(
-            update(m)
-            .where(m.handover_id == handover_id, m.template == template, m.status == "pending", m.attempts == 0)
-            .values(not_before=at, next_attempt_at=at)
-            .execution_options(synchronize_session=False)
+    session.execute(
+        update(m)
+        .where(m.handover_id == handover_id, m.template == template, m.status == "pending", m.attempts == 0)
+        .values(not_before=at, next_attempt_at=at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def already_sent_for(session: Session, handover_ids: Sequence[int], templates: Sequence[str]) -> set[int]:
+    """The cases among `handover_ids` that already have a message of one of `templates` (any status)."""
+    m = OutboxMessage
+    return set(
+        session.scalars(
+            select(m.handover_id).where(m.handover_id.in_(handover_ids), m.template.in_(templates)).distinct()
         )
+    )
 
 
 # ---- acknowledgment links ---------------------------------------------------------------------

@@ -17,9 +17,10 @@ import random
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -39,7 +40,6 @@ from app.notify.channels import (
     build_email,
 )
 from app.notify.models import DUE_STATUSES, Delivery, OutboxMessage, WebhookEndpoint
-from app.transfer.models import Handover, HandoverItem
 
 logger = logging.getLogger("handover.notify")
 
@@ -50,7 +50,6 @@ JITTER = 0.1
 RUN_BUDGET_SECONDS = 30.0
 RECORD_EVERY = 20
 RECORD_SECONDS = 0.5  # one worker pass delivers for at most this long, then lets the other jobs run
-SIGNABLE_ITEM_STATUSES = ("approved", "transferred")
 
 
 def next_delay(attempts: int, rng: random.Random) -> dt.timedelta | None:
@@ -58,6 +57,37 @@ def next_delay(attempts: int, rng: random.Random) -> dt.timedelta | None:
     if attempts >= MAX_ATTEMPTS:
         return None
     return BACKOFF[attempts - 1] * (1 + rng.uniform(-JITTER, JITTER))
+
+
+@dataclass
+class Outgoing:
+    """A notification about to be rendered and sent: its `context` may still be changed by the checks."""
+
+    id: int
+    handover_id: int | None
+    template: str
+    context: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Why a message is not sent after all: it ends as `status` (withdrawn, skipped or dead) with `reason`."""
+
+    status: str
+    reason: str
+    attempted: bool = False
+
+
+class SendChecks(Protocol):
+    """What the workflow that wrote a batch of notifications says about them just before they go out (bound in
+    the composition root, `app.worker`): a verdict for each one that must not be sent; it may update the others'
+    contexts in place (current dates, items still open)."""
+
+    def __call__(self, session: Session, batch: Sequence[Outgoing]) -> dict[int, Verdict]: ...
+
+
+def no_checks(session: Session, batch: Sequence[Outgoing]) -> dict[int, Verdict]:
+    return {}
 
 
 @dataclass
@@ -115,6 +145,7 @@ class Deliverer:
     rng: random.Random = field(default_factory=random.Random)
     stop: threading.Event = field(default_factory=threading.Event)
     batch_size: int | None = None
+    checks: SendChecks = no_checks
     _gone: set[int] = field(default_factory=set)
     _sources: dict[tuple[str, str], rendering.Source | None] = field(default_factory=dict)
 
@@ -174,19 +205,18 @@ class Deliverer:
         endpoints = {
             e.id: e for e in session.scalars(select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids)))
         }
-        handover_ids = {r.handover_id for r in rows if r.handover_id is not None}
-        handovers = {
-            hid: (at, status)
-            for hid, at, status in session.execute(
-                select(Handover.id, Handover.effective_at, Handover.status).where(Handover.id.in_(handover_ids))
-            )
+        outgoing = {
+            r.id: Outgoing(r.id, r.handover_id, r.template or "", copy.deepcopy(r.payload))
+            for r in rows
+            if r.category == "notification"
         }
+        verdicts = self._verdicts(session, list(outgoing.values())) if outgoing else {}
         locales = service.available_locales(session) if any(r.category == "notification" for r in rows) else {}
         self._sources.clear()  # template edits reach the next batch
         out = []
         for row in rows:
             try:
-                out.append(self._prepare_one(session, row, endpoints, handovers, locales, now))
+                out.append(self._prepare_one(session, row, endpoints, outgoing.get(row.id), verdicts, locales, now))
             except _Final as final:
                 self._finish_unsent(session, row, final, now)
             except SQLAlchemyError:
@@ -195,6 +225,25 @@ class Deliverer:
                 logger.exception("outbox row %s cannot be prepared", row.id)
                 self._finish_unsent(session, row, _Final("dead", f"cannot prepare: {exc}"[:500], attempted=True), now)
         return out
+
+    def _verdicts(self, session: Session, batch: list[Outgoing]) -> dict[int, Verdict]:
+        """The bound checks for the batch; if they fail, one message at a time, so a malformed one is dead and
+        does not block the queue behind it (database errors roll the claim back instead: nothing is lost)."""
+        try:
+            return self.checks(session, batch)
+        except SQLAlchemyError:
+            raise
+        except Exception:
+            verdicts: dict[int, Verdict] = {}
+            for one in batch:
+                try:
+                    verdicts.update(self.checks(session, [one]))
+                except SQLAlchemyError:
+                    raise
+                except Exception as exc:
+                    logger.exception("outbox row %s cannot be checked", one.id)
+                    verdicts[one.id] = Verdict("dead", f"cannot prepare: {exc}"[:500], attempted=True)
+            return verdicts
 
     def _endpoint(self, row: OutboxMessage, endpoints: dict[int, WebhookEndpoint]) -> WebhookEndpoint:
         endpoint = endpoints.get(row.endpoint_id) if row.endpoint_id is not None else None
@@ -209,7 +258,8 @@ class Deliverer:
         session: Session,
         row: OutboxMessage,
         endpoints: dict[int, WebhookEndpoint],
-        handovers: dict[int, tuple[dt.datetime, str]],
+        outgoing: Outgoing | None,
+        verdicts: dict[int, Verdict],
         locales: dict[str, set[str]],
         now: dt.datetime,
     ) -> Prepared:
@@ -220,15 +270,10 @@ class Deliverer:
             p.body = _json_bytes(row.payload)
             return p
         template = row.template or ""
-        context = copy.deepcopy(row.payload)
-        if row.handover_id is not None and row.handover_id in handovers:
-            effective_at, handover_status = handovers[row.handover_id]
-            if handover_status in ("cancelled", "undone"):
-                # Normally withdrawn by on_handover_cancelled already; this holds even if that was missed.
-                raise _Final("withdrawn", f"the handover was {handover_status}")
-            _refresh_dates(context, effective_at)
-        if template == "signoff_reminder":
-            _still_unsigned(session, row, context)
+        verdict = verdicts.get(row.id)
+        if verdict is not None:
+            raise _Final(verdict.status, verdict.reason, attempted=verdict.attempted)
+        context = outgoing.context if outgoing is not None else copy.deepcopy(row.payload)
         locale = service.pick_locale([row.locale], locales.get(template, set()), self.cfg.default_locale)
         if (template, locale) not in self._sources:
             self._sources[(template, locale)] = service.template_source(session, template, locale)
@@ -447,35 +492,6 @@ def _json_bytes(payload: Any) -> bytes:
     return json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-def _refresh_dates(context: dict[str, Any], effective_at: dt.datetime) -> None:
-    """Messages render with the handover's current effective time, so a reschedule needs no rewrite."""
-    date = effective_at.astimezone(dt.UTC).date().isoformat()
-    if "effective_date" in context:
-        context["effective_date"] = date
-    handover = context.get("handover")
-    if isinstance(handover, dict) and "effective_date" in handover:
-        handover["effective_date"] = date
-
-
-def _still_unsigned(session: Session, row: OutboxMessage, context: dict[str, Any]) -> None:
-    """A reminder lists only the items still unsigned on the recipient's side now; none left, no reminder."""
-    items = context.get("items") or []
-    ids = [int(i["item_id"]) for i in items if isinstance(i, dict) and "item_id" in i]
-    signed_at = (
-        HandoverItem.outgoing_signed_at if context.get("side") == "outgoing" else HandoverItem.incoming_signed_at
-    )
-    open_ids = set(
-        session.scalars(
-            select(HandoverItem.id).where(
-                HandoverItem.id.in_(ids), signed_at.is_(None), HandoverItem.status.in_(SIGNABLE_ITEM_STATUSES)
-            )
-        )
-    )
-    context["items"] = [i for i in items if int(i["item_id"]) in open_ids]
-    if not context["items"]:
-        raise _Final("skipped", "every item was signed off before the reminder was due")
-
-
 def _announce_failure(session: Session, row: OutboxMessage, now: dt.datetime) -> None:
     if row.category != "notification":
         return
@@ -496,9 +512,11 @@ def _announce_failure(session: Session, row: OutboxMessage, now: dt.datetime) ->
     )
 
 
-def deliver_due(db: Database, clock: Clock, stop: threading.Event | None = None) -> int:
+def deliver_due(
+    db: Database, clock: Clock, stop: threading.Event | None = None, *, checks: SendChecks = no_checks
+) -> int:
     """The `handover worker` job: deliver what is due, within the pass's time budget."""
-    deliverer = Deliverer(db, clock, stop=stop or threading.Event())
+    deliverer = Deliverer(db, clock, stop=stop or threading.Event(), checks=checks)
     try:
         return deliverer.run()
     finally:

@@ -12,7 +12,7 @@ import datetime as dt
 from collections import Counter
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Query, status
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 
 from app.core.auth import RiskAdmin, RiskRead
 from app.core.deps import DbSession, Now
@@ -28,12 +28,19 @@ ClientId = Annotated[str, Path(pattern=EXTERNAL_ID_PATTERN, description="The cli
 VersionPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="The model version.")]
 
 
-def get_outcome_source() -> service.OutcomeSource:
-    """Where fitting reads outcomes; a dependency so tests can feed synthetic ones."""
-    return service.outcome_rows
+def get_outcome_source(request: Request) -> service.OutcomeSource:
+    """Where fitting reads outcomes (the workflow's follow-ups, bound in app.main); tests can feed synthetic ones."""
+    source: service.OutcomeSource = request.app.state.outcomes
+    return source
+
+
+def get_context(request: Request) -> service.RiskContext:
+    """The departure each owner faces, as the workflow knows it (bound in app.main)."""
+    return service.RiskContext(departures=request.app.state.departures)
 
 
 OutcomeSourceDep = Annotated[service.OutcomeSource, Depends(get_outcome_source)]
+OwnersDeparture = Annotated[service.RiskContext, Depends(get_context)]
 
 
 def _risk_out(r: service.ScoreResult, weights: rm.RiskModel, as_of: dt.datetime) -> schemas.RiskOut:
@@ -94,8 +101,10 @@ def _model_out(v: service.ModelVersion) -> schemas.RiskModelOut:
     response_model=schemas.RiskOut,
     responses=problem_responses(401, 403, 404, 409, 422),
 )
-def client_risk(external_id: ClientId, session: DbSession, principal: RiskRead, now: Now) -> schemas.RiskOut:
-    version, result = service.score_client(session, principal, external_id, now=now)
+def client_risk(
+    external_id: ClientId, session: DbSession, principal: RiskRead, now: Now, context: OwnersDeparture
+) -> schemas.RiskOut:
+    version, result = service.score_client(session, principal, external_id, context=context, now=now)
     return _risk_out(result, version.model, now)
 
 
@@ -109,8 +118,12 @@ def client_risk(external_id: ClientId, session: DbSession, principal: RiskRead, 
     response_model=schemas.ScoreBatchOut,
     responses=problem_responses(401, 403, 409, 413, 415, 422),
 )
-def score_batch(body: schemas.ScoreRequest, session: DbSession, principal: RiskRead, now: Now) -> schemas.ScoreBatchOut:
-    context = service.RiskContext(reason=body.reason, destination_competitor=body.destination_competitor)
+def score_batch(
+    body: schemas.ScoreRequest, session: DbSession, principal: RiskRead, now: Now, owners: OwnersDeparture
+) -> schemas.ScoreBatchOut:
+    context = service.RiskContext(
+        reason=body.reason, destination_competitor=body.destination_competitor, departures=owners.departures
+    )
     version, results = service.score_visible(
         session, principal, body.clients, context=context, now=now, version=body.model_version
     )

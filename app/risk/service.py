@@ -10,7 +10,6 @@ and open handovers, and one matrix product scores them all.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -22,28 +21,26 @@ from sqlalchemy import (
     Date,
     Float,
     String,
-    bindparam,
     cast,
     func,
     literal,
-    literal_column,
     select,
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 
 from app.access import events as access_events
 from app.audit import service as audit
 from app.core.auth import Principal
+from app.core.bulk import among
 from app.core.db import UTCDateTime
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.directory import service as directory
 from app.directory.models import AccountTeamMember, Client, ClientContact, Employee
+from app.risk import fitting
 from app.risk import model as rm
 from app.risk.models import RiskModelVersion
-from app.transfer.models import FollowUp, HandoverItem
 
 # Any constant works; it only has to be the same for every writer of model versions.
 MODEL_LOCK_KEY = 0x5249534B  # "RISK"
@@ -280,44 +277,17 @@ def activate(session: Session, version: int, *, actor: str, now: dt.datetime) ->
 
 
 class OutcomeSource(Protocol):
-    """Completed outcomes to learn from: the factors as they were when scored, and whether the client churned."""
+    """Completed outcomes to learn from: the factors as they were when scored, and whether the client churned.
+    The workflow keeps them (its follow-ups); bound in `app.main`."""
 
     def __call__(self, session: Session) -> Sequence[tuple[rm.Factors, bool]]: ...
 
 
-def outcome_rows(session: Session) -> list[tuple[rm.Factors, bool]]:
-    """Completed follow-up outcomes with the factors stored when the item was scored; `churned` is the label.
+class DepartureSource(Protocol):
+    """Each owner's departure as the workflow knows it (reason, destination competitor), for owners with an open
+    handover; the others are absent. Bound in `app.main`."""
 
-    One row per handover item, its latest completed outcome: an item's three follow-ups describe one client,
-    and counting each would weigh that client three times. Items without stored factors (planned before
-    scoring, or scored by a model whose factors no longer parse) are skipped.
-    """
-    f, item = FollowUp, HandoverItem
-    latest = (
-        select(
-            f.item_id,
-            f.outcome,
-            func.row_number().over(partition_by=f.item_id, order_by=(f.completed_at.desc(), f.id.desc())).label("n"),
-        )
-        .where(f.status == "completed", f.outcome.is_not(None))
-        .subquery()
-    )
-    rows = session.execute(
-        select(latest.c.outcome, item.risk_factors)
-        .join(item, item.id == latest.c.item_id)
-        .where(latest.c.n == 1)
-        .order_by(latest.c.item_id)
-    )
-    out: list[tuple[rm.Factors, bool]] = []
-    for outcome, stored in rows:
-        factors = (stored or {}).get("factors") if isinstance(stored, dict) else None
-        if not isinstance(factors, dict):
-            continue
-        try:
-            out.append((factors_from_json(factors), outcome == "churned"))
-        except (TypeError, ValueError):
-            continue
-    return out
+    def __call__(self, session: Session, owners: Sequence[str]) -> Mapping[str, tuple[str, bool]]: ...
 
 
 def factors_from_json(data: Mapping[str, Any]) -> rm.Factors:
@@ -330,7 +300,7 @@ def fit_model(
     *,
     actor: str,
     now: dt.datetime,
-    source: OutcomeSource = outcome_rows,
+    source: OutcomeSource,
     min_rows: int = MIN_FIT_ROWS,
     l2: float = 1.0,
     seed: int = 0,
@@ -348,7 +318,7 @@ def fit_model(
         )
     base = active_model(session)
     try:
-        fitted, metrics = rm.fit(rows, l2=l2, seed=seed, holdout=holdout, base=base.model)
+        fitted, metrics = fitting.fit(rows, l2=l2, seed=seed, holdout=holdout, base=base.model)
     except ValueError as exc:
         raise Conflict(f"The outcomes cannot be fitted: {exc}.") from exc
     _lock(session)
@@ -391,7 +361,7 @@ class RiskContext:
     """What the caller knows that the directory does not.
 
     reason / destination_competitor: the departure to assume for every client's owner. None: the owner's
-    open handover's, if any, else a resignation (to no known competitor).
+    open handover's (asked of `departures`), if any, else a resignation (to no known competitor).
     successors: client id → proposed successor (employee id); risk computes the fit (seniority below the
     tier's norm in `min_seniority`, skill and language mismatch) from the directory.
     successor_fit: client id → fit already computed by the caller; wins over `successors`.
@@ -403,31 +373,11 @@ class RiskContext:
     successors: Mapping[str, str] = field(default_factory=dict)
     successor_fit: Mapping[str, rm.SuccessorFit] = field(default_factory=dict)
     min_seniority: Mapping[str, int] = field(default_factory=lambda: dict(rm.DEFAULT_MIN_SENIORITY))
+    departures: DepartureSource | None = None
 
     def __post_init__(self) -> None:
         if self.reason is not None and self.reason not in rm.REASONS:
             raise ValueError(f"reason must be one of {rm.REASONS}")
-
-
-def _among(session: Session, column: Any, ids: Sequence[str]) -> ColumnElement[bool]:
-    """`column IN ids` with the ids as one bound value (a JSON list, unpacked by the database).
-
-    Expanding 100k separate parameters costs more than running the query, and SQLite caps their number.
-    """
-    dialect = session.get_bind().dialect.name
-    clause: ColumnElement[bool]
-    if dialect == "postgresql":
-        # JSON text, not an array parameter: psycopg quotes array elements one by one in Python.
-        elements = func.jsonb_array_elements_text(cast(bindparam(None, json.dumps(list(ids)), type_=String), JSONB))
-        clause = column.in_(select(elements))
-    elif dialect == "sqlite":
-        listed = select(literal_column("value", String)).select_from(
-            func.json_each(bindparam(None, json.dumps(list(ids)), type_=String))
-        )
-        clause = column.in_(listed)
-    else:
-        clause = column.in_(list(ids))
-    return clause
 
 
 def _days_until(session: Session, column: Any, instant: dt.datetime | dt.date) -> ColumnElement[Any]:
@@ -474,19 +424,9 @@ def _client_rows(session: Session, ids: Sequence[str], now: dt.datetime) -> list
         _days_until(session, c.last_contact_at, now),
         team,
         contacts,
-    ).where(_among(session, c.external_id, ids))
+    ).where(among(session, c.external_id, ids))
     # Core execution: the ORM's row machinery is most of the cost at 100k rows and adds nothing here.
     return list(session.connection().execute(stmt).all())
-
-
-def _open_handovers(session: Session, owners: Sequence[str]) -> dict[str, tuple[str, bool]]:
-    # Risk reads the handover table, never the transfer service (transfer calls risk, not the reverse).
-    from app.transfer.models import OPEN_STATUSES, Handover
-
-    stmt = select(Handover.leaver_id, Handover.reason, Handover.destination_competitor).where(
-        _among(session, Handover.leaver_id, owners), Handover.status.in_(OPEN_STATUSES)
-    )
-    return {leaver: (reason, bool(competitor)) for leaver, reason, competitor in session.execute(stmt)}
 
 
 def _successor_fits(
@@ -503,7 +443,7 @@ def _successor_fits(
         return fits
     people: dict[str, tuple[int, list[str], list[str]]] = {}
     stmt = select(Employee.external_id, Employee.seniority, Employee.skills, Employee.languages).where(
-        _among(session, Employee.external_id, sorted(set(wanted.values())))
+        among(session, Employee.external_id, sorted(set(wanted.values())))
     )
     for eid, seniority, skills, langs in session.execute(stmt):
         people[eid] = (seniority, list(skills or []), list(langs or []))
@@ -566,7 +506,8 @@ def factor_batch(
     ) = cols
     owners = sorted(set(owner_ids))
     alerts = access_events.open_alert_clients(session, owners) if owners else {}
-    handovers = _open_handovers(session, owners) if owners and context.reason is None else {}
+    ask = context.departures if owners and context.reason is None else None
+    handovers = ask(session, owners) if ask is not None else {}
     departure: dict[str, tuple[str, bool]] = {}
     for o in owners:
         reason, competitor = handovers.get(o, (DEFAULT_REASON, False))
@@ -719,7 +660,7 @@ def score_visible(
         visible = set(
             session.scalars(
                 select(Client.external_id).where(
-                    _among(session, Client.external_id, ids), directory.client_visibility(principal)
+                    among(session, Client.external_id, ids), directory.client_visibility(principal)
                 )
             )
         )
@@ -738,9 +679,9 @@ def score_visible(
 
 
 def score_client(
-    session: Session, principal: Principal, external_id: str, *, now: dt.datetime
+    session: Session, principal: Principal, external_id: str, *, context: RiskContext, now: dt.datetime
 ) -> tuple[ModelVersion, ScoreResult]:
     """One client the caller may see (else 404), as if its owner left now."""
     directory.get_client(session, principal, external_id)
     version = active_model(session)
-    return version, score(session, [external_id], now=now, model=version)[external_id]
+    return version, score(session, [external_id], context=context, now=now, model=version)[external_id]

@@ -19,6 +19,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
+from app.core.bulk import chunks
 from app.directory.models import Client, Employee
 from app.transfer.models import CHECKLIST_KEYS, Handover, HandoverItem
 from app.transfer.schemas import HandoverStatus, ItemStatus, Reason, View
@@ -154,8 +155,8 @@ def build_report(
         wanted.update(x for x in (item.successor_id, item.interim_owner_id, item.transferred_to_id) if x)
     people: dict[str, PersonRef] = {}
     ids = sorted(wanted)
-    for start in range(0, len(ids), 5000):
-        for e in session.scalars(select(Employee).where(Employee.external_id.in_(ids[start : start + 5000]))):
+    for part in chunks(ids, 5000):
+        for e in session.scalars(select(Employee).where(Employee.external_id.in_(part))):
             people[e.external_id] = PersonRef(id=e.external_id, name=e.name, email=e.email, title=e.title)
 
     def ref(emp: str | None) -> PersonRef | None:

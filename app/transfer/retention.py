@@ -24,16 +24,19 @@ from app.core.auth import Principal
 from app.core.errors import Forbidden
 from app.directory import service as directory
 from app.directory.models import Client, Employee
+from app.risk import model as rm
+from app.risk import service as risk
 from app.risk.model import BANDS
-from app.transfer import service
-from app.transfer.followups_schemas import (
+from app.transfer import visibility
+from app.transfer.followups.models import FollowUp
+from app.transfer.followups.schemas import (
     BandCalibration,
     GroupBy,
     HorizonOutcomes,
     RetentionGroup,
     RetentionReport,
 )
-from app.transfer.models import FollowUp, Handover, HandoverItem
+from app.transfer.models import Handover, HandoverItem
 from app.transfer.report import neutralise
 
 HORIZONS = (30, 90, 180)
@@ -86,7 +89,7 @@ def _scope(session: Session, principal: Principal, receiver: ColumnElement[Any])
         raise Forbidden("The retention report is for managers, hr, auditors and admins.")
     # Read once: the handover rule has its own subtree CTE, and one statement cannot hold two of that name.
     team = list(session.scalars(directory.subtree(principal.employee)))
-    return or_(service.handover_management(principal), receiver.in_(team))
+    return or_(visibility.handover_management(principal), receiver.in_(team))
 
 
 def _load(session: Session, principal: Principal, start: dt.datetime, end: dt.datetime) -> dict[int, _Client]:
@@ -321,3 +324,41 @@ def to_csv(report: RetentionReport) -> str:
     for g in report.groups:
         writer.writerow(["" if v is None else neutralise(v) for v in _csv_row(report.group_by, g)])
     return buffer.getvalue()
+
+
+# ---- outcomes for the risk model to learn from (bound as risk's OutcomeSource in app.main) -------
+
+
+def outcome_rows(session: Session) -> list[tuple[rm.Factors, bool]]:
+    """Completed follow-up outcomes with the factors stored when the item was scored; `churned` is the label.
+
+    One row per handover item, its latest completed outcome: an item's three follow-ups describe one client,
+    and counting each would weigh that client three times. Items without stored factors (planned before
+    scoring, or scored by a model whose factors no longer parse) are skipped.
+    """
+    f, item = FollowUp, HandoverItem
+    latest = (
+        select(
+            f.item_id,
+            f.outcome,
+            func.row_number().over(partition_by=f.item_id, order_by=(f.completed_at.desc(), f.id.desc())).label("n"),
+        )
+        .where(f.status == "completed", f.outcome.is_not(None))
+        .subquery()
+    )
+    rows = session.execute(
+        select(latest.c.outcome, item.risk_factors)
+        .join(item, item.id == latest.c.item_id)
+        .where(latest.c.n == 1)
+        .order_by(latest.c.item_id)
+    )
+    out: list[tuple[rm.Factors, bool]] = []
+    for outcome, stored in rows:
+        factors = (stored or {}).get("factors") if isinstance(stored, dict) else None
+        if not isinstance(factors, dict):
+            continue
+        try:
+            out.append((risk.factors_from_json(factors), outcome == "churned"))
+        except (TypeError, ValueError):
+            continue
+    return out

@@ -1,19 +1,22 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.orm import Session
 
 from app.core.auth import HandoversApprove, HandoversRead, HandoversWrite
 from app.core.deps import DbSession, Now
-from app.core.errors import Forbidden, NotFound, problem_responses
+from app.core.errors import Forbidden, NotAcceptable, NotFound, problem_responses
+from app.core.http import CSV, HTML, JSON, check_if_match, etag, negotiate
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
 from app.directory import service as directory
 from app.directory.models import Client
-from app.transfer import schemas, service
+from app.transfer import planning, schemas, service, signoff, visibility
 from app.transfer.models import Handover, HandoverItem
+from app.transfer.report import HandoverReport, build_report, to_csv, to_html
 
 router = APIRouter(tags=["handovers"])
 
@@ -22,13 +25,14 @@ ItemId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The item id.")]
 IfMatch = Annotated[str | None, Header(max_length=200, description="The ETag you last read.")]
 
 CREATOR_ROLES = frozenset({"admin", "hr", "manager", "integration"})
+REPORT_FORMATS = (JSON, HTML, CSV)  # the first is the default
 
 
 def handover_out(
-    session: Session, h: Handover, c: service.Counts | None = None, *, view: schemas.View = "all"
+    session: Session, h: Handover, c: visibility.Counts | None = None, *, view: schemas.View = "all"
 ) -> schemas.HandoverOut:
     if c is None:
-        c = service.counts(session, [h.id])[h.id]
+        c = visibility.counts(session, [h.id])[h.id]
     return schemas.HandoverOut(
         id=h.id,
         leaver=h.leaver_id,
@@ -62,10 +66,10 @@ def handover_out(
     )
 
 
-def view_out(session: Session, v: service.HandoverView, c: service.Counts | None = None) -> schemas.HandoverOut:
+def view_out(session: Session, v: visibility.HandoverView, c: visibility.Counts | None = None) -> schemas.HandoverOut:
     """The header as the view shows it: counts and exposure over the items the caller sees."""
     if c is None:
-        c = service.view_counts(session, [v])[v.handover.id]
+        c = visibility.view_counts(session, [v])[v.handover.id]
     return handover_out(session, v.handover, c, view=v.scope)
 
 
@@ -106,7 +110,7 @@ def item_out(item: HandoverItem, client: Client, *, own: bool = False) -> schema
 
 
 def _with_etag(response: Response, h: Handover) -> None:
-    response.headers["ETag"] = service.etag(h.version, "handover", h.id)
+    response.headers["ETag"] = etag(h.version, "handover", h.id)
 
 
 @router.post(
@@ -162,10 +166,10 @@ def list_handovers(
     effective_from: Annotated[UtcTime | None, Query(description="Effective at or after.")] = None,
     effective_to: Annotated[UtcTime | None, Query(description="Effective before.")] = None,
 ) -> Page[schemas.HandoverOut]:
-    flt = service.HandoverFilter(status_, leaver, manager, effective_from, effective_to)
-    rows = service.list_handovers(session, principal, flt, limit=page.limit + 1, offset=page.offset)
+    flt = visibility.HandoverFilter(status_, leaver, manager, effective_from, effective_to)
+    rows = visibility.list_handovers(session, principal, flt, limit=page.limit + 1, offset=page.offset)
     items, nxt = page_of(rows, page)
-    counts = service.view_counts(session, items)  # one query for the page, not one per handover
+    counts = visibility.view_counts(session, items)  # one query for the page, not one per handover
     return Page[schemas.HandoverOut](
         items=[view_out(session, v, counts[v.handover.id]) for v in items],
         limit=page.limit,
@@ -186,7 +190,7 @@ def list_handovers(
 def get_handover(
     handover_id: HandoverId, session: DbSession, principal: HandoversRead, response: Response
 ) -> schemas.HandoverOut:
-    v = service.see_handover(session, principal, handover_id)
+    v = visibility.see_handover(session, principal, handover_id)
     _with_etag(response, v.handover)
     return view_out(session, v)
 
@@ -210,7 +214,7 @@ def plan_handover(
 ) -> schemas.PlanSummary:
     if principal.role not in CREATOR_ROLES:
         raise Forbidden("Only hr, managers and admins plan handovers.")
-    h = service.get_handover(
+    h = visibility.get_handover(
         session,
         principal,
         handover_id,
@@ -218,7 +222,7 @@ def plan_handover(
         manage="Only the leaver's managers, hr or an admin may plan this handover.",
     )
     pool = body.candidate_pool.model_dump() if body and body.candidate_pool else None
-    result, preview = service.plan(
+    result, preview = planning.plan(
         session, h, pool=pool, dry_run=dry_run, actor=principal.actor, now=now, settings=request.app.state.settings
     )
     proposals = None
@@ -229,7 +233,7 @@ def plan_handover(
 
 
 def _summary(
-    h_id: int, result: service.Plan, dry_run: bool, proposals: list[schemas.ItemOut] | None
+    h_id: int, result: planning.Plan, dry_run: bool, proposals: list[schemas.ItemOut] | None
 ) -> schemas.PlanSummary:
     successors: dict[str, int] = {}
     for r in result.rows:
@@ -267,7 +271,7 @@ def plan_handovers(
     if principal.role not in CREATOR_ROLES:
         raise Forbidden("Only hr, managers and admins plan handovers.")
     ids = list(dict.fromkeys(body.handover_ids))
-    handovers = service.get_handovers(
+    handovers = visibility.get_handovers(
         session,
         principal,
         sorted(ids),
@@ -275,7 +279,7 @@ def plan_handovers(
         manage="Only the leaver's managers, hr or an admin may plan these handovers.",
     )
     pool = body.candidate_pool.model_dump() if body.candidate_pool else None
-    plans, solves = service.plan_many(
+    plans, solves = planning.plan_many(
         session, handovers, pool=pool, actor=principal.actor, now=now, settings=request.app.state.settings
     )
     return schemas.PlanBatchOut(handovers=[_summary(hid, plans[hid], False, None) for hid in ids], solves=solves)
@@ -302,9 +306,9 @@ def list_items(
         bool | None, Query(description="Only items that need (or do not need) attention.")
     ] = None,
 ) -> Page[schemas.ItemOut]:
-    v = service.see_handover(session, principal, handover_id)
-    flt = service.ItemFilter(status_, risk_band, successor, needs_attention)
-    rows = service.list_items(session, v, flt, limit=page.limit + 1, offset=page.offset)
+    v = visibility.see_handover(session, principal, handover_id)
+    flt = visibility.ItemFilter(status_, risk_band, successor, needs_attention)
+    rows = visibility.list_items(session, v, flt, limit=page.limit + 1, offset=page.offset)
     items, nxt = page_of(rows, page)
     own = v.own is not None
     return Page[schemas.ItemOut](
@@ -313,11 +317,11 @@ def list_items(
 
 
 def _item_response(
-    session: Session, v: service.HandoverView, item: HandoverItem, response: Response
+    session: Session, v: visibility.HandoverView, item: HandoverItem, response: Response
 ) -> schemas.ItemOut:
     client = session.get(Client, item.client_id)
     assert client is not None
-    response.headers["ETag"] = service.etag(item.version, "item", item.id)
+    response.headers["ETag"] = etag(item.version, "item", item.id)
     return item_out(item, client, own=v.own is not None)
 
 
@@ -333,8 +337,8 @@ def _item_response(
 def get_item(
     handover_id: HandoverId, item_id: ItemId, session: DbSession, principal: HandoversRead, response: Response
 ) -> schemas.ItemOut:
-    v = service.see_handover(session, principal, handover_id)
-    return _item_response(session, v, service.get_item(session, v, item_id), response)
+    v = visibility.see_handover(session, principal, handover_id)
+    return _item_response(session, v, visibility.get_item(session, v, item_id), response)
 
 
 @router.patch(
@@ -359,16 +363,16 @@ def patch_item(
 ) -> schemas.ItemOut:
     if principal.role not in CREATOR_ROLES:
         raise Forbidden("Only hr, managers and admins override items.")
-    v = service.see_handover(
+    v = visibility.see_handover(
         session,
         principal,
         handover_id,
         lock=True,
         manage="Only the leaver's managers, hr or an admin may override this handover's items.",
     )
-    item = service.get_item(session, v, item_id)
-    service.check_if_match(if_match, service.etag(item.version, "item", item.id))
-    service.patch_item(
+    item = visibility.get_item(session, v, item_id)
+    check_if_match(if_match, etag(item.version, "item", item.id))
+    planning.patch_item(
         session, v.handover, item, body, actor=principal.actor, now=now, settings=request.app.state.settings
     )
     return _item_response(session, v, item, response)
@@ -397,7 +401,7 @@ def approve_handover(
     response: Response,
     if_match: IfMatch = None,
 ) -> schemas.HandoverOut:
-    h = service.get_handover(
+    h = visibility.get_handover(
         session,
         principal,
         handover_id,
@@ -405,7 +409,7 @@ def approve_handover(
         manage="Only the leaver's manager or an admin may approve this handover.",
     )
     if if_match is not None:
-        service.check_if_match(if_match, service.etag(h.version, "handover", h.id))
+        check_if_match(if_match, etag(h.version, "handover", h.id))
     service.approve(session, h, principal, now=now, settings=request.app.state.settings)
     return _transition_endpoint(h, session, response)
 
@@ -428,7 +432,7 @@ def approve_handovers(
     principal: HandoversApprove,
     now: Now,
 ) -> schemas.ApprovalBatchOut:
-    handovers = service.get_handovers(
+    handovers = visibility.get_handovers(
         session,
         principal,
         body.handover_ids,
@@ -437,7 +441,7 @@ def approve_handovers(
     )
     service.approve_many(session, handovers, principal, now=now, settings=request.app.state.settings)
     session.flush()
-    counts = service.counts(session, [h.id for h in handovers])
+    counts = visibility.counts(session, [h.id for h in handovers])
     return schemas.ApprovalBatchOut(handovers=[handover_out(session, h, counts[h.id]) for h in handovers])
 
 
@@ -459,7 +463,7 @@ def execute_handover(
 ) -> schemas.HandoverOut:
     if principal.role != "admin":
         raise Forbidden("Only admins execute a handover by hand.")
-    h = service.get_handover(
+    h = visibility.get_handover(
         session, principal, handover_id, lock=True, manage="Only admins execute a handover by hand."
     )
     service.execute(session, h, actor=principal.actor, now=now, immediate=True, settings=request.app.state.settings)
@@ -483,7 +487,7 @@ def cancel_handover(
 ) -> schemas.HandoverOut:
     if principal.role not in CREATOR_ROLES:
         raise Forbidden("Only hr, managers and admins cancel handovers.")
-    h = service.get_handover(
+    h = visibility.get_handover(
         session,
         principal,
         handover_id,
@@ -512,7 +516,7 @@ def undo_handover(
     body: schemas.ReasonBody | None = None,
 ) -> schemas.HandoverOut:
     undo_rule = "Only the leaver's manager or an admin may undo this handover."
-    h = service.get_handover(session, principal, handover_id, lock=True, manage=undo_rule)
+    h = visibility.get_handover(session, principal, handover_id, lock=True, manage=undo_rule)
     if principal.role == "manager" and principal.employee != h.manager_id:
         raise Forbidden(undo_rule)
     service.undo(
@@ -541,7 +545,7 @@ def complete_handover(
     now: Now,
     response: Response,
 ) -> schemas.HandoverOut:
-    h = service.get_handover(
+    h = visibility.get_handover(
         session,
         principal,
         handover_id,
@@ -576,9 +580,9 @@ def set_checklist(
     now: Now,
     response: Response,
 ) -> schemas.ItemOut:
-    v = service.see_handover(session, principal, handover_id)
-    item = service.get_item(session, v, item_id)
-    service.set_checklist(session, v.handover, item, key, done=body.done, note=body.note, principal=principal, now=now)
+    v = visibility.see_handover(session, principal, handover_id)
+    item = visibility.get_item(session, v, item_id)
+    signoff.set_checklist(session, v.handover, item, key, done=body.done, note=body.note, principal=principal, now=now)
     return _item_response(session, v, item, response)
 
 
@@ -598,9 +602,9 @@ def sign_off(
     now: Now,
     response: Response,
 ) -> schemas.ItemOut:
-    v = service.see_handover(session, principal, handover_id, lock=True)
-    item = service.get_item(session, v, item_id)
-    service.sign_off(session, v.handover, item, side=body.side, reason=body.reason, principal=principal, now=now)
+    v = visibility.see_handover(session, principal, handover_id, lock=True)
+    item = visibility.get_item(session, v, item_id)
+    signoff.sign_off(session, v.handover, item, side=body.side, reason=body.reason, principal=principal, now=now)
     return _item_response(session, v, item, response)
 
 
@@ -621,7 +625,7 @@ def simulate(
     if not principal.unrestricted:
         for leaver in body.leavers:
             directory.get_employee(session, principal, leaver)  # 404 outside a manager's reach
-    result = service.simulate(
+    result = planning.simulate(
         session,
         leavers=body.leavers,
         effective_at=body.effective_at,
@@ -630,3 +634,59 @@ def simulate(
         include_items=body.include_items,
     )
     return schemas.SimulationOut.model_validate(result)
+
+
+# ---- the handover report ---------------------------------------------------------------------
+
+
+_REPORT_CONTENT: dict[str, Any] = {
+    CSV: {"schema": {"type": "string"}, "example": "handover_id,leaver_id,leaver_name,…\r\n"},
+    HTML: {"schema": {"type": "string"}, "example": "<!doctype html>…"},
+}
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "model": HandoverReport,
+        "description": "The report: JSON (default), CSV (one row per client, UTF-8 with BOM) or printable HTML.",
+        "content": _REPORT_CONTENT,
+    },
+    **problem_responses(401, 403, 404, 406, 422),
+}
+_RESPONSES[406] = {**_RESPONSES[406], "description": "None of application/json, text/csv, text/html is acceptable."}
+
+
+@router.get(
+    "/v1/handovers/{handover_id}/report",
+    name="handovers-report",
+    summary="The handover report as JSON, CSV or printable HTML (by Accept)",
+    description=(
+        "Every client with its successor, interim owner, status, risk, checklist and sign-offs; a participant who "
+        "does not manage the handover (a successor or interim owner on another team's handover) gets only their own "
+        "clients, counted alone (`view: own`). "
+        "`Accept: application/json` (the default, also for `*/*`), `text/csv` (a download, one row per client) "
+        "or `text/html` (a document to print and sign). Anything else answers 406."
+    ),
+    response_model=None,
+    responses=_RESPONSES,
+)
+def handover_report(
+    handover_id: HandoverId, request: Request, session: DbSession, principal: HandoversRead, now: Now
+) -> Response:
+    media = negotiate(request.headers.get("accept"), REPORT_FORMATS)
+    if media is None:
+        raise NotAcceptable(
+            "This report is available as application/json, text/csv or text/html.",
+            extra={"allowed": list(REPORT_FORMATS)},
+        )
+    v = visibility.see_handover(session, principal, handover_id)
+    h = v.handover
+    report = build_report(session, h, now=now, only=v.items() if v.own else None, view=v.scope)
+    headers = {"Vary": "Accept", "Cache-Control": "private, no-store"}
+    if media == CSV:
+        headers["Content-Disposition"] = f'attachment; filename="handover-{h.id}.csv"'
+        # The BOM lets spreadsheet programs read UTF-8 (Chinese names) correctly.
+        body = ("\ufeff" + to_csv(report)).encode("utf-8")
+        return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
+    if media == HTML:
+        headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+        return HTMLResponse(to_html(report), headers=headers)
+    return JSONResponse(report, headers=headers)

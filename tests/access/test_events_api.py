@@ -10,17 +10,14 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sqlalchemy import select
 
 from app.access import events as events_service
-from app.access.events_router import router as events_router
 from app.core.clock import ManualClock
 from app.core.config import Settings
 from app.core.db import Database
-from app.core.routes import iter_api_routes
 from app.main import create_app
-from app.models import metadata
-from tests.directory.helpers import (
+from tests.support.db import snapshot
+from tests.support.directory import (
     assert_problem,
     audit_entries,
     batch_clients,
@@ -39,8 +36,6 @@ CLIENTS = [f"c{i:02d}" for i in range(1, 15)]
 @pytest.fixture(scope="module")
 def events_app(settings: Settings, clock: ManualClock) -> Iterator[FastAPI]:
     app = create_app(settings, clock=clock)
-    if URL not in [r.path for r in iter_api_routes(app)]:
-        app.include_router(events_router)  # until app.main includes it
     yield app
     app.state.db.dispose()
 
@@ -133,19 +128,6 @@ def db_session(api: TestClient) -> Any:
     return app.state.db.session(write=False)
 
 
-def snapshot(db: Database) -> dict[str, list[tuple[Any, ...]]]:
-    with db.session(write=False) as session:
-        return {
-            name: [
-                tuple(r)
-                for r in session.execute(
-                    select(metadata.tables[name]).order_by(*metadata.tables[name].primary_key.columns)
-                )
-            ]
-            for name in ("access_event", "alert", "audit_entry")
-        }
-
-
 # ---- ingest -----------------------------------------------------------------------------------
 
 
@@ -154,7 +136,7 @@ def test_ingest_stores_events_and_audits_the_batch(
 ) -> None:
     batch = [event("ann", "c01", t(clock, hours=1), count=3), event("bob", "c02", t(clock, hours=2), action="view")]
     assert ingest(api, crm, batch) == {"received": 2, "stored": 2, "duplicates": 0, "alerts_raised": []}
-    rows = snapshot(db)["access_event"]
+    rows = snapshot(db, ("access_event", "alert", "audit_entry"))["access_event"]
     assert len(rows) == 2
     entries = audit_entries(api, admin, action="access.events.ingested")
     assert len(entries) == 1
@@ -183,11 +165,11 @@ def test_dedupe_by_event_id_within_and_across_batches(
         event("ann", "c02", at),
     ]
     assert ingest(api, crm, second) == {"received": 4, "stored": 2, "duplicates": 2, "alerts_raised": []}
-    assert len(snapshot(db)["access_event"]) == 5
+    assert len(snapshot(db, ("access_event", "alert", "audit_entry"))["access_event"]) == 5
     # A full replay changes nothing and leaves no audit entry.
-    before = snapshot(db)
+    before = snapshot(db, ("access_event", "alert", "audit_entry"))
     assert ingest(api, crm, second[:3]) == {"received": 3, "stored": 0, "duplicates": 3, "alerts_raised": []}
-    assert snapshot(db) == before
+    assert snapshot(db, ("access_event", "alert", "audit_entry")) == before
     assert len(audit_entries(api, admin, action="access.events.ingested")) == 2
 
 
@@ -195,7 +177,7 @@ def test_unknown_employee_or_client_names_the_row_and_writes_nothing(
     api: TestClient, crm: dict[str, str], people: None, clock: ManualClock, db: Database
 ) -> None:
     ingest(api, crm, [event("ann", "c01", t(clock, hours=1), event_id="keep")])
-    before = snapshot(db)
+    before = snapshot(db, ("access_event", "alert", "audit_entry"))
     batch = [
         event("ann", "c01", t(clock, hours=1), event_id="new"),
         event("ghost", "c01", t(clock, hours=1)),
@@ -205,7 +187,7 @@ def test_unknown_employee_or_client_names_the_row_and_writes_nothing(
         api.post(URL, json={"events": batch}, headers=crm), 422, loc=["body", "events", 1, "employee"]
     )
     assert any(e["loc"] == ["body", "events", 2, "client"] for e in body["errors"])
-    assert snapshot(db) == before
+    assert snapshot(db, ("access_event", "alert", "audit_entry")) == before
 
 
 def test_more_than_5000_events_is_a_422(
@@ -214,7 +196,7 @@ def test_more_than_5000_events_is_a_422(
     one = event("ann", "c01", t(clock, hours=1))
     assert_problem(api.post(URL, json={"events": [one] * 5001}, headers=crm), 422, loc=["body", "events"])
     assert_problem(api.post(URL, json={"events": []}, headers=crm), 422, loc=["body", "events"])
-    assert snapshot(db)["access_event"] == []
+    assert snapshot(db, ("access_event", "alert", "audit_entry"))["access_event"] == []
     assert ingest(api, crm, [one] * 5000)["stored"] == 5000
 
 
@@ -248,7 +230,7 @@ def test_future_occurred_at_is_a_422(
         422,
         loc=["body", "events", 1, "occurred_at"],
     )
-    assert snapshot(db)["access_event"] == []
+    assert snapshot(db, ("access_event", "alert", "audit_entry"))["access_event"] == []
     assert ingest(api, crm, [event("ann", "c01", t(clock, minutes=-4))])["stored"] == 1  # within the allowed skew
 
 
@@ -365,9 +347,9 @@ def test_resolve_once_then_409(
     assert done["resolved_by"] == "admin:test-admin"
     assert done["resolved_at"].startswith("2026-11-02T09:00:00")
     assert done["resolution"].startswith("Exports were")
-    before = snapshot(db)
+    before = snapshot(db, ("access_event", "alert", "audit_entry"))
     assert_problem(api.post(url, json={"resolution": "again"}, headers=admin), 409)
-    assert snapshot(db) == before
+    assert snapshot(db, ("access_event", "alert", "audit_entry")) == before
     assert [e["entity_id"] for e in audit_entries(api, admin, action="alert.resolved")] == [str(alert_id)]
     assert_problem(api.post(url, json={"resolution": ""}, headers=admin), 422, loc=["body", "resolution"])
     assert_problem(api.post(url, json={"resolution": "x" * 2001}, headers=admin), 422, loc=["body", "resolution"])

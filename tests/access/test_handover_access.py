@@ -13,8 +13,8 @@ from app.core.clock import ManualClock
 from app.core.config import Settings
 from app.core.db import Database
 from app.worker import run_once
-from tests.company import EFFECTIVE, approve, plan
 from tests.conftest import START
+from tests.support.company import EFFECTIVE, approve, plan
 
 S = dt.timedelta(seconds=1)
 

@@ -27,9 +27,8 @@ from app.core.keys import key_id
 from app.main import create_app
 from app.notify.models import OutboxMessage
 from app.worker import checkpoint_audit, run_once
-from tests.company import EFFECTIVE, clients, employees, open_for
 from tests.conftest import START, make_settings
-from tests.transfer.test_plan_batch import _second_leaver
+from tests.support.company import EFFECTIVE, clients, employees, open_for, second_leaver
 
 SEED = bytes(range(32))
 KEY = Ed25519PrivateKey.from_private_bytes(SEED)
@@ -373,7 +372,7 @@ def test_joint_plan_joint_approval_and_the_execution_batch_take_checkpoints(
     assert r.status_code == 201, r.text
     assert ac.post("/v1/employees/batch", json={"items": employees()}, headers=auth("hr")).status_code == 200
     assert ac.post("/v1/clients/batch", json={"items": clients()}, headers=auth("hr")).status_code == 200
-    _second_leaver(ac, auth)
+    second_leaver(ac, auth)
     ids = [open_for(ac, auth, "e0"), open_for(ac, auth, "e1")]
 
     def head() -> tuple[int, str]:

@@ -14,14 +14,14 @@ from app.core import bulk
 from app.core.db import Database, transaction
 from app.notify import service as notify
 from app.notify.models import OutboxMessage
-from tests.company import START
+from tests.support.company import START
 
 TABLE = cast(Table, OutboxMessage.__table__)
 
 
 def _rows(n: int) -> list[dict[str, Any]]:
     return [
-        notify._row(
+        notify.message_row(
             kind="client",
             template="client_intro",
             locale="zh-CN" if i % 2 else "en",
@@ -106,3 +106,25 @@ def test_json_given_as_text_reads_back_as_the_object(db: Database) -> None:
         bulk.insert_rows(s, TABLE, rows)
     assert [r[3] for r in _stored(db)] == [json.loads(r["payload"]) for r in rows]
     assert _stored(db)[1][3]["nested"] == [1, None, "x\ty\nz\\"]
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, bulk.JSON_FROM - 1, bulk.JSON_FROM, bulk.JSON_FROM + 7])
+def test_among_selects_exactly_the_values_given(db: Database, n: int) -> None:
+    """One `among` on both databases, below and above the size where PostgreSQL switches from ANY to JSON."""
+    rows = _rows(30)
+    with transaction(db) as session:
+        bulk.insert_rows(session, TABLE, rows)
+    m = OutboxMessage
+    wanted = [f"c{i}@client.example" for i in range(0, 30, 2)] + [f"missing-{i}" for i in range(max(0, n - 15))]
+    wanted = wanted[:n]
+    with transaction(db) as session:
+        found = set(session.scalars(select(m.recipient).where(bulk.among(session, m.recipient, wanted))))
+        by_int = set(session.scalars(select(m.priority).where(bulk.among(session, m.priority, list(range(0, n, 3))))))
+    assert found == {r["recipient"] for r in rows if r["recipient"] in wanted}
+    assert by_int == {i for i in range(0, min(n, 30), 3)}
+
+
+def test_chunks_cover_the_sequence_in_order() -> None:
+    items = list(range(10))
+    assert [list(c) for c in bulk.chunks(items, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert list(bulk.chunks([], 4)) == []

@@ -17,7 +17,7 @@ from app.core.db import Database
 from app.core.idempotency import IdempotencyKey
 from app.transfer.models import Handover
 from app.worker import run_once
-from tests.company import EFFECTIVE
+from tests.support.company import EFFECTIVE
 
 
 def count(db: Database, model: Any) -> int:

@@ -18,8 +18,8 @@ from app.core.auth import ROLE_SCOPES
 from app.core.config import Settings
 from app.core.db import Database
 from app.directory.models import Employee
-from app.models import metadata
-from tests.directory.helpers import employee_body
+from app.metadata import metadata
+from tests.support.directory import employee_body
 
 URL = "/v1/employees"
 MAX_SUBJECT_LENGTH = 255  # OIDC Core 1.0, section 2: sub is at most 255 ASCII characters

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.core.db import Database
-from tests.directory.helpers import (
+from tests.support.directory import (
     assert_problem,
     batch_clients,
     batch_employees,

@@ -14,7 +14,7 @@ from app.core.db import Database, transaction
 from app.directory import service
 from app.directory.schemas import ClientIn, EmployeeIn
 from tests.conftest import START
-from tests.directory.helpers import (
+from tests.support.directory import (
     assert_problem,
     audit_entries,
     batch_clients,
@@ -305,12 +305,15 @@ def test_created_counts_within_one_transaction_and_a_savepoint(db: Database) -> 
     person = EmployeeIn.model_validate({"name": "O", "email": "o@example.com", "seniority": 2})
     with transaction(db) as session:
         assert service.upsert_employees(session, [("o", person)], actor="t", now=START) == (1, 0)
-        assert service.upsert_clients(session, [("c1", client_row)], actor="t", now=START) == (1, 0)
-        assert service.upsert_clients(session, [("c1", client_row), ("c2", client_row)], actor="t", now=START) == (1, 1)
-        assert service.upsert_clients(session, [("c1", client_row)], actor="t", now=START) == (0, 1)
+        assert service.upsert_clients(session, [("c1", client_row)], actor="t", now=START)[:2] == (1, 0)
+        assert service.upsert_clients(session, [("c1", client_row), ("c2", client_row)], actor="t", now=START)[:2] == (
+            1,
+            1,
+        )
+        assert service.upsert_clients(session, [("c1", client_row)], actor="t", now=START)[:2] == (0, 1)
         with session.begin_nested():
             rows = [("c2", client_row), ("c3", client_row)]
-            assert service.upsert_clients(session, rows, actor="t", now=START) == (1, 1)
+            assert service.upsert_clients(session, rows, actor="t", now=START)[:2] == (1, 1)
             assert service.upsert_employees(session, [("p", person), ("o", person)], actor="t", now=START) == (1, 1)
     with db.session(write=False) as session:
         actions = session.execute(

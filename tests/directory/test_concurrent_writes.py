@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from httpx import Response
 
 from app.core.clock import ManualClock
-from tests.directory.helpers import (
+from tests.support.directory import (
     audit_entries,
     batch_employees,
     client_body,

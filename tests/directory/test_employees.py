@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from app.core.clock import ManualClock
 from app.core.db import Database
 from tests.conftest import START
-from tests.directory.helpers import (
+from tests.support.directory import (
     assert_problem,
     audit_entries,
     batch_employees,

@@ -10,7 +10,7 @@ from sqlalchemy import update
 
 from app.core.db import Database
 from app.directory.models import Employee
-from tests.directory.helpers import (
+from tests.support.directory import (
     assert_problem,
     batch_clients,
     batch_employees,

@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from app.core.clock import ManualClock
 from app.core.config import Settings
+from app.core.migrate import upgrade
 from app.main import create_app
 from tests.conftest import START, make_settings
 from tests.fuzz.harness import TARGET
@@ -24,9 +25,18 @@ HR_SECRET = "whsec_ZnV6ei1ob29rLXNlY3JldC0wMTIzNDU2Nzg5YWJjZGVmMDEyMzQ1Njc="  # 
 
 
 @pytest.fixture(scope="session")
-def fuzz_settings(database_url: str) -> Settings:
+def fuzz_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A SQLite database of the fuzz suite's own: the HTTP contract does not depend on the database, so the suite
+    runs once (not once per backend with the second run skipped)."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('fuzz') / 'handover.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def fuzz_settings(fuzz_database_url: str) -> Settings:
     # Private webhook targets allowed, so that the seed can register one on 127.0.0.1.
-    return make_settings(database_url, hr_webhook_secret=HR_SECRET, webhook_allow_private=True)
+    return make_settings(fuzz_database_url, hr_webhook_secret=HR_SECRET, webhook_allow_private=True)
 
 
 @pytest.fixture(scope="session")
@@ -37,10 +47,8 @@ def fuzz_app(fuzz_settings: Settings, clock: ManualClock) -> Iterator[FastAPI]:
 
 
 @pytest.fixture(scope="module")
-def fuzz_module_world(backend: str, fuzz_app: FastAPI, fuzz_settings: Settings, clock: ManualClock) -> Iterator[World]:
+def fuzz_module_world(fuzz_app: FastAPI, fuzz_settings: Settings, clock: ManualClock) -> Iterator[World]:
     """The company seeded once per module; the database is emptied at the module's end."""
-    if backend != "sqlite":
-        pytest.skip("the fuzz suite runs on SQLite: the HTTP contract does not depend on the database")
     clock.set(START)
     empty(fuzz_app)
     with TestClient(fuzz_app, raise_server_exceptions=False) as client:

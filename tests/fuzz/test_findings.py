@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.core.types import DATE_PATTERN, NO_NUL_PATTERN, TIME_PATTERN
-from tests.company import EFFECTIVE
+from tests.support.company import EFFECTIVE
 
 
 def _schema_of(app: FastAPI, name: str) -> dict[str, Any]:

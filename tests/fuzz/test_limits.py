@@ -24,8 +24,8 @@ from app.core.clock import ManualClock
 from app.core.config import Settings
 from app.core.db import Database
 from app.notify.channels import HttpWebhookChannel
-from tests.company import EFFECTIVE
 from tests.conftest import START, make_settings
+from tests.support.company import EFFECTIVE
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,10 +11,10 @@ from sqlalchemy import Table, select, update
 from app.access.models import Alert
 from app.core.auth import mint_token
 from app.core.config import Settings
-from app.models import metadata
+from app.metadata import metadata
 from app.notify.models import Delivery, OutboxMessage
-from tests.company import EFFECTIVE, clients, employees
 from tests.conftest import START
+from tests.support.company import EFFECTIVE, clients, employees
 
 
 def x_clients() -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from app.core.db import Database, transaction
 from app.notify import rendering, schemas, service
 from app.notify.channels import TargetRefused, resolve_target
 from app.notify.worker import Deliverer
-from tests.notify.helpers import Receiver, SmtpServer, outbox
+from tests.support.receivers import Receiver, SmtpServer, outbox
 
 MakeDeliverer = Callable[..., Deliverer]
 

@@ -28,7 +28,7 @@ from app.notify import service
 from app.notify.channels import SmtpEmailChannel, build_email
 from app.notify.models import Delivery
 from app.notify.worker import BACKOFF, Deliverer
-from tests.notify.helpers import Receiver, free_port, outbox, wait_for
+from tests.support.receivers import Receiver, free_port, outbox, wait_for
 
 MakeDeliverer = Callable[..., Deliverer]
 

@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 from app.core.db import Database
 from app.notify import rendering
 from tests.live import live_server
-from tests.notify.test_api import audit_count
+from tests.support.db import audit_count
 
 URL = "/v1/notification-templates/client_intro/en"
 POWER = "{{ (((10**64)**64)**64)**64 > 0 }}"  # one big-int power: 11.7 s holding the GIL before the fix

@@ -19,7 +19,7 @@ from app.notify import service
 from app.notify.models import OutboxMessage
 from app.notify.worker import BACKOFF, MAX_ATTEMPTS, Deliverer
 from app.worker import run_once
-from tests.notify.helpers import Receiver, outbox
+from tests.support.receivers import Receiver, outbox
 
 MakeDeliverer = Callable[..., Deliverer]
 

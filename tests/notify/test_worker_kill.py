@@ -30,7 +30,7 @@ from app.notify import service
 from app.notify.models import Delivery, OutboxMessage
 from app.notify.worker import RECORD_EVERY, Deliverer
 from tests.conftest import TEST_SECRET
-from tests.notify.helpers import Received, Receiver, outbox
+from tests.support.receivers import Received, Receiver, outbox
 
 MakeDeliverer = Callable[..., Deliverer]
 

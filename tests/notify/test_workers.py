@@ -17,7 +17,7 @@ from app.core.db import Database, transaction
 from app.notify import service
 from app.notify.models import OutboxMessage
 from app.notify.worker import Deliverer
-from tests.notify.helpers import Receiver, outbox
+from tests.support.receivers import Receiver, outbox
 
 MakeDeliverer = Callable[..., Deliverer]
 

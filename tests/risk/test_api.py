@@ -15,7 +15,7 @@ from app.core.db import Database
 from app.risk import model as rm
 from app.risk.models import RiskModelVersion
 from app.risk.router import get_outcome_source
-from tests.risk.test_model import synthetic_outcomes
+from tests.support.outcomes import synthetic_outcomes
 
 PROBLEM = "application/problem+json"
 
@@ -112,7 +112,7 @@ def test_batch_size_and_ids_are_validated(client: TestClient, auth: Any, clients
 
 
 def test_batch_accepts_1000(client: TestClient, auth: Any, company: Any) -> None:
-    from tests.company import clients as make_clients
+    from tests.support.company import clients as make_clients
 
     rows = make_clients(1000)
     assert client.post("/v1/clients/batch", json={"items": rows}, headers=auth("hr")).status_code == 200

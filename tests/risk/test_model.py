@@ -13,8 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from app.risk import fitting
 from app.risk import model as rm
 from app.risk.model import DEFAULT_MODEL, FEATURE_NAMES, Factors, ModelError, score, score_many, validate_model
+from tests.support.outcomes import TRUE_MODEL, TRUE_WEIGHTS, synthetic_factors, synthetic_outcomes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -347,61 +349,8 @@ def test_successor_fit_restates_the_solver() -> None:
     assert good == rm.SuccessorFit()
 
 
-# ---- fitting ---------------------------------------------------------------------------------------
-
-TRUE_WEIGHTS = {
-    **{name: 0.0 for name in FEATURE_NAMES},
-    "years_with_leaver": 0.4,
-    "single_threaded": 1.0,
-    "tier_strategic": 0.5,
-    "tier_prospect": 0.6,
-    "satisfaction_deficit": 3.0,
-    "renewal_within_90d": 1.0,
-    "days_since_last_contact": 0.15,
-    "open_issues": 0.5,
-    "reason_termination": 1.2,
-    "reason_role_change": -1.0,
-    "destination_competitor": 1.5,
-    "exfiltration_alert": 2.0,
-    "seniority_gap": 0.5,
-    "language_mismatch": 0.8,
-}
-TRUE_MODEL = validate_model({**DEFAULT_MODEL.as_dict(), "intercept": -4.5, "weights": TRUE_WEIGHTS})
-
-
-def synthetic_factors(n: int, seed: int) -> list[Factors]:
-    g = np.random.default_rng(seed)
-    columns = {
-        "years_with_leaver": g.exponential(3, n),
-        "single_threaded": g.random(n) < 0.3,
-        "tier": g.choice(rm.TIERS, n),
-        "annual_value": 10 ** g.uniform(3, 7, n),
-        "satisfaction": np.where(g.random(n) < 0.1, np.nan, g.uniform(0, 10, n)),
-        "renewal_within_90d": g.random(n) < 0.25,
-        "days_since_last_contact": g.exponential(45, n),
-        "open_issues": g.poisson(1.5, n),
-        "reason": g.choice(rm.REASONS, n),
-        "destination_competitor": g.random(n) < 0.2,
-        "exfiltration_alert": g.random(n) < 0.15,
-        "seniority_gap": g.choice([0, 0, 0, 1, 2], n),
-        "skill_mismatch": g.random(n) < 0.3,
-        "language_mismatch": g.random(n) < 0.3,
-    }
-    lists = {k: v.tolist() for k, v in columns.items()}
-    lists["satisfaction"] = [None if math.isnan(v) else v for v in lists["satisfaction"]]
-    return [Factors(**{k: lists[k][i] for k in lists}) for i in range(n)]
-
-
-def synthetic_outcomes(n: int, seed: int, model: rm.RiskModel = TRUE_MODEL) -> list[tuple[Factors, bool]]:
-    """Outcomes drawn from a known model: fitting should find its weights again."""
-    rows = synthetic_factors(n, seed)
-    p = np.array([s.probability for s in score_many(rows, model)])
-    churned = np.random.default_rng(seed + 1).random(n) < p
-    return list(zip(rows, churned.tolist(), strict=True))
-
-
 def test_fit_recovers_known_weights() -> None:
-    fitted, metrics = rm.fit(synthetic_outcomes(20_000, seed=7), l2=1.0, seed=3)
+    fitted, metrics = fitting.fit(synthetic_outcomes(20_000, seed=7), l2=1.0, seed=3)
     for name, true in TRUE_WEIGHTS.items():
         got = fitted.weights[name]
         if abs(true) >= 0.8:  # the big weights: right sign, within 30 %
@@ -422,7 +371,7 @@ def test_fit_keeps_sign_constraints_even_when_the_data_disagrees() -> None:
     perverse = validate_model({**TRUE_MODEL.as_dict()})
     rows = synthetic_outcomes(5_000, seed=11, model=perverse)
     flipped = [(f, (not y) if f.exfiltration_alert else y) for f, y in rows]
-    fitted, _ = rm.fit(flipped, seed=1)
+    fitted, _ = fitting.fit(flipped, seed=1)
     assert fitted.weights["exfiltration_alert"] >= 0
     for name in rm.DOMINATED_BY_TERMINATION:
         assert fitted.weights[name] <= fitted.weights["reason_termination"]
@@ -432,11 +381,11 @@ def test_fit_keeps_sign_constraints_even_when_the_data_disagrees() -> None:
 def test_fit_refuses_what_it_cannot_learn_from() -> None:
     rows = synthetic_outcomes(50, seed=1)
     with pytest.raises(ValueError, match="both"):
-        rm.fit([(f, False) for f, _ in rows])
+        fitting.fit([(f, False) for f, _ in rows])
     with pytest.raises(ValueError, match="at least"):
-        rm.fit(rows[:5])
+        fitting.fit(rows[:5])
     with pytest.raises(ValueError, match="l2"):
-        rm.fit(rows, l2=-1)
+        fitting.fit(rows, l2=-1)
 
 
 def test_fit_refuses_weights_beyond_the_bound() -> None:
@@ -444,8 +393,8 @@ def test_fit_refuses_weights_beyond_the_bound() -> None:
     penalise instead of storing it."""
     rows = [(Factors(exfiltration_alert=bool(i % 2)), bool(i % 2)) for i in range(400)]
     with pytest.raises(ValueError, match=r"exfiltration_alert.*beyond ±20.*larger l2"):
-        rm.fit(rows, l2=0.0)
-    fitted, _ = rm.fit(rows, l2=1.0)
+        fitting.fit(rows, l2=0.0)
+    fitted, _ = fitting.fit(rows, l2=1.0)
     assert 0 < fitted.weights["exfiltration_alert"] <= rm.WEIGHT_LIMIT
 
 
@@ -455,9 +404,9 @@ def test_auc_is_mann_whitney() -> None:
     p = np.round(g.random(300), 1)  # ties count half
     pairs = [(a, b) for a in p[y] for b in p[~y]]
     brute = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs) / len(pairs)
-    assert rm.auc(y, p) == pytest.approx(brute)
-    assert rm.auc(np.array([True, True]), np.array([0.1, 0.2])) is None
-    assert rm.brier(np.array([True, False]), np.array([1.0, 0.5])) == pytest.approx(0.125)
+    assert fitting.auc(y, p) == pytest.approx(brute)
+    assert fitting.auc(np.array([True, True]), np.array([0.1, 0.2])) is None
+    assert fitting.brier(np.array([True, False]), np.array([1.0, 0.5])) == pytest.approx(0.125)
 
 
 def test_stored_factor_values_round_trip_exactly() -> None:

@@ -18,9 +18,10 @@ from app.core.errors import Conflict, Unprocessable
 from app.risk import model as rm
 from app.risk import service
 from app.risk.models import RiskModelVersion
-from tests.company import EFFECTIVE, clients
+from app.transfer.planning import open_departures
 from tests.conftest import START
-from tests.risk.test_model import TRUE_MODEL, synthetic_outcomes
+from tests.support.company import EFFECTIVE, clients
+from tests.support.outcomes import TRUE_MODEL, synthetic_outcomes
 
 
 @pytest.fixture
@@ -99,7 +100,8 @@ def test_open_handover_and_alert_raise_the_risk(client: TestClient, auth: Any, c
             )
         )
         s.commit()
-        after = service.score(s, ["c1", "c2"], now=START)
+        # The workflow's open handovers, as app.main binds them for risk.
+        after = service.score(s, ["c1", "c2"], context=service.RiskContext(departures=open_departures), now=START)
     c1, c2 = after["c1"], after["c2"]
     assert (c1.factors.reason, c1.factors.destination_competitor, c1.factors.exfiltration_alert) == (
         "termination",
@@ -236,7 +238,7 @@ def test_fit_refuses_too_few_outcomes(company: Any, session: Session) -> None:
     assert info.value.extra == {"required": 200, "available": 150, "missing": 50}
     assert "need 50 more completed outcomes" in info.value.detail
     with pytest.raises(Conflict, match="need 200 more"):
-        service.fit_model(session, actor="admin:a", now=START)  # no follow-up outcomes exist yet
+        service.fit_model(session, actor="admin:a", now=START, source=lambda s: [])  # no outcomes yet
     one_sided = [(f, False) for f, _ in synthetic_outcomes(300, seed=2)]
     with pytest.raises(Conflict, match="both churned and retained"):
         service.fit_model(session, actor="admin:a", now=START, source=lambda s: one_sided)

@@ -18,11 +18,11 @@ from app.core.db import Database, transaction
 from app.directory.models import Client, Employee
 from app.notify.models import OutboxMessage
 from app.transfer import service
-from app.transfer.models import FollowUp, Handover, HandoverItem
-from tests.company import EFFECTIVE, START, clients, employees, open_for, plan
+from app.transfer.followups.models import FollowUp
+from app.transfer.models import Handover, HandoverItem
 from tests.conftest import _clean
-from tests.transfer.test_events import subscribe
-from tests.transfer.test_plan_batch import _second_leaver
+from tests.support.company import EFFECTIVE, START, clients, employees, open_for, plan, second_leaver
+from tests.support.events import subscribe
 
 EARLIER = EFFECTIVE - dt.timedelta(days=3)
 
@@ -30,7 +30,7 @@ EARLIER = EFFECTIVE - dt.timedelta(days=3)
 def _seed(client: TestClient, auth: Any) -> None:
     assert client.post("/v1/employees/batch", json={"items": employees()}, headers=auth("hr")).status_code == 200
     assert client.post("/v1/clients/batch", json={"items": clients()}, headers=auth("hr")).status_code == 200
-    _second_leaver(client, auth)
+    second_leaver(client, auth)
 
 
 def _approve_batch(client: TestClient, auth: Any, ids: list[int], role: str = "admin", **kw: Any) -> Any:

@@ -23,9 +23,10 @@ from app.audit.models import AuditEntry
 from app.core.clock import ManualClock
 from app.core.db import Database
 from app.notify.models import OutboxMessage
-from app.transfer.models import FollowUp, Handover, HandoverItem
+from app.transfer.followups.models import FollowUp
+from app.transfer.models import Handover, HandoverItem
 from app.worker import run_once
-from tests.company import EFFECTIVE, open_for
+from tests.support.company import EFFECTIVE, open_for
 
 
 def state(db: Database) -> tuple[Any, ...]:

@@ -10,15 +10,7 @@ from sqlalchemy import func, select
 from app.audit.models import AuditEntry
 from app.core.db import Database
 from app.transfer.models import HandoverItem
-from tests.company import clients, open_for, plan
-
-
-def _second_leaver(client: TestClient, auth: Any) -> None:
-    # e1 leaves too, with four clients of their own (ids d0…d3).
-    rows = [{**c, "external_id": f"d{i}", "owner": "e1"} for i, c in enumerate(clients(4, owner="e1"))]
-    for r in rows:
-        r["contacts"] = [{**r["contacts"][0], "email": f"{r['external_id']}@client.example"}]
-    assert client.post("/v1/clients/batch", json={"items": rows}, headers=auth("hr")).status_code == 200
+from tests.support.company import clients, open_for, plan, second_leaver
 
 
 def _plan_batch(client: TestClient, auth: Any, ids: list[int], role: str = "hr", **kw: Any) -> Any:
@@ -35,7 +27,7 @@ def _counts(db: Database) -> tuple[int, int]:
 def test_joint_plan_covers_every_handover_in_one_solve(
     client: TestClient, auth: Any, db: Database, company: dict[str, Any]
 ) -> None:
-    _second_leaver(client, auth)
+    second_leaver(client, auth)
     a, b = open_for(client, auth, "e0"), open_for(client, auth, "e1")
     r = _plan_batch(client, auth, [b, a])
     assert r.status_code == 200, r.text
@@ -56,7 +48,7 @@ def test_joint_plan_covers_every_handover_in_one_solve(
 def test_joint_plan_is_never_worse_than_planning_one_after_the_other(
     client: TestClient, auth: Any, company: dict[str, Any]
 ) -> None:
-    _second_leaver(client, auth)
+    second_leaver(client, auth)
     a, b = open_for(client, auth, "e0"), open_for(client, auth, "e1")
     first, second = plan(client, auth, a), plan(client, auth, b)  # the second sees the first's promised load
     joint = _plan_batch(client, auth, [a, b])
@@ -67,7 +59,7 @@ def test_joint_plan_is_never_worse_than_planning_one_after_the_other(
 
 
 def test_manual_overrides_are_kept(client: TestClient, auth: Any, company: dict[str, Any]) -> None:
-    _second_leaver(client, auth)
+    second_leaver(client, auth)
     a, b = open_for(client, auth, "e0"), open_for(client, auth, "e1")
     plan(client, auth, a)
     item = client.get(f"/v1/handovers/{a}/items", headers=auth()).json()["items"][0]
@@ -86,7 +78,7 @@ def test_manual_overrides_are_kept(client: TestClient, auth: Any, company: dict[
 def test_one_handover_that_cannot_be_planned_plans_none(
     client: TestClient, auth: Any, db: Database, company: dict[str, Any]
 ) -> None:
-    _second_leaver(client, auth)
+    second_leaver(client, auth)
     a, b = open_for(client, auth, "e0"), open_for(client, auth, "e1")
     assert client.post(f"/v1/handovers/{b}/cancel", headers=auth("hr")).status_code == 200
     before = _counts(db)
@@ -121,7 +113,7 @@ def test_bad_bodies_are_422(client: TestClient, auth: Any, company: dict[str, An
 
 def test_kept_manual_counts_like_a_single_plan(client: TestClient, auth: Any, company: dict[str, Any]) -> None:
     """A manual item whose client the CRM has since given to someone else is not 'kept' by a re-plan."""
-    _second_leaver(client, auth)
+    second_leaver(client, auth)
     a, b = open_for(client, auth, "e0"), open_for(client, auth, "e1")
     plan(client, auth, a)
     items = client.get(f"/v1/handovers/{a}/items", headers=auth()).json()["items"][:2]
@@ -140,7 +132,7 @@ def test_kept_manual_counts_like_a_single_plan(client: TestClient, auth: Any, co
 
 
 def test_the_list_shows_each_handovers_own_counts(client: TestClient, auth: Any, company: dict[str, Any]) -> None:
-    _second_leaver(client, auth)
+    second_leaver(client, auth)
     a, b = open_for(client, auth, "e0"), open_for(client, auth, "e1")
     assert _plan_batch(client, auth, [a, b]).status_code == 200
     listed = {h["id"]: h for h in client.get("/v1/handovers", headers=auth()).json()["items"]}

@@ -7,8 +7,8 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.company import EFFECTIVE
 from tests.conftest import START
+from tests.support.company import EFFECTIVE
 
 
 def _people(client: TestClient, auth: Any) -> None:

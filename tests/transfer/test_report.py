@@ -16,12 +16,11 @@ from markupsafe import escape
 from app.core.clock import ManualClock
 from app.core.config import Settings
 from app.core.db import Database
-from app.core.routes import iter_api_routes
+from app.core.http import negotiate
 from app.main import create_app
 from app.transfer.report import CSV_COLUMNS, HandoverReport, neutralise, to_csv
-from app.transfer.report_router import negotiate
-from app.transfer.report_router import router as report_router
-from tests.transfer.conftest import EFFECTIVE, employees
+from app.transfer.router import REPORT_FORMATS
+from tests.support.company import EFFECTIVE, employees
 
 REPORT_PATH = "/v1/handovers/{handover_id}/report"
 FORMULA = "=cmd|' /C calc'!A0"
@@ -56,10 +55,7 @@ def _clients() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def report_app(settings: Settings, clock: ManualClock) -> Iterator[FastAPI]:
-    """The real app; the report router is added here until app.main includes it."""
     app = create_app(settings, clock=clock)
-    if not any(route.path == REPORT_PATH for route in iter_api_routes(app)):
-        app.include_router(report_router)
     yield app
     app.state.db.dispose()
 
@@ -291,7 +287,7 @@ def test_openapi_documents_three_media_types(report_app: FastAPI) -> None:
     ],
 )
 def test_negotiate(accept: str | None, expected: str | None) -> None:
-    assert negotiate(accept) == expected
+    assert negotiate(accept, REPORT_FORMATS) == expected
 
 
 def test_neutralise_only_touches_formula_text() -> None:

@@ -16,7 +16,7 @@ from app.core.db import Database
 from app.directory.models import Client, Employee
 from app.transfer.models import Handover, HandoverItem
 from app.worker import run_once
-from tests.company import EFFECTIVE, approve, plan
+from tests.support.company import EFFECTIVE, approve, plan
 
 
 def owners(db: Database) -> dict[str, str]:

@@ -1,0 +1,1 @@
+"""What the CRM and HR systems push: directory records and HR events."""

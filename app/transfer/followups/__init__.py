@@ -1,0 +1,1 @@
+"""Follow-ups after a handover (first contact, check-in, satisfaction survey) and the retention they show."""

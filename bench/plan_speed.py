@@ -15,8 +15,10 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import math
+import os
 import pickle
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -393,7 +395,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     instances = load_or_extract(SCALES[args.scale], args.cache, log=log)
     log(f"{len(instances.singles)} single leavers, extracted in {instances.extract_seconds:.0f} s")
-    table = render([result(instances, measure(instances, args.repeat, log=log))], {"scale": args.scale})
+    start = time.perf_counter()
+    load = os.getloadavg()[0]
+    res = result(instances, measure(instances, args.repeat, log=log))
+    res.seconds = time.perf_counter() - start
+    header = {
+        "scale": f"{args.scale} (synthetic company, seed {SEED})",
+        "repeats": f"{args.repeat} (medians, min–max)",
+        "machine": f"{os.cpu_count()} cores, load average at start {load:.1f}, shared with other work",
+        "code": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip(),
+    }
+    table = render([res], header)
     print(table)
     if args.out is not None:
         args.out.write_text(table)

@@ -101,7 +101,29 @@ clients of the rounding (2 s for a gap of 28 instead of 35).  The 100,000 x
 generation (its last masters, ~300k columns, take 14-23 s each), cost
 530,674.0 (greedy 537,929.1) within 68 (0.013 %) of the bound 530,605.9, ~98 s
 in all; a 30 s budget cuts it in its fourth master and certifies only the
-last-unit-price bound (gap ~13 %).
+last-unit-price bound (gap ~13 %).  The company's own 500-leaver plan
+(bench/plan_speed.py: 22,626 clients x 2,000 candidates, 5,276 classes) is
+harder than that synthetic book: column generation converges in 4 rounds in
+12-17 s (masters of 60k-100k columns, 3-12 s each), and the rounded LP ends
+368-380 (0.23-0.24 %) above the bound, the proof skipped; neither the 10 s nor
+the 0.1 % goal is met there (the local search is for single-leaver sizes).
+
+Single leavers, measured with bench/plan_speed.py (every one of the 2,233
+employees owning clients in the full-scale synthetic company, each planned
+alone against its 2,499 candidates exactly as ``compute_plan`` builds the
+instance; 3 sweeps on the shared 2-core box): p50 0.18 s, p95 0.59 s, max
+11.3 s, all 2,233 proved optimal (HiGHS ``mip_rel_gap=0`` with its default
+1e-6 absolute gap, or our bound meeting the incumbent within 1e-9 relative).
+Books of 100-255 clients: p50 0.62 s, p95 2.1 s; before these changes the
+same books took 5-30 s (several ended ``feasible`` at the 30 s limit).  What
+is left is HiGHS closing the last 0.2-0.5 of the gap by branching (a 113-client
+book: 246 nodes, 6-15 s); tried on it without gain: presolve off, symmetry
+detection off, primal simplex, and a Lagrangian bound with each candidate's
+exact integer knapsack (dynamic programming over its load units) at the LP's
+multipliers (it closed 0.4-1.1 of a 1.3-7 gap without the superadditivity
+rows, less than the rows do; its optimum, a Dantzig-Wolfe master over
+candidate patterns, came within 0.1 of the integer optimum on a small book but
+took 38 column-generation rounds and 11 s).
 
 ``SolverConfig.time_limit`` (default ``None``: run to proven optimality) is a
 wall-clock budget checked between phases (a pricing pass, a greedy placement

@@ -120,7 +120,7 @@ is left is HiGHS closing the last 0.2-0.5 of the gap by branching (a 113-client
 book: 246 nodes, 6-15 s); tried on it without gain: presolve off, symmetry
 detection off, primal simplex, and a Lagrangian bound with each candidate's
 exact integer knapsack (dynamic programming over its load units) at the LP's
-multipliers (it closed 0.4-1.1 of a 1.3-7 gap without the superadditivity
+multipliers (it closed 0.2-2.2 of a 1.3-7 gap without the superadditivity
 rows, less than the rows do; its optimum, a Dantzig-Wolfe master over
 candidate patterns, came within 0.1 of the integer optimum on a small book but
 took 38 column-generation rounds and 11 s).

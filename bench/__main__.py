@@ -1,7 +1,7 @@
 """`python -m bench`: run the benchmarks, print a markdown table, write bench/results/latest.md.
 
-Options: --scale tiny|small|full, --only a,b (scenarios: synthetic, ingest, http, mass_exit, solver, outbox),
---repeat N (medians). PostgreSQL when HANDOVER_BENCH_DATABASE_URL is set (a fresh database per run on that
+Options: --scale tiny|small|full, --only a,b (scenarios: synthetic, ingest, http, mass_exit, solver, outbox,
+plan_speed), --repeat N (medians). PostgreSQL when HANDOVER_BENCH_DATABASE_URL is set (a fresh database per run on that
 server, dropped after), else SQLite files in a temporary directory.
 """
 
@@ -32,6 +32,7 @@ from bench.scenarios import (
     load_base_via_service,
     mass_exit,
     outbox,
+    plan_speed_scenario,
     solver_scenario,
     synthetic_company,
 )
@@ -43,6 +44,7 @@ RUNNERS: dict[str, Callable[[Context], ScenarioResult]] = {
     "mass_exit": mass_exit,
     "solver": solver_scenario,
     "outbox": outbox,
+    "plan_speed": plan_speed_scenario,
 }
 NEEDS_BASE = {"http", "mass_exit"}
 
@@ -113,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx = Context(scale=scale, repeat=repeat, dbs=dbs, workdir=workdir, now=started.replace(microsecond=0))
         try:
             # The company is needed by every database scenario; generation is scenario 1 (timed or not).
-            if "synthetic" not in args.scenarios and set(args.scenarios) - {"solver"}:
+            if "synthetic" not in args.scenarios and set(args.scenarios) - {"solver", "plan_speed"}:
                 from bench import company
 
                 ctx.company = company.generate(scale, ctx.now)

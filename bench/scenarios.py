@@ -37,7 +37,7 @@ from bench.common import (
     utcnow,
 )
 
-SCENARIOS = ("synthetic", "ingest", "http", "mass_exit", "solver", "outbox")
+SCENARIOS = ("synthetic", "ingest", "http", "mass_exit", "solver", "outbox", "plan_speed")
 TITLES = {
     "synthetic": "Synthetic company",
     "ingest": "Directory ingest",
@@ -45,6 +45,7 @@ TITLES = {
     "mass_exit": "Mass exit",
     "solver": "Solver",
     "outbox": "Outbox",
+    "plan_speed": "Planning speed",
 }
 
 
@@ -619,6 +620,23 @@ def outbox(ctx: Context) -> ScenarioResult:
     if not ctx.on_pg:
         res.notes.append("Two workers are measured on PostgreSQL only (SQLite's write lock makes one worker).")
     return res
+
+
+# ---- 7. planning speed ----------------------------------------------------------------------
+
+
+def plan_speed_scenario(ctx: Context) -> ScenarioResult:
+    """Every leaver planned alone, and the joint plan (bench/plan_speed.py; its own company and database)."""
+    from bench import plan_speed
+
+    url = ctx.dbs.fresh("plan_speed")
+    try:
+        instances = plan_speed.extract(ctx.scale, url, log=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+    finally:
+        ctx.dbs.drop(url)
+    return plan_speed.result(
+        instances, plan_speed.measure(instances, ctx.repeat, log=lambda m: print(f"  {m}", file=sys.stderr, flush=True))
+    )
 
 
 def elapsed_since(start: float) -> float:

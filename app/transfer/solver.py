@@ -33,6 +33,15 @@ them.  Instead:
    integer loads, which is exact because loads only take integer unit values,
    and it keeps the LP from stopping a candidate mid-unit).  Convexity makes
    any optimum fill segments in order, so the linear model is exact.
+   *Superadditivity rows* tighten it: a convex load cost with ``f(0) = 0``
+   has ``f(a + b) >= f(a) + f(b)``, so for every modelled candidate
+   ``sum x[class, j] * f_j(size) <= load cost of j`` holds for every integer
+   plan.  The LP without them spreads fractions of 5- and 3-point clients
+   over the cheap first load units of many idle candidates; on the full-scale
+   company's 100-170-client books that was a 3-7 LP-to-integer gap on ~1,000,
+   with the rows 0.2-0.5 (their multipliers ``gamma >= 0`` enter every reduced
+   cost as ``+ gamma[j] * f_j(size)`` and the Lagrangian bound's segment terms
+   as ``slope * (1 - gamma[j])``).
 4. *Pricing and reduced-cost fixing* keep the MILP small.  Even with classes,
    ``classes x candidates`` may be tens of millions of pairs.  We
    (a) solve the LP relaxation by column generation: the LP on a subset of
@@ -42,14 +51,16 @@ them.  Instead:
    (b) compute a Lagrangian lower bound ``L`` from the duals ourselves, over
    every pair (valid for any multipliers, so HiGHS tolerances cannot make it
    optimistic);
-   (c) build an incumbent ``z``: round the LP down and place the clients
-   left over greedily; when the fractional classes (and every class sharing
-   a candidate with them) span few columns, also re-optimise them with a
-   small MILP (everything else fixed) and keep the better plan;
+   (c) build an incumbent ``z``: round the LP down, place the clients left
+   over greedily, then a local search (move one client, swap two) with the
+   exact objective on single-leaver-sized books;
    (d) any solution using a pair ``(class, candidate)`` costs at least
    ``L + d``, so only pairs with ``d <= z - L`` can beat ``z``.  One MILP
    (HiGHS, ``mip_rel_gap=0``) over exactly those pairs gives the optimum over
-   *all* pairs, not over a heuristic shortlist.
+   *all* pairs, not over a heuristic shortlist.  It runs with ``z`` (plus a
+   1e-9 relative tolerance) as HiGHS's objective cutoff and without HiGHS's
+   primal heuristics: it only has to prove, and its sub-MIP heuristics took
+   most of its time (a 54-client book: 7 s with them, 1 s without).
 5. Class counts are expanded back to clients deterministically (input order,
    cheapest successor first); clients within a class are interchangeable.
 
@@ -90,7 +101,29 @@ clients of the rounding (2 s for a gap of 28 instead of 35).  The 100,000 x
 generation (its last masters, ~300k columns, take 14-23 s each), cost
 530,674.0 (greedy 537,929.1) within 68 (0.013 %) of the bound 530,605.9, ~98 s
 in all; a 30 s budget cuts it in its fourth master and certifies only the
-last-unit-price bound (gap ~13 %).
+last-unit-price bound (gap ~13 %).  The company's own 500-leaver plan
+(bench/plan_speed.py: 22,626 clients x 2,000 candidates, 5,276 classes) is
+harder than that synthetic book: column generation converges in 4 rounds in
+12-17 s (masters of 60k-100k columns, 3-12 s each), and the rounded LP ends
+368-380 (0.23-0.24 %) above the bound, the proof skipped; neither the 10 s nor
+the 0.1 % goal is met there (the local search is for single-leaver sizes).
+
+Single leavers, measured with bench/plan_speed.py (every one of the 2,233
+employees owning clients in the full-scale synthetic company, each planned
+alone against its 2,499 candidates exactly as ``compute_plan`` builds the
+instance; 3 sweeps on the shared 2-core box): p50 0.18 s, p95 0.59 s, max
+11.3 s, all 2,233 proved optimal (HiGHS ``mip_rel_gap=0`` with its default
+1e-6 absolute gap, or our bound meeting the incumbent within 1e-9 relative).
+Books of 100-255 clients: p50 0.62 s, p95 2.1 s; before these changes the
+same books took 5-30 s (several ended ``feasible`` at the 30 s limit).  What
+is left is HiGHS closing the last 0.2-0.5 of the gap by branching (a 113-client
+book: 246 nodes, 6-15 s); tried on it without gain: presolve off, symmetry
+detection off, primal simplex, and a Lagrangian bound with each candidate's
+exact integer knapsack (dynamic programming over its load units) at the LP's
+multipliers (it closed 0.2-2.2 of a 1.3-7 gap without the superadditivity
+rows, less than the rows do; its optimum, a Dantzig-Wolfe master over
+candidate patterns, came within 0.1 of the integer optimum on a small book but
+took 38 column-generation rounds and 11 s).
 
 ``SolverConfig.time_limit`` (default ``None``: run to proven optimality) is a
 wall-clock budget checked between phases (a pricing pass, a greedy placement
@@ -137,12 +170,12 @@ REASON_PENALTY: Final = "cost_above_penalty"
 
 _MAX_UNIT_DENOMINATOR: Final = 1000
 _CHUNK_ELEMENTS: Final = 4_000_000
+_SUPERADDITIVE_MAX_CELLS: Final = 4_000_000
 _CG_MAX_ROUNDS: Final = 200
 _CG_PER_CLASS: Final = 8
 _CG_GAP: Final = 1e-7
 _INIT_MIN_COLUMNS: Final = 4
 _INIT_PARTITION: Final = 32
-_REPAIR_MAX_COLUMNS: Final = 5_000
 
 
 def _unique(values: IntArray) -> tuple[IntArray, IntArray]:
@@ -473,6 +506,8 @@ class _Problem:
     seg_j: IntArray
     seg_width: FloatArray
     seg_slope: FloatArray
+    first_cost: FloatArray  # (distinct size, candidate): the load cost of one client of that size, 0 if it cannot fit
+    g_first: IntArray  # each group's row of first_cost
 
     @property
     def n_classes(self) -> int:
@@ -582,6 +617,13 @@ def _build(clients: Sequence[ClientSpec], candidates: Sequence[CandidateSpec], c
     tc = np.asarray(team_c, dtype=np.int64)
     tj = np.asarray(team_j, dtype=np.int64)
     seg_j, seg_width, seg_slope = _segments(current, capacity, rem_units, scale, config)
+    g_size = np.asarray([round(config.load_points[k[0]] * scale) for k in gkeys], dtype=np.int64)
+    sizes, g_first = _unique(g_size)
+    after = current[None, :] + sizes[:, None] / scale
+    cap = np.broadcast_to(capacity[None, :], after.shape)
+    now = np.broadcast_to(current[None, :], after.shape)
+    first_cost = _load_cost_vec(after, cap, config) - _load_cost_vec(now, cap, config)
+    first_cost[sizes[:, None] > rem_units[None, :]] = 0.0
     return _Problem(
         config=config,
         clients=clients,
@@ -602,7 +644,7 @@ def _build(clients: Sequence[ClientSpec], candidates: Sequence[CandidateSpec], c
         g_lang=np.asarray([k[3] for k in gkeys], dtype=np.int64),
         g_minsen=np.asarray([config.min_seniority[k[0]] for k in gkeys], dtype=np.int64),
         g_sens=np.asarray([k[4] for k in gkeys], dtype=np.int64),
-        g_size=np.asarray([round(config.load_points[k[0]] * scale) for k in gkeys], dtype=np.int64),
+        g_size=g_size,
         g_points=np.asarray([config.load_points[k[0]] for k in gkeys], dtype=np.float64),
         g_risk=np.asarray([k[5] for k in gkeys], dtype=np.float64),
         c_group=c_group,
@@ -615,6 +657,8 @@ def _build(clients: Sequence[ClientSpec], candidates: Sequence[CandidateSpec], c
         seg_j=seg_j,
         seg_width=seg_width,
         seg_slope=seg_slope,
+        first_cost=first_cost,
+        g_first=g_first,
     )
 
 
@@ -738,6 +782,7 @@ def _price(
     per_class: int | None,
     known: IntArray | None = None,
     limit: int | None = None,
+    gamma: FloatArray | None = None,
 ) -> tuple[IntArray, float, FloatArray]:
     """Pairs with reduced cost below threshold, sum of ub*min(0,d), and each class's best price.
 
@@ -757,6 +802,8 @@ def _price(
         c0, c1, block = _class_block(p, g0, g1, weighted=True)
         sizes = p.g_size[p.c_group[c0:c1]].astype(np.float64)
         block -= sizes[:, None] * beta[None, :]
+        if gamma is not None:
+            block += p.first_cost[p.g_first[p.c_group[c0:c1]]] * gamma[None, :]
         best[c0:c1] = block.min(axis=1, initial=np.inf)
         block -= alpha[c0:c1, None]
         neg_r, neg_j = np.nonzero(block < 0)
@@ -802,6 +849,7 @@ class _Model:
     upper: FloatArray
     integrality: npt.NDArray[np.int8]
     active: IntArray  # the candidates with a capacity row (those some pair uses), sorted
+    a_ub: sparse.csr_array  # per active candidate: sum of its clients' first costs <= its load cost (<= 0 rows)
 
 
 def _model(p: _Problem, keys: IntArray) -> _Model:
@@ -830,7 +878,25 @@ def _model(p: _Problem, keys: IntArray) -> _Model:
     lower = np.zeros(n_x + n_c + n_s)
     upper = np.concatenate([_pair_ub(p, cc, jj).astype(np.float64), p.c_count.astype(np.float64), p.seg_width[segs]])
     integrality = np.concatenate([np.ones(n_x + n_c, dtype=np.int8), np.zeros(n_s, dtype=np.int8)])
-    return _Model(cc, jj, cost, a, rhs, lower, upper, integrality, active)
+    # Convex load cost with f(0) = 0 is superadditive: f(s1 + s2 + ...) >= f(s1) + f(s2) + ..., so a candidate's
+    # load cost is at least the sum of what each of its clients would cost it alone. Integer plans meet these rows
+    # anyway; the LP does not: without them it spreads fractions of 5-point clients over the cheap first load units
+    # of many idle candidates (at full scale ~3-7 of a ~1,000 LP-to-integer gap; ~0.2-0.5 with them).
+    # Past single-leaver sizes they are left out: with them the 500-leaver plan (22,626 x 2,000) took 1.44x as long
+    # (17.4 s vs 12.1 s, medians of 3 alternating runs) for a gap of 368 instead of 380 (0.23 %), proof skipped.
+    if n_c * n_j <= _SUPERADDITIVE_MAX_CELLS:
+        ub_rows = np.concatenate([row_of[jj], row_of[p.seg_j[segs]]])
+        ub_cols = np.concatenate([np.arange(n_x), n_x + n_c + np.arange(n_s)])
+        ub_vals = np.concatenate([_first_cost(p, cc, jj), -p.seg_slope[segs]])
+        a_ub = sparse.csr_array((ub_vals, (ub_rows, ub_cols)), shape=(n_a, n_x + n_c + n_s))
+    else:
+        a_ub = sparse.csr_array((0, n_x + n_c + n_s))
+    return _Model(cc, jj, cost, a, rhs, lower, upper, integrality, active, a_ub)
+
+
+def _first_cost(p: _Problem, cc: IntArray, jj: IntArray) -> FloatArray:
+    """Load cost of one client of each pair's class alone at the pair's candidate."""
+    return np.asarray(p.first_cost[p.g_first[p.c_group[cc]], jj], dtype=np.float64)
 
 
 def _candidate_prices(p: _Problem, model: _Model, row_duals: FloatArray) -> FloatArray:
@@ -845,10 +911,14 @@ def _candidate_prices(p: _Problem, model: _Model, row_duals: FloatArray) -> Floa
     return beta
 
 
-def _solve_lp(model: _Model, time_limit: float) -> tuple[FloatArray, FloatArray] | None:
-    """LP relaxation duals and primal; None when the time budget ran out first."""
+def _solve_lp(model: _Model, time_limit: float) -> tuple[FloatArray, FloatArray, FloatArray] | None:
+    """LP relaxation: equality-row duals, the superadditivity rows' multipliers (>= 0) and the primal; None when
+    the time budget ran out first."""
+    rows = model.a_ub.shape[0]
     res: Any = linprog(
         model.cost,
+        A_ub=model.a_ub if rows else None,
+        b_ub=np.zeros(rows) if rows else None,
         A_eq=model.a,
         b_eq=model.rhs,
         bounds=np.column_stack([model.lower, model.upper]),
@@ -860,21 +930,44 @@ def _solve_lp(model: _Model, time_limit: float) -> tuple[FloatArray, FloatArray]
     if res.status != 0:
         raise RuntimeError(f"LP relaxation failed: {res.message}")
     duals = np.asarray(res.eqlin.marginals, dtype=np.float64)
-    return duals, np.asarray(res.x, dtype=np.float64)
+    gamma = np.maximum(0.0, -np.asarray(res.ineqlin.marginals, dtype=np.float64)) if rows else np.zeros(0)
+    return duals, gamma, np.asarray(res.x, dtype=np.float64)
 
 
-def _solve_milp(model: _Model, time_limit: float) -> tuple[FloatArray | None, bool, float]:
-    """MILP values (None if none found in time), whether proven optimal, and its dual bound."""
+_NO_HEURISTICS: Final = {
+    "mip_heuristic_effort": 0.0,
+    "mip_heuristic_run_feasibility_jump": False,
+    "mip_heuristic_run_rens": False,
+    "mip_heuristic_run_rins": False,
+    "mip_heuristic_run_root_reduced_cost": False,
+}
+"""HiGHS options (passed through scipy verbatim) for a proof that starts from a known incumbent: HiGHS's
+primal heuristics (sub-MIPs at the root) only look for what we already hold."""
+
+
+def _solve_milp(model: _Model, time_limit: float, cutoff: float | None = None) -> tuple[FloatArray | None, bool, float]:
+    """MILP values (None if none found in time), whether proven optimal, and its dual bound.
+
+    With ``cutoff`` (the incumbent's cost plus a tolerance) HiGHS prunes every node that cannot beat it and runs
+    no primal heuristics: a proof, not a search.
+    """
     options: dict[str, Any] = {"mip_rel_gap": 0.0, "presolve": True}
     if math.isfinite(time_limit):
         options["time_limit"] = max(time_limit, 0.01)
-    res: Any = milp(
-        model.cost,
-        integrality=model.integrality,
-        bounds=Bounds(model.lower, model.upper),
-        constraints=LinearConstraint(model.a, model.rhs, model.rhs),
-        options=options,
-    )
+    if cutoff is not None:
+        options.update(_NO_HEURISTICS, objective_bound=cutoff)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # scipy names the options it passes on verbatim
+        res: Any = milp(
+            model.cost,
+            integrality=model.integrality,
+            bounds=Bounds(model.lower, model.upper),
+            constraints=[LinearConstraint(model.a, model.rhs, model.rhs)]
+            + ([LinearConstraint(model.a_ub, -np.inf, np.zeros(model.a_ub.shape[0]))] if model.a_ub.shape[0] else []),
+            options=options,
+        )
+    if cutoff is not None and res.status == 2:
+        return None, False, -math.inf  # nothing below the cutoff, yet the incumbent is: round-off, no proof
     if res.status not in (0, 1):
         raise RuntimeError(f"MILP failed: {res.message}")
     dual_bound = res.mip_dual_bound
@@ -884,14 +977,16 @@ def _solve_milp(model: _Model, time_limit: float) -> tuple[FloatArray | None, bo
     return np.asarray(res.x, dtype=np.float64), bool(res.status == 0), bound
 
 
-def _lagrangian_bound(p: _Problem, alpha: FloatArray, beta: FloatArray, negative: float) -> float:
-    """Valid for any multipliers: each relaxed variable sits at its cheapest bound."""
-    n_c = p.n_classes
+def _lagrangian_bound(
+    p: _Problem, alpha: FloatArray, beta: FloatArray, negative: float, gamma: FloatArray | None = None
+) -> float:
+    """Valid for any multipliers (``gamma >= 0`` on the superadditivity rows): each relaxed variable sits at its
+    cheapest bound."""
     counts = p.c_count.astype(np.float64)
     bound = float(alpha @ counts)
     bound += float(counts @ np.minimum(0.0, p.config.unassigned_penalty - alpha))
-    bound += float(p.seg_width @ np.minimum(0.0, p.seg_slope + beta[p.seg_j]))
-    del n_c
+    slope = p.seg_slope if gamma is None else p.seg_slope * (1.0 - gamma[p.seg_j])
+    bound += float(p.seg_width @ np.minimum(0.0, slope + beta[p.seg_j]))
     return bound + negative
 
 
@@ -963,13 +1058,14 @@ class _LoadTable:
         width = int(p.rem_units.max(initial=0)) + 2
         self.table: FloatArray | None = None
         if width * p.n_cands <= self._MAX_CELLS:
-            table = np.full((p.n_cands, width), np.inf)
-            table[:, 0] = 0.0
-            bounds = np.searchsorted(p.seg_j, np.arange(p.n_cands + 1))
-            for j in range(p.n_cands):
-                part = slice(int(bounds[j]), int(bounds[j + 1]))
-                per_unit = np.repeat(p.seg_slope[part], p.seg_width[part].astype(np.int64))
-                table[j, 1 : per_unit.size + 1] = np.cumsum(per_unit)
+            # Row j: the cumulative cost of its load units (a loop over candidates cost 0.1 s at 2,000 of them).
+            units = p.seg_width.astype(np.int64)
+            owner = np.repeat(p.seg_j, units)
+            first = np.searchsorted(owner, np.arange(p.n_cands))
+            per_unit = np.zeros((p.n_cands, width))
+            per_unit[owner, np.arange(owner.size) - first[owner] + 1] = np.repeat(p.seg_slope, units)
+            table = np.cumsum(per_unit, axis=1)
+            table[np.arange(width)[None, :] > p.rem_units[:, None]] = np.inf
             self.table = table
         self.rows = np.arange(p.n_cands)
 
@@ -1042,42 +1138,104 @@ def _complete(p: _Problem, table: _LoadTable, cc: IntArray, jj: IntArray, x: Int
 
 
 def _round(p: _Problem, model: _Model, values: FloatArray, table: _LoadTable, deadline: float) -> _Result:
-    """Incumbent from the LP: its rounded-down part plus a greedy placement of the rest.
+    """Incumbent from the LP: its rounded-down part plus a greedy placement of the rest, then a local search.
 
-    When the fractional classes (and every class sharing a candidate with them)
-    span few columns, the same MILP with every other variable fixed re-optimises
-    them too (presolve shrinks it to a few hundred variables), and the better of
-    the two is kept.  On large books that neighbourhood is most of the LP
-    (44,841 of 67,280 columns at 22,600 x 2,000): the MILP then took 10 s for a
-    worse plan (+20 on ~104,000) than the 0.1 s floor-and-greedy one.
+    A MILP over the fractional neighbourhood (everything else fixed) used to repair the rounding: on the full-scale
+    company's 100-170-client books it took 1-5 s, more than the proof it was meant to shorten; the local search
+    (`_improve`) takes milliseconds and, with the superadditivity rows, starts from a rounding within ~1 of the LP.
     """
-    n_x, n_c = len(model.cc), p.n_classes
-    x_lp = values[:n_x]
-    u_lp = values[n_x : n_x + n_c]
-    best = _complete(p, table, model.cc, model.jj, np.floor(x_lp + 1e-9).astype(np.int64))
-    frac_x = np.abs(x_lp - np.rint(x_lp)) > 1e-6
-    frac_u = np.abs(u_lp - np.rint(u_lp)) > 1e-6
-    free = np.zeros(n_c, dtype=np.bool_)
-    free[model.cc[frac_x]] = True
-    free[frac_u] = True
-    touched = np.zeros(p.n_cands, dtype=np.bool_)
-    touched[model.jj[frac_x]] = True
-    free[model.cc[(x_lp > 1e-6) & touched[model.jj]]] = True
-    free_x = free[model.cc]
-    if not free.any() or int(free_x.sum()) > _REPAIR_MAX_COLUMNS or deadline - time.perf_counter() <= 0:
-        return best
-    lower = model.lower.copy()
-    upper = model.upper.copy()
-    lower[:n_x][~free_x] = upper[:n_x][~free_x] = np.rint(x_lp[~free_x])
-    fixed_u = ~free
-    lower[n_x : n_x + n_c][fixed_u] = upper[n_x : n_x + n_c][fixed_u] = np.rint(u_lp[fixed_u])
-    sub = _Model(model.cc, model.jj, model.cost, model.a, model.rhs, lower, upper, model.integrality, model.active)
-    repaired, _, _ = _solve_milp(sub, deadline - time.perf_counter())
-    if repaired is not None:
-        other = _complete(p, table, model.cc, model.jj, np.rint(repaired[:n_x]).astype(np.int64))
-        if other.total < best.total:
-            best = other
-    return best
+    n_x = len(model.cc)
+    best = _complete(p, table, model.cc, model.jj, np.floor(values[:n_x] + 1e-9).astype(np.int64))
+    return _improve(p, table, best, deadline)
+
+
+_IMPROVE_MAX_CELLS: Final = 4_000_000
+_IMPROVE_MAX_ITEMS: Final = 3_000
+
+
+def _improve(p: _Problem, table: _LoadTable, start: _Result, deadline: float) -> _Result:
+    """Best-improvement local search from ``start``: move one client (to another candidate, to or from interim)
+    or swap two clients of different candidates, with the exact objective, until no move improves.
+
+    Only for books whose class x candidate cost matrix and client list are small (a single leaver's); the joint
+    plans of a mass exit keep the rounding.
+    """
+    n_c, n_j = p.n_classes, p.n_cands
+    n_items = int(p.c_count.sum())
+    if table.table is None or n_c * n_j > _IMPROVE_MAX_CELLS or n_items > _IMPROVE_MAX_ITEMS:
+        return start
+    f = table.table
+    width = f.shape[1]
+    cost = np.empty((n_c, n_j))
+    for g0, g1 in _group_chunks(p):
+        c0, c1, block = _class_block(p, g0, g1, weighted=True)
+        cost[c0:c1] = block
+    penalty = p.config.unassigned_penalty
+    item_c = np.concatenate([np.repeat(start.cc, start.x), np.repeat(np.arange(n_c), start.unassigned)])
+    item_j = np.concatenate([np.repeat(start.jj, start.x), np.full(int(start.unassigned.sum()), -1)])
+    size = p.g_size[p.c_group[item_c]]
+    loads = start.added_units.copy()
+    rows = np.arange(n_j)
+    improved = False
+    for _ in range(50):
+        if time.perf_counter() > deadline:
+            break
+        moved = False
+        for i in range(item_c.size):
+            c, j, s = int(item_c[i]), int(item_j[i]), int(size[i])
+            here = cost[c, j] + f[j, loads[j]] - f[j, loads[j] - s] if j >= 0 else penalty
+            gain = cost[c] + f[rows, np.minimum(loads + s, width - 1)] - f[rows, loads]
+            if j >= 0:
+                gain[j] = here
+            k = int(np.argmin(gain))
+            target, value = (k, float(gain[k])) if gain[k] < penalty else (-1, penalty)
+            if value < here - 1e-9 and target != j:
+                if j >= 0:
+                    loads[j] -= s
+                if target >= 0:
+                    loads[target] += s
+                item_j[i] = target
+                moved = True
+        # Swaps of two assigned clients of different classes at different candidates.
+        placed = np.nonzero(item_j >= 0)[0]
+        pc, pj, ps = item_c[placed], item_j[placed], size[placed]
+        for a in range(placed.size):
+            ca, ja, sa = int(pc[a]), int(pj[a]), int(ps[a])
+            la, lb = loads[ja], loads[pj]
+            new_a = la - sa + ps
+            new_b = lb - ps + sa
+            ok = (pj != ja) & (pc != ca) & (new_a < width) & (new_b < width) & (new_a >= 0) & (new_b >= 0)
+            if not ok.any():
+                continue
+            new_a = np.where(ok, new_a, 0)
+            new_b = np.where(ok, new_b, 0)
+            delta = (
+                cost[ca, pj]
+                + cost[pc, ja]
+                - cost[ca, ja]
+                - cost[pc, pj]
+                + f[ja, new_a]
+                - f[ja, la]
+                + f[pj, new_b]
+                - f[pj, lb]
+            )
+            delta = np.where(ok, delta, np.inf)
+            b = int(np.argmin(delta))
+            if delta[b] < -1e-9:
+                jb, sb = int(pj[b]), int(ps[b])
+                loads[ja] += sb - sa
+                loads[jb] += sa - sb
+                pj[a], pj[b] = jb, ja
+                item_j[placed[a]], item_j[placed[b]] = jb, ja
+                moved = True
+        if not moved:
+            break
+        improved = True
+    if not improved:
+        return start
+    keep = item_j >= 0
+    found = _result(p, item_c[keep], item_j[keep], np.ones(int(keep.sum()), dtype=np.int64))
+    return found if found.total < start.total else start
 
 
 def _optimise(p: _Problem, stats: dict[str, float], deadline: float) -> tuple[_Result, bool, float]:
@@ -1109,7 +1267,7 @@ def _search(p: _Problem, stats: dict[str, float], deadline: float) -> tuple[_Res
     stats["initial_columns"] = float(keys.size)
     stats["t_initial"] = time.perf_counter() - clock
     penalty = p.config.unassigned_penalty
-    prices: tuple[FloatArray, FloatArray] | None = None  # (class multipliers, candidate prices)
+    prices: tuple[FloatArray, FloatArray, FloatArray] | None = None  # (class, candidate, superadditivity row)
     last_lp: tuple[_Model, FloatArray] | None = None
     converged = False
     rounds = 0
@@ -1119,24 +1277,30 @@ def _search(p: _Problem, stats: dict[str, float], deadline: float) -> tuple[_Res
         if lp is None:
             break
         rounds += 1
-        last_lp = (model, lp[1])
+        last_lp = (model, lp[2])
         alpha, beta = lp[0][: p.n_classes], _candidate_prices(p, model, lp[0][p.n_classes :])
-        new, _, best = _price(p, alpha, beta, -1e-7, _CG_PER_CLASS, keys)
-        prices = (np.minimum(penalty, best), beta)
+        gamma = np.zeros(p.n_cands)
+        if lp[1].size:
+            gamma[model.active] = lp[1]
+        new, _, best = _price(p, alpha, beta, -1e-7, _CG_PER_CLASS, keys, gamma=gamma)
+        prices = (np.minimum(penalty, best), beta, gamma)
         # Converged once no pair prices out, or once the restricted LP's value meets the Lagrangian bound of its own
         # duals: the columns still priced out then change the LP value by less than the tolerance (at 22,600 x
         # 2,000 the last two rounds, ~3 s, added 23 columns and nothing to the bound). Both the incumbent check and
         # reduced-cost fixing below use that certified bound, so stopping here never costs exactness.
-        lp_value = float(model.cost @ lp[1])
-        if new.size == 0 or lp_value - _lagrangian_bound(p, *prices, 0.0) <= _CG_GAP * (1.0 + abs(lp_value)):
+        lp_value = float(model.cost @ lp[2])
+        own_bound = _lagrangian_bound(p, prices[0], prices[1], 0.0, prices[2])
+        if new.size == 0 or lp_value - own_bound <= _CG_GAP * (1.0 + abs(lp_value)):
             converged = True
             break
         keys = _distinct(keys, new)
     stats["cg_rounds"] = float(rounds)
     stats["t_column_generation"] = time.perf_counter() - clock - stats["t_initial"]
     incumbent: _Result | None = None
+    clock = time.perf_counter()
     if last_lp is not None:
         incumbent = _round(p, last_lp[0], last_lp[1], table, deadline)
+    stats["t_round"] = time.perf_counter() - clock
     if not converged:
         cc, jj = _place(p, table, np.zeros(p.n_cands, dtype=np.int64), _greedy_order(p))
         fallback = _result(p, cc, jj, np.ones(cc.size, dtype=np.int64))
@@ -1144,7 +1308,7 @@ def _search(p: _Problem, stats: dict[str, float], deadline: float) -> tuple[_Res
         if incumbent is None or fallback.total < incumbent.total:
             incumbent = fallback
     assert incumbent is not None
-    lp_bound = -math.inf if prices is None else _lagrangian_bound(p, prices[0], prices[1], 0.0)
+    lp_bound = -math.inf if prices is None else _lagrangian_bound(p, prices[0], prices[1], 0.0, prices[2])
     stats["lp_bound"] = lp_bound
     stats["fit_bound"] = fit_bound
     bound = max(lp_bound, fit_bound)
@@ -1161,7 +1325,9 @@ def _search(p: _Problem, stats: dict[str, float], deadline: float) -> tuple[_Res
     clock = time.perf_counter()
     # Fixing must use the bound of the same multipliers as the reduced costs.
     limit = p.config.milp_max_columns
-    extra, negative, _ = _price(p, prices[0], prices[1], incumbent.total - lp_bound + tol, None, limit=limit)
+    extra, negative, _ = _price(
+        p, prices[0], prices[1], incumbent.total - lp_bound + tol, None, limit=limit, gamma=prices[2]
+    )
     if negative < -tol:  # only float noise is possible with dual-feasible multipliers
         raise RuntimeError("internal error: reduced costs are not dual feasible")
     # Past the limit the pass stopped early (at 22,600 x 2,000 it would list 7.8M pairs, ~1.5 s with the union).
@@ -1173,7 +1339,7 @@ def _search(p: _Problem, stats: dict[str, float], deadline: float) -> tuple[_Res
         stats["milp_skipped"] = 1.0
         return incumbent, False, bound
     model = _model(p, keys)
-    values, proven, milp_bound = _solve_milp(model, deadline - time.perf_counter())
+    values, proven, milp_bound = _solve_milp(model, deadline - time.perf_counter(), cutoff=incumbent.total + tol)
     stats["t_milp"] = time.perf_counter() - clock
     result = incumbent
     if values is not None:

@@ -422,3 +422,57 @@ def test_a_time_cut_plan_is_certified_by_the_full_price_bound() -> None:
         assert cut.stats["full_price_bound"] > cut.stats["fit_bound"]
         assert cut.stats["lower_bound"] >= cut.stats["full_price_bound"]
     assert cut.stats["lower_bound"] <= exact.total_cost + 1e-6 <= cut.total_cost + 2e-6
+
+
+@st.composite
+def mid_instances(
+    draw: st.DrawFn,
+) -> tuple[list[ClientSpec], list[CandidateSpec], SolverConfig]:
+    """Past brute force: up to 14 clients and 7 candidates, many idle with small capacities, so that big clients
+    split over cheap first load units in the LP and the proof MILP (and its cutoff) has work to do."""
+    n_cands = draw(st.integers(1, 7))
+    candidates = [
+        cand(
+            100 + j,
+            seniority=draw(st.integers(1, 4)),
+            clearance=draw(st.integers(1, 3)),
+            capacity=draw(st.sampled_from([0.0, 2.0, 3.5, 5.0, 8.0, 12.5, 20.0])),
+            current_load=draw(st.sampled_from([0.0, 0.0, 0.5, 1.0, 3.0, 6.0])),
+            skills=draw(st.frozensets(st.sampled_from(INDUSTRIES))),
+            regions=draw(st.frozensets(st.sampled_from(REGIONS))),
+            languages=draw(st.frozensets(st.sampled_from(LANGUAGES))),
+            pool_rank=draw(st.integers(0, 2)),
+        )
+        for j in range(n_cands)
+    ]
+    n_clients = draw(st.integers(1, 14))
+    clients = [
+        client(
+            i + 1,
+            tier=draw(st.sampled_from(TIERS)),
+            industry=draw(st.sampled_from([*INDUSTRIES, None])),
+            region=draw(st.sampled_from([*REGIONS, None])),
+            language=draw(st.sampled_from([*LANGUAGES, None])),
+            sensitivity=draw(st.integers(1, 3)),
+            team=draw(st.frozensets(st.sampled_from([100 + j for j in range(n_cands)]), max_size=2)),
+            risk=draw(st.sampled_from([1.0, 1.5, 2.5, 4.0])),
+        )
+        for i in range(n_clients)
+    ]
+    return clients, candidates, draw(st.sampled_from(CONFIGS))
+
+
+@settings(max_examples=80, deadline=None, derandomize=True)
+@given(mid_instances())
+def test_proved_optimum_matches_a_naive_client_level_milp(
+    instance: tuple[list[ClientSpec], list[CandidateSpec], SolverConfig],
+) -> None:
+    # The independent model has one binary per (client, candidate), no classes, no pricing, no superadditivity
+    # rows, no cutoff: whatever the solver proves optimal must cost exactly its optimum.
+    clients, candidates, config = instance
+    solution = solver.solve(clients, candidates, config)
+    assert solution.status == "optimal"
+    assert solution.total_cost == pytest.approx(_reference_optimum(clients, candidates, config), abs=1e-6)
+    assert solver.objective(clients, candidates, successors(solution), config) == pytest.approx(
+        solution.total_cost, abs=1e-6
+    )

@@ -1,6 +1,6 @@
 """Planning speed for real leavers: every single leaver of the synthetic company, and the joint mass-exit plan.
 
-The instances are exactly those `transfer.service.compute_plan` builds: the company is written through the
+The instances are exactly those `transfer.planning.compute_plan` builds: the company is written through the
 directory service into a fresh database, `compute_plan` runs for each leaver (organisation pool, effective in
 14 days, reason "termination", as bench/mass_exit.py plans them) and its call of `solver.solve` is caught and
 its arguments kept (no solve, nothing written). The solver then runs on those arguments, timed alone.
@@ -34,7 +34,8 @@ from app.core.db import Database, transaction
 from app.core.migrate import upgrade
 from app.directory.models import AccountTeamMember, Client, Employee
 from app.risk import service as risk
-from app.transfer import service, solver
+from app.transfer import planning as service
+from app.transfer import solver
 from bench import company as company_mod
 from bench.common import SCALES, SEED, Scale, ScenarioResult, render, settings_for
 
@@ -150,7 +151,7 @@ def _fast_singles(session: Any, settings: Any, effective_at: dt.datetime, now: d
 
     out: list[Instance] = []
     for owner in sorted(by_owner):
-        # `service._candidates` for one leaver and the organisation pool: 0 the leaver's team, 1 the department
+        # `planning._candidates` for one leaver and the organisation pool: 0 the leaver's team, 1 the department
         # (everyone under the leaver's manager's manager), 2 the rest.
         manager = manager_of.get(owner)
         managers = {manager} if manager else set()
@@ -375,7 +376,7 @@ def result(instances: Instances, m: Measured) -> ScenarioResult:
         )
     res.notes.append(
         "Instances: the synthetic company written through the directory service; each leaver's instance is what "
-        "`transfer.service.compute_plan` hands `solver.solve` (organisation pool, reason termination, effective in "
+        "`transfer.planning.compute_plan` hands `solver.solve` (organisation pool, reason termination, effective in "
         "14 days; a sample of leavers and the joint plan come from compute_plan's own call, caught), with the "
         "settings' time limit. Times are `solver.solve` alone; medians of the repeats (min–max)."
     )

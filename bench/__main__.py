@@ -1,8 +1,9 @@
-"""`python -m bench`: run the benchmarks, print a markdown table, write bench/results/latest.md.
+"""`python -m bench`: run the benchmarks and print a markdown table (`--write`: into bench/results/latest.md).
 
-Options: --scale tiny|small|full, --only a,b (scenarios: synthetic, ingest, http, mass_exit, solver, outbox,
-plan_speed), --repeat N (medians). PostgreSQL when HANDOVER_BENCH_DATABASE_URL is set (a fresh database per run on that
-server, dropped after), else SQLite files in a temporary directory.
+Options: --write (otherwise nothing is written), --out FILE, --scale tiny|small|full, --only a,b (scenarios:
+synthetic, ingest, http, mass_exit, solver, outbox, plan_speed), --repeat N (medians and spread).
+PostgreSQL when HANDOVER_BENCH_DATABASE_URL is set (a fresh database per run on that server, dropped after),
+else SQLite files in a temporary directory.
 """
 
 from __future__ import annotations
@@ -87,8 +88,14 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--scale", choices=sorted(SCALES), default="small")
     p.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(SCENARIOS)}")
     p.add_argument("--repeat", type=int, default=None, help="runs per measurement, medians reported")
-    p.add_argument("--out", type=Path, default=None, help="where to write the table (default bench/results/latest.md)")
-    p.add_argument("--no-save", action="store_true", help="print only; write no file")
+    p.add_argument(
+        "--write",
+        action="store_true",
+        help="write the table to bench/results/latest.md and a dated copy (default: print only, so a trial run "
+        "never replaces the committed results)",
+    )
+    p.add_argument("--out", type=Path, default=None, help="write the table to this file (instead of --write's)")
+    p.add_argument("--no-save", action="store_true", help="print only (the default; kept for old scripts)")
     args = p.parse_args(argv)
     chosen = [s.strip() for s in args.only.split(",") if s.strip()] or list(SCENARIOS)
     unknown = [s for s in chosen if s not in SCENARIOS]
@@ -149,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     table = render(results, header)
     print(table)
-    if not args.no_save:
+    if (args.write or args.out) and not args.no_save:
         out = args.out or RESULTS_DIR / "latest.md"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(table)

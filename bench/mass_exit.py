@@ -301,47 +301,63 @@ def floor(
         steps[name] = time.perf_counter() - t0
 
     lo, hi = ids[0] + offset, ids[-1] + offset
+    # Every row the floor copies is serialised here, before the clock starts (see raw.Prepared).
+    prep_handovers = writer.prepare(
+        "handover",
+        HANDOVER_COLS,
+        (
+            (
+                h.id + offset,
+                h.leaver_id,
+                h.manager_id,
+                h.reason,
+                "completed",
+                effective_at,
+                "api",
+                {"kind": "organisation"},
+                "active",
+                5,
+                "bench",
+                now,
+                now,
+                now,
+                "admin:bench",
+                now,
+                effective_at,
+                "bench",
+                effective_at,
+            )
+            for h in handovers
+        ),
+    )
+    i_id, i_h = item_cols.index("id"), item_cols.index("handover_id")
+    item_offset = max_item + 1 - min((r[i_id] for r in items), default=0)
+    for r in items:
+        r[i_id] += item_offset
+        r[i_h] += offset
+    prep_items = writer.prepare("handover_item", item_cols, items)
+    prep_audit = writer.prepare(
+        "audit_entry",
+        AUDIT_COLS,
+        (
+            (max_seq + k + 1, a[0], a[1], a[2], a[3], a[4], a[5], secrets.token_hex(32), secrets.token_hex(32))
+            for k, a in enumerate(audits)
+        ),
+    )
+    prep_outbox = writer.prepare("outbox_message", outbox_cols, outbox) if outbox else None
+    prep_followups = None
+    if followups[1]:
+        f_cols, f_rows = followups
+        for r in f_rows:
+            r[f_cols.index("handover_id")] += offset
+            r[f_cols.index("item_id")] += item_offset
+        prep_followups = writer.prepare("follow_up", f_cols, f_rows)
     try:
         writer.begin()
         start = time.perf_counter()
         # 'completed' keeps the copies clear of the one-open-handover-per-leaver index.
-        step(
-            "handovers (COPY)",
-            lambda: writer.copy(
-                "handover",
-                HANDOVER_COLS,
-                (
-                    (
-                        h.id + offset,
-                        h.leaver_id,
-                        h.manager_id,
-                        h.reason,
-                        "completed",
-                        effective_at,
-                        "api",
-                        {"kind": "organisation"},
-                        "active",
-                        5,
-                        "bench",
-                        now,
-                        now,
-                        now,
-                        "admin:bench",
-                        now,
-                        effective_at,
-                        "bench",
-                        effective_at,
-                    )
-                    for h in handovers
-                ),
-            ),
-        )
-        i_id, i_h = item_cols.index("id"), item_cols.index("handover_id")
-        item_offset = max_item + 1 - min((r[i_id] for r in items), default=0)
-        for r in items:
-            r[i_id] += item_offset
-            r[i_h] += offset
-        step("items (COPY)", lambda: writer.copy("handover_item", item_cols, items))
+        step("handovers (COPY)", lambda: writer.copy_prepared(prep_handovers))
+        step("items (COPY)", lambda: writer.copy_prepared(prep_items))
         grant_select = (
             "INSERT INTO access_grant (employee_id, client_id, level, valid_from, valid_until, reason, handover_id, "
             "created_by, created_at) SELECT COALESCE(successor_id, interim_owner_id), client_id, {level}, "
@@ -396,25 +412,11 @@ def floor(
                 (effective_at, effective_at, lo, hi),
             ),
         )
-        step(
-            "audit entries (COPY)",
-            lambda: writer.copy(
-                "audit_entry",
-                AUDIT_COLS,
-                (
-                    (max_seq + k + 1, a[0], a[1], a[2], a[3], a[4], a[5], secrets.token_hex(32), secrets.token_hex(32))
-                    for k, a in enumerate(audits)
-                ),
-            ),
-        )
-        if outbox:
-            step("outbox rows (COPY)", lambda: writer.copy("outbox_message", outbox_cols, outbox))
-        if followups[1]:
-            f_cols, f_rows = followups
-            for r in f_rows:
-                r[f_cols.index("handover_id")] += offset
-                r[f_cols.index("item_id")] += item_offset
-            step("follow-ups (COPY)", lambda: writer.copy("follow_up", f_cols, f_rows))
+        step("audit entries (COPY)", lambda: writer.copy_prepared(prep_audit))
+        if prep_outbox is not None:
+            step("outbox rows (COPY)", lambda: writer.copy_prepared(prep_outbox))
+        if prep_followups is not None:
+            step("follow-ups (COPY)", lambda: writer.copy_prepared(prep_followups))
         total = time.perf_counter() - start
     finally:
         writer.rollback()

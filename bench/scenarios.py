@@ -163,6 +163,7 @@ def load_base_via_service(ctx: Context) -> None:
     assert ctx.company is not None
     url = _fresh_migrated(ctx, "base")
     timings = company_mod.load_via_service(url, ctx.company, ctx.now)
+    ctx.dbs.analyze(url)
     ctx.base_url = url
     ctx.base_load = (
         f"loaded through directory.service with model_construct items in {fmt_s(timings['write'])} "
@@ -210,6 +211,7 @@ def ingest(ctx: Context) -> ScenarioResult:
         api.append(t_cli)
         api_emp.append(t_emp)
         if k == 0:
+            ctx.dbs.analyze(url)
             ctx.base_url = url
             ctx.base_load = f"loaded over HTTP by the ingest scenario ({fmt_s(t_cli)} for the clients)"
         else:
@@ -267,6 +269,13 @@ def _pairs(url: str, limit: int) -> list[tuple[str, str]]:
 
 def http_hot_path(ctx: Context) -> ScenarioResult:
     res = ScenarioResult("http", TITLES["http"])
+    allow_python = ctx.scale.name == "tiny"  # the smoke scale: it checks that the path runs, not how fast
+    if not http.have_wrk() and not allow_python:
+        res.skipped = (
+            "wrk is not installed (apt-get install -y wrk): the Python load generator caps near 300 rps even on "
+            "the bare endpoint, so its ratios would measure the generator; no HTTP figures reported"
+        )
+        return res
     assert ctx.base_url is not None
     url = ctx.base_url
     settings = settings_for(url)
@@ -279,55 +288,71 @@ def http_hot_path(ctx: Context) -> ScenarioResult:
     ]
     secs = ctx.scale.http_seconds
     conns, batch_conns = 64, 8
-    tool = "wrk" if http.have_wrk() else "python httpx/asyncio (wrk not installed)"
+    tool = (
+        "wrk" if http.have_wrk() else "python httpx/asyncio (wrk not installed; tiny scale only, numbers mean nothing)"
+    )
 
-    def run(base: str, path: str, bodies: list[str], tok: str | None, c: int) -> http.Load:
+    def run(base: str, path: str, bodies: list[str], tok: str | None, c: int) -> tuple[http.Load, list[http.Load]]:
         if ctx.scale.http_warmup:
-            http.load(base, path, bodies, tok, seconds=ctx.scale.http_warmup, connections=c, workdir=ctx.workdir)
+            http.load(
+                base, path, bodies, tok, seconds=ctx.scale.http_warmup, connections=c, workdir=ctx.workdir,
+                allow_python=allow_python,
+            )  # fmt: skip
         runs = [
-            http.load(base, path, bodies, tok, seconds=secs, connections=c, workdir=ctx.workdir)
+            http.load(
+                base, path, bodies, tok, seconds=secs, connections=c, workdir=ctx.workdir, allow_python=allow_python
+            )
             for _ in range(ctx.repeat)
         ]
         runs.sort(key=lambda x: x.rps)
-        return runs[len(runs) // 2]
+        return runs[len(runs) // 2], runs
+
+    def lat(x: http.Load, runs: list[http.Load]) -> str:
+        if x.requests == 0:
+            return f"no response within the run ({secs} s; timeout 5 s) · {x.errors} errors"
+        spread = ""
+        if len(runs) > 1:
+            p99s = sorted(r.p99_ms for r in runs)
+            spread = (
+                f" · spread of {len(runs)} runs: {fmt_n(runs[0].rps)}–{fmt_n(runs[-1].rps)} rps, "
+                f"p99 {p99s[0]:.1f}–{p99s[-1]:.1f} ms"
+            )
+        return (
+            f"{fmt_n(x.rps)} rps · p50 {x.p50_ms:.1f} ms · p99 {x.p99_ms:.1f} ms · {x.errors:,} errors "
+            f"({x.requests:,} requests){spread}"
+        )
 
     for workers in ctx.scale.http_workers:
-        with http.Server("bench.bare_app:create_app", url, workers, ctx.workdir / "bare-server.log") as srv:
-            bare = run(srv.url, "/bare", singles, None, conns)
-            pk = run(srv.url, "/pk", singles, None, conns)
-        with http.Server("app.main:create_app", url, workers, ctx.workdir / "app-server.log") as srv:
-            probe = httpx.post(
-                srv.url + "/v1/access/check",
-                content=singles[0],
-                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
-            )
-            if probe.status_code != 200 or not probe.json().get("allowed"):
-                raise RuntimeError(f"access check probe failed: {probe.status_code} {probe.text[:300]}")
-            check = run(srv.url, "/v1/access/check", singles, token, conns)
-            batch = run(srv.url, "/v1/access/check/batch", batches, token, batch_conns)
         w = f"{workers} worker{'s' if workers > 1 else ''}"
-
-        def lat(x: http.Load) -> str:
-            if x.requests == 0:
-                return f"no response within the run ({secs} s; timeout 5 s) · {x.errors} errors"
-            return (
-                f"{fmt_n(x.rps)} rps · p50 {x.p50_ms:.1f} ms · p99 {x.p99_ms:.1f} ms · {x.errors:,} errors "
-                f"({x.requests:,} requests)"
+        for c in (conns, 16):
+            with http.Server("bench.bare_app:create_app", url, workers, ctx.workdir / "bare-server.log") as srv:
+                bare, bare_runs = run(srv.url, "/bare", singles, None, c)
+                pk, pk_runs = run(srv.url, "/pk", singles, None, c)
+            with http.Server("app.main:create_app", url, workers, ctx.workdir / "app-server.log") as srv:
+                probe = httpx.post(
+                    srv.url + "/v1/access/check",
+                    content=singles[0],
+                    headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                )
+                if probe.status_code != 200 or not probe.json().get("allowed"):
+                    raise RuntimeError(f"access check probe failed: {probe.status_code} {probe.text[:300]}")
+                check, check_runs = run(srv.url, "/v1/access/check", singles, token, c)
+                if c == conns:
+                    batch, batch_runs = run(srv.url, "/v1/access/check/batch", batches, token, batch_conns)
+            res.add(f"bare FastAPI endpoint ({w}, {c} conn.)", lat(bare, bare_runs), "", None, "", None)
+            res.add(f"bare FastAPI PK read ({w}, {c} conn.)", lat(pk, pk_runs), "", None, "", None)
+            p99_ratio = check.p99_ms / pk.p99_ms if pk.p99_ms else float("inf")
+            res.add(
+                f"POST /v1/access/check ({w}, {c} conn.)",
+                lat(check, check_runs) + f" · p99 {p99_ratio:.2f}× the PK read's",
+                f"PK read {fmt_n(pk.rps)} rps, p99 {pk.p99_ms:.1f} ms",
+                check.rps / pk.rps,
+                "≥ 0.90× · p99 ≤ 1.3× the PK read's · 0 errors",
+                check.rps >= 0.9 * pk.rps and p99_ratio <= 1.3 and check.errors == 0,
             )
-
-        res.add(f"bare FastAPI endpoint ({w}, {conns} conn.)", lat(bare), "", None, "", None)
-        res.add(f"bare FastAPI PK read ({w}, {conns} conn.)", lat(pk), "", None, "", None)
-        res.add(
-            f"POST /v1/access/check ({w}, {conns} conn.)",
-            lat(check),
-            f"PK read {fmt_n(pk.rps)} rps",
-            check.rps / pk.rps,
-            "≥ 0.80× · p99 ≤ 50 ms · 0 errors",
-            check.rps >= 0.8 * pk.rps and check.p99_ms <= 50 and check.errors == 0,
-        )
         res.add(
             f"POST /v1/access/check/batch, 500 pairs ({w}, {batch_conns} conn.)",
-            f"{fmt_n(batch.rps * 500)} pairs/s · {lat(batch)}",
+            f"{fmt_n(batch.rps * 500)} pairs/s · {lat(batch, batch_runs)}",
             f"PK read {fmt_n(pk.rps)} rps",
             batch.rps * 500 / pk.rps,
             "pairs/s vs single PK reads/s; 0 errors",
@@ -421,9 +446,19 @@ def mass_exit(ctx: Context) -> ScenarioResult:
     solve_s = median(
         [sum(r.get("solve_seconds", {}).get(p, 0.0) for p in ("create", "plan", "approve", "execute")) for r in runs]
     )
+    per_run = sorted(
+        sum(r["phases"][p] for p in ("create", "plan", "approve", "execute")) / r["floor"]["seconds"] for r in runs
+    )
+    floors = sorted(r["floor"]["seconds"] for r in runs)
+    spread = (
+        f" · spread of {len(runs)} runs: ratio {per_run[0]:.2f}–{per_run[-1]:.2f}×, floor {fmt_s(floors[0])}–"
+        f"{fmt_s(floors[-1])}"
+        if len(runs) > 1
+        else " · one run (no spread: use --repeat 3)"
+    )
     res.add(
         f"end to end: create + plan + approve + execute, {clients:,} clients",
-        f"{fmt_s(e2e)} · {fmt_n(clients / e2e)} clients/s",
+        f"{fmt_s(e2e)} · {fmt_n(clients / e2e)} clients/s{spread}",
         f"raw floor {fmt_s(floor_s)}",
         e2e / floor_s,
         "≤ 3× floor (PostgreSQL)",

@@ -27,7 +27,8 @@ from app.transfer.models import CHECKLIST_KEYS, Handover, HandoverItem
 
 SIGNOFF_REMINDER_LEAD = dt.timedelta(days=3)
 MAX_HIGH_RISK_LISTED = 20
-HIGH_RISK_BANDS = ("high",)
+# The bands the manager's summary counts and lists as high risk, most severe first (critical before high).
+HIGH_RISK_BANDS = ("critical", "high")
 APPROVAL_ROWS_PER_INSERT = 5_000
 SIGNABLE_ITEM_STATUSES = ("approved", "transferred")
 APPROVAL_TEMPLATES = ("successor_briefing", "client_intro")
@@ -297,7 +298,10 @@ def _approval_rows(
             ({"id": p, "name": name_of(p), "clients": len(mine)} for p, mine in by_receiver.items()),
             key=lambda s: (-len(by_receiver.get(str(s["id"]), [])), str(s["name"])),
         )
-        high = [r for r in items if r.risk_band in HIGH_RISK_BANDS]
+        # Critical and high, critical first; within a band highest score first (the items' order).
+        high = sorted(
+            (r for r in items if r.risk_band in HIGH_RISK_BANDS), key=lambda r: HIGH_RISK_BANDS.index(r.risk_band)
+        )
         manager = people.get(h.manager_id)
         internal(
             "manager_summary",

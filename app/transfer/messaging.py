@@ -23,6 +23,7 @@ from app.directory import service as directory
 from app.directory.models import Client, ClientContact
 from app.notify import service as notify
 from app.notify.worker import Outgoing, Verdict
+from app.transfer.deadlines import AWAITING_APPROVAL
 from app.transfer.models import CHECKLIST_KEYS, Handover, HandoverItem
 
 SIGNOFF_REMINDER_LEAD = dt.timedelta(days=3)
@@ -378,9 +379,10 @@ def on_rescheduled(session: Session, h: Handover, *, now: dt.datetime, settings:
 def check_at_send(session: Session, batch: Sequence[Outgoing]) -> dict[int, Verdict]:
     """The outbox's question before it sends a batch of notifications: does each still hold?
 
-    A message of a cancelled or undone handover is withdrawn; dates in the others follow the handover's current
-    effective time (so a reschedule rewrites nothing); a sign-off reminder lists only the items still unsigned on
-    its side, and is skipped when none is left. Two queries for the whole batch.
+    A message of a cancelled or undone handover is withdrawn, and an approval reminder of one approved meanwhile;
+    dates in the others follow the handover's current effective time (so a reschedule rewrites nothing); a sign-off
+    reminder lists only the items still unsigned on its side, and is skipped when none is left. Two queries for the
+    whole batch.
     """
     verdicts: dict[int, Verdict] = {}
     handover_ids = {p.handover_id for p in batch if p.handover_id is not None}
@@ -396,6 +398,9 @@ def check_at_send(session: Session, batch: Sequence[Outgoing]) -> dict[int, Verd
             effective_at, status = handovers[p.handover_id]
             if status in ("cancelled", "undone"):
                 verdicts[p.id] = Verdict("withdrawn", f"the handover was {status}")
+                continue
+            if p.template == "approval_reminder" and status not in AWAITING_APPROVAL:
+                verdicts[p.id] = Verdict("withdrawn", f"the handover was {status} before the reminder was sent")
                 continue
             _refresh_dates(p.context, effective_at)
         if p.template == "signoff_reminder":

@@ -119,7 +119,8 @@ def remind_due(
     """Sends the reminders due at `now` (see the module's docstring); returns how many handovers were reminded.
 
     Set-based: one query for the due handovers (SKIP LOCKED, so several workers share them), two for the people,
-    one bulk write for the events and one for the audit entries. At most `limit` per call; the next pass takes
+    one bulk insert each for the notifications, the events and the audit entries (which name the notifications
+    by their message ids). At most `limit` per call; the next pass takes
     the rest."""
     _backfill(session, settings=settings, limit=limit)
     h = Handover
@@ -143,6 +144,7 @@ def remind_due(
     default = settings.default_locale if settings is not None else "en"
     events: notify.Events = []
     changes: list[audit.Change] = []
+    rows: list[dict[str, Any]] = []
     for x in due:
         number = x.reminders_sent + 1
         approver = people.get(x.manager_id) if x.manager_id else None
@@ -153,24 +155,27 @@ def remind_due(
         deadline = x.approval_deadline
         assert deadline is not None  # the query asked for it
         leaver = people.get(x.leaver_id)
-        sent: list[int] = []
+        sent: list[str] = []
         for person_id, role in recipients:
             person = people.get(person_id) if person_id else None
-            sent.append(
-                notify.enqueue(
-                    session,
-                    kind="internal",
-                    template="approval_reminder",
-                    locale=notify.pick_locale(person.languages if person else [], available, default),
-                    channel="email",
-                    recipient=person.email if person else None,  # none: stored as skipped, visible in the list
-                    data=_message(x, role, number, person, person_id, approver, leaver, deadline, now),
-                    not_before=now,
-                    handover_id=x.id,
-                    priority=notify.PRIORITY_INTERNAL,
-                    now=now,
-                )
+            row = notify.message_row(
+                kind="internal",
+                template="approval_reminder",
+                locale=notify.pick_locale(person.languages if person else [], available, default),
+                channel="email",
+                recipient=person.email if person else None,
+                endpoint_id=None,
+                data=_message(x, role, number, person, person_id, approver, leaver, deadline, now),
+                not_before=now,
+                now=now,
+                handover_id=x.id,
+                priority=notify.PRIORITY_INTERNAL,
+                # Stored as skipped, visible in the list of notifications, when nobody can be written to.
+                skip=None if person and person.email else f"{role} {person_id or '(none)'} has no email address",
+                for_bulk=True,
             )
+            rows.append(row)
+            sent.append(row["message_id"])
         facts = {
             "approval_deadline": deadline.isoformat(),
             "reminder": number,
@@ -206,6 +211,7 @@ def remind_due(
         x.reminders_sent = number
         x.last_reminded_at = now
     session.flush()
+    notify.insert_messages(session, rows)
     notify.emit_many(session, events, now=now)
     audit.record_many(session, changes, at=now)
     return len(due)

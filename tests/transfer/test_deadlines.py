@@ -307,3 +307,31 @@ def test_setting_reschedule_and_backfill(
     assert Settings(database_url="sqlite://").approval_lead_working_days == 3
     with pytest.raises(ValueError):
         Settings(database_url="sqlite://", approval_lead_working_days=-1)
+
+
+def test_no_approver_the_reminder_is_on_record_as_not_sent(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, worker_db: Database, company: dict[str, Any]
+) -> None:
+    """The CEO has no manager: the handover names no approver. The reminder is stored as skipped with the reason
+    (visible in the list of notifications), and the event and the audit entry still say the handover is late."""
+    r = client.post(
+        "/v1/handovers",
+        json={"leaver": "ceo", "reason": "retirement", "effective_at": EFFECTIVE.isoformat()},
+        headers=auth("hr"),
+    )
+    assert r.status_code == 201, r.text
+    hid = r.json()["id"]
+    for when in (DEADLINE, DEADLINE + dt.timedelta(days=1)):
+        clock.set(when)
+        with transaction(worker_db) as s:
+            assert deadlines.remind_due(s, clock.now(), settings=worker_db.settings) == 1
+    rows = reminders(db, hid)
+    assert [(m.status, m.recipient, m.last_error) for m in rows] == [
+        ("skipped", None, "approver (none) has no email address")
+    ] * 2
+    assert [(e["reminder"], e["approver"], e["escalated_to"]) for e in overdue_audit(db, hid)] == [
+        (1, None, None),
+        (2, None, None),
+    ]
+    listed = client.get(f"/v1/notifications?handover={hid}&status=skipped", headers=auth()).json()["items"]
+    assert len(listed) == 2

@@ -19,7 +19,7 @@ from app.core.config import Settings
 from app.core.db import Database, transaction
 from app.core.idempotency import purge_expired
 from app.notify import worker as notify_worker
-from app.transfer import messaging
+from app.transfer import deadlines, messaging
 from app.transfer import service as transfer
 from app.transfer.followups import service as followups
 
@@ -96,10 +96,17 @@ def notify_overdue_follow_ups(db: Database, clock: Clock, stop: threading.Event)
         return followups.notify_overdue(session, clock.now(), settings=db.settings)
 
 
+def remind_overdue_approvals(db: Database, clock: Clock, stop: threading.Event) -> int:
+    """Approval reminders and escalations (`app.transfer.deadlines`); a database job for the settings."""
+    with transaction(db) as session:
+        return deadlines.remind_due(session, clock.now(), settings=db.settings)
+
+
 # Overdue notices and checkpoints first, so the delivery pass that follows sends them.
 DB_JOBS: list[tuple[str, DbJob]] = [
     ("execute_due_handovers", execute_and_anchor),
     ("notify_overdue_follow_ups", notify_overdue_follow_ups),
+    ("remind_overdue_approvals", remind_overdue_approvals),
     ("checkpoint_audit", checkpoint_audit),
     # The outbox asks the workflow that wrote a notification whether it still holds before sending it.
     ("deliver_outbox", partial(notify_worker.deliver_due, checks=messaging.check_at_send)),

@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     ack_link_secret: SecretStr | None = None
     public_base_url: str = "http://127.0.0.1:8000"  # where the acknowledgment links in client intros point
 
+    # Approval deadlines (app/transfer/deadlines.py): this many working days (Mon-Fri, UTC) before the effective
+    # time; the worker reminds the approver from then on, daily, escalating to the approver's manager.
+    approval_lead_working_days: int = Field(3, ge=0, le=60)
+
     # Follow-ups after a handover (app/transfer/followups.py): days after the effective time each one is due.
     follow_up_first_contact_days: int = Field(7, ge=0, le=3650)
     follow_up_check_in_days: int = Field(30, ge=0, le=3650)

@@ -61,6 +61,7 @@ def run_demo(database_url: str, *, seed: int = 7, out: TextIO = sys.stdout) -> N
                 source="api",
                 actor="demo",
                 now=now,
+                settings=settings,
             )
             session.flush()
             plan, _ = planning.plan(session, h, pool=None, dry_run=False, actor="demo", now=now, settings=settings)

@@ -20,7 +20,14 @@ from jinja2 import TemplateSyntaxError
 from app.notify import sandbox
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-KEYS = ("client_intro", "successor_briefing", "manager_summary", "signoff_reminder", "follow_up_due")
+KEYS = (
+    "client_intro",
+    "successor_briefing",
+    "manager_summary",
+    "signoff_reminder",
+    "follow_up_due",
+    "approval_reminder",
+)
 BUILTIN_LOCALES = ("en", "zh-CN")
 MAX_SUBJECT_CHARS = 300
 MAX_BODY_CHARS = sandbox.MAX_TEXT
@@ -153,6 +160,14 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "client": {"name": "Acme Ltd", "external_id": "c-1"},
         "handover": {"id": 1},
         "follow_up": {"days": 7, "due_date": "2026-11-23", "assignee": {"id": "e-1", "name": "Sam Successor"}},
+    },
+    "approval_reminder": {
+        "recipient": {"name": "Mia Manager"},
+        "role": "approver",
+        "leaver": {"name": "Leo Leaver"},
+        "approver": {"id": "m-1", "name": "Mia Manager"},
+        "handover": {"id": 1, "status": "planned", "effective_date": "2026-11-16", "deadline_date": "2026-11-11"},
+        "reminder": {"number": 1, "days_overdue": 0},
     },
 }
 

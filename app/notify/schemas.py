@@ -15,6 +15,7 @@ EventType = Literal[
     "handover.executed",
     "handover.completed",
     "handover.undone",
+    "handover.overdue",
     "client.reassigned",
     "access.revoked",
     "alert.raised",
@@ -24,10 +25,13 @@ EventType = Literal[
     "notification.manager_summary",
     "notification.signoff_reminder",
     "notification.follow_up_due",
+    "notification.approval_reminder",
     "audit.checkpoint",
     "*",
 ]
-TemplateKey = Literal["client_intro", "successor_briefing", "manager_summary", "signoff_reminder", "follow_up_due"]
+TemplateKey = Literal[
+    "client_intro", "successor_briefing", "manager_summary", "signoff_reminder", "follow_up_due", "approval_reminder"
+]
 Status = Literal["pending", "sent", "failed", "dead", "acknowledged", "withdrawn", "skipped"]
 Channel = Literal["email", "webhook", "phone", "none"]
 EndpointStatus = Literal["active", "disabled", "deleted"]

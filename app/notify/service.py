@@ -23,6 +23,9 @@ Event payloads (`data`), built by the caller; ids are external ids, times ISO 86
 - `handover.created|planned|approved|cancelled|completed|executed|undone`: `{"handover_id": int, "leaver": str,
   "manager": str | null, "status": str, "effective_at": str, "reason": str, "actor": str}`; `cancelled` and
   `undone` add `"cancel_reason"`/`"undo_reason"`, `planned` adds `"items": int`.
+- `handover.overdue` (a reminder of an approval deadline that passed; one per reminder): the handover fields
+  above (actor `system:worker`) and `"approval_deadline": str, "reminder": int (1 at the deadline, then one a
+  day), "approver": str | null, "escalated_to": str | null` (the approver's manager, from the second reminder).
 - `client.reassigned`: `{"handover_id": int, "effective_at": str, "batch": int, "batches": int, "clients":
   [{"client": str, "from": str, "to": str, "interim": bool}]}`, at most 500 clients per event.
 - `access.revoked`: `{"grant_id": int, "employee": str, "client": str, "level": str, "revoked_at": str,
@@ -81,6 +84,7 @@ EVENT_TYPES = (
     "handover.executed",
     "handover.completed",
     "handover.undone",
+    "handover.overdue",
     "client.reassigned",
     "access.revoked",
     "alert.raised",

@@ -23,11 +23,13 @@ from app.directory import service as directory
 from app.directory.models import Client, ClientContact
 from app.notify import service as notify
 from app.notify.worker import Outgoing, Verdict
+from app.transfer.deadlines import AWAITING_APPROVAL
 from app.transfer.models import CHECKLIST_KEYS, Handover, HandoverItem
 
 SIGNOFF_REMINDER_LEAD = dt.timedelta(days=3)
 MAX_HIGH_RISK_LISTED = 20
-HIGH_RISK_BANDS = ("high",)
+# The bands the manager's summary counts and lists as high risk, most severe first (critical before high).
+HIGH_RISK_BANDS = ("critical", "high")
 APPROVAL_ROWS_PER_INSERT = 5_000
 SIGNABLE_ITEM_STATUSES = ("approved", "transferred")
 APPROVAL_TEMPLATES = ("successor_briefing", "client_intro")
@@ -297,7 +299,10 @@ def _approval_rows(
             ({"id": p, "name": name_of(p), "clients": len(mine)} for p, mine in by_receiver.items()),
             key=lambda s: (-len(by_receiver.get(str(s["id"]), [])), str(s["name"])),
         )
-        high = [r for r in items if r.risk_band in HIGH_RISK_BANDS]
+        # Critical and high, critical first; within a band highest score first (the items' order).
+        high = sorted(
+            (r for r in items if r.risk_band in HIGH_RISK_BANDS), key=lambda r: HIGH_RISK_BANDS.index(r.risk_band)
+        )
         manager = people.get(h.manager_id)
         internal(
             "manager_summary",
@@ -374,9 +379,10 @@ def on_rescheduled(session: Session, h: Handover, *, now: dt.datetime, settings:
 def check_at_send(session: Session, batch: Sequence[Outgoing]) -> dict[int, Verdict]:
     """The outbox's question before it sends a batch of notifications: does each still hold?
 
-    A message of a cancelled or undone handover is withdrawn; dates in the others follow the handover's current
-    effective time (so a reschedule rewrites nothing); a sign-off reminder lists only the items still unsigned on
-    its side, and is skipped when none is left. Two queries for the whole batch.
+    A message of a cancelled or undone handover is withdrawn, and an approval reminder of one approved meanwhile;
+    dates in the others follow the handover's current effective time (so a reschedule rewrites nothing); a sign-off
+    reminder lists only the items still unsigned on its side, and is skipped when none is left. Two queries for the
+    whole batch.
     """
     verdicts: dict[int, Verdict] = {}
     handover_ids = {p.handover_id for p in batch if p.handover_id is not None}
@@ -392,6 +398,9 @@ def check_at_send(session: Session, batch: Sequence[Outgoing]) -> dict[int, Verd
             effective_at, status = handovers[p.handover_id]
             if status in ("cancelled", "undone"):
                 verdicts[p.id] = Verdict("withdrawn", f"the handover was {status}")
+                continue
+            if p.template == "approval_reminder" and status not in AWAITING_APPROVAL:
+                verdicts[p.id] = Verdict("withdrawn", f"the handover was {status} before the reminder was sent")
                 continue
             _refresh_dates(p.context, effective_at)
         if p.template == "signoff_reminder":

@@ -53,6 +53,11 @@ class Handover(Base):
     cancel_reason: Mapped[str | None] = mapped_column(Text)
     undone_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     undone_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Approval deadline and its reminders (app/transfer/deadlines.py). Null deadline: opened before deadlines
+    # existed, never reminded.
+    approval_deadline: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
+    reminders_sent: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    last_reminded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         # One open handover per leaver, enforced by the database so concurrent exits create one.

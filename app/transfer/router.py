@@ -56,6 +56,8 @@ def handover_out(
         cancel_reason=h.cancel_reason,
         undone_by=h.undone_by,
         undone_at=h.undone_at,
+        approval_deadline=h.approval_deadline,
+        reminders_sent=h.reminders_sent or 0,
         version=h.version,
         item_counts=c.statuses,
         risk_bands=c.bands,
@@ -122,7 +124,12 @@ def _with_etag(response: Response, h: Handover) -> None:
     responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
 )
 def create_handover(
-    body: schemas.HandoverCreate, session: DbSession, principal: HandoversWrite, now: Now, response: Response
+    body: schemas.HandoverCreate,
+    session: DbSession,
+    principal: HandoversWrite,
+    now: Now,
+    response: Response,
+    request: Request,
 ) -> schemas.HandoverOut:
     if principal.role not in CREATOR_ROLES:
         raise Forbidden("Only hr, managers and admins open handovers.")
@@ -140,6 +147,7 @@ def create_handover(
         source="api",
         actor=principal.actor,
         now=now,
+        settings=request.app.state.settings,
     )
     session.flush()
     _with_etag(response, h)

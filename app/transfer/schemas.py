@@ -130,6 +130,14 @@ class HandoverOut(BaseModel):
     cancel_reason: str | None
     undone_by: str | None
     undone_at: dt.datetime | None
+    approval_deadline: dt.datetime | None = Field(
+        description="When the handover should be approved: HANDOVER_APPROVAL_LEAD_WORKING_DAYS working days "
+        "(Mon-Fri, UTC) before the effective time, never after it, not before the opening time. From then on, "
+        "while it is draft or planned, the worker reminds the approver daily (from the second reminder the "
+        "approver's manager too) and emits handover.overdue. Null only for a handover opened before deadlines "
+        "existed, until the worker's next pass."
+    )
+    reminders_sent: int = Field(description="Approval reminders sent so far (one a day after the deadline).")
     version: int
     item_counts: dict[str, int] = Field(description="Items by status (of the items `view` covers).")
     risk_bands: dict[str, int] = Field(description="Items by risk band (of the items `view` covers).")

@@ -27,7 +27,7 @@ from app.core.errors import Conflict, Forbidden, Unprocessable
 from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.notify import service as notify
-from app.transfer import messaging, visibility
+from app.transfer import deadlines, messaging, visibility
 from app.transfer.followups import service as followups
 from app.transfer.models import OPEN_STATUSES, Handover, HandoverItem
 
@@ -144,6 +144,7 @@ def create_handover(
     source: str,
     actor: str,
     now: dt.datetime,
+    settings: Settings | None = None,
 ) -> Handover:
     emp = session.get(Employee, leaver, with_for_update=True)
     if emp is None:
@@ -178,6 +179,7 @@ def create_handover(
         created_at=now,
         updated_at=now,
     )
+    deadlines.on_opened(h, now=now, settings=settings)
     session.add(h)
     try:
         with session.begin_nested():
@@ -216,6 +218,7 @@ def open_from_exit(
             source="hr_webhook",
             actor=actor,
             now=now,
+            settings=settings,
         )
     if h.status == "executed":
         raise Conflict(f"The handover of {leaver!r} was already executed.")
@@ -231,6 +234,7 @@ def reschedule(
 ) -> None:
     old = h.effective_at
     h.effective_at = effective_at
+    deadlines.on_rescheduled(h, now=now, settings=settings)
     h.version += 1
     h.updated_at = now
     directory.set_exit(session, h.leaver_id, effective_at, now=now, leaving=False)

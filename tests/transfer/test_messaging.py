@@ -14,7 +14,7 @@ from app.core.clock import ManualClock
 from app.core.config import Settings
 from app.core.db import Database, transaction
 from app.directory.models import ClientContact, Employee
-from app.notify import service
+from app.notify import rendering, service
 from app.notify.models import OutboxMessage
 from app.notify.worker import Deliverer
 from app.transfer import messaging
@@ -340,3 +340,35 @@ def test_approval_plans_once_and_a_missed_cancel_still_stops_sending(
     assert smtp.mails == []
     assert {r.status for r in outbox(db)} <= {"withdrawn", "skipped", "pending"}
     assert {r.status for r in outbox(db) if r.not_before <= clock.now()} <= {"withdrawn", "skipped"}
+
+
+def test_manager_summary_counts_critical_with_high_critical_first(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, notify_settings: Settings, open_handover: int
+) -> None:
+    """Issue 15 point 9: the summary's high-risk count and list dropped `critical` clients (a strategic client
+    with satisfaction 1 and a competitor destination is critical, so such a handover reported only its high ones).
+    Critical ones are counted with the high ones and listed first, even when a rule made one critical at a score
+    below a high one's."""
+    hid = open_handover
+    approved(client, auth, db, hid)
+    bands = {"c0": ("critical", 62.0), "c1": ("critical", 95.0), "c2": ("high", 99.0), "c3": ("critical", 70.0)}
+    bands |= {"c4": ("high", 40.0), "c5": ("medium", 30.0), "c6": ("low", 1.0), "c7": (None, None)}
+    with transaction(db) as s:
+        for client_id, (band, score) in bands.items():
+            s.execute(
+                update(HandoverItem)
+                .where(HandoverItem.handover_id == hid, HandoverItem.client_id == client_id)
+                .values(risk_band=band, risk_score=None if score is None else Decimal(str(score)))
+            )
+    with transaction(db) as s:
+        messaging.on_approved(s, [hid], now=clock.now(), settings=notify_settings)
+    [summary] = outbox(db, handover_id=hid, template="manager_summary")
+    data = summary.payload
+    assert data["totals"]["high_risk"] == 5  # three critical and two high
+    listed = [(c["external_id"], c["risk_band"]) for c in data["high_risk_clients"]]
+    assert listed == [("c1", "critical"), ("c3", "critical"), ("c0", "critical"), ("c2", "high"), ("c4", "high")]
+    for locale, line in (("en", "High-risk clients: 5"), ("zh-CN", "高风险客户：5")):
+        text = rendering.render(rendering.builtins()[("manager_summary", locale)], data).body
+        assert line in text
+        assert text.index("(c1)" if locale == "en" else "（c1）") < text.index("(c2)" if locale == "en" else "（c2）")
+    assert "风险极高" in rendering.render(rendering.builtins()[("manager_summary", "zh-CN")], data).body

@@ -18,8 +18,9 @@ from app.core.clock import Clock, SystemClock
 from app.core.config import Settings
 from app.core.db import Database, transaction
 from app.core.idempotency import purge_expired
+from app.jobs import service as jobs
 from app.notify import worker as notify_worker
-from app.transfer import messaging
+from app.transfer import longops, messaging
 from app.transfer import service as transfer
 from app.transfer.followups import service as followups
 
@@ -96,6 +97,19 @@ def notify_overdue_follow_ups(db: Database, clock: Clock, stop: threading.Event)
         return followups.notify_overdue(session, clock.now(), settings=db.settings)
 
 
+# What runs each kind of job (Prefer: respond-async): the operation's own function, so a job's result is the answer
+# the synchronous request would have had.
+JOB_RUNNERS: dict[str, jobs.Runner] = {
+    longops.PLAN_KIND: longops.run_plan_batch,
+    longops.SIMULATION_KIND: longops.run_simulation,
+}
+
+
+def run_jobs(db: Database, clock: Clock, stop: threading.Event) -> int:
+    """Runs the due jobs (leased, SKIP LOCKED on PostgreSQL) for at most one pass's budget."""
+    return jobs.run_due(db, clock, stop, runners=JOB_RUNNERS)
+
+
 # Overdue notices and checkpoints first, so the delivery pass that follows sends them.
 DB_JOBS: list[tuple[str, DbJob]] = [
     ("execute_due_handovers", execute_and_anchor),
@@ -103,6 +117,8 @@ DB_JOBS: list[tuple[str, DbJob]] = [
     ("checkpoint_audit", checkpoint_audit),
     # The outbox asks the workflow that wrote a notification whether it still holds before sending it.
     ("deliver_outbox", partial(notify_worker.deliver_due, checks=messaging.check_at_send)),
+    # Last: a joint plan may take its solver's whole time limit, and should not hold up the deliveries.
+    ("run_jobs", run_jobs),
 ]
 
 

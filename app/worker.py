@@ -103,11 +103,12 @@ JOB_RUNNERS: dict[str, jobs.Runner] = {
     longops.PLAN_KIND: longops.run_plan_batch,
     longops.SIMULATION_KIND: longops.run_simulation,
 }
+JOB_READ_ONLY = frozenset({longops.SIMULATION_KIND})  # saves nothing: read outside the write lock
 
 
 def run_jobs(db: Database, clock: Clock, stop: threading.Event) -> int:
     """Runs the due jobs (leased, SKIP LOCKED on PostgreSQL) for at most one pass's budget."""
-    return jobs.run_due(db, clock, stop, runners=JOB_RUNNERS)
+    return jobs.run_due(db, clock, stop, runners=JOB_RUNNERS, read_only=JOB_READ_ONLY)
 
 
 # Overdue notices and checkpoints first, so the delivery pass that follows sends them.

@@ -264,12 +264,19 @@ def _claimed(job: Job, token: str) -> Claimed:
     return Claimed(job.id, job.kind, token, job.attempts, principal, dict(job.request))
 
 
-def run(db: Database, clock: Clock, claimed: Claimed, runner: Runner) -> str:
-    """Runs one claimed job; returns the state it ended in (or `queued` when it is to be tried again)."""
+def run(db: Database, clock: Clock, claimed: Claimed, runner: Runner, *, read_only: bool = False) -> str:
+    """Runs one claimed job; returns the state it ended in (or `queued` when it is to be tried again).
+
+    A `read_only` runner (a simulation) reads in a transaction of its own and the result is written after it: on
+    SQLite a writing transaction would hold the write lock for the whole solve."""
     settings = db.settings
     try:
+        if read_only:
+            with transaction(db, write=False) as session:
+                result = runner(session, claimed.request, Context(claimed.principal, clock.now(), settings))
         with transaction(db) as session:
-            result = runner(session, claimed.request, Context(claimed.principal, clock.now(), settings))
+            if not read_only:
+                result = runner(session, claimed.request, Context(claimed.principal, clock.now(), settings))
             if not _finish(session, claimed, clock.now(), result=result, problem=None):
                 raise _LeaseLost
         return "succeeded"
@@ -307,10 +314,11 @@ def run_due(
     stop: threading.Event,
     *,
     runners: Mapping[str, Runner],
+    read_only: frozenset[str] = frozenset(),
     budget_seconds: float = RUN_BUDGET_SECONDS,
 ) -> int:
     """Claims and runs due jobs one at a time until none is left, `stop` is set or the pass's budget is spent;
-    returns how many ran to an end."""
+    returns how many ran to an end. Kinds in `read_only` write nothing but their result (see `run`)."""
     lease = dt.timedelta(seconds=db.settings.job_lease_seconds)
     deadline = time.monotonic() + budget_seconds
     done = 0
@@ -318,6 +326,7 @@ def run_due(
         claimed = claim(db, clock, lease=lease, kinds=set(runners))
         if claimed is None:
             break
-        if run(db, clock, claimed, runners[claimed.kind]) in ("succeeded", "failed"):
+        ended = run(db, clock, claimed, runners[claimed.kind], read_only=claimed.kind in read_only)
+        if ended in ("succeeded", "failed"):
             done += 1
     return done

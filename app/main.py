@@ -19,12 +19,13 @@ from app.core.clock import Clock, SystemClock
 from app.core.config import Settings, get_settings
 from app.core.db import Database
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_handlers
-from app.core.idempotency import EXCLUDED_PREFIXES, IdempotencyMiddleware, describe
+from app.core.idempotency import ASYNC_PREFIXES, EXCLUDED_PREFIXES, IdempotencyMiddleware, describe
 from app.core.middleware import Metrics, RequestMiddleware, configure_logging
 from app.core.poolmetrics import PoolCollector
 from app.core.types import NO_NUL_PATTERN
 from app.directory.router import router as directory_router
 from app.intake.router import router as intake_router
+from app.jobs.router import router as jobs_router
 from app.notify.router import router as notify_router
 from app.ops.router import router as ops_router
 from app.risk.router import router as risk_router
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(notify_router)
     app.include_router(risk_router)
     app.include_router(followups_router)
+    app.include_router(jobs_router)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics)
 
@@ -128,6 +130,8 @@ def _polish_openapi(schema: dict[str, Any], settings: Settings) -> None:
                 continue
             if method == "post" and not path.startswith(EXCLUDED_PREFIXES):
                 op.setdefault("parameters", []).append(describe())
+            elif method == "post" and path.startswith(ASYNC_PREFIXES):
+                op.setdefault("parameters", []).append(describe(only_async=True))
             if "requestBody" in op:
                 # RequestMiddleware answers these for every body, before any route: each body-taking operation can.
                 missing = {code: text for code, text in BODY_PROBLEMS.items() if code not in op["responses"]}

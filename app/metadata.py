@@ -6,6 +6,7 @@ from app.core import idempotency
 from app.core.db import Base
 from app.directory import models as directory_models
 from app.intake import models as intake_models
+from app.jobs import models as job_models
 from app.notify import models as notify_models
 from app.risk import models as risk_models
 from app.transfer import models as transfer_models
@@ -20,6 +21,7 @@ __all__ = [
     "followup_models",
     "idempotency",
     "intake_models",
+    "job_models",
     "metadata",
     "notify_models",
     "risk_models",

@@ -18,8 +18,9 @@ from app.core.clock import Clock, SystemClock
 from app.core.config import Settings
 from app.core.db import Database, transaction
 from app.core.idempotency import purge_expired
+from app.jobs import service as jobs
 from app.notify import worker as notify_worker
-from app.transfer import deadlines, messaging
+from app.transfer import deadlines, longops, messaging
 from app.transfer import service as transfer
 from app.transfer.followups import service as followups
 
@@ -102,6 +103,20 @@ def remind_overdue_approvals(db: Database, clock: Clock, stop: threading.Event) 
         return deadlines.remind_due(session, clock.now(), settings=db.settings)
 
 
+# What runs each kind of job (Prefer: respond-async): the operation's own function, so a job's result is the answer
+# the synchronous request would have had.
+JOB_RUNNERS: dict[str, jobs.Runner] = {
+    longops.PLAN_KIND: longops.run_plan_batch,
+    longops.SIMULATION_KIND: longops.run_simulation,
+}
+JOB_READ_ONLY = frozenset({longops.SIMULATION_KIND})  # saves nothing: read outside the write lock
+
+
+def run_jobs(db: Database, clock: Clock, stop: threading.Event) -> int:
+    """Runs the due jobs (leased, SKIP LOCKED on PostgreSQL) for at most one pass's budget."""
+    return jobs.run_due(db, clock, stop, runners=JOB_RUNNERS, read_only=JOB_READ_ONLY)
+
+
 # Overdue notices and checkpoints first, so the delivery pass that follows sends them.
 DB_JOBS: list[tuple[str, DbJob]] = [
     ("execute_due_handovers", execute_and_anchor),
@@ -110,6 +125,8 @@ DB_JOBS: list[tuple[str, DbJob]] = [
     ("checkpoint_audit", checkpoint_audit),
     # The outbox asks the workflow that wrote a notification whether it still holds before sending it.
     ("deliver_outbox", partial(notify_worker.deliver_due, checks=messaging.check_at_send)),
+    # Last: a joint plan may take its solver's whole time limit, and should not hold up the deliveries.
+    ("run_jobs", run_jobs),
 ]
 
 

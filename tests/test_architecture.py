@@ -19,6 +19,7 @@ LAYERS: dict[str, int] = {
     "core": 0,
     "audit": 1,
     "directory": 2,
+    "jobs": 2,  # runs what the composition root binds; knows no operation
     "notify": 3,
     "access": 4,
     "risk": 5,
@@ -42,6 +43,7 @@ FORBIDDEN = {
     ("intake", "transfer"),
     ("audit", "directory"),
     ("directory", "access"),
+    ("jobs", "transfer"),
 }
 # Entry points may import lazily (the CLI keeps `handover --help` fast).
 LAZY_IMPORTS_ALLOWED = {"cli"}

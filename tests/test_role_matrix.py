@@ -122,6 +122,9 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/follow-ups/{follow_up_id}"):                  (200, 200, 200, 404, 200, {"handovers:read": 200}),
     ("POST", "/v1/follow-ups/{follow_up_id}/complete"):        (200, 403, 200, 404, 403, {ALL: 403}),
     ("GET", "/v1/reports/retention"):                          (200, 200, 200, 403, 200, {"handovers:read": 200}),
+    # A job (Prefer: respond-async) started by hr: seen by its requester and admins, 404 to anyone else.
+    ("GET", "/v1/jobs/{job_id}"):                              (200, 200, 404, 404, 403, {"handovers:write": 404}),
+    ("GET", "/v1/jobs"):                                       (200, 200, 200, 200, 403, {"handovers:write": 200}),
 }
 # fmt: on
 
@@ -323,6 +326,8 @@ REQUESTS: dict[tuple[str, str], Callable[[Ctx], Req]] = {
         json={"outcome": "retained", "first_contact_at": START.isoformat()},
     ),
     ("GET", "/v1/reports/retention"): lambda c: Req("/v1/reports/retention"),
+    ("GET", "/v1/jobs/{job_id}"): lambda c: Req(f"/v1/jobs/{c.ids['job']}"),
+    ("GET", "/v1/jobs"): lambda c: Req("/v1/jobs"),
 }
 
 
@@ -364,6 +369,13 @@ def world(matrix_app: FastAPI, matrix_settings: Settings, clock: ManualClock) ->
             assert note is not None
             ids["notification"] = note.id
             ids["ack_sig"] = ack_signature(matrix_settings, note.id, note.message_id)
+        r = client.post(
+            "/v1/simulations",
+            json={"leavers": ["e1"], "effective_at": EFFECTIVE.isoformat()},
+            headers={**headers(matrix_settings, "hr"), "Prefer": "respond-async"},
+        )
+        assert r.status_code == 202, r.text
+        ids["job"] = r.json()["id"]
         assert all(v is not None for v in ids.values()), ids
         ctx = Ctx(client, matrix_settings, ids)
         ctx.extra["world"] = World(matrix_app, ids)
@@ -406,6 +418,31 @@ def test_role_matrix(world: Ctx, key: tuple[str, str]) -> None:
     if row is None:
         pytest.fail(f"no row; observed {seen}")
     wrong = {p: (expected(row, p), status) for p, status in seen.items() if expected(row, p) != status}
+    assert not wrong, f"{key}: principal → (expected, got): {wrong}"
+
+
+ASYNC_ROUTES = (("POST", "/v1/handover-plans"), ("POST", "/v1/simulations"))
+
+
+@pytest.mark.parametrize("key", ASYNC_ROUTES, ids=lambda k: f"{k[0]} {k[1]}")
+def test_async_requests_follow_the_same_matrix(world: Ctx, key: tuple[str, str]) -> None:
+    """With `Prefer: respond-async` each principal is refused exactly as synchronously; what succeeds is a 202."""
+    world.extra["world"].reset()
+    row = MATRIX[key]
+    wrong = {}
+    for principal in principals():
+        req = REQUESTS[key](world)
+        r = world.client.request(
+            key[0],
+            req.path,
+            json=req.json,
+            headers={**headers(world.settings, principal), **req.headers, "Prefer": "respond-async"},
+        )
+        want = 202 if expected(row, principal) == 200 else expected(row, principal)
+        if r.status_code != want:
+            wrong[principal] = (want, r.status_code)
+        if r.status_code < 400:
+            world.extra["world"].reset()
     assert not wrong, f"{key}: principal → (expected, got): {wrong}"
 
 

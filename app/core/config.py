@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     solver_time_limit_seconds: float | None = Field(30.0, gt=0, le=3600)
     interim_owner: str | None = None  # fallback interim owner when a leaver has no manager
     worker_interval_seconds: float = Field(5.0, gt=0, le=3600)
+    # A job (Prefer: respond-async) a worker runs is its alone this long; past it, another worker runs it again.
+    job_lease_seconds: int = Field(600, ge=30, le=86400)
 
     # Notifications and outbound webhooks (app/notify).
     smtp_host: str | None = None  # unset: email deliveries fail (and retry) until it is configured

@@ -62,3 +62,21 @@ def check_if_match(if_match: str | None, current: str) -> None:
     tags = [t.strip() for t in if_match.split(",")]
     if "*" not in tags and current not in tags and f"W/{current}" not in tags:
         raise PreconditionFailed("The resource changed since you read it; fetch it again.", extra={"etag": current})
+
+
+RESPOND_ASYNC = "respond-async"
+
+
+def prefers_async(prefer: str | None) -> bool:
+    """Whether a Prefer header (RFC 7240; several headers joined with commas) asks for `respond-async`.
+
+    The preference takes no value: `respond-async=yes`, misspellings and anything unparsable are not it, and an
+    unknown or malformed preference is ignored as the RFC says (the request is answered synchronously)."""
+    if not prefer:
+        return False
+    for part in prefer.split(","):
+        token = part.split(";", 1)[0].strip()
+        name, eq, value = token.partition("=")
+        if name.strip().lower() == RESPOND_ASYNC and (not eq or value.strip() in ("", '""')):
+            return True
+    return False

@@ -30,12 +30,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core.auth import authorize, bearer_token, required_scopes
 from app.core.db import ACTOR_LENGTH, Base, Database, JSONType, UTCDateTime
 from app.core.errors import DomainError, database_problem, problem_response
+from app.core.http import RESPOND_ASYNC, prefers_async
 from app.core.routes import iter_api_routes
 
 KEY_RE = re.compile(r"^[\x21-\x7e]{1,200}$")
 SESSION_STATE_KEY = "idempotency_session"
 # Reads that happen to be POSTs, and requests that carry their own replay protection.
 EXCLUDED_PREFIXES = ("/v1/access/check", "/v1/simulations", "/v1/hooks/", "/v1/risk/score")
+# Excluded reads that create a job when asked to respond asynchronously: then the key applies (one job per key).
+ASYNC_PREFIXES = ("/v1/simulations",)
 
 
 class IdempotencyKey(Base):
@@ -59,7 +62,7 @@ def purge_expired(session: Session, now: dt.datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-KEPT_HEADERS = frozenset({"content-type", "location", "etag"})
+KEPT_HEADERS = frozenset({"content-type", "location", "etag", "preference-applied"})
 
 
 class IdempotencyMiddleware:
@@ -69,7 +72,14 @@ class IdempotencyMiddleware:
         self._routes: list[tuple[APIRoute, frozenset[str] | None]] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"].startswith(EXCLUDED_PREFIXES):
+        if scope["type"] != "http" or scope["method"] != "POST":
+            await self.app(scope, receive, send)
+            return
+        respond_async = prefers_async(
+            ", ".join(v.decode("latin-1") for k, v in scope["headers"] if k.lower() == b"prefer")
+        )
+        path = scope["path"]
+        if path.startswith(EXCLUDED_PREFIXES) and not (respond_async and path.startswith(ASYNC_PREFIXES)):
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -97,9 +107,11 @@ class IdempotencyMiddleware:
             await _refusal(request, exc)(scope, receive, send)
             return
         body = await _read_body(receive)
-        digest = hashlib.sha256(
-            b"\n".join([scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body])
-        ).hexdigest()
+        parts = [scope["method"].encode(), scope["path"].encode(), scope.get("query_string", b""), body]
+        if respond_async:
+            # An asynchronous request is another request than the synchronous one: one key cannot serve both.
+            parts.append(RESPOND_ASYNC.encode())
+        digest = hashlib.sha256(b"\n".join(parts)).hexdigest()
         app_state = scope["app"].state
         db: Database = app_state.db
         now = app_state.clock.now()
@@ -294,13 +306,15 @@ async def _empty_receive() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
-def describe() -> dict[str, Any]:
-    """The header as an OpenAPI parameter, added to every POST that honours it."""
+def describe(*, only_async: bool = False) -> dict[str, Any]:
+    """The header as an OpenAPI parameter, added to every POST that honours it (`only_async`: a read that honours
+    it only with `Prefer: respond-async`, when it creates a job)."""
+    when = "With `Prefer: respond-async` only (the request then creates a job): " if only_async else ""
     return {
         "name": "Idempotency-Key",
         "in": "header",
         "required": False,
         "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[\x21-\x7e]+$"},
-        "description": "Makes a retry safe: the same key and body replay the first response (kept 24 hours); "
+        "description": when + "Makes a retry safe: the same key and body replay the first response (kept 24 hours); "
         "the same key with another body answers 422. Keys are scoped to the token's subject.",
     }

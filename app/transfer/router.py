@@ -9,12 +9,14 @@ from sqlalchemy.orm import Session
 from app.core.auth import HandoversApprove, HandoversRead, HandoversWrite
 from app.core.deps import DbSession, Now
 from app.core.errors import Forbidden, NotAcceptable, NotFound, problem_responses
-from app.core.http import CSV, HTML, JSON, check_if_match, etag, negotiate
+from app.core.http import CSV, HTML, JSON, check_if_match, etag, negotiate, prefers_async
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
 from app.directory import service as directory
 from app.directory.models import Client
-from app.transfer import planning, schemas, service, signoff, visibility
+from app.jobs import service as jobs
+from app.jobs.router import ACCEPTED_RESPONSE, PREFER_DESCRIPTION, accepted
+from app.transfer import longops, planning, schemas, service, signoff, visibility
 from app.transfer.models import Handover, HandoverItem
 from app.transfer.report import HandoverReport, build_report, to_csv, to_html
 
@@ -23,8 +25,9 @@ router = APIRouter(tags=["handovers"])
 HandoverId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The handover id.")]
 ItemId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The item id.")]
 IfMatch = Annotated[str | None, Header(max_length=200, description="The ETag you last read.")]
+Prefer = Annotated[str | None, Header(max_length=1000, description=PREFER_DESCRIPTION)]
 
-CREATOR_ROLES = frozenset({"admin", "hr", "manager", "integration"})
+CREATOR_ROLES = longops.CREATOR_ROLES
 REPORT_FORMATS = (JSON, HTML, CSV)  # the first is the default
 
 
@@ -237,28 +240,7 @@ def plan_handover(
     if preview is not None:
         clients = {r["client_id"]: r["client"] for r in result.rows}
         proposals = [item_out(i, clients[i.client_id]) for i in preview]
-    return _summary(h.id, result, dry_run, proposals)
-
-
-def _summary(
-    h_id: int, result: planning.Plan, dry_run: bool, proposals: list[schemas.ItemOut] | None
-) -> schemas.PlanSummary:
-    successors: dict[str, int] = {}
-    for r in result.rows:
-        if r["successor_id"]:
-            successors[r["successor_id"]] = successors.get(r["successor_id"], 0) + 1
-    return schemas.PlanSummary(
-        handover_id=h_id,
-        dry_run=dry_run,
-        items=len(result.rows) + result.kept_manual,
-        assigned=sum(1 for r in result.rows if r["successor_id"]),
-        interim=sum(1 for r in result.rows if not r["successor_id"]),
-        kept_manual=result.kept_manual,
-        total_cost=result.total_cost,
-        solver_status=result.status,
-        successors=successors,
-        proposals=proposals,
-    )
+    return longops.summary(h.id, result, dry_run, proposals)
 
 
 @router.post(
@@ -269,28 +251,27 @@ def _summary(
     "leavers instead of going to whichever was planned first. Handovers with different effective times, pools or "
     "exit contexts are solved separately within the same call. All or nothing: one handover that cannot be planned "
     "(409), is not visible (404) or that the caller sees only as a successor or interim owner (403) plans none. "
-    "Each handover's total_cost is its joint solve's.",
+    "Each handover's total_cost is its joint solve's. With `Prefer: respond-async` the same checks answer at once "
+    "(403, 404, 422), then 202 with a job that a worker runs; the job's result is this operation's answer, and a "
+    "refusal found while planning (409) is the job's problem.",
     response_model=schemas.PlanBatchOut,
-    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
+    responses={**ACCEPTED_RESPONSE, **problem_responses(401, 403, 404, 409, 413, 415, 422)},
 )
 def plan_handovers(
-    body: schemas.PlanBatchRequest, request: Request, session: DbSession, principal: HandoversWrite, now: Now
-) -> schemas.PlanBatchOut:
-    if principal.role not in CREATOR_ROLES:
-        raise Forbidden("Only hr, managers and admins plan handovers.")
-    ids = list(dict.fromkeys(body.handover_ids))
-    handovers = visibility.get_handovers(
-        session,
-        principal,
-        sorted(ids),
-        lock=True,
-        manage="Only the leaver's managers, hr or an admin may plan these handovers.",
-    )
-    pool = body.candidate_pool.model_dump() if body.candidate_pool else None
-    plans, solves = planning.plan_many(
-        session, handovers, pool=pool, actor=principal.actor, now=now, settings=request.app.state.settings
-    )
-    return schemas.PlanBatchOut(handovers=[_summary(hid, plans[hid], False, None) for hid in ids], solves=solves)
+    body: schemas.PlanBatchRequest,
+    request: Request,
+    session: DbSession,
+    principal: HandoversWrite,
+    now: Now,
+    prefer: Prefer = None,
+) -> Any:
+    if prefers_async(prefer):
+        longops.check_plan_batch(session, principal, body)
+        job = jobs.submit(
+            session, kind=longops.PLAN_KIND, request=body.model_dump(mode="json"), principal=principal, now=now
+        )
+        return accepted(job)
+    return longops.plan_batch(session, principal, body, now=now, settings=request.app.state.settings)
 
 
 @router.get(
@@ -621,27 +602,26 @@ def sign_off(
     name="simulations-create",
     summary="Plan several leavers at once (a reorganisation or layoff); nothing is saved",
     description="Returns load before and after per successor, clients gained by tier, items needing attention and, "
-    "optionally, the proposed items (at most 5,000).",
+    "optionally, the proposed items (at most 5,000). With `Prefer: respond-async`: 202 with a job that a worker "
+    "runs (see GET /v1/jobs/{job_id}).",
     response_model=schemas.SimulationOut,
-    responses=problem_responses(401, 403, 404, 413, 415, 422),
+    responses={**ACCEPTED_RESPONSE, **problem_responses(401, 403, 404, 413, 415, 422)},
 )
 def simulate(
-    body: schemas.SimulationRequest, request: Request, session: DbSession, principal: HandoversWrite
-) -> schemas.SimulationOut:
-    if principal.role not in CREATOR_ROLES:
-        raise Forbidden("Only hr, managers and admins run simulations.")
-    if not principal.unrestricted:
-        for leaver in body.leavers:
-            directory.get_employee(session, principal, leaver)  # 404 outside a manager's reach
-    result = planning.simulate(
-        session,
-        leavers=body.leavers,
-        effective_at=body.effective_at,
-        pool=body.candidate_pool.model_dump() if body.candidate_pool else None,
-        settings=request.app.state.settings,
-        include_items=body.include_items,
-    )
-    return schemas.SimulationOut.model_validate(result)
+    body: schemas.SimulationRequest,
+    request: Request,
+    session: DbSession,
+    principal: HandoversWrite,
+    now: Now,
+    prefer: Prefer = None,
+) -> Any:
+    if prefers_async(prefer):
+        longops.check_simulation(session, principal, body)
+        job = jobs.submit(
+            session, kind=longops.SIMULATION_KIND, request=body.model_dump(mode="json"), principal=principal, now=now
+        )
+        return accepted(job)
+    return longops.simulation(session, principal, body, settings=request.app.state.settings)
 
 
 # ---- the handover report ---------------------------------------------------------------------

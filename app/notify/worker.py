@@ -5,6 +5,15 @@ machines take disjoint rows; SQLite's write lock makes it the single worker), st
 claim token, renders what they carry, and commits. Delivery happens with no transaction open. Each result is
 recorded in its own transaction, which also extends the lease of the rest of the batch. A worker that dies
 anywhere loses nothing: its rows come due again when the lease ends, and receivers deduplicate by webhook-id.
+
+Lanes: every webhook endpoint is a lane, and email is one. A claim takes at most `delivery_lane_batch` rows per
+lane (so one endpoint's backlog cannot fill the batch), and the lanes of a batch are sent in parallel, at most
+`delivery_lanes` at once. A lane stops at its first failure (an email lane only at a failure that is not the
+recipient's): the rest of its rows go back unattempted, so a hung receiver costs its lane one timeout per batch
+and nobody else anything. Circuit breaker: after `delivery_breaker_failures` failed attempts in a row an endpoint
+is paused (`paused_until` on its row, which every worker's claim respects), for a pause that doubles each time it
+opens again, up to the maximum; a success closes it. Every failure, dead letter, pause and disable is logged as a
+JSON line with the message and endpoint ids (never a URL, secret or address).
 """
 
 from __future__ import annotations
@@ -13,16 +22,18 @@ import copy
 import datetime as dt
 import json
 import logging
+import queue
 import random
 import threading
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Protocol
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -148,6 +159,7 @@ class Deliverer:
     checks: SendChecks = no_checks
     _gone: set[int] = field(default_factory=set)
     _sources: dict[tuple[str, str], rendering.Source | None] = field(default_factory=dict)
+    _pool: ThreadPoolExecutor | None = None
 
     def __post_init__(self) -> None:
         self.settings = self.settings or self.db.settings
@@ -162,6 +174,9 @@ class Deliverer:
         return self.settings
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         for channel in (self.webhooks, self.emails):
             if channel is not None:
                 channel.close()
@@ -169,23 +184,40 @@ class Deliverer:
     # ---- claim -------------------------------------------------------------------------------
 
     def claim(self, limit: int | None = None) -> Claim:
-        """Leases due rows to this worker (committed before anything is sent) and prepares them."""
+        """Leases due rows to this worker (committed before anything is sent) and prepares them: lane by lane, at
+        most `delivery_lane_batch` rows of each, none of a paused endpoint."""
         token = uuid.uuid4().hex
         now = self.clock.now()
+        limit = limit or self.limit
         m = OutboxMessage
         with transaction(self.db) as session:
             due = (
-                select(m.id)
-                .where(
-                    m.status.in_(DUE_STATUSES),
-                    m.next_attempt_at <= now,
-                    or_(m.locked_until.is_(None), m.locked_until <= now),
-                )
-                .order_by(m.priority.desc(), m.next_attempt_at, m.id)
-                .limit(limit or self.limit)
-                .with_for_update(skip_locked=True)
+                m.status.in_(DUE_STATUSES),
+                m.next_attempt_at <= now,
+                or_(m.locked_until.is_(None), m.locked_until <= now),
             )
-            ids = list(session.scalars(due))
+            paused = select(WebhookEndpoint.id).where(WebhookEndpoint.paused_until > now)
+            lanes = list(
+                session.scalars(
+                    select(m.endpoint_id)
+                    .where(*due, or_(m.endpoint_id.is_(None), m.endpoint_id.not_in(paused)))
+                    .group_by(m.endpoint_id)
+                    .order_by(func.max(m.priority).desc(), func.min(m.next_attempt_at))
+                    .limit(limit)
+                )
+            )
+            ids: list[int] = []
+            for lane in lanes:
+                if len(ids) >= limit:
+                    break
+                stmt = (
+                    select(m.id)
+                    .where(*due, m.endpoint_id.is_(None) if lane is None else m.endpoint_id == lane)
+                    .order_by(m.priority.desc(), m.next_attempt_at, m.id)
+                    .limit(min(self.cfg.delivery_lane_batch, limit - len(ids)))
+                    .with_for_update(skip_locked=True)
+                )
+                ids.extend(session.scalars(stmt))
             if not ids:
                 return Claim(token, [], 0)
             session.execute(
@@ -342,6 +374,7 @@ class Deliverer:
             )
         session.flush()
         if final.status == "dead":
+            log_event("delivery.dead", "message is dead", row, error=final.reason)
             _announce_failure(session, row, now)
 
     # ---- deliver and record ------------------------------------------------------------------
@@ -381,10 +414,23 @@ class Deliverer:
             if attempts:
                 session.execute(insert(Delivery), attempts)
             session.flush()
+            for result in results:
+                if not result.outcome.ok:
+                    log_event(
+                        "delivery.failed",
+                        "delivery attempt failed",
+                        rows.get(result.prepared.id),
+                        endpoint=result.prepared.endpoint_id,
+                        http_status=result.outcome.http_status,
+                        error=result.outcome.error,
+                        duration_ms=result.outcome.duration_ms,
+                    )
+            self._breakers(session, results, now)
             for endpoint_id in {r.prepared.endpoint_id for r in results if r.outcome.gone}:
                 if endpoint_id is not None:
                     service.disable_endpoint(session, endpoint_id, reason="the receiver answered 410 Gone", now=now)
             for row in died:
+                log_event("delivery.dead", "message is dead", row, error=row.last_error)
                 _announce_failure(session, row, now)
             if rest:
                 session.execute(
@@ -445,36 +491,123 @@ class Deliverer:
                 .execution_options(synchronize_session=False)
             )
 
+    def _breakers(self, session: Session, results: list[Result], now: dt.datetime) -> None:
+        """Each endpoint's breaker after these attempts, in order: a success closes it; the Nth failure in a row
+        opens it (pauses the endpoint), and so does each failure after that (the half-open probe), for twice as
+        long each time, up to the maximum."""
+        by_endpoint: dict[int, list[Result]] = {}
+        for r in results:
+            if r.prepared.endpoint_id is not None:
+                by_endpoint.setdefault(r.prepared.endpoint_id, []).append(r)
+        if not by_endpoint:
+            return
+        cfg = self.cfg
+        endpoints = session.scalars(
+            select(WebhookEndpoint)
+            .where(WebhookEndpoint.id.in_(sorted(by_endpoint)))
+            .order_by(WebhookEndpoint.id)
+            .with_for_update()
+        )
+        for endpoint in endpoints:
+            for r in by_endpoint[endpoint.id]:
+                if r.outcome.ok:
+                    endpoint.failure_streak, endpoint.pauses, endpoint.paused_until = 0, 0, None
+                    continue
+                endpoint.failure_streak += 1
+                if endpoint.failure_streak >= cfg.delivery_breaker_failures:
+                    endpoint.pauses += 1
+                    seconds = min(
+                        cfg.delivery_breaker_pause_seconds * 2 ** min(endpoint.pauses - 1, 30),
+                        cfg.delivery_breaker_max_pause_seconds,
+                    )
+                    endpoint.paused_until = now + dt.timedelta(seconds=seconds)
+                    logger.warning(
+                        "webhook endpoint paused",
+                        extra={
+                            "fields": {
+                                "event": "endpoint.paused",
+                                "endpoint": endpoint.id,
+                                "failures_in_a_row": endpoint.failure_streak,
+                                "pause_seconds": seconds,
+                                "paused_until": endpoint.paused_until.isoformat(),
+                            }
+                        },
+                    )
+        session.flush()
+
+    @staticmethod
+    def _stops_lane(p: Prepared, outcome: Outcome) -> bool:
+        """A failure that says the receiver is unwell: any failed webhook, an email failure not the recipient's."""
+        if outcome.ok:
+            return False
+        return p.email is None or not outcome.permanent
+
+    def _lane(self, lane: list[Prepared], done: queue.SimpleQueue[Result | object | None]) -> None:
+        """Sends one lane's rows in order; stops at a stop request or its first unhealthy failure."""
+        try:
+            for p in lane:
+                if self.stop.is_set():
+                    return
+                at = self.clock.now()
+                outcome = self._send(p, at)
+                done.put(Result(p, outcome, at))
+                if self._stops_lane(p, outcome):
+                    return
+        finally:
+            done.put(None)
+
     def deliver(self, token: str, batch: list[Prepared]) -> int:
-        """Sends one claimed batch in order; a stop request lets the message in flight finish, then stops.
+        """Sends one claimed batch, its lanes in parallel; returns how many messages were attempted.
 
         Results are written in groups (every RECORD_EVERY messages or RECORD_SECONDS): one commit per message
         would cost more than the sending. A crash loses at most a group's results, and those messages are sent
-        again after the lease: at least once, never lost.
+        again after the lease: at least once, never lost. Rows a lane did not attempt (it stopped at a failure,
+        or a stop was requested) are handed back at once.
         """
+        lanes: dict[int | None, list[Prepared]] = {}
+        for p in batch:
+            lanes.setdefault(p.endpoint_id, []).append(p)
+        done: queue.SimpleQueue[Result | object | None] = queue.SimpleQueue()
+        running = len(lanes)
+        if running == 1:
+            self._lane(batch, done)
+        elif running:
+            pool = self._executor()
+            for lane in lanes.values():
+                pool.submit(self._lane, lane, done)
+        attempted: set[int] = set()
         results: list[Result] = []
         flushed = time.monotonic()
-        for index, p in enumerate(batch):
-            if self.stop.is_set():
-                self._record(token, results, [])
-                self.release(token, [q.id for q in batch[index:]])
-                return index
-            at = self.clock.now()
-            outcome = self._send(p, at)
-            if outcome.gone and p.endpoint_id is not None:
-                self._gone.add(p.endpoint_id)
-            results.append(Result(p, outcome, at))
-            if len(results) >= RECORD_EVERY or time.monotonic() - flushed >= RECORD_SECONDS:
-                self._record(token, results, [q.id for q in batch[index + 1 :]])
+        while running:
+            try:
+                item = done.get(timeout=RECORD_SECONDS)
+            except queue.Empty:  # nothing new for a while: write what has come in, extend the lease
+                item = _TICK
+            if item is None:
+                running -= 1
+            elif isinstance(item, Result):
+                results.append(item)
+                attempted.add(item.prepared.id)
+                if item.outcome.gone and item.prepared.endpoint_id is not None:
+                    self._gone.add(item.prepared.endpoint_id)
+            if results and (len(results) >= RECORD_EVERY or time.monotonic() - flushed >= RECORD_SECONDS):
+                self._record(token, results, [q.id for q in batch if q.id not in attempted])
                 results, flushed = [], time.monotonic()
         self._record(token, results, [])
-        return len(batch)
+        self.release(token, [q.id for q in batch if q.id not in attempted])
+        return len(attempted)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.cfg.delivery_lanes, thread_name_prefix="delivery-lane")
+        return self._pool
 
     def run_batch(self) -> int:
-        """Claims and delivers one batch; returns how many rows were claimed (0: nothing is due)."""
+        """Claims and delivers one batch; returns how many rows it finished (0: nothing is due): the claimed ones
+        less those handed back unattempted, which a later batch takes."""
         claim = self.claim()
-        self.deliver(claim.token, claim.batch)
-        return claim.claimed
+        attempted = self.deliver(claim.token, claim.batch)
+        return claim.claimed - (len(claim.batch) - attempted)
 
     def run(self, budget_seconds: float | None = RUN_BUDGET_SECONDS) -> int:
         """Batches until nothing is due, a stop is requested, or the time budget is spent; returns rows claimed."""
@@ -486,6 +619,29 @@ class Deliverer:
             if not claimed or (budget_seconds is not None and time.monotonic() - started > budget_seconds):
                 break
         return total
+
+
+_TICK = object()  # no result within RECORD_SECONDS
+
+
+def log_event(event: str, text: str, row: OutboxMessage | None, **fields: Any) -> None:
+    """One JSON log line (app.core.middleware.JsonLogFormatter) with the message's and endpoint's ids; errors are
+    cut to 300 characters, and no URL, secret or address is ever logged."""
+    data: dict[str, Any] = {"event": event}
+    if row is not None:
+        data.update(
+            message=row.id,
+            message_id=row.message_id,
+            endpoint=row.endpoint_id,
+            category=row.category,
+            channel=row.channel,
+            attempts=row.attempts,
+            status=row.status,
+        )
+    for key, value in fields.items():
+        if value is not None:
+            data[key] = value[:300] if isinstance(value, str) else value
+    logger.warning(text, extra={"fields": data})
 
 
 def _json_bytes(payload: Any) -> bytes:

@@ -183,9 +183,10 @@ class Deliverer:
 
     # ---- claim -------------------------------------------------------------------------------
 
-    def claim(self, limit: int | None = None) -> Claim:
+    def claim(self, limit: int | None = None, *, exclude: set[int | None] | None = None) -> Claim:
         """Leases due rows to this worker (committed before anything is sent) and prepares them: lane by lane, at
-        most `delivery_lane_batch` rows of each, none of a paused endpoint."""
+        most `delivery_lane_batch` rows of each, none of a paused endpoint nor of a lane in `exclude` (this
+        worker's lanes in flight; None is the email lane), at most as many lanes as there are free threads."""
         token = uuid.uuid4().hex
         now = self.clock.now()
         limit = limit or self.limit
@@ -196,16 +197,21 @@ class Deliverer:
                 m.next_attempt_at <= now,
                 or_(m.locked_until.is_(None), m.locked_until <= now),
             )
+            busy = exclude or set()
             paused = select(WebhookEndpoint.id).where(WebhookEndpoint.paused_until > now)
-            lanes = list(
-                session.scalars(
-                    select(m.endpoint_id)
-                    .where(*due, or_(m.endpoint_id.is_(None), m.endpoint_id.not_in(paused)))
-                    .group_by(m.endpoint_id)
-                    .order_by(func.max(m.priority).desc(), func.min(m.next_attempt_at))
-                    .limit(limit)
-                )
+            lanes_stmt = (
+                select(m.endpoint_id)
+                .where(*due, or_(m.endpoint_id.is_(None), m.endpoint_id.not_in(paused)))
+                .group_by(m.endpoint_id)
+                .order_by(func.max(m.priority).desc(), func.min(m.next_attempt_at))
+                .limit(max(1, self.cfg.delivery_lanes - len(busy)))
             )
+            endpoints_busy = sorted(i for i in busy if i is not None)
+            if endpoints_busy:
+                lanes_stmt = lanes_stmt.where(or_(m.endpoint_id.is_(None), m.endpoint_id.not_in(endpoints_busy)))
+            if None in busy:
+                lanes_stmt = lanes_stmt.where(m.endpoint_id.is_not(None))
+            lanes = list(session.scalars(lanes_stmt))
             ids: list[int] = []
             for lane in lanes:
                 if len(ids) >= limit:
@@ -542,7 +548,7 @@ class Deliverer:
             return False
         return p.email is None or not outcome.permanent
 
-    def _lane(self, lane: list[Prepared], done: queue.SimpleQueue[Result | object | None]) -> None:
+    def _lane(self, flight: _Flight, key: int | None, lane: list[Prepared], done: queue.SimpleQueue[Any]) -> None:
         """Sends one lane's rows in order; stops at a stop request or its first unhealthy failure."""
         try:
             for p in lane:
@@ -550,52 +556,89 @@ class Deliverer:
                     return
                 at = self.clock.now()
                 outcome = self._send(p, at)
-                done.put(Result(p, outcome, at))
+                done.put((flight, Result(p, outcome, at)))
                 if self._stops_lane(p, outcome):
                     return
         finally:
-            done.put(None)
+            done.put((flight, key))
 
-    def deliver(self, token: str, batch: list[Prepared]) -> int:
-        """Sends one claimed batch, its lanes in parallel; returns how many messages were attempted.
-
-        Results are written in groups (every RECORD_EVERY messages or RECORD_SECONDS): one commit per message
-        would cost more than the sending. A crash loses at most a group's results, and those messages are sent
-        again after the lease: at least once, never lost. Rows a lane did not attempt (it stopped at a failure,
-        or a stop was requested) are handed back at once.
-        """
+    def _dispatch(self, claim: Claim, busy: set[int | None], done: queue.SimpleQueue[Any]) -> _Flight:
         lanes: dict[int | None, list[Prepared]] = {}
-        for p in batch:
+        for p in claim.batch:
             lanes.setdefault(p.endpoint_id, []).append(p)
-        done: queue.SimpleQueue[Result | object | None] = queue.SimpleQueue()
-        running = len(lanes)
-        if running == 1:
-            self._lane(batch, done)
-        elif running:
-            pool = self._executor()
-            for lane in lanes.values():
-                pool.submit(self._lane, lane, done)
-        attempted: set[int] = set()
-        results: list[Result] = []
+        flight = _Flight(claim.token, claim.batch, len(lanes))
+        pool = self._executor()
+        for key, lane in lanes.items():
+            busy.add(key)
+            pool.submit(self._lane, flight, key, lane, done)
+        return flight
+
+    def _flush(self, flight: _Flight) -> None:
+        self._record(flight.token, flight.results, [q.id for q in flight.rows if q.id not in flight.attempted])
+        flight.results = []
+
+    def _drive(self, first: Claim | None, budget_seconds: float | None) -> int:
+        """The loop behind `run` and `deliver`: lanes in parallel, each claim taking only lanes not in flight, a
+        new claim whenever a lane is done. A hung lane holds its own thread, never the others' next rows. Returns
+        the rows finished (claimed, less those handed back unattempted)."""
+        started = time.monotonic()
+        done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        busy: set[int | None] = set()
+        flights: list[_Flight] = []
+        total = 0
+        claim_more = first is None
+        if first is not None:
+            total += first.claimed - len(first.batch)
+            if first.batch:
+                flights.append(self._dispatch(first, busy, done))
         flushed = time.monotonic()
-        while running:
+        while True:
+            over = self.stop.is_set() or (budget_seconds is not None and time.monotonic() - started > budget_seconds)
+            if claim_more and not over and len(busy) < self.cfg.delivery_lanes:
+                claim_more = False
+                claim = self.claim(exclude=busy)
+                total += claim.claimed - len(claim.batch)  # those ended while being prepared
+                if claim.batch:
+                    flights.append(self._dispatch(claim, busy, done))
+                elif claim.claimed:
+                    claim_more = True  # every row ended unsent: look again
+                elif not busy:
+                    break  # nothing is due
+            if not busy:
+                if over or first is not None:
+                    break
+                claim_more = True
+                continue
             try:
-                item = done.get(timeout=RECORD_SECONDS)
-            except queue.Empty:  # nothing new for a while: write what has come in, extend the lease
-                item = _TICK
-            if item is None:
-                running -= 1
-            elif isinstance(item, Result):
-                results.append(item)
-                attempted.add(item.prepared.id)
+                flight, item = done.get(timeout=RECORD_SECONDS)
+            except queue.Empty:  # nothing new for a while: write what has come in, extend the leases
+                flight, item = None, None
+            if isinstance(item, Result):
+                assert flight is not None
+                flight.results.append(item)
+                flight.attempted.add(item.prepared.id)
                 if item.outcome.gone and item.prepared.endpoint_id is not None:
                     self._gone.add(item.prepared.endpoint_id)
-            if results and (len(results) >= RECORD_EVERY or time.monotonic() - flushed >= RECORD_SECONDS):
-                self._record(token, results, [q.id for q in batch if q.id not in attempted])
-                results, flushed = [], time.monotonic()
-        self._record(token, results, [])
-        self.release(token, [q.id for q in batch if q.id not in attempted])
-        return len(attempted)
+            elif flight is not None:  # a lane is done
+                busy.discard(item)
+                flight.lanes_left -= 1
+                claim_more = first is None
+            if time.monotonic() - flushed >= RECORD_SECONDS or any(len(f.results) >= RECORD_EVERY for f in flights):
+                for f in flights:
+                    if f.results:
+                        self._flush(f)
+                flushed = time.monotonic()
+            for f in [f for f in flights if f.lanes_left == 0]:
+                self._record(f.token, f.results, [])
+                self.release(f.token, [q.id for q in f.rows if q.id not in f.attempted])
+                total += len(f.attempted)
+                flights.remove(f)
+        return total
+
+    def deliver(self, token: str, batch: list[Prepared]) -> int:
+        """Sends one claimed batch, its lanes in parallel; returns how many messages were attempted (the rest were
+        handed back: a lane stopped at a failure, or a stop was requested)."""
+        return self._drive(Claim(token, batch, len(batch)), None)
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
@@ -603,25 +646,25 @@ class Deliverer:
         return self._pool
 
     def run_batch(self) -> int:
-        """Claims and delivers one batch; returns how many rows it finished (0: nothing is due): the claimed ones
-        less those handed back unattempted, which a later batch takes."""
+        """Claims and delivers one batch; returns how many rows it finished (0: nothing is due)."""
         claim = self.claim()
-        attempted = self.deliver(claim.token, claim.batch)
-        return claim.claimed - (len(claim.batch) - attempted)
+        return claim.claimed - len(claim.batch) + self.deliver(claim.token, claim.batch)
 
     def run(self, budget_seconds: float | None = RUN_BUDGET_SECONDS) -> int:
-        """Batches until nothing is due, a stop is requested, or the time budget is spent; returns rows claimed."""
-        started = time.monotonic()
-        total = 0
-        while not self.stop.is_set():
-            claimed = self.run_batch()
-            total += claimed
-            if not claimed or (budget_seconds is not None and time.monotonic() - started > budget_seconds):
-                break
-        return total
+        """Delivers until nothing is due, a stop is requested, or the time budget is spent (lanes in flight then
+        finish their rows); returns the rows finished."""
+        return self._drive(None, budget_seconds)
 
 
-_TICK = object()  # no result within RECORD_SECONDS
+@dataclass(eq=False)
+class _Flight:
+    """One claim being delivered: its lanes still sending, the rows attempted, results not yet written."""
+
+    token: str
+    rows: list[Prepared]
+    lanes_left: int
+    attempted: set[int] = field(default_factory=set)
+    results: list[Result] = field(default_factory=list)
 
 
 def log_event(event: str, text: str, row: OutboxMessage | None, **fields: Any) -> None:

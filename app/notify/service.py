@@ -693,7 +693,9 @@ def replay_endpoint(
     """Re-queues the endpoint's dead and failed messages created in [start, end), oldest first, at most
     REPLAY_MAX_MESSAGES; returns (how many, whether more are left). The operator says the receiver is back: its
     circuit breaker is closed too. A message that already had all its tries gets one more, as with a retry."""
-    endpoint = session.get(WebhookEndpoint, endpoint_id, with_for_update=True)
+    # No FOR UPDATE: a worker recording attempts holds a key-share lock on the row and the outbox rows this
+    # updates (app/notify/worker.py, `_breakers`); the UPDATEs below do not conflict with the former.
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None or endpoint.status == "deleted":
         raise NotFound(f"No webhook endpoint {endpoint_id}.")
     if endpoint.status != "active":

@@ -500,46 +500,62 @@ class Deliverer:
     def _breakers(self, session: Session, results: list[Result], now: dt.datetime) -> None:
         """Each endpoint's breaker after these attempts, in order: a success closes it; the Nth failure in a row
         opens it (pauses the endpoint), and so does each failure after that (the half-open probe), for twice as
-        long each time, up to the maximum."""
+        long each time, up to the maximum.
+
+        Plain UPDATEs, never SELECT … FOR UPDATE: the attempts just inserted hold a key-share lock on the
+        endpoint's row (their foreign key), which FOR UPDATE would wait on, so two workers recording for the same
+        endpoint would deadlock; an UPDATE of non-key columns does not conflict with it."""
         by_endpoint: dict[int, list[Result]] = {}
         for r in results:
             if r.prepared.endpoint_id is not None:
                 by_endpoint.setdefault(r.prepared.endpoint_id, []).append(r)
-        if not by_endpoint:
-            return
         cfg = self.cfg
-        endpoints = session.scalars(
-            select(WebhookEndpoint)
-            .where(WebhookEndpoint.id.in_(sorted(by_endpoint)))
-            .order_by(WebhookEndpoint.id)
-            .with_for_update()
-        )
-        for endpoint in endpoints:
-            for r in by_endpoint[endpoint.id]:
-                if r.outcome.ok:
-                    endpoint.failure_streak, endpoint.pauses, endpoint.paused_until = 0, 0, None
-                    continue
-                endpoint.failure_streak += 1
-                if endpoint.failure_streak >= cfg.delivery_breaker_failures:
-                    endpoint.pauses += 1
-                    seconds = min(
-                        cfg.delivery_breaker_pause_seconds * 2 ** min(endpoint.pauses - 1, 30),
-                        cfg.delivery_breaker_max_pause_seconds,
-                    )
-                    endpoint.paused_until = now + dt.timedelta(seconds=seconds)
-                    logger.warning(
-                        "webhook endpoint paused",
-                        extra={
-                            "fields": {
-                                "event": "endpoint.paused",
-                                "endpoint": endpoint.id,
-                                "failures_in_a_row": endpoint.failure_streak,
-                                "pause_seconds": seconds,
-                                "paused_until": endpoint.paused_until.isoformat(),
-                            }
-                        },
-                    )
-        session.flush()
+        ep = WebhookEndpoint
+        for endpoint_id, group in sorted(by_endpoint.items()):
+            last_ok = max((i for i, r in enumerate(group) if r.outcome.ok), default=None)
+            failures = len(group) - (last_ok + 1 if last_ok is not None else 0)
+            if last_ok is not None:
+                session.execute(
+                    update(ep)
+                    .where(ep.id == endpoint_id)
+                    .where(or_(ep.failure_streak != 0, ep.pauses != 0, ep.paused_until.is_not(None)))
+                    .values(failure_streak=0, pauses=0, paused_until=None)
+                    .execution_options(synchronize_session=False)
+                )
+            if not failures:
+                continue
+            state = session.execute(
+                update(ep)
+                .where(ep.id == endpoint_id)
+                .values(failure_streak=ep.failure_streak + failures)
+                .returning(ep.failure_streak, ep.pauses)
+                .execution_options(synchronize_session=False)
+            ).first()
+            if state is None or state.failure_streak < cfg.delivery_breaker_failures:
+                continue
+            pauses = state.pauses + 1
+            seconds = min(
+                cfg.delivery_breaker_pause_seconds * 2 ** min(pauses - 1, 30), cfg.delivery_breaker_max_pause_seconds
+            )
+            until = now + dt.timedelta(seconds=seconds)
+            session.execute(
+                update(ep)
+                .where(ep.id == endpoint_id)
+                .values(pauses=pauses, paused_until=until)
+                .execution_options(synchronize_session=False)
+            )
+            logger.warning(
+                "webhook endpoint paused",
+                extra={
+                    "fields": {
+                        "event": "endpoint.paused",
+                        "endpoint": endpoint_id,
+                        "failures_in_a_row": state.failure_streak,
+                        "pause_seconds": seconds,
+                        "paused_until": until.isoformat(),
+                    }
+                },
+            )
 
     @staticmethod
     def _stops_lane(p: Prepared, outcome: Outcome) -> bool:

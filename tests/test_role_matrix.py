@@ -100,10 +100,12 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/webhook-endpoints/{endpoint_id}"):            (200, 403, 403, 403, 403, {"webhooks:admin": 200}),
     ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"):         (204, 403, 403, 403, 403, {"webhooks:admin": 204}),
     ("GET", "/v1/webhook-endpoints/{endpoint_id}/deliveries"): (200, 403, 403, 403, 403, {"webhooks:admin": 200}),
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/replay"):    (202, 403, 403, 403, 403, {"webhooks:admin": 202}),
     ("POST", "/v1/deliveries/{delivery_id}/retry"):            (202, 403, 403, 403, 403, {"webhooks:admin": 202}),
     ("GET", "/v1/notifications"):                              (200, 200, 200, 403, 403, {"notifications:read": 200}),
     ("GET", "/v1/notifications/{notification_id}"):            (200, 200, 200, 403, 403, {"notifications:read": 200}),
     ("GET", "/v1/notifications/{notification_id}/ack"):        (200, 200, 200, 200, 200, {ALL: 200}),
+    ("POST", "/v1/notifications/{notification_id}/ack"):       (200, 200, 200, 200, 200, {ALL: 200}),
     ("GET", "/v1/notification-templates"):                     (200, 200, 200, 403, 403, {"notifications:read": 200}),
     ("GET", "/v1/notification-templates/{key}/{locale}"):      (200, 200, 200, 403, 403, {"notifications:read": 200}),
     ("PUT", "/v1/notification-templates/{key}/{locale}"):      (200, 403, 403, 403, 403, {"notifications:admin": 200}),
@@ -300,9 +302,16 @@ REQUESTS: dict[tuple[str, str], Callable[[Ctx], Req]] = {
         f"/v1/webhook-endpoints/{c.ids['endpoint']}/deliveries"
     ),
     ("POST", "/v1/deliveries/{delivery_id}/retry"): lambda c: Req(f"/v1/deliveries/{c.ids['delivery']}/retry"),
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/replay"): lambda c: Req(
+        f"/v1/webhook-endpoints/{c.ids['endpoint']}/replay",
+        json={"from": "2026-01-01T00:00:00Z", "to": "2026-01-31T00:00:00Z"},
+    ),
     ("GET", "/v1/notifications"): lambda c: Req("/v1/notifications"),
     ("GET", "/v1/notifications/{notification_id}"): lambda c: Req(f"/v1/notifications/{c.ids['notification']}"),
     ("GET", "/v1/notifications/{notification_id}/ack"): lambda c: Req(
+        f"/v1/notifications/{c.ids['notification']}/ack?sig={c.ids['ack_sig']}"
+    ),
+    ("POST", "/v1/notifications/{notification_id}/ack"): lambda c: Req(
         f"/v1/notifications/{c.ids['notification']}/ack?sig={c.ids['ack_sig']}"
     ),
     ("GET", "/v1/notification-templates"): lambda c: Req("/v1/notification-templates"),

@@ -80,6 +80,15 @@ class Settings(BaseSettings):
     outbound_timeout_seconds: float = Field(10.0, gt=0, le=120)
     delivery_lease_seconds: int = Field(120, ge=5, le=3600)
     delivery_batch_size: int = Field(50, ge=1, le=1000)
+    # Delivery lanes (app/notify/worker.py): each webhook endpoint, and email, is a lane; lanes are sent in
+    # parallel (at most this many at once), a lane takes at most `delivery_lane_batch` rows per claim.
+    delivery_lanes: int = Field(8, ge=1, le=64)
+    delivery_lane_batch: int = Field(20, ge=1, le=1000)
+    # Circuit breaker per endpoint: after this many failed attempts in a row the endpoint is paused, first for
+    # `delivery_breaker_pause_seconds`, doubling on each further failure after a pause, at most the maximum.
+    delivery_breaker_failures: int = Field(5, ge=1, le=1000)
+    delivery_breaker_pause_seconds: float = Field(30.0, gt=0, le=86_400)
+    delivery_breaker_max_pause_seconds: float = Field(3600.0, gt=0, le=7 * 86_400)
     # Signs the acknowledgment links in client intros. Unset: derived from the (HMAC) JWT secret, which is
     # refused at its built-in value outside development; set it so that rotating the JWT secret keeps links valid.
     ack_link_secret: SecretStr | None = None

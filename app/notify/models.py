@@ -38,6 +38,11 @@ class WebhookEndpoint(Base):
     created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    # The circuit breaker, in the database so that every worker sees it: failed attempts in a row, how many times
+    # in a row the breaker opened (the next pause doubles), and until when no worker claims the endpoint's rows.
+    failure_streak: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    pauses: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    paused_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
 
 class WebhookSubscription(Base):

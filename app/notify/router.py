@@ -1,18 +1,19 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi.responses import HTMLResponse
 from sqlalchemy import Select
 from sqlalchemy.orm import Session
 
 from app.core.auth import NotificationsAdmin, NotificationsRead, Principal, WebhooksAdmin
-from app.core.db import Database, transaction
 from app.core.deps import DbSession, Now
 from app.core.errors import NotFound, problem_responses
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, LOCALE_PATTERN
-from app.notify import rendering, schemas, service
+from app.notify import ackpage, rendering, schemas, service
 from app.notify.models import Delivery, OutboxMessage, WebhookEndpoint
 
 router = APIRouter(tags=["notifications"])
@@ -37,6 +38,8 @@ def _endpoint_out(session: Session, endpoints: list[WebhookEndpoint]) -> list[sc
             created_by=e.created_by,
             created_at=e.created_at,
             updated_at=e.updated_at,
+            failure_streak=e.failure_streak,
+            paused_until=e.paused_until,
         )
         for e in endpoints
     ]
@@ -138,6 +141,26 @@ def list_deliveries(
     return Page[schemas.DeliveryOut](
         items=[_delivery_out(d, m) for d, m in items], limit=page.limit, offset=page.offset, next_offset=nxt
     )
+
+
+@router.post(
+    "/v1/webhook-endpoints/{endpoint_id}/replay",
+    name="webhook-endpoints-replay",
+    summary="Send an endpoint's dead and failed messages of a time window again",
+    description="Re-queues the endpoint's dead and failed messages created in [`from`, `to`) (at most 31 days, "
+    "at most 10,000 per call: `more` says to call again), to be sent at once, and closes its circuit breaker. "
+    "A message that had all its tries gets one more; if it fails, it is dead again. Audited.",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=schemas.ReplayOut,
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
+)
+def replay_endpoint(
+    endpoint_id: EndpointId, body: schemas.ReplayIn, session: DbSession, principal: WebhooksAdmin, now: Now
+) -> schemas.ReplayOut:
+    count, more = service.replay_endpoint(
+        session, endpoint_id, start=body.from_, end=body.to, actor=principal.actor, now=now
+    )
+    return schemas.ReplayOut(endpoint_id=endpoint_id, count=count, more=more)
 
 
 def _delivery_out(d: Delivery, m: OutboxMessage) -> schemas.DeliveryOut:
@@ -257,32 +280,56 @@ def get_notification(
     return _notification_out(row, last)
 
 
+_ACK_PAGE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "The page (HTML)."},
+}
+
+
+def _ack_page(row: OutboxMessage, sig: str, state: str) -> HTMLResponse:
+    action = f"/v1/notifications/{row.id}/ack?{urlencode({'sig': sig})}"
+    html = ackpage.page(row.locale, state=state, action=action)
+    return HTMLResponse(html, headers=ackpage.HEADERS)
+
+
 @router.get(
     "/v1/notifications/{notification_id}/ack",
     name="notifications-ack",
-    summary="Acknowledge a client introduction (the signed link in the message; no token)",
-    description="The `sig` is an HMAC of the notification, so only the recipient's link works. A bad or "
-    "tampered link answers 403; following a valid link again answers the same 200 and records nothing more.",
-    response_model=schemas.AckOut,
-    responses=problem_responses(403, 422),
+    summary="The acknowledgment link's page: a confirm button (the signed link in the message; no token)",
+    description="Shows a small HTML page (zh-CN or English, by the notification's locale) whose button POSTs to "
+    "the same URL; the GET itself records nothing, so mail scanners that follow links do not acknowledge for the "
+    "client. The `sig` is an HMAC of the notification, so only the recipient's link works: a bad or tampered link "
+    "answers 403. Served with a strict Content-Security-Policy (no script, no external assets).",
+    response_class=HTMLResponse,
+    responses={**_ACK_PAGE, **problem_responses(403, 422)},
+)
+def ack_page(
+    notification_id: NotificationId,
+    sig: Annotated[str, Query(min_length=1, max_length=200, description="The link's signature.")],
+    request: Request,
+    session: DbSession,
+) -> HTMLResponse:
+    row = service.ack_target(session, notification_id, sig, settings=request.app.state.settings)
+    return _ack_page(row, sig, "already" if row.status == "acknowledged" else "ask")
+
+
+@router.post(
+    "/v1/notifications/{notification_id}/ack",
+    name="notifications-ack-confirm",
+    summary="Acknowledge a client introduction (the page's confirm button; no token)",
+    description="Records the acknowledgment (audited once) and answers an HTML page saying so; a second POST "
+    "records nothing more and says it was already acknowledged. A bad or tampered `sig` answers 403.",
+    response_class=HTMLResponse,
+    responses={**_ACK_PAGE, **problem_responses(403, 422)},
 )
 def acknowledge(
     notification_id: NotificationId,
     sig: Annotated[str, Query(min_length=1, max_length=200, description="The link's signature.")],
     request: Request,
+    session: DbSession,
     now: Now,
-) -> schemas.AckOut:
-    # A GET that writes: its own writer transaction, not the request's read-only session.
-    db: Database = request.app.state.db
-    with transaction(db) as session:
-        row = service.acknowledge(session, notification_id, sig, settings=request.app.state.settings, now=now)
-        assert row.acknowledged_at is not None
-        return schemas.AckOut(
-            id=row.id,
-            status="acknowledged",
-            acknowledged_at=row.acknowledged_at,
-            message="Thank you: your confirmation has been recorded. 谢谢，您的确认已记录。",
-        )
+) -> HTMLResponse:
+    row, newly = service.acknowledge(session, notification_id, sig, settings=request.app.state.settings, now=now)
+    return _ack_page(row, sig, "done" if newly else "already")
 
 
 # ---- templates --------------------------------------------------------------------------------

@@ -3,7 +3,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from app.core.types import InputModel
 
@@ -63,12 +63,30 @@ class WebhookEndpointOut(BaseModel):
     created_by: str = Field(description="Who registered it.")
     created_at: dt.datetime = Field(description="When it was registered.")
     updated_at: dt.datetime = Field(description="When its status last changed.")
+    failure_streak: int = Field(description="Failed delivery attempts in a row (0 after a success).")
+    paused_until: dt.datetime | None = Field(
+        description="The circuit breaker: until when no delivery to it is tried (null: not paused). Set after "
+        "HANDOVER_DELIVERY_BREAKER_FAILURES failures in a row, doubling on each failure after a pause."
+    )
 
 
 class WebhookEndpointCreated(WebhookEndpointOut):
     secret: str = Field(
         description="The `whsec_` signing secret (Standard Webhooks). Shown only in this response: store it now."
     )
+
+
+class ReplayIn(InputModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: AwareDatetime = Field(alias="from", description="Messages created at or after this time (with offset).")
+    to: AwareDatetime = Field(description="… and before this time; at most 31 days after `from`.")
+
+
+class ReplayOut(BaseModel):
+    endpoint_id: int = Field(description="The endpoint whose messages were re-queued.")
+    count: int = Field(description="How many dead or failed messages were re-queued (at most 10,000 per call).")
+    more: bool = Field(description="More messages of the window are left: call again (the same window).")
 
 
 class DeliveryOut(BaseModel):

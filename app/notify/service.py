@@ -50,6 +50,7 @@ import decimal
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 from base64 import urlsafe_b64encode
 from collections import defaultdict
@@ -75,6 +76,8 @@ from app.notify.models import (
     WebhookEndpoint,
     WebhookSubscription,
 )
+
+logger = logging.getLogger("handover.notify")
 
 EVENT_TYPES = (
     "handover.created",
@@ -417,21 +420,27 @@ def ack_url(settings: Settings, notification_id: int, message_id: str) -> str:
     return f"{base}/v1/notifications/{notification_id}/ack?sig={ack_signature(settings, notification_id, message_id)}"
 
 
-def acknowledge(
-    session: Session, notification_id: int, sig: str, *, settings: Settings, now: dt.datetime
+def ack_target(
+    session: Session, notification_id: int, sig: str, *, settings: Settings, lock: bool = False
 ) -> OutboxMessage:
-    """Valid link: acknowledged, audited once. A replay answers the same and records nothing more."""
-    row = session.scalar(
-        select(OutboxMessage)
-        .where(OutboxMessage.id == notification_id, OutboxMessage.category == "notification")
-        .with_for_update()
-    )
+    """The notification a valid link names; records nothing (what the GET of the link shows)."""
+    stmt = select(OutboxMessage).where(OutboxMessage.id == notification_id, OutboxMessage.category == "notification")
+    row = session.scalar(stmt.with_for_update() if lock else stmt)
     expected = ack_signature(settings, notification_id, row.message_id) if row is not None else ""
     # One answer for an unknown id and a wrong signature: the link reveals nothing about other ids.
     if row is None or not hmac.compare_digest(expected.encode(), sig.encode()):
         raise Forbidden("This acknowledgment link is not valid.")
+    return row
+
+
+def acknowledge(
+    session: Session, notification_id: int, sig: str, *, settings: Settings, now: dt.datetime
+) -> tuple[OutboxMessage, bool]:
+    """Valid link, confirmed (the POST of the page): acknowledged, audited once; returns (row, newly). A second
+    confirmation answers `newly=False` and records nothing more."""
+    row = ack_target(session, notification_id, sig, settings=settings, lock=True)
     if row.status == "acknowledged":
-        return row
+        return row, False
     row.status = "acknowledged"
     row.acknowledged_at = now
     row.next_attempt_at = None
@@ -445,7 +454,7 @@ def acknowledge(
         at=now,
     )
     session.flush()
-    return row
+    return row, True
 
 
 # ---- reading notifications --------------------------------------------------------------------
@@ -617,11 +626,16 @@ def disable_endpoint(session: Session, endpoint_id: int, *, reason: str, now: dt
         .execution_options(synchronize_session=False)
     )
     m = OutboxMessage
-    session.execute(
+    result = session.execute(
         update(m)
         .where(m.endpoint_id == endpoint_id, m.status.in_(DUE_STATUSES))
         .values(status="dead", next_attempt_at=None, last_error=f"endpoint disabled: {reason}")
         .execution_options(synchronize_session=False)
+    )
+    dead = int(getattr(result, "rowcount", 0) or 0)
+    logger.warning(
+        "webhook endpoint disabled",
+        extra={"fields": {"event": "endpoint.disabled", "endpoint": endpoint_id, "reason": reason, "dead": dead}},
     )
 
 
@@ -655,6 +669,7 @@ def retry_delivery(session: Session, delivery_id: int, *, actor: str, now: dt.da
         endpoint = session.get(WebhookEndpoint, row.endpoint_id)
         if endpoint is None or endpoint.status != "active":
             raise Conflict(f"The webhook endpoint {row.endpoint_id} is not active; create a new one.")
+        endpoint.paused_until = None  # asked for now: past a paused breaker (a failure pauses it again, longer)
     row.status = "pending"
     row.next_attempt_at = now
     row.locked_until = None
@@ -670,6 +685,63 @@ def retry_delivery(session: Session, delivery_id: int, *, actor: str, now: dt.da
     )
     session.flush()
     return row
+
+
+REPLAY_MAX_WINDOW = dt.timedelta(days=31)
+REPLAY_MAX_MESSAGES = 10_000
+
+
+def replay_endpoint(
+    session: Session, endpoint_id: int, *, start: dt.datetime, end: dt.datetime, actor: str, now: dt.datetime
+) -> tuple[int, bool]:
+    """Re-queues the endpoint's dead and failed messages created in [start, end), oldest first, at most
+    REPLAY_MAX_MESSAGES; returns (how many, whether more are left). The operator says the receiver is back: its
+    circuit breaker is closed too. A message that already had all its tries gets one more, as with a retry."""
+    # No FOR UPDATE: a worker recording attempts holds a key-share lock on the row and the outbox rows this
+    # updates (app/notify/worker.py, `_breakers`); the UPDATEs below do not conflict with the former.
+    endpoint = session.get(WebhookEndpoint, endpoint_id)
+    if endpoint is None or endpoint.status == "deleted":
+        raise NotFound(f"No webhook endpoint {endpoint_id}.")
+    if endpoint.status != "active":
+        raise Conflict(f"The webhook endpoint {endpoint_id} is {endpoint.status}; create a new one.")
+    if end <= start or end - start > REPLAY_MAX_WINDOW:
+        msg = f"`to` must be after `from`, at most {REPLAY_MAX_WINDOW.days} days later"
+        raise Unprocessable(f"The replay window is refused: {msg}.", errors=[{"loc": ["body", "to"], "msg": msg}])
+    m = OutboxMessage
+    ids = list(
+        session.scalars(
+            select(m.id)
+            .where(m.endpoint_id == endpoint_id, m.status.in_(("dead", "failed")), m.created_at >= start)
+            .where(m.created_at < end)
+            .order_by(m.id)
+            .limit(REPLAY_MAX_MESSAGES + 1)
+        )
+    )
+    more = len(ids) > REPLAY_MAX_MESSAGES
+    ids = ids[:REPLAY_MAX_MESSAGES]
+    for chunk in range(0, len(ids), 1000):
+        session.execute(
+            update(m)
+            .where(m.id.in_(ids[chunk : chunk + 1000]), m.status.in_(("dead", "failed")))
+            .values(status="pending", next_attempt_at=now, locked_until=None, claim_token=None)
+            .execution_options(synchronize_session=False)
+        )
+    endpoint.failure_streak, endpoint.pauses, endpoint.paused_until = 0, 0, None
+    audit.record(
+        session,
+        actor=actor,
+        action="webhook_endpoint.replayed",
+        entity_type="webhook_endpoint",
+        entity_id=str(endpoint_id),
+        data={"from": start.isoformat(), "to": end.isoformat(), "count": len(ids), "more": more},
+        at=now,
+    )
+    session.flush()
+    logger.info(
+        "webhook endpoint replayed",
+        extra={"fields": {"event": "endpoint.replayed", "endpoint": endpoint_id, "count": len(ids), "more": more}},
+    )
+    return len(ids), more
 
 
 # ---- templates --------------------------------------------------------------------------------

@@ -5,6 +5,15 @@ machines take disjoint rows; SQLite's write lock makes it the single worker), st
 claim token, renders what they carry, and commits. Delivery happens with no transaction open. Each result is
 recorded in its own transaction, which also extends the lease of the rest of the batch. A worker that dies
 anywhere loses nothing: its rows come due again when the lease ends, and receivers deduplicate by webhook-id.
+
+Lanes: every webhook endpoint is a lane, and email is one. A claim takes at most `delivery_lane_batch` rows per
+lane (so one endpoint's backlog cannot fill the batch), and the lanes of a batch are sent in parallel, at most
+`delivery_lanes` at once. A lane stops at its first failure (an email lane only at a failure that is not the
+recipient's): the rest of its rows go back unattempted, so a hung receiver costs its lane one timeout per batch
+and nobody else anything. Circuit breaker: after `delivery_breaker_failures` failed attempts in a row an endpoint
+is paused (`paused_until` on its row, which every worker's claim respects), for a pause that doubles each time it
+opens again, up to the maximum; a success closes it. Every failure, dead letter, pause and disable is logged as a
+JSON line with the message and endpoint ids (never a URL, secret or address).
 """
 
 from __future__ import annotations
@@ -13,16 +22,18 @@ import copy
 import datetime as dt
 import json
 import logging
+import queue
 import random
 import threading
 import time
 import uuid
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from typing import Any, Protocol
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -148,6 +159,7 @@ class Deliverer:
     checks: SendChecks = no_checks
     _gone: set[int] = field(default_factory=set)
     _sources: dict[tuple[str, str], rendering.Source | None] = field(default_factory=dict)
+    _pool: ThreadPoolExecutor | None = None
 
     def __post_init__(self) -> None:
         self.settings = self.settings or self.db.settings
@@ -162,30 +174,56 @@ class Deliverer:
         return self.settings
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
         for channel in (self.webhooks, self.emails):
             if channel is not None:
                 channel.close()
 
     # ---- claim -------------------------------------------------------------------------------
 
-    def claim(self, limit: int | None = None) -> Claim:
-        """Leases due rows to this worker (committed before anything is sent) and prepares them."""
+    def claim(self, limit: int | None = None, *, exclude: set[int | None] | None = None) -> Claim:
+        """Leases due rows to this worker (committed before anything is sent) and prepares them: lane by lane, at
+        most `delivery_lane_batch` rows of each, none of a paused endpoint nor of a lane in `exclude` (this
+        worker's lanes in flight; None is the email lane), at most as many lanes as there are free threads."""
         token = uuid.uuid4().hex
         now = self.clock.now()
+        limit = limit or self.limit
         m = OutboxMessage
         with transaction(self.db) as session:
             due = (
-                select(m.id)
-                .where(
-                    m.status.in_(DUE_STATUSES),
-                    m.next_attempt_at <= now,
-                    or_(m.locked_until.is_(None), m.locked_until <= now),
-                )
-                .order_by(m.priority.desc(), m.next_attempt_at, m.id)
-                .limit(limit or self.limit)
-                .with_for_update(skip_locked=True)
+                m.status.in_(DUE_STATUSES),
+                m.next_attempt_at <= now,
+                or_(m.locked_until.is_(None), m.locked_until <= now),
             )
-            ids = list(session.scalars(due))
+            busy = exclude or set()
+            paused = select(WebhookEndpoint.id).where(WebhookEndpoint.paused_until > now)
+            lanes_stmt = (
+                select(m.endpoint_id)
+                .where(*due, or_(m.endpoint_id.is_(None), m.endpoint_id.not_in(paused)))
+                .group_by(m.endpoint_id)
+                .order_by(func.max(m.priority).desc(), func.min(m.next_attempt_at))
+                .limit(max(1, self.cfg.delivery_lanes - len(busy)))
+            )
+            endpoints_busy = sorted(i for i in busy if i is not None)
+            if endpoints_busy:
+                lanes_stmt = lanes_stmt.where(or_(m.endpoint_id.is_(None), m.endpoint_id.not_in(endpoints_busy)))
+            if None in busy:
+                lanes_stmt = lanes_stmt.where(m.endpoint_id.is_not(None))
+            lanes = list(session.scalars(lanes_stmt))
+            ids: list[int] = []
+            for lane in lanes:
+                if len(ids) >= limit:
+                    break
+                stmt = (
+                    select(m.id)
+                    .where(*due, m.endpoint_id.is_(None) if lane is None else m.endpoint_id == lane)
+                    .order_by(m.priority.desc(), m.next_attempt_at, m.id)
+                    .limit(min(self.cfg.delivery_lane_batch, limit - len(ids)))
+                    .with_for_update(skip_locked=True)
+                )
+                ids.extend(session.scalars(stmt))
             if not ids:
                 return Claim(token, [], 0)
             session.execute(
@@ -342,6 +380,7 @@ class Deliverer:
             )
         session.flush()
         if final.status == "dead":
+            log_event("delivery.dead", "message is dead", row, error=final.reason)
             _announce_failure(session, row, now)
 
     # ---- deliver and record ------------------------------------------------------------------
@@ -381,10 +420,23 @@ class Deliverer:
             if attempts:
                 session.execute(insert(Delivery), attempts)
             session.flush()
+            for result in results:
+                if not result.outcome.ok:
+                    log_event(
+                        "delivery.failed",
+                        "delivery attempt failed",
+                        rows.get(result.prepared.id),
+                        endpoint=result.prepared.endpoint_id,
+                        http_status=result.outcome.http_status,
+                        error=result.outcome.error,
+                        duration_ms=result.outcome.duration_ms,
+                    )
+            self._breakers(session, results, now)
             for endpoint_id in {r.prepared.endpoint_id for r in results if r.outcome.gone}:
                 if endpoint_id is not None:
                     service.disable_endpoint(session, endpoint_id, reason="the receiver answered 410 Gone", now=now)
             for row in died:
+                log_event("delivery.dead", "message is dead", row, error=row.last_error)
                 _announce_failure(session, row, now)
             if rest:
                 session.execute(
@@ -445,47 +497,210 @@ class Deliverer:
                 .execution_options(synchronize_session=False)
             )
 
-    def deliver(self, token: str, batch: list[Prepared]) -> int:
-        """Sends one claimed batch in order; a stop request lets the message in flight finish, then stops.
+    def _breakers(self, session: Session, results: list[Result], now: dt.datetime) -> None:
+        """Each endpoint's breaker after these attempts, in order: a success closes it; the Nth failure in a row
+        opens it (pauses the endpoint), and so does each failure after that (the half-open probe), for twice as
+        long each time, up to the maximum.
 
-        Results are written in groups (every RECORD_EVERY messages or RECORD_SECONDS): one commit per message
-        would cost more than the sending. A crash loses at most a group's results, and those messages are sent
-        again after the lease: at least once, never lost.
-        """
-        results: list[Result] = []
+        Plain UPDATEs, never SELECT … FOR UPDATE: the attempts just inserted hold a key-share lock on the
+        endpoint's row (their foreign key), which FOR UPDATE would wait on, so two workers recording for the same
+        endpoint would deadlock; an UPDATE of non-key columns does not conflict with it."""
+        by_endpoint: dict[int, list[Result]] = {}
+        for r in results:
+            if r.prepared.endpoint_id is not None:
+                by_endpoint.setdefault(r.prepared.endpoint_id, []).append(r)
+        cfg = self.cfg
+        ep = WebhookEndpoint
+        for endpoint_id, group in sorted(by_endpoint.items()):
+            last_ok = max((i for i, r in enumerate(group) if r.outcome.ok), default=None)
+            failures = len(group) - (last_ok + 1 if last_ok is not None else 0)
+            if last_ok is not None:
+                session.execute(
+                    update(ep)
+                    .where(ep.id == endpoint_id)
+                    .where(or_(ep.failure_streak != 0, ep.pauses != 0, ep.paused_until.is_not(None)))
+                    .values(failure_streak=0, pauses=0, paused_until=None)
+                    .execution_options(synchronize_session=False)
+                )
+            if not failures:
+                continue
+            state = session.execute(
+                update(ep)
+                .where(ep.id == endpoint_id)
+                .values(failure_streak=ep.failure_streak + failures)
+                .returning(ep.failure_streak, ep.pauses)
+                .execution_options(synchronize_session=False)
+            ).first()
+            if state is None or state.failure_streak < cfg.delivery_breaker_failures:
+                continue
+            pauses = state.pauses + 1
+            seconds = min(
+                cfg.delivery_breaker_pause_seconds * 2 ** min(pauses - 1, 30), cfg.delivery_breaker_max_pause_seconds
+            )
+            until = now + dt.timedelta(seconds=seconds)
+            session.execute(
+                update(ep)
+                .where(ep.id == endpoint_id)
+                .values(pauses=pauses, paused_until=until)
+                .execution_options(synchronize_session=False)
+            )
+            logger.warning(
+                "webhook endpoint paused",
+                extra={
+                    "fields": {
+                        "event": "endpoint.paused",
+                        "endpoint": endpoint_id,
+                        "failures_in_a_row": state.failure_streak,
+                        "pause_seconds": seconds,
+                        "paused_until": until.isoformat(),
+                    }
+                },
+            )
+
+    @staticmethod
+    def _stops_lane(p: Prepared, outcome: Outcome) -> bool:
+        """A failure that says the receiver is unwell: any failed webhook, an email failure not the recipient's."""
+        if outcome.ok:
+            return False
+        return p.email is None or not outcome.permanent
+
+    def _lane(self, flight: _Flight, key: int | None, lane: list[Prepared], done: queue.SimpleQueue[Any]) -> None:
+        """Sends one lane's rows in order; stops at a stop request or its first unhealthy failure."""
+        try:
+            for p in lane:
+                if self.stop.is_set():
+                    return
+                at = self.clock.now()
+                outcome = self._send(p, at)
+                done.put((flight, Result(p, outcome, at)))
+                if self._stops_lane(p, outcome):
+                    return
+        finally:
+            done.put((flight, key))
+
+    def _dispatch(self, claim: Claim, busy: set[int | None], done: queue.SimpleQueue[Any]) -> _Flight:
+        lanes: dict[int | None, list[Prepared]] = {}
+        for p in claim.batch:
+            lanes.setdefault(p.endpoint_id, []).append(p)
+        flight = _Flight(claim.token, claim.batch, len(lanes))
+        pool = self._executor()
+        for key, lane in lanes.items():
+            busy.add(key)
+            pool.submit(self._lane, flight, key, lane, done)
+        return flight
+
+    def _flush(self, flight: _Flight) -> None:
+        self._record(flight.token, flight.results, [q.id for q in flight.rows if q.id not in flight.attempted])
+        flight.results = []
+
+    def _drive(self, first: Claim | None, budget_seconds: float | None) -> int:
+        """The loop behind `run` and `deliver`: lanes in parallel, each claim taking only lanes not in flight, a
+        new claim whenever a lane is done. A hung lane holds its own thread, never the others' next rows. Returns
+        the rows finished (claimed, less those handed back unattempted)."""
+        started = time.monotonic()
+        done: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        busy: set[int | None] = set()
+        flights: list[_Flight] = []
+        total = 0
+        claim_more = first is None
+        if first is not None:
+            total += first.claimed - len(first.batch)
+            if first.batch:
+                flights.append(self._dispatch(first, busy, done))
         flushed = time.monotonic()
-        for index, p in enumerate(batch):
-            if self.stop.is_set():
-                self._record(token, results, [])
-                self.release(token, [q.id for q in batch[index:]])
-                return index
-            at = self.clock.now()
-            outcome = self._send(p, at)
-            if outcome.gone and p.endpoint_id is not None:
-                self._gone.add(p.endpoint_id)
-            results.append(Result(p, outcome, at))
-            if len(results) >= RECORD_EVERY or time.monotonic() - flushed >= RECORD_SECONDS:
-                self._record(token, results, [q.id for q in batch[index + 1 :]])
-                results, flushed = [], time.monotonic()
-        self._record(token, results, [])
-        return len(batch)
+        while True:
+            over = self.stop.is_set() or (budget_seconds is not None and time.monotonic() - started > budget_seconds)
+            if claim_more and not over and len(busy) < self.cfg.delivery_lanes:
+                claim_more = False
+                claim = self.claim(exclude=busy)
+                total += claim.claimed - len(claim.batch)  # those ended while being prepared
+                if claim.batch:
+                    flights.append(self._dispatch(claim, busy, done))
+                elif claim.claimed:
+                    claim_more = True  # every row ended unsent: look again
+                elif not busy:
+                    break  # nothing is due
+            if not busy:
+                if over or first is not None:
+                    break
+                claim_more = True
+                continue
+            try:
+                flight, item = done.get(timeout=RECORD_SECONDS)
+            except queue.Empty:  # nothing new for a while: write what has come in, extend the leases
+                flight, item = None, None
+            if isinstance(item, Result):
+                assert flight is not None
+                flight.results.append(item)
+                flight.attempted.add(item.prepared.id)
+                if item.outcome.gone and item.prepared.endpoint_id is not None:
+                    self._gone.add(item.prepared.endpoint_id)
+            elif flight is not None:  # a lane is done
+                busy.discard(item)
+                flight.lanes_left -= 1
+                claim_more = first is None
+            if time.monotonic() - flushed >= RECORD_SECONDS or any(len(f.results) >= RECORD_EVERY for f in flights):
+                for f in flights:
+                    if f.results:
+                        self._flush(f)
+                flushed = time.monotonic()
+            for f in [f for f in flights if f.lanes_left == 0]:
+                self._record(f.token, f.results, [])
+                self.release(f.token, [q.id for q in f.rows if q.id not in f.attempted])
+                total += len(f.attempted)
+                flights.remove(f)
+        return total
+
+    def deliver(self, token: str, batch: list[Prepared]) -> int:
+        """Sends one claimed batch, its lanes in parallel; returns how many messages were attempted (the rest were
+        handed back: a lane stopped at a failure, or a stop was requested)."""
+        return self._drive(Claim(token, batch, len(batch)), None)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.cfg.delivery_lanes, thread_name_prefix="delivery-lane")
+        return self._pool
 
     def run_batch(self) -> int:
-        """Claims and delivers one batch; returns how many rows were claimed (0: nothing is due)."""
+        """Claims and delivers one batch; returns how many rows it finished (0: nothing is due)."""
         claim = self.claim()
-        self.deliver(claim.token, claim.batch)
-        return claim.claimed
+        return claim.claimed - len(claim.batch) + self.deliver(claim.token, claim.batch)
 
     def run(self, budget_seconds: float | None = RUN_BUDGET_SECONDS) -> int:
-        """Batches until nothing is due, a stop is requested, or the time budget is spent; returns rows claimed."""
-        started = time.monotonic()
-        total = 0
-        while not self.stop.is_set():
-            claimed = self.run_batch()
-            total += claimed
-            if not claimed or (budget_seconds is not None and time.monotonic() - started > budget_seconds):
-                break
-        return total
+        """Delivers until nothing is due, a stop is requested, or the time budget is spent (lanes in flight then
+        finish their rows); returns the rows finished."""
+        return self._drive(None, budget_seconds)
+
+
+@dataclass(eq=False)
+class _Flight:
+    """One claim being delivered: its lanes still sending, the rows attempted, results not yet written."""
+
+    token: str
+    rows: list[Prepared]
+    lanes_left: int
+    attempted: set[int] = field(default_factory=set)
+    results: list[Result] = field(default_factory=list)
+
+
+def log_event(event: str, text: str, row: OutboxMessage | None, **fields: Any) -> None:
+    """One JSON log line (app.core.middleware.JsonLogFormatter) with the message's and endpoint's ids; errors are
+    cut to 300 characters, and no URL, secret or address is ever logged."""
+    data: dict[str, Any] = {"event": event}
+    if row is not None:
+        data.update(
+            message=row.id,
+            message_id=row.message_id,
+            endpoint=row.endpoint_id,
+            category=row.category,
+            channel=row.channel,
+            attempts=row.attempts,
+            status=row.status,
+        )
+    for key, value in fields.items():
+        if value is not None:
+            data[key] = value[:300] if isinstance(value, str) else value
+    logger.warning(text, extra={"fields": data})
 
 
 def _json_bytes(payload: Any) -> bytes:

@@ -18,6 +18,7 @@ PUBLIC = {
     ("GET", "/readyz"),
     ("POST", "/v1/hooks/hr"),
     ("GET", "/v1/notifications/{notification_id}/ack"),  # a signed link instead of a token
+    ("POST", "/v1/notifications/{notification_id}/ack"),  # the same link's confirm button
 }
 
 

@@ -231,16 +231,28 @@ def test_ack_link_valid_tampered_replayed(
     assert client.get(f"/v1/notifications/{nid}/ack").status_code == 422  # no sig at all
     assert outbox(db)[0].status == "sent"
 
-    first = client.get(path)
+    for bad in (tampered, f"/v1/notifications/{nid}/ack?sig=x"):
+        assert client.post(bad).status_code == 403
+
+    # The GET is a page with a confirm button; it records nothing (mail scanners follow links).
+    page = client.get(path)
+    assert page.status_code == 200, page.text
+    assert page.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert 'method="post"' in page.text and f"/v1/notifications/{nid}/ack?sig={sig}" in page.text
+    assert outbox(db)[0].status == "sent" and audit_count(db, "notification.acknowledged") == 0
+
+    first = client.post(path)
     assert first.status_code == 200, first.text
-    assert first.json()["status"] == "acknowledged" and first.json()["id"] == nid
+    assert 'id="result"' in first.text and "recorded" in first.text
+    acknowledged_at = outbox(db)[0].acknowledged_at
     clock.advance(dt.timedelta(minutes=5))
-    replay = client.get(path)
-    assert replay.status_code == 200
-    assert replay.json()["acknowledged_at"] == first.json()["acknowledged_at"]
+    replay = client.post(path)
+    assert replay.status_code == 200 and "already acknowledged" in replay.text
+    assert "already acknowledged" in client.get(path).text  # the page says so too, without a button
     assert audit_count(db, "notification.acknowledged") == 1
     row = outbox(db)[0]
-    assert row.status == "acknowledged" and row.acknowledged_at is not None
+    assert row.status == "acknowledged" and row.acknowledged_at == acknowledged_at
 
 
 # ---- listing ----------------------------------------------------------------------------------

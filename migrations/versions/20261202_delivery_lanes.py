@@ -4,7 +4,7 @@ Issue 17 point 4: after N failed attempts in a row an endpoint is paused (expone
 on the endpoint's row so that every worker skips a paused endpoint. Existing endpoints start closed (0, 0, null).
 
 Revision ID: 3d8b6f2a1c47
-Revises: 5e1c0a7d9b24
+Revises: 3b7d9e2f4a61
 Create Date: 2026-12-02 19:00:00.000000
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import app.core.db
 
 
 revision: str = '3d8b6f2a1c47'
-down_revision: str | Sequence[str] | None = '5e1c0a7d9b24'
+down_revision: str | Sequence[str] | None = '3b7d9e2f4a61'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -189,7 +189,7 @@ class ClaimNames:
     """
 
     role: str = "role"
-    scope: str = "scope"
+    scope: str | None = "scope"  # None: the role alone gives the scopes
     employee: str = "emp"
 
     @classmethod
@@ -394,7 +394,7 @@ def principal_from_claims(claims: dict[str, Any], names: ClaimNames = DEFAULT_CL
     if names.role == DEFAULT_CLAIMS.role and not isinstance(raw_role, str):
         raise Unauthorized("The token's role is unknown.")
     role = _pick_role(_strings(raw_role, what="role", allow_list=True))
-    raw_scope = claim(claims, names.scope)
+    raw_scope = _MISSING if names.scope is None else claim(claims, names.scope)
     requested: frozenset[str] | None = None
     if raw_scope is not _MISSING and raw_scope is not None:
         if names.scope == DEFAULT_CLAIMS.scope and not isinstance(raw_scope, str):

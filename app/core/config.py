@@ -51,7 +51,8 @@ class Settings(BaseSettings):
     # Where the role, the scopes and the employee id are in a token: a claim name, or a dotted path into nested
     # objects (Keycloak's realm_access.roles); a name that itself holds dots (a namespaced claim) is found too.
     jwt_role_claim: str = Field("role", min_length=1, max_length=200, pattern=r"^\S+$")
-    jwt_scope_claim: str = Field("scope", min_length=1, max_length=200, pattern=r"^\S+$")
+    # Empty: no scope claim is read, the role alone gives the scopes (for OIDC scopes such as "openid profile").
+    jwt_scope_claim: str | None = Field("scope", min_length=1, max_length=200, pattern=r"^\S+$")
     jwt_employee_claim: str = Field("emp", min_length=1, max_length=200, pattern=r"^\S+$")
 
     max_body_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
@@ -110,6 +111,11 @@ class Settings(BaseSettings):
     # entries were added since the last one.
     audit_checkpoint_interval_seconds: float = Field(300.0, gt=0, le=86_400)
     audit_checkpoint_every_entries: int = Field(1000, ge=1, le=10_000_000)
+
+    @field_validator("jwt_scope_claim", mode="before")
+    @classmethod
+    def _no_scope_claim(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("jwt_algorithms", mode="before")
     @classmethod

@@ -11,9 +11,9 @@ endpoint fails, the last good set stays in use for at most `MAX_STALE_SECONDS` p
 token that the cache cannot judge (no set yet, a set too old, or an unknown `kid` while the endpoint
 fails) is a 503 with Retry-After, an unknown `kid` against a fresh set is a 401.
 
-Only asymmetric keys for the pinned algorithms are taken (RSA for RS*, EC of the matching curve for ES*);
-`oct` keys, encryption keys (`use: enc`) and keys without a `kid` are skipped, so no JWKS entry can ever be
-turned into an HMAC secret.
+Only asymmetric keys for the pinned algorithms are taken (RSA of 2048 bits or more for RS*, EC of the
+matching curve for ES*); `oct` keys, encryption keys (`use: enc`) and keys without a `kid` are skipped,
+so no JWKS entry can ever be turned into an HMAC secret.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 MAX_JWKS_BYTES = 256 * 1024
 MAX_KEYS = 100
 MAX_KID_LENGTH = 256
+MIN_RSA_BITS = 2048  # RFC 7518 3.3
 MAX_STALE_SECONDS = 3600.0
 CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
 
@@ -87,9 +88,15 @@ def parse_jwks(raw: bytes, algorithms: list[str]) -> dict[str, dict[str, Any]]:
             continue
         for alg in _usable_algorithms(entry, algorithms):
             try:
-                keys.setdefault(kid, {})[alg] = jwk.construct(entry, alg)
+                key = jwk.construct(entry, alg)
             except (JOSEError, ValueError, TypeError, KeyError) as exc:
                 log.warning("jwks key skipped", extra={"kid": kid, "alg": alg, "error": str(exc)})
+                continue
+            size = getattr(getattr(key, "prepared_key", None), "key_size", MIN_RSA_BITS)
+            if alg.startswith("RS") and size < MIN_RSA_BITS:
+                log.warning("jwks key skipped", extra={"kid": kid, "alg": alg, "error": f"RSA key of {size} bits"})
+                continue
+            keys.setdefault(kid, {})[alg] = key
         if kid in keys and not keys[kid]:
             del keys[kid]
     if not keys:

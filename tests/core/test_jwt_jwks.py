@@ -107,6 +107,7 @@ class JwksServer:
     keys: list[dict[str, Any]] = field(default_factory=list)
     mode: str = "ok"  # ok | error | garbage | hang | huge
     hits: int = 0
+    paths: list[str] = field(default_factory=list)
     release: threading.Event = field(default_factory=threading.Event)
     port: int = 0
 
@@ -122,6 +123,7 @@ def jwks_server() -> Iterator[JwksServer]:
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             state.hits += 1
+            state.paths.append(self.path)
             if state.mode == "hang":
                 state.release.wait(10)  # held until the test ends; the app's timeout must cut it first
                 return
@@ -276,6 +278,26 @@ def test_unknown_kid_flood_fetches_at_most_once_per_interval(
     assert jwks_server.hits == 1 + (intervals - 1)
 
 
+@pytest.mark.parametrize("case", ["expired", "wrong_aud", "iss_superstring", "no_sub", "edited", "other_key"])
+def test_jwks_attack_matrix(c: TestClient, jwks_server: JwksServer, k1: Signer, case: str) -> None:
+    jwks_server.keys = [k1.public_jwk]
+    now = int(time.time())
+    if case == "expired":
+        token = k1.sign(_claims(iat=now - 3600, exp=now - 120))
+    elif case == "wrong_aud":
+        token = k1.sign(_claims(aud="another-service"))
+    elif case == "iss_superstring":
+        token = k1.sign(_claims(iss=ISSUER + ".evil.example"))
+    elif case == "no_sub":
+        token = k1.sign(_claims(sub=None))
+    elif case == "edited":
+        header, _, sig = k1.sign(_claims(role="auditor")).split(".")
+        token = f"{header}.{_b64(json.dumps(_claims()).encode())}.{sig}"
+    else:
+        token = _signer("k1").sign(_claims())  # the right kid, another key
+    _assert_401(_get(c, token))
+
+
 def test_token_without_kid_is_refused(c: TestClient, jwks_server: JwksServer, k1: Signer) -> None:
     jwks_server.keys = [k1.public_jwk]
     token = str(jwt.encode(_claims(), k1.private_pem, algorithm="RS256"))
@@ -329,6 +351,24 @@ def test_oct_weak_and_mismatched_keys_in_the_jwks_are_never_used(
     weak = {**jwk.construct(small_pem.decode(), "RS256").to_dict(), "kid": "weak"}
     with pytest.raises(JwksError):
         parse_jwks(json.dumps({"keys": [weak]}).encode(), ["RS256"])
+
+
+def test_keys_named_or_embedded_by_the_token_are_never_used(c: TestClient, jwks_server: JwksServer, k1: Signer) -> None:
+    jwks_server.keys = [k1.public_jwk]
+    evil = _signer("evil")
+    jku = f"http://127.0.0.1:{jwks_server.port}/attacker.json"
+    for kid in ("evil", "k1"):
+        token = str(
+            jwt.encode(
+                _claims(),
+                evil.key,
+                algorithm="RS256",
+                headers={"kid": kid, "jku": jku, "jwk": evil.public_jwk, "x5u": jku},
+            )
+        )
+        _assert_401(_get(c, token))
+    assert "/attacker.json" not in jwks_server.paths
+    assert set(jwks_server.paths) == {"/.well-known/jwks.json"}
 
 
 def test_hmac_algorithms_with_a_jwks_url_do_not_start(database_url: str) -> None:

@@ -493,6 +493,15 @@ RiskRead = Annotated[Principal, _scoped("risk:read")]
 RiskAdmin = Annotated[Principal, _scoped("risk:admin")]
 
 
+def _put(claims: dict[str, Any], path: str, value: Any) -> None:
+    """Sets the claim that `claim(claims, path)` reads: a top-level claim, or nested objects along a dotted path."""
+    *parents, last = path.split(".") if "://" not in path else [path]
+    node = claims
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
 def mint_token(
     settings: Settings,
     *,
@@ -511,16 +520,18 @@ def mint_token(
     issued = now or dt.datetime.now(dt.UTC)
     claims: dict[str, Any] = {
         "sub": sub,
-        "role": role,
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
         "iat": int(issued.timestamp()),
         "exp": int((issued + ttl).timestamp()),
     }
+    # Under the configured claim names, as the identity provider would write them (a role array at a path).
+    names = ClaimNames.from_settings(settings)
+    _put(claims, names.role, role if names.role == DEFAULT_CLAIMS.role else [role])
     if emp:
-        claims["emp"] = emp
-    if scope is not None:
-        claims["scope"] = scope
+        _put(claims, names.employee, emp)
+    if scope is not None and names.scope is not None:
+        _put(claims, names.scope, scope)
     if extra:
         claims.update(extra)
     algorithm = settings.jwt_algorithms[0]

@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from jose import jwk, jwt
 from pydantic import ValidationError
 
-from app.core.auth import claim, principal_from_claims
+from app.core.auth import ROLE_SCOPES, TokenVerifier, claim, mint_token, principal_from_claims
 from app.core.clock import ManualClock
 from app.core.config import Settings
 from app.core.errors import Unauthorized
@@ -560,3 +560,13 @@ def test_concurrent_requests_for_a_new_kid_share_one_fetch(jwks_server: JwksServ
         thread.join(10)
     assert len(results) == 16 and all(r is results[0] for r in results)
     assert jwks_server.hits == 1
+
+
+def test_minted_tokens_follow_the_configured_claim_names(database_url: str) -> None:
+    for role_claim, scope_claim in [("realm_access.roles", ""), ("roles", "scp"), ("https://example.com/roles", "scp")]:
+        settings = make_settings(database_url, jwt_role_claim=role_claim, jwt_scope_claim=scope_claim)
+        token = mint_token(settings, role="manager", sub="m1", emp="e-1", scope="handovers:read")
+        principal = TokenVerifier(settings).principal(token)
+        assert (principal.role, principal.employee) == ("manager", "e-1")
+        expected = ROLE_SCOPES["manager"] if not scope_claim else {"handovers:read"}
+        assert principal.scopes == expected

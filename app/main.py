@@ -20,7 +20,6 @@ from app.core.config import Settings, get_settings
 from app.core.db import Database
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_handlers
 from app.core.idempotency import EXCLUDED_PREFIXES, IdempotencyMiddleware, describe
-from app.core.jwks import JwksCache
 from app.core.middleware import Metrics, RequestMiddleware, configure_logging
 from app.core.poolmetrics import PoolCollector
 from app.core.types import NO_NUL_PATTERN
@@ -76,8 +75,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.db = db
     app.state.clock = clock or SystemClock()
     # The JWKS refresh rate follows the app's clock, which tests move by hand.
-    jwks = JwksCache.from_settings(settings, clock=app.state.clock) if settings.jwt_jwks_url else None
-    app.state.verifier = TokenVerifier(settings, jwks=jwks)
+    app.state.verifier = TokenVerifier(settings, jwks_clock=app.state.clock)
     app.state.employee_gate = _employee_gate(db, app)
     # Bindings: lower modules get the workflow's facts and effects handed in, never by importing transfer.
     app.state.exits = transfer_service

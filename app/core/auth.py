@@ -41,6 +41,7 @@ from jose import jwk, jwt
 from jose.exceptions import JOSEError
 from starlette.concurrency import run_in_threadpool
 
+from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.errors import Forbidden, Unauthorized
 from app.core.jwks import JwksCache, RefreshNeeded
@@ -248,6 +249,14 @@ def _pick_role(names: list[str]) -> str:
     raise Unauthorized(f"The token names several roles of this service ({', '.join(known)}); it must name one.")
 
 
+def build_key(entry: dict[str, Any], alg: str) -> Any:
+    """A python-jose key from a JWK, for app/core/jwks.py (which does not import python-jose itself)."""
+    try:
+        return jwk.construct(entry, alg)
+    except (JOSEError, TypeError, KeyError) as exc:
+        raise ValueError(f"{type(exc).__name__}: {exc}") from None
+
+
 class TokenVerifier:
     """Verifies tokens against pinned algorithms and preloaded keys (parsed once, not per request).
 
@@ -261,7 +270,7 @@ class TokenVerifier:
         *,
         clock: Callable[[], float] = time.time,
         cache_size: int = TOKEN_CACHE_SIZE,
-        jwks: JwksCache | None = None,
+        jwks_clock: Clock | None = None,
     ) -> None:
         self.clock = clock
         self.claim_names = ClaimNames.from_settings(settings)
@@ -273,11 +282,11 @@ class TokenVerifier:
         self.audience = settings.jwt_audience
         self.leeway = settings.jwt_leeway_seconds
         self.keys: dict[str | None, Any] = {}
-        self.jwks = jwks
-        if settings.jwt_jwks_url and jwks is None:
-            self.jwks = JwksCache.from_settings(settings)
-        if self.jwks is not None:
-            return  # keys are fetched when the first token needs them
+        self.jwks: JwksCache | None = None
+        if settings.jwt_jwks_url:
+            # Fetched when the first token needs them; the refresh rate follows `jwks_clock` (the app's clock).
+            self.jwks = JwksCache.from_settings(settings, build_key, clock=jwks_clock)
+            return
         if settings.jwt_jwks_file:
             data = json.loads(settings.jwt_jwks_file.read_text())
             for entry in data.get("keys", []):

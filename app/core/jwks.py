@@ -13,21 +13,23 @@ fails) is a 503 with Retry-After, an unknown `kid` against a fresh set is a 401.
 
 Only asymmetric keys for the pinned algorithms are taken (RSA of 2048 bits or more for RS*, EC of the
 matching curve for ES*); `oct` keys, encryption keys (`use: enc`) and keys without a `kid` are skipped,
-so no JWKS entry can ever be turned into an HMAC secret.
+so no JWKS entry can ever be turned into an HMAC secret. The keys themselves are built by the `build`
+function that app/core/auth.py hands in: python-jose stays behind that one module.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from jose import jwk
-from jose.exceptions import JOSEError
 
 from app.core.clock import Clock, SystemClock
 from app.core.config import Settings
@@ -41,6 +43,9 @@ MAX_KID_LENGTH = 256
 MIN_RSA_BITS = 2048  # RFC 7518 3.3
 MAX_STALE_SECONDS = 3600.0
 CURVES = {"ES256": "P-256", "ES384": "P-384", "ES512": "P-521"}
+
+
+KeyBuilder = Callable[[dict[str, Any], str], Any]  # (a JWK, an algorithm) → a verification key; ValueError if bad
 
 
 class JwksError(Exception):
@@ -69,7 +74,18 @@ def _usable_algorithms(entry: dict[str, Any], algorithms: list[str]) -> list[str
     return fits
 
 
-def parse_jwks(raw: bytes, algorithms: list[str]) -> dict[str, dict[str, Any]]:
+def _rsa_bits(entry: dict[str, Any]) -> int:
+    """The size of an RSA JWK's modulus (`n`, base64url), 0 if it is not one."""
+    n = entry.get("n")
+    if not isinstance(n, str):
+        return 0
+    try:
+        return int.from_bytes(base64.urlsafe_b64decode(n + "=" * (-len(n) % 4)), "big").bit_length()
+    except (binascii.Error, ValueError):
+        return 0
+
+
+def parse_jwks(raw: bytes, algorithms: list[str], build: KeyBuilder) -> dict[str, dict[str, Any]]:
     """kid → {algorithm → key} for every usable key; JwksError if the document is not a JWKS with one."""
     try:
         data = json.loads(raw.decode("utf-8"))
@@ -87,16 +103,13 @@ def parse_jwks(raw: bytes, algorithms: list[str]) -> dict[str, dict[str, Any]]:
         if not isinstance(kid, str) or not 0 < len(kid) <= MAX_KID_LENGTH:
             continue
         for alg in _usable_algorithms(entry, algorithms):
-            try:
-                key = jwk.construct(entry, alg)
-            except (JOSEError, ValueError, TypeError, KeyError) as exc:
-                log.warning("jwks key skipped", extra={"kid": kid, "alg": alg, "error": str(exc)})
-                continue
-            size = getattr(getattr(key, "prepared_key", None), "key_size", MIN_RSA_BITS)
-            if alg.startswith("RS") and size < MIN_RSA_BITS:
+            if alg.startswith("RS") and (size := _rsa_bits(entry)) < MIN_RSA_BITS:
                 log.warning("jwks key skipped", extra={"kid": kid, "alg": alg, "error": f"RSA key of {size} bits"})
                 continue
-            keys.setdefault(kid, {})[alg] = key
+            try:
+                keys.setdefault(kid, {})[alg] = build(entry, alg)
+            except ValueError as exc:
+                log.warning("jwks key skipped", extra={"kid": kid, "alg": alg, "error": str(exc)})
         if kid in keys and not keys[kid]:
             del keys[kid]
     if not keys:
@@ -119,6 +132,7 @@ class JwksCache:
         self,
         url: str,
         algorithms: list[str],
+        build: KeyBuilder,
         *,
         timeout_seconds: float = 5.0,
         cache_seconds: float = 300.0,
@@ -128,6 +142,7 @@ class JwksCache:
     ) -> None:
         self.url = url
         self.algorithms = list(algorithms)
+        self.build = build
         self.timeout = timeout_seconds
         self.cache_seconds = cache_seconds
         self.min_refresh_seconds = min_refresh_seconds
@@ -138,11 +153,12 @@ class JwksCache:
         self._transport = transport
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Clock | None = None) -> JwksCache:
+    def from_settings(cls, settings: Settings, build: KeyBuilder, *, clock: Clock | None = None) -> JwksCache:
         assert settings.jwt_jwks_url is not None
         return cls(
             settings.jwt_jwks_url,
             settings.jwt_algorithms,
+            build,
             timeout_seconds=settings.jwt_jwks_timeout_seconds,
             cache_seconds=settings.jwt_jwks_cache_seconds,
             min_refresh_seconds=settings.jwt_jwks_min_refresh_seconds,
@@ -210,7 +226,7 @@ class JwksCache:
                 return False
             self.fetches += 1
             try:
-                keys = parse_jwks(self._download(), self.algorithms)
+                keys = parse_jwks(self._download(), self.algorithms, self.build)
             except JwksError as exc:
                 self._state = _State(state.keys, state.fetched_at, now, str(exc))
                 log.warning("jwks fetch failed", extra={"url": self.url, "error": str(exc)})

@@ -26,7 +26,7 @@ from fastapi.testclient import TestClient
 from jose import jwk, jwt
 from pydantic import ValidationError
 
-from app.core.auth import ROLE_SCOPES, TokenVerifier, claim, mint_token, principal_from_claims
+from app.core.auth import ROLE_SCOPES, TokenVerifier, build_key, claim, mint_token, principal_from_claims
 from app.core.clock import ManualClock
 from app.core.config import Settings
 from app.core.errors import Unauthorized
@@ -166,7 +166,7 @@ def _settings(database_url: str, url: str, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "jwt_algorithms": ["RS256", "ES256"],
         "jwt_jwks_url": url,
-        "jwt_jwks_timeout_seconds": 0.5,
+        "jwt_jwks_timeout_seconds": 3.0,  # generous: the loopback server answers slowly on a loaded machine
         "jwt_jwks_cache_seconds": CACHE,
         "jwt_jwks_min_refresh_seconds": MIN_REFRESH,
         "jwt_issuer": ISSUER,
@@ -341,16 +341,16 @@ def test_oct_weak_and_mismatched_keys_in_the_jwks_are_never_used(
     jwks_server.keys = [k1.public_jwk, {"kty": "oct", "kid": "h1", "k": _b64(secret), "alg": "HS256"}]
     _assert_401(_get(c, _hs256(_claims(), secret, "h1")))
     # A key whose declared alg is not its kind (an RSA key said to be ES256) is skipped as well.
-    assert parse_jwks(json.dumps({"keys": [k1.public_jwk]}).encode(), ["RS256"]).keys() == {"k1"}
+    assert parse_jwks(json.dumps({"keys": [k1.public_jwk]}).encode(), ["RS256"], build_key).keys() == {"k1"}
     with pytest.raises(JwksError):
-        parse_jwks(json.dumps({"keys": [{**k1.public_jwk, "alg": "ES256"}]}).encode(), ["RS256", "ES256"])
+        parse_jwks(json.dumps({"keys": [{**k1.public_jwk, "alg": "ES256"}]}).encode(), ["RS256", "ES256"], build_key)
     with pytest.raises(JwksError):
-        parse_jwks(json.dumps({"keys": [{**k1.public_jwk, "use": "enc"}]}).encode(), ["RS256"])
+        parse_jwks(json.dumps({"keys": [{**k1.public_jwk, "use": "enc"}]}).encode(), ["RS256"], build_key)
     small = rsa.generate_private_key(public_exponent=65537, key_size=1024).public_key()
     small_pem = small.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     weak = {**jwk.construct(small_pem.decode(), "RS256").to_dict(), "kid": "weak"}
     with pytest.raises(JwksError):
-        parse_jwks(json.dumps({"keys": [weak]}).encode(), ["RS256"])
+        parse_jwks(json.dumps({"keys": [weak]}).encode(), ["RS256"], build_key)
 
 
 def test_keys_named_or_embedded_by_the_token_are_never_used(c: TestClient, jwks_server: JwksServer, k1: Signer) -> None:
@@ -385,7 +385,9 @@ def test_a_failing_endpoint_is_a_503_then_recovers(
 ) -> None:
     jwks_server.keys = [k1.public_jwk]
     jwks_server.mode = mode
-    overrides = {"jwt_jwks_url": "http://127.0.0.1:9/jwks"} if mode == "closed" else {}  # nothing listens on 9
+    overrides: dict[str, Any] = {"jwt_jwks_timeout_seconds": 0.5}
+    if mode == "closed":
+        overrides["jwt_jwks_url"] = "http://127.0.0.1:9/jwks"  # nothing listens on port 9
     with idp_app(**overrides) as client:
         started = time.monotonic()
         _assert_503(_get(client, k1.sign(_claims())))
@@ -547,7 +549,7 @@ def test_production_requires_https_for_the_jwks_url(database_url: str) -> None:
 
 def test_concurrent_requests_for_a_new_kid_share_one_fetch(jwks_server: JwksServer, k1: Signer, k2: Signer) -> None:
     jwks_server.keys = [k1.public_jwk, k2.public_jwk]
-    cache = JwksCache(jwks_server.url, ["RS256"], timeout_seconds=2, clock=ManualClock(START))
+    cache = JwksCache(jwks_server.url, ["RS256"], build_key, timeout_seconds=2, clock=ManualClock(START))
     results: list[Any] = []
 
     def ask() -> None:

@@ -75,7 +75,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.settings = settings
     app.state.db = db
     app.state.clock = clock or SystemClock()
-    app.state.verifier = TokenVerifier(settings)
+    # The JWKS refresh rate follows the app's clock, which tests move by hand.
+    app.state.verifier = TokenVerifier(settings, jwks_clock=app.state.clock)
     app.state.employee_gate = _employee_gate(db, app)
     # Bindings: lower modules get the workflow's facts and effects handed in, never by importing transfer.
     app.state.exits = transfer_service

@@ -8,6 +8,12 @@ Tokens are read strictly (RFC 7515, 7519, 8725) before python-jose sees them: th
 base64url, JSON objects, no `crit` (no extension is understood), `typ` JWT or at+jwt if present, a string
 `kid`, and exp/nbf/iat as finite JSON numbers; so a malformed token is a 401, never a crash.
 
+With `HANDOVER_JWT_JWKS_URL` the keys come from the identity provider (app/core/jwks.py): a token must
+name a `kid`, a due fetch (an unknown kid, an old set) runs off the event loop, and a remembered token is
+checked again against the current set, so a key removed from the JWKS stops its tokens at the next refresh.
+Where the role, scopes and employee id sit is configurable (Okta's `scp` list, Entra ID's `roles` array,
+Keycloak's `realm_access.roles`): see `ClaimNames`.
+
 A token that verified once is remembered (a bounded LRU keyed by the exact token string), so a CRM
 that sends the same machine token on every call pays for the signature and claim checks once; its
 exp and nbf are still checked on every use, and a token that fails is never remembered.
@@ -35,8 +41,10 @@ from jose import jwk, jwt
 from jose.exceptions import JOSEError
 from starlette.concurrency import run_in_threadpool
 
+from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.errors import Forbidden, Unauthorized
+from app.core.jwks import JwksCache, RefreshNeeded
 
 SCOPES: dict[str, str] = {
     "directory:read": "Read employees and clients.",
@@ -168,6 +176,85 @@ class _Verified:
     principal: Principal
     exp: int
     nbf: int | None
+    kid: str | None = None
+    alg: str = ""
+    key: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimNames:
+    """Where a token carries the role, the scopes and the employee id: a claim name or a dotted path.
+
+    The service's own names (`role`, `scope`) keep their strict types (a string); a configured name may also
+    hold an array of strings, as identity providers write them (Entra ID's `roles`, Okta's `scp`).
+    """
+
+    role: str = "role"
+    scope: str | None = "scope"  # None: the role alone gives the scopes
+    employee: str = "emp"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ClaimNames:
+        return cls(settings.jwt_role_claim, settings.jwt_scope_claim, settings.jwt_employee_claim)
+
+
+DEFAULT_CLAIMS = ClaimNames()
+_MISSING = object()
+
+
+def claim(claims: dict[str, Any], name: str) -> Any:
+    """The claim at `name`: a top-level claim of that exact name, else a dotted path through nested objects.
+
+    Each step takes the longest run of dotted parts that names a key, so namespaced claims that hold dots
+    (`https://example.com/roles`) are found as well as `realm_access.roles` and `resource_access.my.app.roles`.
+    """
+
+    def walk(node: Any, parts: list[str]) -> Any:
+        if not parts:
+            return node
+        if not isinstance(node, dict):
+            return _MISSING
+        for end in range(len(parts), 0, -1):
+            key = ".".join(parts[:end])
+            if key in node:
+                found = walk(node[key], parts[end:])
+                if found is not _MISSING:
+                    return found
+        return _MISSING
+
+    return walk(claims, name.split("."))
+
+
+def _strings(value: Any, *, what: str, allow_list: bool) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if allow_list and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    shape = "a string or a list of strings" if allow_list else "a string"
+    raise Unauthorized(f"The token's {what} claim must be {shape}.")
+
+
+def _pick_role(names: list[str]) -> str:
+    """The one role of this service among a token's roles; several only if one covers all the others."""
+    known = sorted({n for n in names if n in ROLE_SCOPES})
+    if not known:
+        raise Unauthorized("The token's role is unknown.")
+    if len(known) == 1:
+        return known[0]
+    for candidate in known:
+        covers = all(ROLE_SCOPES[candidate] >= ROLE_SCOPES[r] for r in known)
+        reach = candidate in UNRESTRICTED_ROLES or not any(r in UNRESTRICTED_ROLES for r in known)
+        if covers and reach:
+            return candidate
+    raise Unauthorized(f"The token names several roles of this service ({', '.join(known)}); it must name one.")
+
+
+def build_key(entry: dict[str, Any], alg: str) -> Any:
+    """A python-jose key from a JWK, for app/core/jwks.py (which does not import python-jose itself)."""
+    try:
+        return jwk.construct(entry, alg)
+    except (JOSEError, TypeError, KeyError) as exc:
+        raise ValueError(f"{type(exc).__name__}: {exc}") from None
 
 
 class TokenVerifier:
@@ -178,9 +265,15 @@ class TokenVerifier:
     """
 
     def __init__(
-        self, settings: Settings, *, clock: Callable[[], float] = time.time, cache_size: int = TOKEN_CACHE_SIZE
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        cache_size: int = TOKEN_CACHE_SIZE,
+        jwks_clock: Clock | None = None,
     ) -> None:
         self.clock = clock
+        self.claim_names = ClaimNames.from_settings(settings)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, _Verified] = OrderedDict()
         self._lock = threading.Lock()
@@ -189,6 +282,11 @@ class TokenVerifier:
         self.audience = settings.jwt_audience
         self.leeway = settings.jwt_leeway_seconds
         self.keys: dict[str | None, Any] = {}
+        self.jwks: JwksCache | None = None
+        if settings.jwt_jwks_url:
+            # Fetched when the first token needs them; the refresh rate follows `jwks_clock` (the app's clock).
+            self.jwks = JwksCache.from_settings(settings, build_key, clock=jwks_clock)
+            return
         if settings.jwt_jwks_file:
             data = json.loads(settings.jwt_jwks_file.read_text())
             for entry in data.get("keys", []):
@@ -207,11 +305,15 @@ class TokenVerifier:
             assert pem is not None
             self.keys[settings.jwt_key_id] = jwk.construct(pem, self.algorithms[0])
 
-    def _key_for(self, header: dict[str, Any]) -> Any:
+    def _key_for(self, header: dict[str, Any], *, fetch: bool = True) -> Any:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in self.algorithms:
             raise Unauthorized("The token's algorithm is not accepted.")
         kid = header.get("kid")
+        if self.jwks is not None:
+            if not isinstance(kid, str):
+                raise Unauthorized("The token must name its key (kid).")
+            return self.jwks.key(kid, alg, fetch=fetch)
         if kid in self.keys:
             return self.keys[kid]
         if kid is None and len(self.keys) == 1:
@@ -222,12 +324,24 @@ class TokenVerifier:
         """The token's claims, if its signature, claims and role are valid now; else Unauthorized."""
         return dict(self.principal(token).claims)
 
-    def principal(self, token: str) -> Principal:
+    def principal(self, token: str, *, fetch: bool = True) -> Principal:
+        """The token's principal; fetch=False (on the event loop) raises RefreshNeeded where keys must be fetched."""
         with self._lock:
             hit = self._cache.get(token)
             if hit is not None:
                 self._cache.move_to_end(token)
-        verified = hit or self._verify_signed(token)
+        if hit is not None and self.jwks is not None:
+            try:
+                current = self.jwks.key(hit.kid or "", hit.alg, fetch=fetch)
+            except Unauthorized:
+                with self._lock:
+                    self._cache.pop(token, None)
+                raise
+            if current is not hit.key:  # the provider rotated the key under the same kid: verify afresh
+                with self._lock:
+                    self._cache.pop(token, None)
+                hit = None
+        verified = hit or self._verify_signed(token, fetch=fetch)
         try:
             self._check_times(verified)
         except Unauthorized:
@@ -248,9 +362,9 @@ class TokenVerifier:
         if v.exp < now - self.leeway or (v.nbf is not None and v.nbf > now + self.leeway):
             raise Unauthorized("The token is invalid or expired.")
 
-    def _verify_signed(self, token: str) -> _Verified:
+    def _verify_signed(self, token: str, *, fetch: bool = True) -> _Verified:
         header, _ = read_token(token)
-        key = self._key_for(header)
+        key = self._key_for(header, fetch=fetch)
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -270,32 +384,38 @@ class TokenVerifier:
         except (JOSEError, TypeError, ValueError, OverflowError) as exc:
             # read_token leaves python-jose nothing to trip on; any slip of its own is still a bad token.
             raise Unauthorized("The token is invalid or expired.") from exc
-        principal = principal_from_claims(claims)
+        principal = principal_from_claims(claims, self.claim_names)
         # read_token checked that exp (required) and nbf (if present) are finite numbers.
-        return _Verified(principal, int(claims["exp"]), int(claims["nbf"]) if "nbf" in claims else None)
+        nbf = int(claims["nbf"]) if "nbf" in claims else None
+        return _Verified(principal, int(claims["exp"]), nbf, header.get("kid"), str(header["alg"]), key)
 
 
-def principal_from_claims(claims: dict[str, Any]) -> Principal:
+def principal_from_claims(claims: dict[str, Any], names: ClaimNames = DEFAULT_CLAIMS) -> Principal:
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub:
         raise Unauthorized("The token has no subject.")
     if len(sub) > MAX_SUBJECT_LENGTH:
         # Actors (role:sub) are stored whole in every audit and *_by column; OIDC subjects fit in 255.
         raise Unauthorized(f"The token's subject is longer than {MAX_SUBJECT_LENGTH} characters.")
-    role = claims.get("role")
-    if not isinstance(role, str) or role not in ROLE_SCOPES:
+    raw_role = claim(claims, names.role)
+    if raw_role is _MISSING or raw_role is None:
         raise Unauthorized("The token's role is unknown.")
-    raw_scope = claims.get("scope")
+    if names.role == DEFAULT_CLAIMS.role and not isinstance(raw_role, str):
+        raise Unauthorized("The token's role is unknown.")
+    role = _pick_role(_strings(raw_role, what="role", allow_list=True))
+    raw_scope = _MISSING if names.scope is None else claim(claims, names.scope)
     requested: frozenset[str] | None = None
-    if raw_scope is not None:
-        if not isinstance(raw_scope, str):
+    if raw_scope is not _MISSING and raw_scope is not None:
+        if names.scope == DEFAULT_CLAIMS.scope and not isinstance(raw_scope, str):
             raise Unauthorized("The token's scope claim must be a space-separated string.")
-        requested = frozenset(s for s in raw_scope.split() if s in SCOPES)
+        parts = _strings(raw_scope, what="scope", allow_list=True)
+        requested = frozenset(s for part in parts for s in part.split() if s in SCOPES)
     if role == "integration":
         scopes = requested or frozenset()
     else:
         scopes = ROLE_SCOPES[role] if requested is None else ROLE_SCOPES[role] & requested
-    emp = claims.get("emp")
+    emp = claim(claims, names.employee)
+    emp = None if emp is _MISSING else emp
     if emp is not None and (not isinstance(emp, str) or not 0 < len(emp) <= MAX_EMPLOYEE_LENGTH):
         raise Unauthorized(f"The token's emp claim must be an employee id of 1 to {MAX_EMPLOYEE_LENGTH} characters.")
     return Principal(sub=sub, role=role, scopes=scopes, employee=emp, claims=claims)
@@ -317,7 +437,11 @@ def bearer_token(authorization: str | None) -> str | None:
 async def authorize(state: Any, token: str, scopes: Iterable[str]) -> Principal:
     """Every check a request passes before a route runs or a stored answer is replayed (`state`: app.state)."""
     verifier: TokenVerifier = state.verifier
-    principal = verifier.principal(token)
+    try:
+        principal = verifier.principal(token, fetch=False)
+    except RefreshNeeded:
+        # The identity provider's keys must be fetched: a blocking call (bounded by its timeout), off the loop.
+        principal = await run_in_threadpool(verifier.principal, token)
     gate = getattr(state, "employee_gate", None)
     if principal.employee is not None and gate is not None and await run_in_threadpool(gate, principal.employee):
         # A leaver's token that has not expired yet must stop working at the exit time.
@@ -378,6 +502,15 @@ RiskRead = Annotated[Principal, _scoped("risk:read")]
 RiskAdmin = Annotated[Principal, _scoped("risk:admin")]
 
 
+def _put(claims: dict[str, Any], path: str, value: Any) -> None:
+    """Sets the claim that `claim(claims, path)` reads: a top-level claim, or nested objects along a dotted path."""
+    *parents, last = path.split(".") if "://" not in path else [path]
+    node = claims
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[last] = value
+
+
 def mint_token(
     settings: Settings,
     *,
@@ -396,16 +529,18 @@ def mint_token(
     issued = now or dt.datetime.now(dt.UTC)
     claims: dict[str, Any] = {
         "sub": sub,
-        "role": role,
         "iss": settings.jwt_issuer,
         "aud": settings.jwt_audience,
         "iat": int(issued.timestamp()),
         "exp": int((issued + ttl).timestamp()),
     }
+    # Under the configured claim names, as the identity provider would write them (a role array at a path).
+    names = ClaimNames.from_settings(settings)
+    _put(claims, names.role, role if names.role == DEFAULT_CLAIMS.role else [role])
     if emp:
-        claims["emp"] = emp
-    if scope is not None:
-        claims["scope"] = scope
+        _put(claims, names.employee, emp)
+    if scope is not None and names.scope is not None:
+        _put(claims, names.scope, scope)
     if extra:
         claims.update(extra)
     algorithm = settings.jwt_algorithms[0]

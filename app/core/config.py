@@ -8,6 +8,7 @@ import json
 from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -41,6 +42,18 @@ class Settings(BaseSettings):
     jwt_issuer: str = "handover-dev"
     jwt_audience: str = "handover-service"
     jwt_leeway_seconds: int = Field(30, ge=0, le=60)
+    # Keys from the identity provider's JWKS URL (app/core/jwks.py): cached, refreshed on an unknown kid, at most
+    # one fetch per min_refresh interval, each within the timeout.
+    jwt_jwks_url: str | None = Field(None, max_length=2000)
+    jwt_jwks_timeout_seconds: float = Field(5.0, gt=0, le=30)
+    jwt_jwks_cache_seconds: float = Field(300.0, ge=1, le=86_400)
+    jwt_jwks_min_refresh_seconds: float = Field(30.0, ge=1, le=3600)
+    # Where the role, the scopes and the employee id are in a token: a claim name, or a dotted path into nested
+    # objects (Keycloak's realm_access.roles); a name that itself holds dots (a namespaced claim) is found too.
+    jwt_role_claim: str = Field("role", min_length=1, max_length=200, pattern=r"^\S+$")
+    # Empty: no scope claim is read, the role alone gives the scopes (for OIDC scopes such as "openid profile").
+    jwt_scope_claim: str | None = Field("scope", min_length=1, max_length=200, pattern=r"^\S+$")
+    jwt_employee_claim: str = Field("emp", min_length=1, max_length=200, pattern=r"^\S+$")
 
     max_body_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     default_page_size: int = Field(50, ge=1, le=1000)
@@ -114,6 +127,11 @@ class Settings(BaseSettings):
     audit_checkpoint_interval_seconds: float = Field(300.0, gt=0, le=86_400)
     audit_checkpoint_every_entries: int = Field(1000, ge=1, le=10_000_000)
 
+    @field_validator("jwt_scope_claim", mode="before")
+    @classmethod
+    def _no_scope_claim(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("jwt_algorithms", mode="before")
     @classmethod
     def _split_algorithms(cls, value: Any) -> Any:
@@ -135,9 +153,10 @@ class Settings(BaseSettings):
             # Mixing families invites key-confusion attacks (an RS public key used as an HMAC secret).
             raise ValueError("jwt_algorithms must not mix HMAC and asymmetric algorithms")
         if algorithms & ASYMMETRIC_ALGORITHMS and not (
-            self.jwt_public_key or self.jwt_public_key_file or self.jwt_jwks_file
+            self.jwt_public_key or self.jwt_public_key_file or self.jwt_jwks_file or self.jwt_jwks_url
         ):
-            raise ValueError("asymmetric JWT algorithms need jwt_public_key(_file) or jwt_jwks_file")
+            raise ValueError("asymmetric JWT algorithms need jwt_public_key(_file), jwt_jwks_file or jwt_jwks_url")
+        self._check_jwks_url(algorithms)
         if self.environment != "development":
             if algorithms & HMAC_ALGORITHMS and self.jwt_secret.get_secret_value() == DEV_JWT_SECRET:
                 raise ValueError(
@@ -165,6 +184,25 @@ class Settings(BaseSettings):
             raise ValueError("default_page_size must not exceed max_page_size")
         self._check_audit_keys()
         return self
+
+    def _check_jwks_url(self, algorithms: set[str]) -> None:
+        if self.jwt_jwks_url is None:
+            return
+        if algorithms & HMAC_ALGORITHMS:
+            # A JWKS holds public keys; an HMAC algorithm would let anyone holding them sign.
+            raise ValueError("HANDOVER_JWT_JWKS_URL needs asymmetric HANDOVER_JWT_ALGORITHMS (e.g. RS256 or ES256)")
+        if self.jwt_public_key or self.jwt_public_key_file or self.jwt_jwks_file:
+            raise ValueError(
+                "HANDOVER_JWT_JWKS_URL excludes HANDOVER_JWT_PUBLIC_KEY(_FILE) and HANDOVER_JWT_JWKS_FILE:"
+                " one key source"
+            )
+        url = urlsplit(self.jwt_jwks_url)
+        if url.scheme not in ("https", "http") or not url.hostname:
+            raise ValueError("HANDOVER_JWT_JWKS_URL must be an http(s) URL with a host")
+        if url.scheme != "https" and self.environment == "production":
+            raise ValueError("HANDOVER_JWT_JWKS_URL must use https in production")
+        if self.jwt_jwks_min_refresh_seconds > self.jwt_jwks_cache_seconds:
+            raise ValueError("HANDOVER_JWT_JWKS_MIN_REFRESH_SECONDS must not exceed HANDOVER_JWT_JWKS_CACHE_SECONDS")
 
     def _check_audit_keys(self) -> None:
         """A bad key refuses the start, not the first checkpoint; production does not run unanchored."""

@@ -753,7 +753,7 @@ def test_workflow_invariants(workflow: Context) -> None:
     run_state_machine_as_test(
         HandoverWorkflow,
         settings=settings(
-            max_examples=20,
+            max_examples=30,
             stateful_step_count=20,
             deadline=None,
             derandomize=True,

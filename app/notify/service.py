@@ -706,7 +706,10 @@ def replay_endpoint(
         raise Conflict(f"The webhook endpoint {endpoint_id} is {endpoint.status}; create a new one.")
     if end <= start or end - start > REPLAY_MAX_WINDOW:
         msg = f"`to` must be after `from`, at most {REPLAY_MAX_WINDOW.days} days later"
-        raise Unprocessable(f"The replay window is refused: {msg}.", errors=[{"loc": ["body", "to"], "msg": msg}])
+        raise Unprocessable(
+            f"The replay window is refused: {msg}.",
+            errors=[{"loc": ["body", "to"], "msg": msg, "type": "value_error"}],
+        )
     m = OutboxMessage
     ids = list(
         session.scalars(

@@ -210,6 +210,9 @@ EXCLUDED: dict[tuple[str, str], dict[Any, str]] = {
     },
     ("POST", "/v1/access/events"): {positive_data_acceptance: _REFERENCES},
     ("POST", "/v1/risk/score"): {positive_data_acceptance: _REFERENCES},
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/replay"): {
+        positive_data_acceptance: "`to` must be after `from`, at most 31 days later (a cross-field rule)"
+    },
     ("POST", "/v1/webhook-endpoints"): {
         positive_data_acceptance: "the URL's host must resolve to a public address (the SSRF guard asks DNS)"
     },

@@ -153,6 +153,29 @@ def move_owners(session: Session, moves: AnySelect, *, now: dt.datetime, remembe
     )
 
 
+def can_act(e: Employee | None, at: dt.datetime) -> bool:
+    """Someone who can hold a client at `at`: active, or leaving before their exit time."""
+    if e is None:
+        return False
+    if e.status == "active":
+        return True
+    return e.status == "leaving" and (e.exit_at is None or e.exit_at > at)
+
+
+def first_acting_manager(session: Session, employee: str, at: dt.datetime, *, max_depth: int = 64) -> str | None:
+    """Walks up the manager chain from `employee` past anyone who cannot act at `at` (a cycle stops the walk)."""
+    seen = {employee}
+    current = session.get(Employee, employee)
+    for _ in range(max_depth):
+        if current is None or current.manager_id is None or current.manager_id in seen:
+            return None
+        seen.add(current.manager_id)
+        current = session.get(Employee, current.manager_id)
+        if can_act(current, at):
+            return current.external_id if current is not None else None
+    return None
+
+
 # ---- visibility -------------------------------------------------------------------------------
 
 

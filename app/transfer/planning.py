@@ -21,6 +21,7 @@ from app.core.errors import Conflict, Unprocessable
 from app.directory import service as directory
 from app.directory.models import AccountTeamMember, Client, Employee
 from app.risk import service as risk
+from app.transfer import interim as interim_rule
 from app.transfer import service, solver
 from app.transfer.models import OPEN_STATUSES, Handover, HandoverItem
 
@@ -209,16 +210,21 @@ def compute_plan(
     )
     solution = solver.solve(specs, cand_specs, config)
     rows: list[dict[str, Any]] = []
+    interims: dict[str, str | None] = {}
     for client, a in zip(to_solve, solution.assignments, strict=True):
         successor = cand_ids[a.successor_id] if a.successor_id is not None else None
         leaver = leaver_rows[client.owner_id]
         interim = None
         attention = None
         if successor is None:
-            interim = leaver.manager_id or settings.interim_owner
+            if leaver.external_id not in interims:
+                interims[leaver.external_id] = interim_rule.interim_owner(
+                    session, leaver.external_id, at=effective_at, settings=settings
+                )
+            interim = interims[leaver.external_id]
             attention = a.reason or "no_candidate"
             if interim is None:
-                attention = f"{attention}; no interim owner (leaver has no manager)"
+                attention = f"{attention}; no interim owner (no manager up the chain can act)"
         rows.append(
             {
                 "client_id": client.external_id,

@@ -98,6 +98,19 @@ CREATED_AT: dict[str, str] = {
     "webhook-endpoints-create": "/v1/webhook-endpoints/{id}",
     "access-grants-create": "/v1/access/grants/{id}",
 }
+TAGS: dict[str, str] = {
+    "access": "Access decisions for the CRM, access grants and anomaly alerts.",
+    "ops": "Liveness and readiness probes.",
+    "directory": "Employees and clients as the CRM and HR know them.",
+    "audit": "The tamper-evident audit chain and its signed checkpoints.",
+    "handovers": "The handover workflow: open, plan, approve, execute, undo; items, reports and simulations.",
+    "hr-events": "The HR system's signed webhook (exits, cancelled exits, employee updates).",
+    "notifications": "Notifications, their templates and webhook endpoints with their deliveries.",
+    "risk": "Client risk scoring and its models.",
+    "follow-ups": "Follow-ups after a handover and the retention report.",
+    "jobs": "Long-running requests answered later (`Prefer: respond-async`).",
+    "webhooks": "Events this service POSTs to subscribed endpoints (Standard Webhooks signatures).",
+}
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head", "trace")
 
 
@@ -125,6 +138,7 @@ def finish(
         schema["servers"] = servers
     for _, _, op in operations(schema):
         op.setdefault("security", [])  # no bearer token: a probe, a signed hook, a link in an email
+    _declare_tags(schema)
     schema["components"]["schemas"] = dict(sorted(components.items()))
 
 
@@ -133,6 +147,19 @@ def operations(schema: Mapping[str, Any]) -> Iterator[tuple[str, str, dict[str, 
         for method, op in item.items():
             if method in METHODS and isinstance(op, dict):
                 yield path, method, op
+
+
+def _declare_tags(schema: dict[str, Any]) -> None:
+    """Every tag an operation or webhook uses, declared once at the top (in order of first use)."""
+    used: list[str] = []
+    items = [*schema.get("paths", {}).values(), *schema.get("webhooks", {}).values()]
+    for item in items:
+        for op in item.values():
+            used.extend(t for t in op.get("tags", []) if t not in used)
+    declared = {t["name"] for t in schema.get("tags", [])}
+    extra = [{"name": t, "description": TAGS.get(t, t)} for t in used if t not in declared]
+    if extra:
+        schema["tags"] = [*schema.get("tags", []), *extra]
 
 
 # ---- names ------------------------------------------------------------------------------------

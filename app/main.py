@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 from app.access import service as access_service
 from app.access.router import router as access_router
 from app.audit.router import router as audit_router
+from app.core import openapi as contract
 from app.core.auth import SCOPES, TokenVerifier
 from app.core.clock import Clock, SystemClock
 from app.core.config import Settings, get_settings
@@ -26,6 +27,7 @@ from app.core.types import NO_NUL_PATTERN
 from app.directory.router import router as directory_router
 from app.intake.router import router as intake_router
 from app.jobs.router import router as jobs_router
+from app.notify import events as notify_events
 from app.notify.router import router as notify_router
 from app.ops.router import router as ops_router
 from app.risk.router import router as risk_router
@@ -37,6 +39,7 @@ from app.transfer.followups.router import router as followups_router
 from app.transfer.router import router as transfer_router
 
 API_VERSION = "0.1.0"
+SERVERS = [{"url": "/", "description": "This deployment (paths are absolute from its root)."}]
 BODY_PROBLEMS = {
     "413": "The request body exceeds the configured limit.",
     "415": "The request body is not JSON.",
@@ -108,6 +111,14 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         _polish_openapi(schema, settings)
+        section, webhook_schemas = notify_events.webhooks()
+        contract.finish(
+            schema,
+            webhooks=section,
+            webhook_schemas=webhook_schemas,
+            enum_names={frozenset([*notify_events.EVENT_TYPES, "*"]): "EventType"},
+            servers=SERVERS,
+        )
         app.openapi_schema = schema
         return schema
 

@@ -49,6 +49,8 @@ def test_every_operation_is_described_and_scoped() -> None:
                 scopes = op["security"][0]["bearerAuth"]
                 assert scopes, f"{method} {path} names no scope"
                 assert "401" in op["responses"] and "403" in op["responses"]
+            else:
+                assert op["security"] == [], f"{method} {path} is public: it says so with security: []"
             for code, response in op["responses"].items():
                 if code[0] in "45":
                     assert "application/problem+json" in response.get("content", {}), (path, code)

@@ -12,8 +12,10 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import importlib
+import json
 import os
 import pkgutil
+import re
 import shutil
 import socket
 import subprocess
@@ -188,6 +190,25 @@ def _ok(response: Any, expected_status: int, model: type) -> Any:
     return response.parsed
 
 
+def test_generated_names_read_naturally(api: ModuleType) -> None:
+    """One named enum per concept and short model names: nothing a generator had to make up from a property path
+    (`AccessDecisionLevelType0`, `Body_…`, `app__x__Y`, `Page_X_`), and each concept's enum once."""
+    from handover_client import models
+
+    names = [n for n in dir(models) if n[:1].isupper()]
+    assert names
+    made_up = [n for n in names if re.search(r"Type\d|^Body|__|_$", n)]
+    assert made_up == []
+    contract = json.loads(CONTRACT.read_text(encoding="utf-8"))
+    for name in contract["components"]["schemas"]:
+        assert re.fullmatch(r"[A-Z][A-Za-z0-9]*", name), name
+    for concept in ("HandoverStatus", "ItemStatus", "ExitReason", "RiskBand", "GrantLevel", "EventType"):
+        assert concept in names, concept
+    # Every enum is declared once, as a component: no inline `enum` left anywhere in the document.
+    inline = [m.start() for m in re.finditer(r'"enum"', json.dumps(contract["paths"]))]
+    assert inline == []
+
+
 def test_generated_client_runs_a_handover_end_to_end(server: str) -> None:
     from handover_client import AuthenticatedClient, Client
     from handover_client.api.access import access_check
@@ -201,25 +222,25 @@ def test_generated_client_runs_a_handover_end_to_end(server: str) -> None:
     )
     from handover_client.api.hr_events import hr_events_receive
     from handover_client.models import (
+        AccessAction,
         AccessCheck,
-        AccessCheckAction,
         AccessDecision,
-        AccessDecisionLevelType0,
-        AccessDecisionReason,
+        AccessReason,
         BatchResult,
         ClientBatch,
         ClientBatchItem,
-        ClientBatchItemTier,
         ClientOut,
+        ClientTier,
         EmployeeBatch,
         EmployeeBatchItem,
         EmployeeOut,
+        ExitReason,
+        GrantLevel,
         HandoverOut,
-        HandoverOutStatus,
+        HandoverStatus,
         HrEventResult,
-        HrEventsReceiveHrExitEvent,
-        HrEventsReceiveHrExitEventHrExitData,
-        HrEventsReceiveHrExitEventHrExitDataReason,
+        HrExitData,
+        HrExitEvent,
         PageItemOut,
         PlanSummary,
         Problem,
@@ -276,7 +297,7 @@ def test_generated_client_runs_a_handover_end_to_end(server: str) -> None:
         ClientBatchItem(
             external_id="acme",
             name="Acme Bank",
-            tier=ClientBatchItemTier.KEY,
+            tier=ClientTier.KEY,
             owner="leaver",
             annual_value=250_000,
             industry="banking",
@@ -286,7 +307,7 @@ def test_generated_client_runs_a_handover_end_to_end(server: str) -> None:
         ClientBatchItem(
             external_id="globex",
             name="Globex",
-            tier=ClientBatchItemTier.STANDARD,
+            tier=ClientTier.STANDARD,
             owner="leaver",
             annual_value=40_000,
             region="EMEA",
@@ -299,13 +320,13 @@ def test_generated_client_runs_a_handover_end_to_end(server: str) -> None:
     # 2. HR announces the exit: a Standard Webhooks delivery, signed over the exact bytes the client sends.
     now = dt.datetime.now(dt.UTC).replace(microsecond=0)
     effective_at = now + dt.timedelta(days=2)
-    event = HrEventsReceiveHrExitEvent(
+    event = HrExitEvent(
         type_="employee.exit",
         timestamp=now,
-        data=HrEventsReceiveHrExitEventHrExitData(
+        data=HrExitData(
             employee="leaver",
             effective_at=effective_at,
-            reason=HrEventsReceiveHrExitEventHrExitDataReason.RESIGNATION,
+            reason=ExitReason.RESIGNATION,
             destination_competitor=False,
         ),
     )
@@ -353,7 +374,7 @@ def test_generated_client_runs_a_handover_end_to_end(server: str) -> None:
     assert isinstance(refused.parsed, Problem)
 
     handover = _ok(handovers_get.sync_detailed(handover_id, client=manager), 200, HandoverOut)
-    assert (handover.leaver, handover.manager, handover.status) == ("leaver", "mgr", HandoverOutStatus.DRAFT)
+    assert (handover.leaver, handover.manager, handover.status) == ("leaver", "mgr", HandoverStatus.DRAFT)
     assert handover.effective_at == effective_at
     leaver = _ok(employees_get.sync_detailed("leaver", client=crm), 200, EmployeeOut)
     assert leaver.status.value == "leaving"
@@ -370,10 +391,10 @@ def test_generated_client_runs_a_handover_end_to_end(server: str) -> None:
 
     # 4. The leaver's manager approves.
     approved = _ok(handovers_approve.sync_detailed(handover_id, client=manager), 200, HandoverOut)
-    assert approved.status == HandoverOutStatus.APPROVED
+    assert approved.status == HandoverStatus.APPROVED
     assert approved.approved_by is not None
 
-    def check(employee: str, client: str, action: AccessCheckAction, at: dt.datetime) -> AccessDecision:
+    def check(employee: str, client: str, action: AccessAction, at: dt.datetime) -> AccessDecision:
         question = AccessCheck(employee=employee, client=client, action=action, at=at)
         decision = _ok(access_check.sync_detailed(client=crm, body=question), 200, AccessDecision)
         assert (decision.employee, decision.client, decision.action.value) == (employee, client, action.value)
@@ -382,38 +403,38 @@ def test_generated_client_runs_a_handover_end_to_end(server: str) -> None:
     # 5. Access follows the approved windows. Before the effective time: the successor shadows (view only),
     #    the leaver still owns.
     before = effective_at - dt.timedelta(hours=1)
-    shadow = check("senior", "acme", AccessCheckAction.VIEW, before)
-    assert (shadow.allowed, shadow.level) == (True, AccessDecisionLevelType0.SHADOW)
+    shadow = check("senior", "acme", AccessAction.VIEW, before)
+    assert (shadow.allowed, shadow.level) == (True, GrantLevel.SHADOW)
     assert shadow.valid_until == effective_at
-    shadow_edit = check("senior", "acme", AccessCheckAction.EDIT, before)
-    assert (shadow_edit.allowed, shadow_edit.reason) == (False, AccessDecisionReason.VIEW_ONLY)
-    still_owner = check("leaver", "acme", AccessCheckAction.EDIT, before)
-    assert (still_owner.allowed, still_owner.level) == (True, AccessDecisionLevelType0.OWNER)
+    shadow_edit = check("senior", "acme", AccessAction.EDIT, before)
+    assert (shadow_edit.allowed, shadow_edit.reason) == (False, AccessReason.VIEW_ONLY)
+    still_owner = check("leaver", "acme", AccessAction.EDIT, before)
+    assert (still_owner.allowed, still_owner.level) == (True, GrantLevel.OWNER)
 
     #    After it: the successor owns, the leaver has nothing, for every client of the handover.
     after = effective_at + dt.timedelta(hours=1)
     for client_id, successor in successors.items():
-        owner = check(successor, client_id, AccessCheckAction.EDIT, after)
+        owner = check(successor, client_id, AccessAction.EDIT, after)
         assert (owner.allowed, owner.level, owner.reason) == (
             True,
-            AccessDecisionLevelType0.OWNER,
-            AccessDecisionReason.GRANTED,
+            GrantLevel.OWNER,
+            AccessReason.GRANTED,
         )
-        gone = check("leaver", client_id, AccessCheckAction.VIEW, after)
-        assert (gone.allowed, gone.reason) == (False, AccessDecisionReason.EMPLOYEE_DEPARTED)
+        gone = check("leaver", client_id, AccessAction.VIEW, after)
+        assert (gone.allowed, gone.reason) == (False, AccessReason.EMPLOYEE_DEPARTED)
 
     # 6. An admin executes now (an immediate exit): ownership moves in the directory, and the access
     #    decision now, not only at the old effective time, follows.
     executed = _ok(handovers_execute.sync_detailed(handover_id, client=admin), 200, HandoverOut)
-    assert executed.status == HandoverOutStatus.EXECUTED
+    assert executed.status == HandoverStatus.EXECUTED
     assert executed.executed_at is not None
     for client_id, successor in successors.items():
         moved = _ok(clients_get.sync_detailed(client_id, client=crm), 200, ClientOut)
         assert moved.owner == successor
         current = dt.datetime.now(dt.UTC)
-        assert check(successor, client_id, AccessCheckAction.EDIT, current).allowed
-        denied = check("leaver", client_id, AccessCheckAction.VIEW, current)
-        assert (denied.allowed, denied.reason) == (False, AccessDecisionReason.EMPLOYEE_DEPARTED)
+        assert check(successor, client_id, AccessAction.EDIT, current).allowed
+        denied = check("leaver", client_id, AccessAction.VIEW, current)
+        assert (denied.allowed, denied.reason) == (False, AccessReason.EMPLOYEE_DEPARTED)
     departed = _ok(employees_get.sync_detailed("leaver", client=crm), 200, EmployeeOut)
     assert departed.status.value == "departed"
 

@@ -25,6 +25,7 @@ from app.core.bulk import chunks
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.directory import service as directory
 from app.directory.models import Client, Employee
+from app.notify import events as notify_events
 from app.notify import service as notify
 
 ALERT_KIND = "exfiltration"
@@ -361,16 +362,16 @@ def _evaluate(
         notify.emit(
             session,
             "alert.raised",
-            {
-                "alert_id": a.id,
-                "employee": a.employee_id,
-                "kind": a.kind,
-                "score": float(a.score),
-                "clients": a.clients,
-                "window_start": a.window_start,
-                "window_end": a.window_end,
-                "updated": a.employee_id in updated,
-            },
+            notify_events.AlertRaisedEvent(
+                alert_id=a.id,
+                employee=a.employee_id,
+                kind=a.kind,
+                score=float(a.score),
+                clients=a.clients,
+                window_start=a.window_start,
+                window_end=a.window_end,
+                updated=a.employee_id in updated,
+            ),
             now=now,
         )
     return [a.id for a in alerts], changes

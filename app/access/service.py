@@ -22,6 +22,7 @@ from app.core.bulk import chunks
 from app.core.db import AnySelect, Database, transaction
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.directory.models import Client, Employee
+from app.notify import events
 from app.notify import service as notify
 
 LEVEL_RANK = {"owner": 4, "interim": 3, "shadow": 2, "read": 1}
@@ -324,14 +325,14 @@ def revoke(session: Session, grant: AccessGrant, *, actor: str, now: dt.datetime
     notify.emit(
         session,
         "access.revoked",
-        {
-            "grant_id": grant.id,
-            "employee": grant.employee_id,
-            "client": grant.client_id,
-            "level": grant.level,
-            "revoked_at": now,
-            "handover_id": grant.handover_id,
-        },
+        events.AccessRevokedEvent(
+            grant_id=grant.id,
+            employee=grant.employee_id,
+            client=grant.client_id,
+            level=grant.level,
+            revoked_at=now,
+            handover_id=grant.handover_id,
+        ),
         now=now,
     )
     audit.record(

@@ -50,6 +50,18 @@ def negotiate(accept: str | None, offers: Sequence[str]) -> str | None:
     return best
 
 
+FORMATS = {"json": JSON, "csv": CSV, "html": HTML}
+"""A report's `format` query parameter: the media type it stands for (it wins over Accept)."""
+
+
+def choose(fmt: str | None, accept: str | None, offers: Sequence[str]) -> str | None:
+    """The media type of a report: the `format` parameter when given (one of the offers), else by Accept."""
+    if fmt is not None:
+        media = FORMATS.get(fmt)
+        return media if media in offers else None
+    return negotiate(accept, offers)
+
+
 def etag(version: int, kind: str, ident: int) -> str:
     """A strong ETag for a versioned row: the kind and id make tags of different resources unequal."""
     return f'"{kind}-{ident}-v{version}"'

@@ -17,6 +17,7 @@ EventType = Literal[
     "handover.undone",
     "handover.overdue",
     "client.reassigned",
+    "access.granted",
     "access.revoked",
     "alert.raised",
     "notification.failed",

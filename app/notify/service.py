@@ -18,29 +18,8 @@ The outbox knows no workflow: `handover_id` on a row is the caller's key for the
 re-checked at send time (a reminder whose items were signed meanwhile) is asked of a `SendChecks` the composition
 root binds (`app.notify.worker`).
 
-Event payloads (`data`), built by the caller; ids are external ids, times ISO 8601 UTC:
-
-- `handover.created|planned|approved|cancelled|completed|executed|undone`: `{"handover_id": int, "leaver": str,
-  "manager": str | null, "status": str, "effective_at": str, "reason": str, "actor": str}`; `cancelled` and
-  `undone` add `"cancel_reason"`/`"undo_reason"`, `planned` adds `"items": int`.
-- `handover.overdue` (a reminder of an approval deadline that passed; one per reminder): the handover fields
-  above (actor `system:worker`) and `"approval_deadline": str, "reminder": int (1 at the deadline, then one a
-  day), "approver": str | null, "escalated_to": str | null` (the approver's manager, from the second reminder).
-- `client.reassigned`: `{"handover_id": int, "effective_at": str, "batch": int, "batches": int, "clients":
-  [{"client": str, "from": str, "to": str, "interim": bool}]}`, at most 500 clients per event.
-- `access.revoked`: `{"grant_id": int, "employee": str, "client": str, "level": str, "revoked_at": str,
-  "handover_id": int | null}`.
-- `alert.raised`: `{"alert_id": int, "employee": str, "kind": str, "score": float, "clients": [str],
-  "window_start": str, "window_end": str}`.
-- `notification.failed` (emitted by the delivery worker when a notification is dead): `{"notification_id": int,
-  "template": str, "channel": str, "recipient": str | null, "handover_id": int | null, "client": str | null,
-  "attempts": int, "last_error": str | null}`.
-- `audit.checkpoint` (a signed checkpoint of the audit chain's head, the copy a database writer cannot reach):
-  `{"checkpoint_id": int, "seq": int, "head_hash": str, "count": int, "taken_at": str, "key_id": str, "verified":
-  bool, "reason": str, "signature": str (base64 Ed25519), "signed": str (the exact text signed)}`.
-- `notification.client_intro` (a client intro whose contact prefers the CRM's channel): `{"notification_id",
-  "template", "locale", "handover_id", "client", "contact": {"contact_id", "name", "email", "phone"}, "subject",
-  "body", "ack_url"}`.
+Event payloads (`data`) are built by the caller through the type's model in `app.notify.events`, the one list of
+event types, from which the contract's `webhooks` section is generated too; ids are external ids, times ISO 8601.
 """
 
 from __future__ import annotations
@@ -66,6 +45,7 @@ from app.core import bulk
 from app.core.config import Settings
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.core.signing import generate_secret
+from app.notify import events as event_models
 from app.notify import rendering
 from app.notify.channels import TargetRefused, resolve_target
 from app.notify.models import (
@@ -79,22 +59,7 @@ from app.notify.models import (
 
 logger = logging.getLogger("handover.notify")
 
-EVENT_TYPES = (
-    "handover.created",
-    "handover.planned",
-    "handover.approved",
-    "handover.cancelled",
-    "handover.executed",
-    "handover.completed",
-    "handover.undone",
-    "handover.overdue",
-    "client.reassigned",
-    "access.revoked",
-    "alert.raised",
-    "notification.failed",
-    *(f"notification.{key}" for key in rendering.KEYS),
-    "audit.checkpoint",
-)
+EVENT_TYPES = event_models.EVENT_TYPES
 ALL_EVENTS = "*"
 KINDS = ("client", "internal")
 EVENT_BATCH = 500
@@ -129,13 +94,12 @@ def jsonable(data: Mapping[str, Any]) -> dict[str, Any]:
 # ---- events -----------------------------------------------------------------------------------
 
 
-Events = list[tuple[str, Mapping[str, Any]]]
+Payload = event_models.EventData | Mapping[str, Any]
+Events = list[tuple[str, Payload]]
 """Events held back for one `emit_many` (a batch of handovers), in the order they were emitted."""
 
 
-def emit(
-    session: Session, event_type: str, payload: Mapping[str, Any], *, now: dt.datetime, into: Events | None = None
-) -> None:
+def emit(session: Session, event_type: str, payload: Payload, *, now: dt.datetime, into: Events | None = None) -> None:
     """One row per active endpoint subscribed to the type (or to "*"); with `into`, the event is appended there
     instead, for the caller's one `emit_many`."""
     if event_type not in EVENT_TYPES:
@@ -171,7 +135,9 @@ def emit_many(session: Session, events: Events, *, now: dt.datetime) -> None:
             continue
         envelope = bulk.JsonText(
             json.dumps(
-                {"type": event_type, "timestamp": stamp, "data": payload}, default=_json_default, ensure_ascii=False
+                {"type": event_type, "timestamp": stamp, "data": event_models.payload(event_type, payload)},
+                default=_json_default,
+                ensure_ascii=False,
             )
         )
         for endpoint_id in targets[event_type]:
@@ -204,12 +170,17 @@ def emit_batches(
     now: dt.datetime,
     size: int = EVENT_BATCH,
     into: Events | None = None,
+    model: type[event_models.EventData] | None = None,
 ) -> int:
-    """Large lists go out as several events of at most `size` items; returns the number of events."""
+    """Large lists go out as several events of at most `size` items; returns the number of events. With `model`
+    (the type's payload model; the workflow always passes it) each event is built and checked through it."""
     batches = max(1, -(-len(items) // size))
     for i in range(batches):
         part = list(items[i * size : (i + 1) * size])
-        emit(session, event_type, {**common, "batch": i + 1, "batches": batches, key: part}, now=now, into=into)
+        data: Payload = {**common, "batch": i + 1, "batches": batches, key: part}
+        if model is not None:
+            data = model.model_validate(data)
+        emit(session, event_type, data, now=now, into=into)
     return batches
 
 

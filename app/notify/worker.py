@@ -41,7 +41,7 @@ from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.db import Database, transaction
 from app.core.signing import signed_headers
-from app.notify import rendering, service
+from app.notify import events, rendering, service
 from app.notify.channels import (
     EmailChannel,
     HttpWebhookChannel,
@@ -346,17 +346,20 @@ class Deliverer:
             {
                 "type": f"notification.{template}",
                 "timestamp": now.isoformat(),
-                "data": {
-                    "notification_id": row.id,
-                    "template": template,
-                    "locale": locale,
-                    "handover_id": row.handover_id,
-                    "client": row.client_id,
-                    "contact": context.get("recipient"),
-                    "subject": rendered.subject,
-                    "body": rendered.body,
-                    "ack_url": ack,
-                },
+                "data": events.payload(
+                    f"notification.{template}",
+                    events.NotificationMessageEvent(
+                        notification_id=row.id,
+                        template=template,
+                        locale=locale,
+                        handover_id=row.handover_id,
+                        client=row.client_id,
+                        contact=context.get("recipient"),
+                        subject=rendered.subject,
+                        body=rendered.body,
+                        ack_url=ack,
+                    ),
+                ),
             }
         )
         return p
@@ -713,16 +716,16 @@ def _announce_failure(session: Session, row: OutboxMessage, now: dt.datetime) ->
     service.emit(
         session,
         "notification.failed",
-        {
-            "notification_id": row.id,
-            "template": row.template,
-            "channel": row.channel,
-            "recipient": row.recipient,
-            "handover_id": row.handover_id,
-            "client": row.client_id,
-            "attempts": row.attempts,
-            "last_error": row.last_error,
-        },
+        events.NotificationFailedEvent(
+            notification_id=row.id,
+            template=row.template,
+            channel=row.channel,
+            recipient=row.recipient,
+            handover_id=row.handover_id,
+            client=row.client_id,
+            attempts=row.attempts,
+            last_error=row.last_error,
+        ),
         now=now,
     )
 

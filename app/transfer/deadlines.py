@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.core.config import Settings
 from app.directory import service as directory
+from app.notify import events as notify_events
 from app.notify import service as notify
 from app.transfer.models import Handover
 
@@ -185,16 +186,19 @@ def remind_due(
         events.append(
             (
                 "handover.overdue",
-                {
-                    "handover_id": x.id,
-                    "leaver": x.leaver_id,
-                    "manager": x.manager_id,
-                    "status": x.status,
-                    "effective_at": x.effective_at,
-                    "reason": x.reason,
-                    "actor": ACTOR,
-                    **facts,
-                },
+                notify_events.HandoverOverdueEvent(
+                    handover_id=x.id,
+                    leaver=x.leaver_id,
+                    manager=x.manager_id,
+                    status=x.status,
+                    effective_at=x.effective_at,
+                    reason=x.reason,
+                    actor=ACTOR,
+                    approval_deadline=deadline,
+                    reminder=number,
+                    approver=x.manager_id,
+                    escalated_to=escalate_to,
+                ),
             )
         )
         changes.append(

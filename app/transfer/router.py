@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 from app.core.auth import HandoversApprove, HandoversRead, HandoversWrite
 from app.core.deps import DbSession, Now
 from app.core.errors import Forbidden, NotAcceptable, NotFound, problem_responses
-from app.core.http import CSV, HTML, JSON, check_if_match, etag, negotiate, prefers_async
+from app.core.http import CSV, HTML, JSON, check_if_match, choose, etag, prefers_async
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
 from app.directory import service as directory
@@ -651,15 +651,24 @@ _RESPONSES[406] = {**_RESPONSES[406], "description": "None of application/json, 
         "does not manage the handover (a successor or interim owner on another team's handover) gets only their own "
         "clients, counted alone (`view: own`). "
         "`Accept: application/json` (the default, also for `*/*`), `text/csv` (a download, one row per client) "
-        "or `text/html` (a document to print and sign). Anything else answers 406."
+        "or `text/html` (a document to print and sign). Anything else answers 406. The `format` query parameter "
+        "(json, csv, html) chooses the same without Accept, e.g. for a link, and wins over it."
     ),
     response_model=None,
     responses=_RESPONSES,
 )
 def handover_report(
-    handover_id: HandoverId, request: Request, session: DbSession, principal: HandoversRead, now: Now
+    handover_id: HandoverId,
+    request: Request,
+    session: DbSession,
+    principal: HandoversRead,
+    now: Now,
+    format: Annotated[
+        Literal["json", "csv", "html"] | None,
+        Query(description="json, csv or html: the report's format, instead of (and over) Accept."),
+    ] = None,
 ) -> Response:
-    media = negotiate(request.headers.get("accept"), REPORT_FORMATS)
+    media = choose(format, request.headers.get("accept"), REPORT_FORMATS)
     if media is None:
         raise NotAcceptable(
             "This report is available as application/json, text/csv or text/html.",

@@ -26,6 +26,7 @@ from app.core.db import AnySelect
 from app.core.errors import Conflict, Forbidden, Unprocessable
 from app.directory import service as directory
 from app.directory.models import Client, Employee
+from app.notify import events
 from app.notify import service as notify
 from app.transfer import deadlines, messaging, visibility
 from app.transfer.followups import service as followups
@@ -95,7 +96,7 @@ def record(
 
     With `pending`, both are held there for the caller's one `Pending.write` (a batch of handovers)."""
     if action in EVENTS:
-        payload = {
+        fields: dict[str, Any] = {
             "handover_id": h.id,
             "leaver": h.leaver_id,
             "manager": h.manager_id,
@@ -104,12 +105,14 @@ def record(
             "reason": h.reason,
             "actor": actor,
         }
-        extra = {k: v for k, v in data.items() if k in ("items", "reason") and v is not None}
-        if "reason" in extra and action in ("handover.cancelled", "handover.undone"):
-            payload["cancel_reason" if action == "handover.cancelled" else "undo_reason"] = extra.pop("reason")
-        extra.pop("reason", None)
-        payload.update(extra)
-        notify.emit(session, action, payload, now=now, into=pending.events if pending is not None else None)
+        if action == "handover.planned":
+            fields["items"] = data["items"]
+        elif action == "handover.cancelled":
+            fields["cancel_reason"] = data.get("reason")
+        elif action == "handover.undone":
+            fields["undo_reason"] = data.get("reason")
+        event = events.EVENT_MODELS[action](**fields)
+        notify.emit(session, action, event, now=now, into=pending.events if pending is not None else None)
     change = audit.Change(actor, action, "handover", str(h.id), {"status": h.status, "leaver": h.leaver_id, **data})
     if pending is None:
         audit.record_many(session, [change], at=now)
@@ -130,7 +133,7 @@ def anchor_audit(
     reach. A no-op without a signing key. Audit imports nothing but core, so its caller emits the event."""
     cp = audit.checkpoint(session, settings, now=now, reason=reason, head=head, verified=verified)
     if cp is not None:
-        notify.emit(session, "audit.checkpoint", cp.event(), now=now)
+        notify.emit(session, "audit.checkpoint", events.AuditCheckpointEvent(**cp.event()), now=now)
     return cp
 
 
@@ -327,8 +330,20 @@ def approve_many(
     _grant_windows(session, hs, actor=principal.actor, now=now)
     _cut_leaving_receivers(session, ids)
     pending = Pending()
+    windows = _windows_granted(session, ids, now=now)
     for h in hs:
         record(session, principal.actor, "handover.approved", h, now, pending=pending)
+        if windows.get(h.id):  # the CRM mirrors the transition period: shadow, then owner or interim
+            notify.emit_batches(
+                session,
+                "access.granted",
+                "grants",
+                windows[h.id],
+                common={"handover_id": h.id, "effective_at": h.effective_at},
+                now=now,
+                into=pending.events,
+                model=events.AccessGrantedEvent,
+            )
     pending.write(session, now)
     messaging.on_approved(session, ids, now=now, settings=settings)
     followups.create_for_handovers(session, hs, now=now, settings=settings)
@@ -363,6 +378,29 @@ def _grant_windows(session: Session, hs: Sequence[Handover], *, actor: str, now:
         for rows in windows:
             access.insert_grants(session, rows, actor=actor, now=now)
     access.cut_leavers(session, _leavers_of([h.id for h in hs]))
+
+
+def _windows_granted(session: Session, handover_ids: Sequence[int], *, now: dt.datetime) -> dict[int | None, list[Any]]:
+    """The windows these approvals just granted, as they stand after the cuts, per handover in grant order: the
+    `access.granted` events' items (one query for all)."""
+    g = AccessGrant
+    out: dict[int | None, list[Any]] = defaultdict(list)
+    for row in session.execute(
+        select(g.handover_id, g.id, g.employee_id, g.client_id, g.level, g.valid_from, g.valid_until)
+        .where(g.handover_id.in_(list(handover_ids)), g.created_at == now, g.revoked_at.is_(None))
+        .order_by(g.id)
+    ):
+        out[row[0]].append(
+            {
+                "grant_id": row[1],
+                "employee": row[2],
+                "client": row[3],
+                "level": row[4],
+                "valid_from": row[5],
+                "valid_until": row[6],
+            }
+        )
+    return out
 
 
 def _leavers_of(handover_ids: Sequence[int]) -> AnySelect:
@@ -533,6 +571,7 @@ def _reassigned(
             common={"handover_id": h.id, "effective_at": h.effective_at, "undo": back},
             now=now,
             into=into,
+            model=events.ClientReassignedEvent,
         )
 
 

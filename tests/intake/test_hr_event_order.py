@@ -539,8 +539,9 @@ def test_openapi_documents_the_ordering(hook_app: FastAPI) -> None:
     op = hook_app.openapi()["paths"][URL]["post"]
     assert "stale" in op["description"] and "stale" in op["responses"]["200"]["description"]
     schema = op["requestBody"]["content"]["application/json"]["schema"]
-    for branch in schema["oneOf"]:
-        ts = branch["properties"]["timestamp"]
+    components = hook_app.openapi()["components"]["schemas"]
+    for ref in schema["oneOf"]:
+        ts = components[ref["$ref"].rsplit("/", 1)[1]]["properties"]["timestamp"]
         assert ts["format"] == "date-time" and ts["pattern"], ts
     result = hook_app.openapi()["components"]["schemas"]["HrEventResult"]
     assert "ignored" in result["required"]

@@ -16,6 +16,10 @@ from tests.support.company import EFFECTIVE, approve, plan
 from tests.support.events import events, subscribe
 
 
+def moved_clients(db: Database) -> list[dict[str, Any]]:
+    return [c for kind, data in events(db) if kind == "client.reassigned" for c in data["clients"]]
+
+
 def templates(db: Database, hid: int) -> dict[str, int]:
     with db.session(write=False) as s:
         out: dict[str, int] = {}
@@ -44,9 +48,22 @@ def test_every_state_change_emits_one_event(
         "handover.created",
         "handover.planned",
         "handover.approved",
+        "access.granted",
         "handover.executed",
         "client.reassigned",
     ]
+    granted = dict(events(db))["access.granted"]
+    assert (granted["handover_id"], granted["batch"], granted["batches"]) == (hid, 1, 1)
+    # Every client: the receiver's shadow window until the effective time, then owner (or interim) from it.
+    windows = {(g["client"], g["level"]): g for g in granted["grants"]}
+    assert len(granted["grants"]) == 16 and {c for c, _ in windows} == {c["client"] for c in moved_clients(db)}
+    for (c, level), g in windows.items():
+        if level == "shadow":
+            assert g["valid_until"] == EFFECTIVE.isoformat()
+        else:
+            assert level in ("owner", "interim")
+            assert (g["valid_from"], g["valid_until"]) == (EFFECTIVE.isoformat(), None)
+            assert g["employee"] == windows[(c, "shadow")]["employee"]
     moved = dict(events(db))["client.reassigned"]
     assert moved["handover_id"] == hid and len(moved["clients"]) == 8
     assert all(c["from"] == "e0" and c["to"] for c in moved["clients"])

@@ -188,6 +188,16 @@ def test_browsers_get_html_and_text_star_prefers_html(http: TestClient, auth: An
     assert r.headers["content-type"].startswith("text/csv")
 
 
+def test_format_parameter_chooses_without_accept_and_wins_over_it(
+    http: TestClient, auth: Any, case: dict[str, Any]
+) -> None:
+    for fmt, media in (("json", "application/json"), ("csv", "text/csv"), ("html", "text/html")):
+        r = http.get(case["url"], params={"format": fmt}, headers=auth() | {"Accept": "application/xml"})
+        assert r.status_code == 200 and r.headers["content-type"].startswith(media), (fmt, r.text)
+    r = http.get(case["url"], params={"format": "pdf"}, headers=auth())
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "format"]
+
+
 def test_unacceptable_media_type_is_406(http: TestClient, auth: Any, case: dict[str, Any]) -> None:
     for accept in ("application/xml", "text/csv;q=0, application/pdf"):
         r = http.get(case["url"], headers=auth() | {"Accept": accept})

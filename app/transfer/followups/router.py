@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from app.core.auth import HandoversRead, HandoversWrite
 from app.core.deps import DbSession, Now
 from app.core.errors import NotAcceptable, Unprocessable, problem_responses
-from app.core.http import CSV, JSON, negotiate
+from app.core.http import CSV, JSON, choose
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
 from app.transfer import retention
@@ -153,7 +153,8 @@ _RESPONSES[406] = {**_RESPONSES[406], "description": "Neither application/json n
         "by team (the successor's manager), successor, tier or risk_band. A client's outcome at a horizon is its "
         "latest completed follow-up outcome recorded within that many days after the effective time, else "
         "unknown. Managers see handovers they may see and clients their reports received; hr, auditors, "
-        "integrations and admins see all; account managers get 403. `Accept: text/csv` gives one row per group."
+        "integrations and admins see all; account managers get 403. `Accept: text/csv` (or `format=csv`, which wins "
+        "over Accept) gives one row per group."
     ),
     response_model=None,
     responses=_RESPONSES,
@@ -168,8 +169,12 @@ def retention_report(
     ] = None,
     to: Annotated[UtcTime | None, Query(description="Effective before (default: now).")] = None,
     group_by: Annotated[GroupBy, Query(description="team, successor, tier or risk_band.")] = "team",
+    format: Annotated[
+        Literal["json", "csv"] | None,
+        Query(description="json or csv: the report's format, instead of (and over) Accept."),
+    ] = None,
 ) -> Response:
-    media = negotiate(request.headers.get("accept"), RETENTION_FORMATS)
+    media = choose(format, request.headers.get("accept"), RETENTION_FORMATS)
     if media is None:
         raise NotAcceptable(
             "The retention report is available as application/json or text/csv.", extra={"allowed": [JSON, CSV]}

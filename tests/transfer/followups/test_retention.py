@@ -365,6 +365,10 @@ def test_negotiation_and_parameters(client: TestClient, auth: Any, history: None
         assert r.headers["content-type"].startswith("text/csv"), accept
     r = client.get(URL, params=WINDOW, headers=auth() | {"Accept": "text/html"})
     assert r.status_code == 406 and r.headers["content-type"] == "application/problem+json"
+    for fmt, media in (("csv", "text/csv"), ("json", "application/json")):  # `format` wins over Accept
+        r = client.get(URL, params={**WINDOW, "format": fmt}, headers=auth() | {"Accept": "text/html"})
+        assert r.status_code == 200 and r.headers["content-type"].startswith(media), fmt
+    assert client.get(URL, params={**WINDOW, "format": "html"}, headers=auth()).status_code == 422
     r = client.get(URL, params={"from": "2026-08-01T00:00:00Z", "to": "2026-05-01T00:00:00Z"}, headers=auth())
     assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["query", "from"]
     assert client.get(URL, params={"from": "2026-08-01T00:00:00"}, headers=auth()).status_code == 422

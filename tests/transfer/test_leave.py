@@ -356,3 +356,14 @@ def test_suspensions_are_stored_windows(client: TestClient, auth: Any, db: Datab
     assert [(r.employee_id, r.valid_from, r.valid_until, r.handover_id, r.revoked_at) for r in rows] == [
         ("e0", EFFECTIVE, RETURN, h["id"], None)
     ]
+
+
+def test_listed_and_reported_like_any_handover(client: TestClient, auth: Any, company: dict[str, Any]) -> None:
+    h = open_leave(client, auth)
+    listed = client.get("/v1/handovers", params={"status": "scheduled"}, headers=auth("hr"))
+    assert listed.status_code == 200 and [x["id"] for x in listed.json()["items"]] == [h["id"]], listed.text
+    report = client.get(f"/v1/handovers/{h['id']}/report", headers=auth("hr"))
+    assert report.status_code == 200, report.text
+    # The leaver's manager sees it; the person on leave sees their own.
+    assert client.get(f"/v1/handovers/{h['id']}", headers=auth("manager", emp="m1")).status_code == 200
+    assert client.get(f"/v1/handovers/{h['id']}", headers=auth("account_manager", emp="e0")).status_code == 200

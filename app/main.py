@@ -31,9 +31,9 @@ from app.notify import events as notify_events
 from app.notify.router import router as notify_router
 from app.ops.router import router as ops_router
 from app.risk.router import router as risk_router
+from app.transfer import leave as transfer_leave
 from app.transfer import planning as transfer_planning
 from app.transfer import retention as transfer_retention
-from app.transfer import service as transfer_service
 from app.transfer import visibility as transfer_visibility
 from app.transfer.followups.router import router as followups_router
 from app.transfer.router import router as transfer_router
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.verifier = TokenVerifier(settings, jwks_clock=app.state.clock)
     app.state.employee_gate = _employee_gate(db, app)
     # Bindings: lower modules get the workflow's facts and effects handed in, never by importing transfer.
-    app.state.exits = transfer_service
+    app.state.exits = transfer_leave  # a leave is a delegation; every other exit goes on to transfer.service
     app.state.managed_cases = transfer_visibility.managed_ids
     app.state.departures = transfer_planning.open_departures
     app.state.outcomes = transfer_retention.outcome_rows

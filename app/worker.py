@@ -20,7 +20,7 @@ from app.core.db import Database, transaction
 from app.core.idempotency import purge_expired
 from app.jobs import service as jobs
 from app.notify import worker as notify_worker
-from app.transfer import deadlines, longops, messaging
+from app.transfer import deadlines, leave, longops, messaging
 from app.transfer import service as transfer
 from app.transfer.followups import service as followups
 
@@ -39,8 +39,14 @@ def purge_idempotency_keys(session: Session, clock: Clock) -> int:
     return purge_expired(session, clock.now())
 
 
+def complete_due_leaves(session: Session, clock: Clock) -> int:
+    """Leaves whose return time has come become completed (access already follows the stored windows)."""
+    return len(leave.complete_due(session, now=clock.now()))
+
+
 JOBS: list[tuple[str, Job]] = [
     ("purge_idempotency_keys", purge_idempotency_keys),
+    ("complete_due_leaves", complete_due_leaves),
 ]
 
 

@@ -39,6 +39,24 @@ class AccessGrant(Base):
     __table_args__ = (Index("ix_access_grant_employee_client", "employee_id", "client_id"),)
 
 
+class AccessSuspension(Base):
+    """An employee's own access is off for [valid_from, valid_until) unless revoked before: a leave. Like a grant,
+    the decision reads the window at the instant asked about, never a job."""
+
+    __tablename__ = "access_suspension"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    employee_id: Mapped[str] = mapped_column(ForeignKey("employee.external_id"), index=True)
+    valid_from: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    valid_until: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
+    reason: Mapped[str] = mapped_column(String(500))
+    handover_id: Mapped[int | None] = mapped_column(ForeignKey("handover.id"), index=True)
+    created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
 class AccessEvent(Base):
     __tablename__ = "access_event"
 

@@ -37,7 +37,10 @@ def _out(d: service.Decision) -> schemas.AccessDecision:
     "/v1/access/check",
     name="access-check",
     summary="May this employee do this to this client's data, now (or at a given instant)?",
-    description="Denies a departed employee, or one past their exit time, everything; shadow and read grants allow "
+    description="Denies a departed employee, or one past their exit time, everything (`employee_departed`); an "
+    "employee on leave gets nothing for the leave's window [effective_at, return_at) (`employee_away`; their "
+    "delegate holds interim grants for it), and everything their grants give again from return_at; shadow and read "
+    "grants allow "
     "view only; export and delete of sensitivity-3 clients need an owner grant; clearance must cover sensitivity. "
     "Every deny, and every allowed export or delete, is audited.",
     response_model=schemas.AccessDecision,

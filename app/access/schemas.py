@@ -14,6 +14,7 @@ DecisionReason = Literal[
     "unknown_employee",
     "unknown_client",
     "employee_departed",
+    "employee_away",
     "no_grant",
     "insufficient_clearance",
     "view_only",

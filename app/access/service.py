@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, insert, literal, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, case, exists, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
-from app.access.models import AccessGrant
+from app.access.models import AccessGrant, AccessSuspension
 from app.audit import service as audit
 from app.core.auth import Principal
 from app.core.bulk import chunks
@@ -50,12 +50,23 @@ def _active(at: Any) -> Any:
     )
 
 
+def _away(at: Any) -> Any:
+    """The employee's own access is suspended at `at` (a leave): a stored window, read like a grant's."""
+    s = AccessSuspension
+    return exists().where(
+        s.employee_id == Employee.external_id,
+        s.valid_from <= at,
+        s.valid_until > at,
+        or_(s.revoked_at.is_(None), s.revoked_at > at),
+    )
+
+
 def _rule(
     employee: str,
     client: str,
     action: str,
     at: dt.datetime,
-    emp: tuple[str, dt.datetime | None, int] | None,
+    emp: tuple[str, dt.datetime | None, int, bool] | None,
     sensitivity: int | None,
     grants: Sequence[tuple[int, str, dt.datetime | None]],
 ) -> Decision:
@@ -70,9 +81,11 @@ def _rule(
         return deny("unknown_employee")
     if sensitivity is None:
         return deny("unknown_client")
-    status, exit_at, clearance = emp
+    status, exit_at, clearance, away = emp
     if status == "departed" or (exit_at is not None and exit_at <= at):
         return deny("employee_departed")
+    if away:
+        return deny("employee_away")
     if not grants:
         return deny("no_grant")
     best = max(grants, key=lambda g: (LEVEL_RANK[g[1]], g[2] is None, g[2] or at, -g[0]))
@@ -90,7 +103,16 @@ def _decide_statement() -> Any:
     g = AccessGrant
     at = bindparam("at", type_=g.valid_from.type)
     return (
-        select(Employee.status, Employee.exit_at, Employee.clearance, Client.sensitivity, g.id, g.level, g.valid_until)
+        select(
+            Employee.status,
+            Employee.exit_at,
+            Employee.clearance,
+            Client.sensitivity,
+            g.id,
+            g.level,
+            g.valid_until,
+            _away(at).label("away"),
+        )
         .select_from(Employee)
         .join(Client, Client.external_id == bindparam("client", type_=Client.external_id.type))
         .outerjoin(g, and_(g.employee_id == Employee.external_id, g.client_id == Client.external_id, _active(at)))
@@ -109,10 +131,11 @@ def decide(session: Session | Connection, employee: str, client: str, action: st
     rows = session.execute(DECIDE, {"employee": employee, "client": client, "at": at}).all()
     if not rows:
         known_emp = session.execute(EMPLOYEE_EXISTS, {"employee": employee}).scalar()
-        return _rule(employee, client, action, at, None if known_emp is None else ("active", None, 0), None, [])
+        emp = None if known_emp is None else ("active", None, 0, False)
+        return _rule(employee, client, action, at, emp, None, [])
     first = rows[0]
     grants = [(r[4], r[5], r[6]) for r in rows if r[4] is not None]
-    return _rule(employee, client, action, at, (first[0], first[1], first[2]), first[3], grants)
+    return _rule(employee, client, action, at, (first[0], first[1], first[2], bool(first[7])), first[3], grants)
 
 
 def _audited(d: Decision) -> bool:
@@ -146,7 +169,7 @@ def check_batch(
 
 
 def decide_batch(session: Session, checks: Sequence[tuple[str, str, str, dt.datetime]]) -> list[Decision]:
-    """Two queries whatever the number of pairs: the people and clients together, then the grants."""
+    """Three queries whatever the number of pairs: the people and clients together, their suspensions, the grants."""
     emp_ids = {c[0] for c in checks}
     client_ids = {c[1] for c in checks}
     people = select(
@@ -167,6 +190,22 @@ def decide_batch(session: Session, checks: Sequence[tuple[str, str, str, dt.date
         else:
             sens[ident] = number
     earliest = min(c[3] for c in checks)
+    s = AccessSuspension
+    suspensions: dict[str, list[tuple[dt.datetime, dt.datetime, dt.datetime | None]]] = defaultdict(list)
+    for who, start, end, revoked in session.execute(
+        select(s.employee_id, s.valid_from, s.valid_until, s.revoked_at).where(
+            s.employee_id.in_(emp_ids), s.valid_until > earliest
+        )
+    ):
+        suspensions[who].append((start, end, revoked))
+
+    def person(employee: str, at: dt.datetime) -> tuple[str, dt.datetime | None, int, bool] | None:
+        found = emps.get(employee)
+        if found is None:
+            return None
+        away = any(a <= at < b and (r is None or r > at) for a, b, r in suspensions.get(employee, ()))
+        return (*found, away)
+
     g = AccessGrant
     by_pair: dict[tuple[str, str], list[AccessGrant]] = defaultdict(list)
     for grant in session.scalars(
@@ -186,7 +225,7 @@ def decide_batch(session: Session, checks: Sequence[tuple[str, str, str, dt.date
             and (x.valid_until is None or x.valid_until > at)
             and (x.revoked_at is None or x.revoked_at > at)
         ]
-        out.append(_rule(employee, client, action, at, emps.get(employee), sens.get(client), valid))
+        out.append(_rule(employee, client, action, at, person(employee, at), sens.get(client), valid))
     return out
 
 
@@ -453,6 +492,73 @@ def cut_leavers(session: Session, leavers: AnySelect) -> None:
     )
 
 
+def cut_clients(session: Session, rows: AnySelect) -> None:
+    """As `cut_leavers`, on given clients only: every (handover_id, employee_id, effective_at, client_id) the
+    statement yields ends that employee's grants on that client at the effective time (a role change: the person
+    stays, only the clients that move are cut)."""
+    g, cut = AccessGrant, rows.subquery()
+    session.execute(
+        update(g)
+        .where(
+            g.employee_id == cut.c.employee_id,
+            g.client_id == cut.c.client_id,
+            g.revoked_at.is_(None),
+            g.cut_by_handover_id.is_(None),
+            or_(g.valid_until.is_(None), g.valid_until > cut.c.effective_at),
+        )
+        .values(cut_by_handover_id=cut.c.handover_id, cut_from=g.valid_until, valid_until=cut.c.effective_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def suspend(
+    session: Session,
+    *,
+    employee: str,
+    valid_from: dt.datetime,
+    valid_until: dt.datetime,
+    handover_id: int,
+    reason: str,
+    actor: str,
+    now: dt.datetime,
+) -> AccessSuspension:
+    """The employee's own access is off for [valid_from, valid_until) (a leave; the handover's audit records it)."""
+    row = AccessSuspension(
+        employee_id=employee,
+        valid_from=valid_from,
+        valid_until=valid_until,
+        handover_id=handover_id,
+        reason=reason,
+        created_by=actor,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def move_windows(session: Session, *, handover_id: int, valid_from: dt.datetime, valid_until: dt.datetime) -> None:
+    """A leave moved: its delegation grants and its suspension get the new window."""
+    for model in (AccessGrant, AccessSuspension):
+        session.execute(
+            update(model)
+            .where(model.handover_id == handover_id, model.revoked_at.is_(None))
+            .values(valid_from=valid_from, valid_until=valid_until)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def end_windows(session: Session, *, handover_id: int, at: dt.datetime) -> None:
+    """A leave ends early at `at`: its grants and suspension that would run past it end there."""
+    for model in (AccessGrant, AccessSuspension):
+        session.execute(
+            update(model)
+            .where(model.handover_id == handover_id, model.revoked_at.is_(None), model.valid_until > at)
+            .values(valid_until=at)
+            .execution_options(synchronize_session=False)
+        )
+
+
 def restore_leaver(session: Session, handover_id: int, *, except_clients: Any = None) -> None:
     """Grants this handover cut get their old end back (except on `except_clients`, a select of client ids)."""
     g = AccessGrant
@@ -468,12 +574,22 @@ def restore_leaver(session: Session, handover_id: int, *, except_clients: Any = 
 
 
 def on_reschedule(
-    session: Session, *, handover_id: int, leaver: str, effective_at: dt.datetime, now: dt.datetime
+    session: Session,
+    *,
+    handover_id: int,
+    leaver: str,
+    effective_at: dt.datetime,
+    now: dt.datetime,
+    clients: AnySelect | None = None,
 ) -> None:
-    """The effective time moved: every window that hangs on it moves with it."""
+    """The effective time moved: every window that hangs on it moves with it. With `clients` (a statement of
+    (handover_id, employee_id, effective_at, client_id) rows, see `cut_clients`), only those are cut again."""
     g = AccessGrant
     restore_leaver(session, handover_id)
-    cut_leaver(session, handover_id, leaver, effective_at)
+    if clients is None:
+        cut_leaver(session, handover_id, leaver, effective_at)
+    else:
+        cut_clients(session, clients)
     # Shadow windows end at the new time. One another handover cut at its holder's own exit keeps that cut:
     # only the end it would get back (cut_from) moves, and it never outlives either.
     cut = g.cut_by_handover_id.is_not(None)
@@ -495,14 +611,15 @@ def on_reschedule(
 
 
 def on_cancel(session: Session, *, handover_id: int, actor: str, now: dt.datetime) -> None:
-    g = AccessGrant
+    """Grants (and, a leave, the suspension) the handover gave are revoked now; cut ones get their end back."""
     restore_leaver(session, handover_id)
-    session.execute(
-        update(g)
-        .where(g.handover_id == handover_id, g.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_by=actor)
-        .execution_options(synchronize_session=False)
-    )
+    for model in (AccessGrant, AccessSuspension):
+        session.execute(
+            update(model)
+            .where(model.handover_id == handover_id, model.revoked_at.is_(None))
+            .values(revoked_at=now, revoked_by=actor)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def on_undo(session: Session, *, handover_id: int, actor: str, now: dt.datetime, staying: Any = None) -> None:

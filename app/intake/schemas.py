@@ -8,9 +8,11 @@ hooks_service), so it must be an RFC 3339 time with an offset, not Unix seconds.
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from app.core.types import ExternalId, InputModel, UtcTime
 from app.directory.schemas import EmployeeIn
@@ -25,8 +27,33 @@ class ExitData(InputModel):
 
     employee: ExternalId = Field(description="The leaver's external id; the employee must exist.")
     effective_at: UtcTime = Field(description="When the exit takes effect (ISO 8601 with an offset).")
-    reason: ExitReason = Field(description="resignation, termination, retirement, role_change, leave or other.")
+    reason: ExitReason = Field(
+        description="resignation, termination, retirement, role_change, leave or other. role_change moves the "
+        "clients like an exit but the person stays active (token and new clients kept); leave is a delegation "
+        "for [effective_at, return_at) (see POST /v1/handovers), not an exit."
+    )
     destination_competitor: bool | None = Field(None, description="Whether the leaver joins a competitor, if known.")
+    return_at: UtcTime | None = Field(
+        None,
+        validate_default=True,
+        description="A leave's end, when the person is back (required for reason leave, after effective_at; refused "
+        "for any other reason). Re-sending the leave with other times moves it.",
+    )
+
+    @field_validator("return_at")
+    @classmethod
+    def _leave_window(cls, value: dt.datetime | None, info: ValidationInfo) -> dt.datetime | None:
+        """A leave needs return_at, after effective_at; another reason takes none (cross-field rules)."""
+        reason, start = info.data.get("reason"), info.data.get("effective_at")
+        if reason is None:
+            return value
+        if reason == "leave" and value is None:
+            raise PydanticCustomError("missing", "a leave needs return_at")
+        if reason != "leave" and value is not None:
+            raise PydanticCustomError("value_error", "only a leave has return_at")
+        if value is not None and start is not None and value <= start:
+            raise PydanticCustomError("value_error", "must be after effective_at")
+        return value
 
 
 class ExitCancelledData(InputModel):

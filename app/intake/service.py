@@ -80,6 +80,7 @@ class ExitWorkflow(Protocol):
         actor: str,
         now: dt.datetime,
         settings: Settings,
+        return_at: dt.datetime | None = None,
     ) -> HasId: ...
 
     def cancel_for_exit(
@@ -277,6 +278,7 @@ def _apply(
                 actor=ACTOR,
                 now=now,
                 settings=settings,
+                return_at=d.return_at,
             )
             return h.id
         if isinstance(event, ExitCancelledEvent):

@@ -10,8 +10,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import ACTOR_LENGTH, Base, JSONType, UTCDateTime
 
-HANDOVER_STATUSES = ("draft", "planned", "approved", "executed", "completed", "cancelled", "undone")
-OPEN_STATUSES = ("draft", "planned", "approved", "executed")
+HANDOVER_STATUSES = ("draft", "planned", "approved", "executed", "scheduled", "completed", "cancelled", "undone")
+# `scheduled`: a leave (a delegation, app/transfer/leave.py) from its opening until the person is back.
+OPEN_STATUSES = ("draft", "planned", "approved", "executed", "scheduled")
 REASONS = ("resignation", "termination", "retirement", "role_change", "leave", "other")
 ITEM_STATUSES = ("proposed", "approved", "transferred", "confirmed", "closed", "cancelled", "reverted")
 CHECKLIST_KEYS = (
@@ -58,6 +59,9 @@ class Handover(Base):
     approval_deadline: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     last_reminded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # A leave (reason `leave`): when the person is back, and who holds their clients until then.
+    return_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    delegate_id: Mapped[str | None] = mapped_column(ForeignKey("employee.external_id"))
 
     __table_args__ = (
         # One open handover per leaver, enforced by the database so concurrent exits create one.
@@ -65,8 +69,8 @@ class Handover(Base):
             "uq_handover_open_leaver",
             "leaver_id",
             unique=True,
-            sqlite_where=text("status IN ('draft', 'planned', 'approved', 'executed')"),
-            postgresql_where=text("status IN ('draft', 'planned', 'approved', 'executed')"),
+            sqlite_where=text("status IN ('draft', 'planned', 'approved', 'executed', 'scheduled')"),
+            postgresql_where=text("status IN ('draft', 'planned', 'approved', 'executed', 'scheduled')"),
         ),
     )
 

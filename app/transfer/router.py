@@ -16,7 +16,7 @@ from app.directory import service as directory
 from app.directory.models import Client
 from app.jobs import service as jobs
 from app.jobs.router import ACCEPTED_RESPONSE, PREFER_DESCRIPTION, accepted
-from app.transfer import longops, planning, schemas, service, signoff, visibility
+from app.transfer import leave, longops, planning, schemas, service, signoff, visibility
 from app.transfer.models import Handover, HandoverItem
 from app.transfer.report import HandoverReport, build_report, to_csv, to_html
 
@@ -44,6 +44,8 @@ def handover_out(
         destination_competitor=h.destination_competitor,
         status=h.status,
         effective_at=h.effective_at,
+        return_at=h.return_at,
+        delegate=h.delegate_id,
         source=h.source,
         candidate_pool=h.candidate_pool or {},
         created_by=h.created_by,
@@ -66,7 +68,7 @@ def handover_out(
         risk_bands=c.bands,
         needs_attention=c.needs_attention,
         total_exposure=c.exposure,
-        allowed_transitions=list(service.TRANSITIONS[h.status]),
+        allowed_transitions=leave.allowed_transitions(h),
         view=view,
     )
 
@@ -121,7 +123,17 @@ def _with_etag(response: Response, h: Handover) -> None:
 @router.post(
     "/v1/handovers",
     name="handovers-create",
-    summary="Open a handover for a leaver",
+    summary="Open a handover for a leaver (an exit, a role change, or a leave)",
+    description="An exit (resignation, termination, retirement, other) opens a `draft` to plan, approve and execute; "
+    "the leaver becomes `leaving`, then `departed` at execution. A `role_change` goes the same way for the clients, "
+    "but the person stays `active` (token kept, may own clients in the new role); only their access to the moved "
+    "clients ends at the effective time. A `leave` (with `return_at`, optionally `delegate`) is a delegation: "
+    "ownership does not move and there is no planning or approval; the handover is `scheduled` at once, the "
+    "delegate gets an interim grant on each of the person's clients for [effective_at, return_at), the person's "
+    "own access is suspended for that window (access checks answer `employee_away`; their token still "
+    "authenticates), and the worker completes it at return_at. A scheduled leave can be cancelled (windows revoked "
+    "now) or completed early once started (windows end now); it is never undone. 422 for a leave without "
+    "return_at, a return_at not after effective_at, or return_at/delegate with another reason.",
     status_code=status.HTTP_201_CREATED,
     response_model=schemas.HandoverOut,
     responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
@@ -141,17 +153,30 @@ def create_handover(
         directory.get_employee(session, principal, body.leaver)
         if body.leaver == principal.employee:
             raise NotFound(f"No employee {body.leaver!r}.")
-    h = service.create_handover(
-        session,
-        leaver=body.leaver,
-        reason=body.reason,
-        effective_at=body.effective_at,
-        destination_competitor=body.destination_competitor,
-        source="api",
-        actor=principal.actor,
-        now=now,
-        settings=request.app.state.settings,
-    )
+    if body.reason == leave.REASON and body.return_at is not None:
+        h = leave.open_leave(
+            session,
+            leaver=body.leaver,
+            effective_at=body.effective_at,
+            return_at=body.return_at,
+            delegate=body.delegate,
+            source="api",
+            actor=principal.actor,
+            now=now,
+            settings=request.app.state.settings,
+        )
+    else:
+        h = service.create_handover(
+            session,
+            leaver=body.leaver,
+            reason=body.reason,
+            effective_at=body.effective_at,
+            destination_competitor=body.destination_competitor,
+            source="api",
+            actor=principal.actor,
+            now=now,
+            settings=request.app.state.settings,
+        )
     session.flush()
     _with_etag(response, h)
     response.headers["Location"] = f"/v1/handovers/{h.id}"
@@ -463,6 +488,8 @@ def execute_handover(
     "/v1/handovers/{handover_id}/cancel",
     name="handovers-cancel",
     summary="Cancel before execution: nothing moves",
+    description="A scheduled leave can be cancelled too, also while it runs: the delegate's grants and the "
+    "person's suspension are revoked now, so the person has their access back at once.",
     response_model=schemas.HandoverOut,
     responses=problem_responses(401, 403, 404, 409, 415, 422),
 )
@@ -523,6 +550,9 @@ def undo_handover(
     "/v1/handovers/{handover_id}/complete",
     name="handovers-complete",
     summary="Complete an executed handover with a reason (a manager closes open items)",
+    description="A scheduled leave may be completed once started: the person is back now (the delegate's grants "
+    "and the suspension end now); before its start, cancel it instead (409). The worker completes a leave at its "
+    "return_at by itself.",
     response_model=schemas.HandoverOut,
     responses=problem_responses(401, 403, 404, 409, 415, 422),
 )
@@ -541,7 +571,10 @@ def complete_handover(
         lock=True,
         manage="Only the leaver's managers or an admin may complete this handover.",
     )
-    service.complete(session, h, actor=principal.actor, now=now, reason=body.reason)
+    if leave.is_leave(h):
+        leave.complete(session, h, actor=principal.actor, now=now, reason=body.reason)
+    else:
+        service.complete(session, h, actor=principal.actor, now=now, reason=body.reason)
     return _transition_endpoint(h, session, response)
 
 

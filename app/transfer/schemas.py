@@ -3,14 +3,15 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StrictBool, model_validator
+from pydantic import BaseModel, Field, StrictBool, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from app.core.types import ExternalId, InputModel, UtcTime
 
 # Which items a reader sees: every one, or (a participant who does not manage the handover) their own.
 View = Literal["all", "own"]
 Reason = Literal["resignation", "termination", "retirement", "role_change", "leave", "other"]
-HandoverStatus = Literal["draft", "planned", "approved", "executed", "completed", "cancelled", "undone"]
+HandoverStatus = Literal["draft", "planned", "approved", "executed", "scheduled", "completed", "cancelled", "undone"]
 ItemStatus = Literal["proposed", "approved", "transferred", "confirmed", "closed", "cancelled", "reverted"]
 ChecklistKey = Literal[
     "client_profile", "contacts", "open_projects", "contracts_financials", "open_issues", "handover_meeting"
@@ -41,11 +42,60 @@ class CandidatePool(InputModel):
         return self
 
 
+REASON_DESCRIPTION = (
+    "Why. resignation, termination, retirement, other: an exit (the person becomes leaving, then departed at the "
+    "effective time; their token is refused from then). role_change: the clients move like an exit (plan, approve, "
+    "execute), but the person stays active, keeps their token and may own clients in the new role; only their "
+    "access to the moved clients ends at the effective time. leave: a delegation, not a move (needs return_at): "
+    "the handover is `scheduled` at once, the delegate holds interim grants on the person's clients for "
+    "[effective_at, return_at) while the person's own access is suspended (access checks answer employee_away), "
+    "and the worker completes it at return_at; no planning or approval."
+)
+
+
+def check_return_at(value: dt.datetime | None, info: ValidationInfo) -> dt.datetime | None:
+    """A leave needs return_at, after effective_at; another reason takes none (cross-field rules)."""
+    reason, start = info.data.get("reason"), info.data.get("effective_at")
+    if reason is None:  # the reason itself was refused: that error says enough
+        return value
+    if reason == "leave" and value is None:
+        raise PydanticCustomError("missing", "a leave needs return_at")
+    if reason != "leave" and value is not None:
+        raise PydanticCustomError("value_error", "only a leave has return_at")
+    if value is not None and start is not None and value <= start:
+        raise PydanticCustomError("value_error", "must be after effective_at")
+    return value
+
+
 class HandoverCreate(InputModel):
     leaver: ExternalId = Field(description="The leaving employee's external id.")
-    reason: Reason = Field(description="Why they leave.")
-    effective_at: UtcTime = Field(description="When ownership moves and the leaver's access ends (UTC).")
+    reason: Reason = Field(description=REASON_DESCRIPTION)
+    effective_at: UtcTime = Field(
+        description="When ownership moves and the leaver's access ends (UTC); for a leave, when it starts."
+    )
     destination_competitor: StrictBool | None = Field(None, description="True if they go to a competitor, if known.")
+    return_at: UtcTime | None = Field(
+        None,
+        validate_default=True,
+        description="A leave's end: when the person is back (required for reason leave, after effective_at; "
+        "refused for any other reason). Their access returns, and the delegate's ends, at this instant.",
+    )
+    delegate: ExternalId | None = Field(
+        None,
+        validate_default=True,
+        description="A leave only: who holds the person's clients meanwhile (an interim grant on each). Default: "
+        "the interim owner rule (the person's manager, walking up past anyone who cannot act, else "
+        "HANDOVER_INTERIM_OWNER).",
+    )
+
+    _return_at = field_validator("return_at")(check_return_at)
+
+    @field_validator("delegate")
+    @classmethod
+    def _delegate_only_on_leave(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("reason") not in (None, "leave"):
+            raise PydanticCustomError("value_error", "only a leave has a delegate")
+        return value
 
 
 class PlanRequest(InputModel):
@@ -113,8 +163,13 @@ class HandoverOut(BaseModel):
     manager: str | None = Field(description="The leaver's manager when the handover was opened.")
     reason: Reason
     destination_competitor: bool | None
-    status: HandoverStatus
+    status: HandoverStatus = Field(
+        description="draft → planned → approved → executed → completed for an exit or a role change (cancelled "
+        "before execution, undone after); scheduled → completed (or cancelled) for a leave."
+    )
     effective_at: dt.datetime
+    return_at: dt.datetime | None = Field(None, description="A leave's end (null for any other reason).")
+    delegate: str | None = Field(None, description="Who holds the clients during a leave (null otherwise).")
     source: Literal["api", "hr_webhook"]
     candidate_pool: dict[str, Any]
     created_by: str

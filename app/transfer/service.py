@@ -28,11 +28,12 @@ from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.notify import events
 from app.notify import service as notify
-from app.transfer import deadlines, messaging, visibility
+from app.transfer import deadlines, messaging, rolechange, visibility
 from app.transfer.followups import service as followups
 from app.transfer.models import OPEN_STATUSES, Handover, HandoverItem
 
 TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "scheduled": ("completed", "cancelled"),  # a leave (app/transfer/leave.py)
     "draft": ("planned", "cancelled"),
     "planned": ("planned", "approved", "cancelled"),
     "approved": ("executed", "cancelled"),
@@ -189,7 +190,8 @@ def create_handover(
             session.flush()
     except IntegrityError as exc:
         raise Conflict(f"Employee {leaver!r} already has an open handover.") from exc
-    directory.set_exit(session, leaver, effective_at, now=now, leaving=True)
+    if not rolechange.stays(reason):
+        directory.set_exit(session, leaver, effective_at, now=now, leaving=True)
     record(
         session, actor, "handover.created", h, now, effective_at=effective_at.isoformat(), reason=reason, source=source
     )
@@ -240,9 +242,14 @@ def reschedule(
     deadlines.on_rescheduled(h, now=now, settings=settings)
     h.version += 1
     h.updated_at = now
-    directory.set_exit(session, h.leaver_id, effective_at, now=now, leaving=False)
+    if not rolechange.stays(h.reason):
+        directory.set_exit(session, h.leaver_id, effective_at, now=now, leaving=False)
     if h.status in ("approved", "executed"):
-        access.on_reschedule(session, handover_id=h.id, leaver=h.leaver_id, effective_at=effective_at, now=now)
+        session.flush()
+        clients = rolechange.moved_clients([h.id]) if h.reason == "role_change" else None
+        access.on_reschedule(
+            session, handover_id=h.id, leaver=h.leaver_id, effective_at=effective_at, now=now, clients=clients
+        )
         messaging.on_rescheduled(session, h, now=now, settings=settings)
         followups.reschedule_for_handover(session, handover_id=h.id, now=now, settings=settings)
     record(
@@ -378,6 +385,7 @@ def _grant_windows(session: Session, hs: Sequence[Handover], *, actor: str, now:
         for rows in windows:
             access.insert_grants(session, rows, actor=actor, now=now)
     access.cut_leavers(session, _leavers_of([h.id for h in hs]))
+    access.cut_clients(session, rolechange.moved_clients([h.id for h in hs]))
 
 
 def _windows_granted(session: Session, handover_ids: Sequence[int], *, now: dt.datetime) -> dict[int | None, list[Any]]:
@@ -404,12 +412,13 @@ def _windows_granted(session: Session, handover_ids: Sequence[int], *, now: dt.d
 
 
 def _leavers_of(handover_ids: Sequence[int]) -> AnySelect:
-    """(handover_id, employee_id, effective_at) of these handovers' leavers, for access to cut their grants."""
+    """(handover_id, employee_id, effective_at) of these handovers' leavers, for access to cut their grants; a
+    role change's person stays, and only their grants on the moved clients are cut (`rolechange.moved_clients`)."""
     return select(
         Handover.id.label("handover_id"),
         Handover.leaver_id.label("employee_id"),
         Handover.effective_at.label("effective_at"),
-    ).where(Handover.id.in_(list(handover_ids)))
+    ).where(Handover.id.in_(rolechange.exits(handover_ids)))
 
 
 def _cut_leaving_receivers(session: Session, handover_ids: Sequence[int]) -> None:
@@ -515,7 +524,7 @@ def execute_many(session: Session, hs: Sequence[Handover], *, actor: str, now: d
         for hid, clients in elsewhere.items():
             access.end_handover_grants_for_clients(session, handover_id=hid, clients=clients, now=now)
     confirm_signed_items(session, ids, now)
-    directory.mark_departed(session, [h.leaver_id for h in hs], now=now)
+    directory.mark_departed(session, [h.leaver_id for h in hs if not rolechange.stays(h.reason)], now=now)
     moved = dict(
         session.execute(
             select(item.handover_id, func.count())
@@ -607,6 +616,8 @@ def cancel(session: Session, h: Handover, *, actor: str, now: dt.datetime, reaso
 def undo(
     session: Session, h: Handover, *, actor: str, now: dt.datetime, reason: str | None, settings: Settings | None
 ) -> Handover:
+    if h.reason == "leave":
+        raise Conflict("A leave is not undone: cancel it while scheduled.", extra={"allowed": []})
     window = dt.timedelta(days=settings.undo_window_days if settings else 30)
     if h.status in ("executed", "completed") and h.executed_at and now > h.executed_at + window:
         allowed = [t for t in TRANSITIONS[h.status] if t != "undone"]

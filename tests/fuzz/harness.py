@@ -189,7 +189,11 @@ EXCLUDED: dict[tuple[str, str], dict[Any, str]] = {
     ("POST", "/v1/employees/batch"): {positive_data_acceptance: _REFERENCES + "; no cycles among managers"},
     ("PUT", "/v1/clients/{external_id}"): {positive_data_acceptance: _REFERENCES},
     ("POST", "/v1/clients/batch"): {positive_data_acceptance: _REFERENCES},
-    ("POST", "/v1/handovers"): {positive_data_acceptance: _REFERENCES + "; one open handover per leaver"},
+    ("POST", "/v1/handovers"): {
+        positive_data_acceptance: _REFERENCES + "; one open handover per leaver; a leave needs return_at after "
+        "effective_at, and return_at and delegate are for a leave only (cross-field rules); a leave needs a delegate "
+        "who can act (named, or the interim owner rule)"
+    },
     ("POST", "/v1/handovers/{handover_id}/plan"): {
         positive_data_acceptance: _REFERENCES + "; candidate_pool kind=list needs employees (a cross-field rule)"
     },

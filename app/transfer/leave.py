@@ -1,0 +1,326 @@
+"""A leave is a delegation, not an exit (issue 15, point 7).
+
+`reason: leave` with a `return_at`: ownership does not move and the person stays `active` (their token keeps
+authenticating). For the period [effective_at, return_at):
+
+- a delegate (the request's `delegate`, by default the interim owner rule of `app.transfer.interim`) holds an
+  `interim` grant on each client the person owns when the leave is opened;
+- the person's own access is suspended: the access decision answers `employee_away` for them.
+
+Both are stored windows (access grants and an access suspension keyed by the handover), so the decision changes at
+effective_at and at return_at to the second, whether or not any job has run.
+
+Lifecycle: a leave skips planning and approval of successors (nobody succeeds anybody).
+
+- opened → `scheduled` at once, grants and suspension written in the same transaction (audit `handover.created`,
+  then `handover.scheduled`);
+- `scheduled` → `completed` by the worker at return_at (`handover.completed`, actor `system:worker`), or earlier by
+  POST /complete once the leave has started: the person is back now, the windows end now;
+- `scheduled` → `cancelled` (POST /cancel or HR's `employee.exit_cancelled`): grants and suspension are revoked
+  now, so a leave cancelled while running ends at once;
+- HR re-announcing the leave with other times moves both windows (`handover.rescheduled`);
+- an exit announced while on leave ends the leave now (or cancels it before it starts) and opens the exit;
+- a leave is never planned, approved, executed or undone (409).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import func, literal, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from app.access import service as access
+from app.access.models import AccessGrant
+from app.core.config import Settings
+from app.core.errors import Conflict, Unprocessable
+from app.directory import service as directory
+from app.directory.models import Client, Employee
+from app.transfer import service
+from app.transfer.interim import interim_owner
+from app.transfer.models import OPEN_STATUSES, Handover
+
+REASON = "leave"
+WORKER = "system:worker"
+API_LOCS: dict[str, list[str | int]] = {"leaver": ["body", "leaver"], "delegate": ["body", "delegate"]}
+HR_LOCS: dict[str, list[str | int]] = {"leaver": ["body", "data", "employee"], "delegate": ["body", "data", "employee"]}
+
+
+def is_leave(h: Handover) -> bool:
+    return h.reason == REASON
+
+
+def allowed_transitions(h: Handover) -> list[str]:
+    """What the handover may become next, as the API shows it (a completed leave is not undone)."""
+    if is_leave(h) and h.status != "scheduled":
+        return []
+    return list(service.TRANSITIONS[h.status])
+
+
+def _invalid(message: str, loc: list[str | int], msg: str, kind: str) -> Unprocessable:
+    return Unprocessable(message, errors=[{"loc": loc, "msg": msg, "type": kind}])
+
+
+def _delegate(
+    session: Session,
+    leaver: str,
+    delegate: str | None,
+    *,
+    at: dt.datetime,
+    settings: Settings,
+    locs: dict[str, list[str | int]],
+) -> str:
+    """The named delegate if they can act at the leave's start, else the interim owner rule; 422 if nobody."""
+    if delegate is None:
+        found = interim_owner(session, leaver, at=at, settings=settings)
+        if found is None:
+            raise _invalid(
+                "Nobody can stand in for the leave: name a delegate.",
+                locs["delegate"],
+                "nobody up the manager chain (nor HANDOVER_INTERIM_OWNER) can act at effective_at",
+                "no_delegate",
+            )
+        return found
+    if delegate == leaver:
+        raise _invalid("The delegate is the person on leave.", locs["delegate"], "is the leaver", "value_error")
+    person = session.get(Employee, delegate)
+    if person is None:
+        raise _invalid(f"No employee {delegate!r}.", locs["delegate"], "unknown employee", "unknown_reference")
+    if not directory.can_act(person, at):
+        raise _invalid(
+            f"Employee {delegate!r} cannot act at the leave's start.", locs["delegate"], "cannot act", "invalid_state"
+        )
+    return delegate
+
+
+def open_leave(
+    session: Session,
+    *,
+    leaver: str,
+    effective_at: dt.datetime,
+    return_at: dt.datetime,
+    delegate: str | None,
+    source: str,
+    actor: str,
+    now: dt.datetime,
+    settings: Settings,
+    locs: dict[str, list[str | int]] = API_LOCS,
+) -> Handover:
+    """Opens a leave, scheduled at once: the delegate's interim grants and the person's suspension, both for
+    [effective_at, return_at). Every check runs before the first write."""
+    if return_at <= effective_at:  # the request schemas refuse this already; kept for other callers
+        raise _invalid(
+            "A leave ends after it starts.", ["body", "return_at"], "must be after effective_at", "value_error"
+        )
+    emp = session.get(Employee, leaver, with_for_update=True)
+    if emp is None:
+        raise _invalid(f"No employee {leaver!r}.", locs["leaver"], "unknown employee", "unknown_reference")
+    if emp.status == "departed":
+        raise _invalid(
+            f"Employee {leaver!r} has already departed.", locs["leaver"], "already departed", "invalid_state"
+        )
+    open_one = session.scalar(
+        select(Handover.id).where(Handover.leaver_id == leaver, Handover.status.in_(OPEN_STATUSES))
+    )
+    if open_one is not None:
+        raise Conflict(
+            f"Employee {leaver!r} already has an open handover ({open_one}).", extra={"handover_id": open_one}
+        )
+    chosen = _delegate(session, leaver, delegate, at=effective_at, settings=settings, locs=locs)
+    h = Handover(
+        leaver_id=leaver,
+        manager_id=emp.manager_id,
+        reason=REASON,
+        destination_competitor=None,
+        status="scheduled",
+        effective_at=effective_at,
+        return_at=return_at,
+        delegate_id=chosen,
+        source=source,
+        candidate_pool={"kind": "organisation"},
+        leaver_status_before=emp.status,
+        version=1,
+        created_by=actor,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(h)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise Conflict(f"Employee {leaver!r} already has an open handover.") from exc
+    window: dict[str, Any] = {"effective_at": effective_at.isoformat(), "return_at": return_at.isoformat()}
+    service.record(session, actor, "handover.created", h, now, reason=REASON, source=source, **window)
+    clients = _delegate_clients(session, h, actor=actor, now=now)
+    access.suspend(
+        session,
+        employee=leaver,
+        valid_from=effective_at,
+        valid_until=return_at,
+        handover_id=h.id,
+        reason="leave",
+        actor=actor,
+        now=now,
+    )
+    service.record(session, actor, "handover.scheduled", h, now, delegate=chosen, clients=clients, **window)
+    return h
+
+
+def _delegate_clients(session: Session, h: Handover, *, actor: str, now: dt.datetime) -> int:
+    """An interim grant to the delegate on each client the person owns, for the leave's window."""
+    at = AccessGrant.valid_from.type
+    owned = (Client.owner_id == h.leaver_id,)
+    rows = select(
+        literal(h.delegate_id),
+        Client.external_id,
+        literal("interim"),
+        literal(h.effective_at, at),
+        literal(h.return_at, at),
+        literal("leave delegation"),
+        literal(h.id),
+    ).where(*owned)
+    access.insert_grants(session, rows, actor=actor, now=now)
+    return int(session.scalar(select(func.count()).select_from(Client).where(*owned)) or 0)
+
+
+def reschedule(
+    session: Session,
+    h: Handover,
+    *,
+    effective_at: dt.datetime,
+    return_at: dt.datetime,
+    actor: str,
+    now: dt.datetime,
+) -> None:
+    """HR moved the leave: both windows move with it."""
+    if h.status != "scheduled":
+        raise Conflict(f"A leave in status {h.status} cannot be moved.", extra={"allowed": allowed_transitions(h)})
+    old: dict[str, Any] = {"old_effective_at": h.effective_at.isoformat()}
+    old["old_return_at"] = h.return_at.isoformat() if h.return_at else None
+    h.effective_at, h.return_at = effective_at, return_at
+    h.version += 1
+    h.updated_at = now
+    access.move_windows(session, handover_id=h.id, valid_from=effective_at, valid_until=return_at)
+    service.record(
+        session,
+        actor,
+        "handover.rescheduled",
+        h,
+        now,
+        effective_at=effective_at.isoformat(),
+        return_at=return_at.isoformat(),
+        **old,
+    )
+
+
+def complete(session: Session, h: Handover, *, actor: str, now: dt.datetime, reason: str | None) -> Handover:
+    """The person is back: at return_at (the worker), or earlier (the windows end now)."""
+    if h.status == "scheduled" and now < h.effective_at:
+        raise Conflict("The leave has not started: cancel it instead.", extra={"allowed": ["cancelled"]})
+    service.move(h, "completed", now)
+    early = h.return_at is not None and now < h.return_at
+    if early:
+        access.end_windows(session, handover_id=h.id, at=now)
+    h.completed_by, h.completed_at, h.completion_reason = actor, now, reason
+    service.record(session, actor, "handover.completed", h, now, reason=reason, early=early)
+    return h
+
+
+def complete_due(session: Session, *, now: dt.datetime, limit: int = 200) -> list[int]:
+    """Completes the leaves whose return time has come; safe with several workers (SKIP LOCKED). Access does not
+    wait for this: the windows already end at return_at."""
+    due = list(
+        session.scalars(
+            select(Handover)
+            .where(Handover.status == "scheduled", Handover.return_at <= now)
+            .order_by(Handover.return_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for h in due:
+        complete(session, h, actor=WORKER, now=now, reason=None)
+    return [h.id for h in due]
+
+
+# ---- HR's exit events (app.main binds intake to these) ------------------------------------------------------
+
+
+def open_from_exit(
+    session: Session,
+    *,
+    leaver: str,
+    effective_at: dt.datetime,
+    reason: str,
+    destination_competitor: bool | None,
+    actor: str,
+    now: dt.datetime,
+    settings: Settings,
+    return_at: dt.datetime | None = None,
+) -> Handover:
+    """`employee.exit`: a leave opens (or moves) a delegation; any other reason goes to the exit workflow. An exit
+    announced while on leave ends the leave first (or cancels it, not yet started)."""
+    h = session.scalar(
+        select(Handover).where(Handover.leaver_id == leaver, Handover.status.in_(OPEN_STATUSES)).with_for_update()
+    )
+    if reason == REASON:
+        if return_at is None:  # the event schema refuses this already
+            raise _invalid("A leave needs return_at.", ["body", "data", "return_at"], "required for a leave", "missing")
+        if h is None:
+            return open_leave(
+                session,
+                leaver=leaver,
+                effective_at=effective_at,
+                return_at=return_at,
+                delegate=None,
+                source="hr_webhook",
+                actor=actor,
+                now=now,
+                settings=settings,
+                locs=HR_LOCS,
+            )
+        if not is_leave(h):
+            raise Conflict(
+                f"Employee {leaver!r} has an open handover ({h.id}) for an exit; a leave cannot start during it.",
+                extra={"handover_id": h.id},
+            )
+        if (h.effective_at, h.return_at) != (effective_at, return_at):
+            reschedule(session, h, effective_at=effective_at, return_at=return_at, actor=actor, now=now)
+        return h
+    if h is not None and is_leave(h):
+        if now < h.effective_at:
+            service.cancel(session, h, actor=actor, now=now, reason="an exit was announced")
+        else:
+            complete(session, h, actor=actor, now=now, reason="an exit was announced")
+        session.flush()
+    return service.open_from_exit(
+        session,
+        leaver=leaver,
+        effective_at=effective_at,
+        reason=reason,
+        destination_competitor=destination_competitor,
+        actor=actor,
+        now=now,
+        settings=settings,
+    )
+
+
+def cancel_for_exit(
+    session: Session, *, leaver: str, reason: str | None, actor: str, now: dt.datetime
+) -> Handover | None:
+    """`employee.exit_cancelled`: a scheduled leave is cancelled; a finished one is history (nothing to cancel);
+    anything else goes to the exit workflow."""
+    latest = session.scalar(
+        select(Handover)
+        .where(Handover.leaver_id == leaver, Handover.status.in_((*OPEN_STATUSES, "completed")))
+        .order_by(Handover.id.desc())
+        .limit(1)
+    )
+    if latest is not None and is_leave(latest):
+        if latest.status != "scheduled":
+            return None
+        return service.cancel(session, latest, actor=actor, now=now, reason=reason)
+    return service.cancel_for_exit(session, leaver=leaver, reason=reason, actor=actor, now=now)

@@ -29,7 +29,7 @@ EventTime = Annotated[
 ]
 """Times as ISO 8601 with their UTC offset (`2026-11-02T09:00:00+00:00`), as every event has always sent them."""
 
-HandoverStatus = Literal["draft", "planned", "approved", "executed", "completed", "cancelled", "undone"]
+HandoverStatus = Literal["draft", "planned", "approved", "executed", "scheduled", "completed", "cancelled", "undone"]
 ExitReason = Literal["resignation", "termination", "retirement", "role_change", "leave", "other"]
 GrantLevel = Literal["owner", "interim", "shadow", "read"]
 

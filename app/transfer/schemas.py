@@ -7,11 +7,11 @@ from pydantic import BaseModel, Field, StrictBool, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 
 from app.core.types import ExternalId, InputModel, UtcTime
+from app.notify.events import ExitReason as Reason
+from app.notify.events import HandoverStatus
 
 # Which items a reader sees: every one, or (a participant who does not manage the handover) their own.
 View = Literal["all", "own"]
-Reason = Literal["resignation", "termination", "retirement", "role_change", "leave", "other"]
-HandoverStatus = Literal["draft", "planned", "approved", "executed", "scheduled", "completed", "cancelled", "undone"]
 ItemStatus = Literal["proposed", "approved", "transferred", "confirmed", "closed", "cancelled", "reverted"]
 ChecklistKey = Literal[
     "client_profile", "contacts", "open_projects", "contracts_financials", "open_issues", "handover_meeting"

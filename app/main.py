@@ -9,7 +9,6 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
-from prometheus_client import CollectorRegistry
 
 from app.access import service as access_service
 from app.access.router import router as access_router
@@ -20,13 +19,13 @@ from app.core.config import Settings, get_settings
 from app.core.db import Database
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_handlers
 from app.core.idempotency import ASYNC_PREFIXES, EXCLUDED_PREFIXES, IdempotencyMiddleware, describe
-from app.core.middleware import Metrics, RequestMiddleware, configure_logging
-from app.core.poolmetrics import PoolCollector
+from app.core.middleware import RequestMiddleware, configure_logging
 from app.core.types import NO_NUL_PATTERN
 from app.directory.router import router as directory_router
 from app.intake.router import router as intake_router
 from app.jobs.router import router as jobs_router
 from app.notify.router import router as notify_router
+from app.ops import metrics as ops_metrics
 from app.ops.router import router as ops_router
 from app.risk.router import router as risk_router
 from app.transfer import planning as transfer_planning
@@ -83,9 +82,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.managed_cases = transfer_visibility.managed_ids
     app.state.departures = transfer_planning.open_departures
     app.state.outcomes = transfer_retention.outcome_rows
-    registry = CollectorRegistry()
-    registry.register(PoolCollector(db))
-    app.state.metrics = Metrics(registry)
+    # Requests and the pool per process (added up across `serve --workers`); the queues read at scrape time.
+    app.state.metrics, app.state.metrics_registry = ops_metrics.build(db, app.state.clock, transfer_service.count_due)
 
     install_handlers(app)
     # The access check is the hot path (every CRM page view): Starlette tries routes in order, and matching

@@ -26,6 +26,7 @@ from app.intake.router import router as intake_router
 from app.jobs.router import router as jobs_router
 from app.notify.router import router as notify_router
 from app.ops import metrics as ops_metrics
+from app.ops.docs import router as docs_router
 from app.ops.router import router as ops_router
 from app.risk.router import router as risk_router
 from app.transfer import planning as transfer_planning
@@ -70,6 +71,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        docs_url=None,  # app/ops/docs.py serves /docs and /redoc with local assets, no CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = db
@@ -98,6 +101,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(risk_router)
     app.include_router(followups_router)
     app.include_router(jobs_router)
+    app.include_router(docs_router)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics)
 

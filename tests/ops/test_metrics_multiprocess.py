@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -116,7 +117,45 @@ def test_every_scrape_adds_up_every_worker(server: Server) -> None:
     assert values["handover_handovers_due"] == 0
 
 
-def test_serve_says_where_it_listens_and_removes_its_metrics_directory(server: Server) -> None:
+def _workers(parent: int) -> list[int]:
+    """uvicorn's worker processes: children of serve started by multiprocessing's spawn."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == parent and b"spawn_main" in cmdline:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds uvicorn's workers through /proc")
+def test_a_killed_worker_keeps_its_counts_and_drops_its_gauges_and_serve_cleans_up(server: Server) -> None:
+    token = mint_token(make_settings(server.database_url), role="admin", sub="test-admin")
+    for _ in range(N):
+        assert httpx.get(f"{server.base}/healthz", timeout=5).status_code == 200
+    workers = _workers(server.proc.pid)
+    assert len(workers) == 2, workers
+    os.kill(workers[0], signal.SIGKILL)
+    deadline = time.monotonic() + 60
+    while True:  # uvicorn starts a new worker in its place; waiting for it to boot, not for a schedule
+        now = _workers(server.proc.pid)
+        if len(now) == 2 and workers[0] not in now:
+            try:
+                values = _scrape(server, token)
+            except httpx.TransportError:
+                values = {}
+            if values.get("handover_db_pool_size") == 2 * POOL_SIZE:
+                break
+        assert time.monotonic() < deadline, "no new worker"
+        time.sleep(0.2)
+    for _ in range(4):
+        values = _scrape(server, token)
+        assert values["handover_db_pool_size"] == 2 * POOL_SIZE  # the dead worker's pool is no longer counted
+        assert _healthz_count(values) == N  # its requests still are
+    # serve said where it listens, and removes its metrics directory when it ends
     assert [p.name for p in (server.tmp / "tmp").iterdir()][0].startswith("handover-metrics-")
     server.proc.terminate()
     server.proc.wait(timeout=30)

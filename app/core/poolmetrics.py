@@ -40,16 +40,21 @@ class PoolGauges:
         event.listen(pool, "checkout", self._checkout)
         event.listen(pool, "checkin", self._checkin)
 
+    # On every checkout and checkin (the access check's hot path): one gauge write, the second only beyond the pool.
     def _checkout(self, *_: Any) -> None:
         with self._lock:
             self._out += 1
-            self._publish()
+            self.checked_out.set(self._out)
+            if self._out > self.size:
+                self.overflow.set(self._out - self.size)
 
     def _checkin(self, *_: Any) -> None:
         with self._lock:
             self._out = max(0, self._out - 1)
-            self._publish()
+            self.checked_out.set(self._out)
+            if self._out >= self.size:
+                self.overflow.set(self._out - self.size)
 
     def _publish(self) -> None:
         self.checked_out.set(self._out)
-        self.overflow.set(max(0, self._out - self.size) if self.size else 0)
+        self.overflow.set(max(0, self._out - self.size))

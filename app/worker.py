@@ -21,7 +21,7 @@ from app.core.clock import Clock, SystemClock
 from app.core.config import Settings
 from app.core.db import Database, transaction
 from app.core.idempotency import purge_expired
-from app.core.metrics import WORKER_JOB, WORKER_JOB_FAILURES, WORKER_PASS
+from app.core.metrics import WORKER_JOB, WORKER_JOB_FAILURES, worker_pass
 from app.jobs import service as jobs
 from app.notify import worker as notify_worker
 from app.transfer import deadlines, longops, messaging
@@ -157,7 +157,7 @@ def run_once(db: Database, clock: Clock, stop: threading.Event | None = None) ->
             WORKER_JOB_FAILURES.labels(name).inc()
             done[name] = -1
         WORKER_JOB.labels(name).observe(time.perf_counter() - began)
-    WORKER_PASS.observe(time.perf_counter() - started)
+    worker_pass().observe(time.perf_counter() - started)
     return done
 
 
@@ -169,6 +169,7 @@ def serve_metrics(settings: Settings) -> tuple[Any, threading.Thread] | None:
     (Prometheus adds them up)."""
     if settings.worker_metrics_port is None:
         return None
+    worker_pass()  # present from the first scrape on, before the first pass ends
     server, thread = start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
     logger.info("worker metrics on http://%s:%s/metrics", settings.worker_metrics_host, server.server_address[1])
     return server, thread

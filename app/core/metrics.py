@@ -18,6 +18,7 @@ import glob
 import os
 import re
 from collections.abc import Iterable
+from functools import cache
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, values
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
@@ -32,11 +33,19 @@ DELIVERIES = Counter(
     " dead (no more tries); withdrawn or skipped (not sent, the workflow no longer wanted it).",
     ["channel", "result"],
 )
-WORKER_PASS = Histogram(
-    "handover_worker_pass_duration_seconds",
-    "How long one `handover worker` pass over every job took.",
-    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
-)
+
+
+@cache
+def worker_pass() -> Histogram:
+    """Made on first use: unlabelled, it would otherwise show up (all zero) in every process that imports this
+    module, the API's multiprocess scrape included."""
+    return Histogram(
+        "handover_worker_pass_duration_seconds",
+        "How long one `handover worker` pass over every job took.",
+        buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+    )
+
+
 WORKER_JOB = Histogram(
     "handover_worker_job_duration_seconds",
     "How long each worker job took within a pass.",

@@ -102,6 +102,7 @@ def test_every_scrape_adds_up_every_worker(server: Server) -> None:
         assert values["handover_db_pool_size"] == 2 * POOL_SIZE  # both workers' pools: both are counted
         assert values["handover_db_pool_overflow"] >= 0
         assert all(v >= 0 for k, v in values.items() if k.startswith("handover_db_pool_"))
+        assert not [k for k in values if k.startswith("handover_worker_")]  # the worker's, on its own port
         served.add(values.get('handover_http_requests_total{method="GET",route="/metrics",status="200"}', 0))
     assert len(served) == 8  # each scrape sees the earlier ones (a request is counted once answered)
 

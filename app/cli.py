@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import os
+import shutil
+import socket
 import sys
+import tempfile
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from alembic.util import CommandError
@@ -21,9 +26,13 @@ DEFAULT_OPENAPI = Path("openapi/openapi.json")
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.core.metrics import MULTIPROC_ENV
     from app.core.migrate import upgrade
 
     settings = get_settings()
+    if args.workers < 1:
+        print("handover serve: --workers must be at least 1", file=sys.stderr)
+        return 2
     if settings.is_sqlite or args.migrate:
         upgrade(settings.database_url)
     else:
@@ -32,17 +41,43 @@ def _serve(args: argparse.Namespace) -> int:
             db.ping()
         finally:
             db.dispose()
-    uvicorn.run(
-        "app.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        access_log=False,
-        proxy_headers=True,
-        log_level="warning",
-    )
+    port = args.port or _free_port(args.host)
+    metrics_dir = None
+    if args.workers > 1:
+        # Before uvicorn spawns its workers (each imports prometheus-client afresh and so writes its metrics into
+        # this directory); a fresh one per serve, so no count of an earlier run leaks in. Removed when serve ends.
+        metrics_dir = tempfile.mkdtemp(prefix="handover-metrics-")
+        os.environ[MULTIPROC_ENV] = metrics_dir
+    base = f"http://{_url_host(args.host)}:{port}"
+    print(f"handover: serving on {base} ({args.workers} worker(s)); API docs at {base}/docs", flush=True)
+    try:
+        uvicorn.run(
+            "app.main:create_app",
+            factory=True,
+            host=args.host,
+            port=port,
+            workers=args.workers,
+            access_log=False,
+            proxy_headers=True,
+            log_level="warning",
+        )
+    finally:
+        if metrics_dir is not None:
+            os.environ.pop(MULTIPROC_ENV, None)
+            shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _free_port(host: str) -> int:
+    """--port 0: a free port chosen here, so that the line above can say which."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
 
 
 def _migrate(args: argparse.Namespace) -> int:
@@ -112,12 +147,18 @@ def build_parser() -> argparse.ArgumentParser:
     from app.core.auth import ROLE_SCOPES
 
     parser = argparse.ArgumentParser(prog="handover", description="handover-service")
+    parser.add_argument("--version", action="version", version=f"handover {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("serve", help="run the API (migrates the embedded SQLite first)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; 0.0.0.0: all)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000; 0: a free one)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="API processes (default 1); /metrics adds up every process's counts",
+    )
     p.add_argument("--migrate", action="store_true", help="also migrate a non-SQLite database first")
     p.set_defaults(func=_serve)
 
@@ -125,15 +166,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_worker)
 
     p = sub.add_parser("migrate", help="apply database migrations")
-    p.add_argument("--revision", default="head")
+    p.add_argument("--revision", default="head", help="the Alembic revision to migrate to (default head)")
     p.set_defaults(func=_migrate)
 
     p = sub.add_parser("token", help="mint a development token (development only)")
-    p.add_argument("--role", required=True, choices=sorted(ROLE_SCOPES))
+    p.add_argument("--role", required=True, choices=sorted(ROLE_SCOPES), help="the token's role")
     p.add_argument("--sub", help="subject (default dev-<role>)")
     p.add_argument("--emp", help="the employee external id this person is")
     p.add_argument("--scope", action="append", help="a scope; repeat for several (integration tokens)")
-    p.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    p.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     p.set_defaults(func=_token)
 
     p = sub.add_parser("demo", help="a synthetic company, one leaver: plan, approve and explain a handover")
@@ -142,13 +183,20 @@ def build_parser() -> argparse.ArgumentParser:
         default="sqlite:///./handover-demo.db",
         help="a SQLite file here is deleted and rebuilt (default ./handover-demo.db)",
     )
-    p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--seed", type=int, default=7, help="random seed of the synthetic company (default 7)")
     p.set_defaults(func=_demo)
 
     p = sub.add_parser("openapi", help="write openapi/openapi.json")
-    p.add_argument("--output", default=str(DEFAULT_OPENAPI))
+    p.add_argument("--output", default=str(DEFAULT_OPENAPI), help=f"where to write it (default {DEFAULT_OPENAPI})")
     p.set_defaults(func=_openapi)
     return parser
+
+
+def _version() -> str:
+    try:
+        return version("handover-service")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,7 +9,6 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
-from prometheus_client import CollectorRegistry
 
 from app.access import service as access_service
 from app.access.router import router as access_router
@@ -21,14 +20,15 @@ from app.core.config import Settings, get_settings
 from app.core.db import Database
 from app.core.errors import PROBLEM_MEDIA_TYPE, install_handlers
 from app.core.idempotency import ASYNC_PREFIXES, EXCLUDED_PREFIXES, IdempotencyMiddleware, describe
-from app.core.middleware import Metrics, RequestMiddleware, configure_logging
-from app.core.poolmetrics import PoolCollector
+from app.core.middleware import RequestMiddleware, configure_logging
 from app.core.types import NO_NUL_PATTERN
 from app.directory.router import router as directory_router
 from app.intake.router import router as intake_router
 from app.jobs.router import router as jobs_router
 from app.notify import events as notify_events
 from app.notify.router import router as notify_router
+from app.ops import metrics as ops_metrics
+from app.ops.docs import router as docs_router
 from app.ops.router import router as ops_router
 from app.risk.router import router as risk_router
 from app.transfer import leave as transfer_leave
@@ -74,6 +74,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
         description=DESCRIPTION,
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        docs_url=None,  # app/ops/docs.py serves /docs and /redoc with local assets, no CDN
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.db = db
@@ -86,9 +88,8 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.managed_cases = transfer_visibility.managed_ids
     app.state.departures = transfer_planning.open_departures
     app.state.outcomes = transfer_retention.outcome_rows
-    registry = CollectorRegistry()
-    registry.register(PoolCollector(db))
-    app.state.metrics = Metrics(registry)
+    # Requests and the pool per process (added up across `serve --workers`); the queues read at scrape time.
+    app.state.metrics, app.state.metrics_registry = ops_metrics.build(db, app.state.clock, transfer_service.count_due)
 
     install_handlers(app)
     # The access check is the hot path (every CRM page view): Starlette tries routes in order, and matching
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(risk_router)
     app.include_router(followups_router)
     app.include_router(jobs_router)
+    app.include_router(docs_router)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics)
 

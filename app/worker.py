@@ -6,11 +6,14 @@ import datetime as dt
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from functools import partial
 from types import FrameType
+from typing import Any
 from weakref import WeakKeyDictionary
 
+from prometheus_client import start_http_server
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -18,6 +21,7 @@ from app.core.clock import Clock, SystemClock
 from app.core.config import Settings
 from app.core.db import Database, transaction
 from app.core.idempotency import purge_expired
+from app.core.metrics import WORKER_JOB, WORKER_JOB_FAILURES, worker_pass
 from app.jobs import service as jobs
 from app.notify import worker as notify_worker
 from app.transfer import deadlines, leave, longops, messaging
@@ -139,20 +143,42 @@ DB_JOBS: list[tuple[str, DbJob]] = [
 def run_once(db: Database, clock: Clock, stop: threading.Event | None = None) -> dict[str, int]:
     """One pass over every job; each job in its own transaction so one failure does not block the rest."""
     done: dict[str, int] = {}
+    started = time.perf_counter()
     for name, job in JOBS:
+        began = time.perf_counter()
         try:
             with transaction(db) as session:
                 done[name] = job(session, clock)
         except Exception:
             logger.exception("job %s failed", name)
+            WORKER_JOB_FAILURES.labels(name).inc()
             done[name] = -1
+        WORKER_JOB.labels(name).observe(time.perf_counter() - began)
     for name, db_job in DB_JOBS:
+        began = time.perf_counter()
         try:
             done[name] = db_job(db, clock, stop or threading.Event())
         except Exception:
             logger.exception("job %s failed", name)
+            WORKER_JOB_FAILURES.labels(name).inc()
             done[name] = -1
+        WORKER_JOB.labels(name).observe(time.perf_counter() - began)
+    worker_pass().observe(time.perf_counter() - started)
     return done
+
+
+def serve_metrics(settings: Settings) -> tuple[Any, threading.Thread] | None:
+    """The worker's metrics (deliveries, pass and job durations) on their own port, when one is configured.
+
+    Its own port rather than the API's multiprocess directory: in the compose deploy the workers are containers
+    of their own and share no directory with the API, and several workers on one host each take their own port
+    (Prometheus adds them up)."""
+    if settings.worker_metrics_port is None:
+        return None
+    worker_pass()  # present from the first scrape on, before the first pass ends
+    server, thread = start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+    logger.info("worker metrics on http://%s:%s/metrics", settings.worker_metrics_host, server.server_address[1])
+    return server, thread
 
 
 def run_forever(settings: Settings, clock: Clock | None = None, stop: threading.Event | None = None) -> None:
@@ -169,10 +195,13 @@ def run_forever(settings: Settings, clock: Clock | None = None, stop: threading.
         signal.signal(signal.SIGINT, _stop)
     try:
         db.ping()
+        exporter = serve_metrics(settings)
         while not stop.is_set():
             done = run_once(db, clock, stop)
             if any(v > 0 for v in done.values()):
                 logger.info("worker pass", extra={"fields": done})
             stop.wait(settings.worker_interval_seconds)
+        if exporter is not None:
+            exporter[0].shutdown()
     finally:
         db.dispose()

@@ -80,3 +80,44 @@ def test_an_unopenable_sqlite_file_and_an_unknown_revision_are_one_line(tmp_path
     )
     assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert "handover: migration refused:" in proc.stderr and "nope" in proc.stderr
+
+
+def test_version() -> None:
+    from importlib.metadata import version
+
+    proc = subprocess.run([HANDOVER, "--version"], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == f"handover {version('handover-service')}"
+
+
+def test_every_command_and_option_has_help() -> None:
+    import argparse
+
+    from app.cli import build_parser
+
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    commands = {c.dest: c.help for c in subparsers._choices_actions}
+    assert set(commands) == set(subparsers.choices) and all(commands.values()), commands
+    missing = [
+        f"{name} {action.option_strings}"
+        for name, sub in subparsers.choices.items()
+        for action in sub._actions
+        if action.option_strings and not action.help
+    ]
+    missing += [str(a.option_strings) for a in parser._actions if a.option_strings and not a.help]
+    assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("variables", "expected"),
+    [
+        ({"HANDOVER_ENVIRONMENT": "production"}, "handover: configuration refused: "),
+        ({"HANDOVER_DATABASE_POOL_SIZE": "many"}, "handover: configuration refused: HANDOVER_DATABASE_POOL_SIZE: "),
+    ],
+)
+def test_a_refused_setting_is_one_line_and_exit_2(variables: dict[str, str], expected: str, tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), **variables}
+    for command in (["migrate"], ["serve", "--port", "0"], ["worker"]):
+        proc = subprocess.run([HANDOVER, *command], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and proc.stderr.startswith(expected), proc.stderr

@@ -51,6 +51,10 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/healthz"):                                       (200, 200, 200, 200, 200, {ALL: 200}),
     ("GET", "/readyz"):                                        (200, 200, 200, 200, 200, {ALL: 200}),
     ("GET", "/metrics"):                                       (200, 403, 403, 403, 403, {"ops:read": 200}),
+    ("GET", "/docs"):                                          (200, 200, 200, 200, 200, {ALL: 200}),
+    ("GET", "/docs/oauth2-redirect"):                          (200, 200, 200, 200, 200, {ALL: 200}),
+    ("GET", "/docs/assets/{name}"):                            (200, 200, 200, 200, 200, {ALL: 200}),
+    ("GET", "/redoc"):                                         (200, 200, 200, 200, 200, {ALL: 200}),
     ("PUT", "/v1/employees/{external_id}"):                    (200, 200, 403, 403, 403, {"directory:write": 200}),
     ("POST", "/v1/employees/batch"):                           (200, 200, 403, 403, 403, {"directory:write": 200}),
     ("GET", "/v1/employees/{external_id}"):                    (200, 200, 200, 200, 200, {"directory:read": 200}),
@@ -208,6 +212,10 @@ REQUESTS: dict[tuple[str, str], Callable[[Ctx], Req]] = {
     ("GET", "/healthz"): lambda c: Req("/healthz"),
     ("GET", "/readyz"): lambda c: Req("/readyz"),
     ("GET", "/metrics"): lambda c: Req("/metrics"),
+    ("GET", "/docs"): lambda c: Req("/docs"),
+    ("GET", "/docs/oauth2-redirect"): lambda c: Req("/docs/oauth2-redirect"),
+    ("GET", "/docs/assets/{name}"): lambda c: Req("/docs/assets/swagger-ui.css"),
+    ("GET", "/redoc"): lambda c: Req("/redoc"),
     ("PUT", "/v1/employees/{external_id}"): lambda c: Req(
         "/v1/employees/e4", json={"name": "Mo Mid", "email": "e4@example.com", "seniority": 2, "manager": "m1"}
     ),

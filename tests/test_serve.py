@@ -47,3 +47,6 @@ def test_serve_starts_on_a_fresh_directory(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    base = f"http://127.0.0.1:{port}"
+    assert f"handover: serving on {base} (1 worker(s)); API docs at {base}/docs" in out, out

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     solver_time_limit_seconds: float | None = Field(30.0, gt=0, le=3600)
     interim_owner: str | None = None  # fallback interim owner when a leaver has no manager
     worker_interval_seconds: float = Field(5.0, gt=0, le=3600)
+    # `handover worker` serves its own metrics (deliveries, pass duration) here; unset: none. 0: any free port.
+    worker_metrics_port: int | None = Field(None, ge=0, le=65535)
+    worker_metrics_host: str = "127.0.0.1"
     # A job (Prefer: respond-async) a worker runs is its alone this long; past it, another worker runs it again.
     job_lease_seconds: int = Field(600, ge=30, le=86400)
 

@@ -10,6 +10,7 @@ import logging
 import re
 import time
 import uuid
+from contextvars import ContextVar
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -20,9 +21,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.core.errors import problem_response, unexpected_problem
 
 REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# W3C Trace Context `traceparent`: version-trace_id-parent_id-flags, lowercase hex; all-zero ids are invalid.
+TRACEPARENT_RE = re.compile(r"^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?$")
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 access_log = logging.getLogger("handover.access")
+# The request being served, for every log line written while it is (JsonLogFormatter adds these fields).
+log_context: ContextVar[dict[str, str] | None] = ContextVar("handover_log_context", default=None)
+
+
+def parse_traceparent(value: str) -> tuple[str, str] | None:
+    """(trace_id, parent_id) of a valid W3C `traceparent`, else None (an invalid one is ignored, as the spec says).
+
+    Version 00 has exactly four fields; a later version may append more, which are ignored."""
+    match = TRACEPARENT_RE.match(value.strip())
+    if match is None:
+        return None
+    version, trace_id, parent_id, _flags, rest = match.groups()
+    if version == "ff" or (version == "00" and rest) or set(trace_id) == {"0"} or set(parent_id) == {"0"}:
+        return None
+    return trace_id, parent_id
 
 
 class Metrics:
@@ -63,7 +81,7 @@ def _nul_errors(scope: Scope) -> list[dict[str, Any]]:
     return [{"loc": x, "msg": "NUL characters are not allowed", "type": "string_pattern_mismatch"} for x in loc]
 
 
-WANTED_HEADERS = frozenset({b"x-request-id", b"content-length", b"content-type", b"transfer-encoding"})
+WANTED_HEADERS = frozenset({b"x-request-id", b"content-length", b"content-type", b"transfer-encoding", b"traceparent"})
 
 
 def _wanted_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -96,6 +114,11 @@ class RequestMiddleware:
         incoming = headers.get("x-request-id", "")
         request_id = incoming if REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
+        context = {"request_id": request_id}
+        trace = parse_traceparent(headers.get("traceparent", ""))
+        if trace is not None:
+            context["trace_id"], context["parent_id"] = trace
+        context_token = log_context.set(context)
         status_holder = {"status": 500}
         progress = {"started": False, "done": False}
 
@@ -153,9 +176,11 @@ class RequestMiddleware:
                             "status": status,
                             "duration_ms": round(elapsed * 1000, 2),
                             "actor": getattr(principal, "actor", None),
+                            **({"trace_id": trace[0], "parent_id": trace[1]} if trace else {}),
                         }
                     },
                 )
+            log_context.reset(context_token)
 
     async def _check_body(
         self, scope: Scope, headers: dict[str, str], receive: Receive
@@ -211,6 +236,9 @@ class JsonLogFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
+        context = log_context.get()
+        if context:
+            payload.update(context)
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             payload.update(fields)

@@ -9,11 +9,18 @@ from typing import Annotated, Generic, TypeVar
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel, Field
 
+from app.core.config import Settings
 from app.core.errors import Unprocessable
 
 T = TypeVar("T")
 
 HARD_MAX_PAGE_SIZE = 1000
+# The contract states the built-in defaults (HANDOVER_DEFAULT_PAGE_SIZE, HANDOVER_MAX_PAGE_SIZE); app/main.py puts
+# the configured maximum into the schema's `maximum`.
+LIMIT_DESCRIPTION = (
+    f"Page size: {Settings.model_fields['default_page_size'].default} unless the service is configured otherwise;"
+    f" at most {Settings.model_fields['max_page_size'].default} (the configured maximum)."
+)
 MAX_OFFSET = 10_000_000
 
 
@@ -30,7 +37,7 @@ def page_params(
         Query(
             ge=1,
             le=HARD_MAX_PAGE_SIZE,
-            description="Page size; at most the configured maximum (default 200).",
+            description=LIMIT_DESCRIPTION,
         ),
     ] = None,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="How many items to skip.")] = 0,

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.db import Database, transaction
+from app.core.metrics import DELIVERIES
 from app.core.signing import signed_headers
 from app.notify import events, rendering, service
 from app.notify.channels import (
@@ -382,6 +383,7 @@ class Deliverer:
                 )
             )
         session.flush()
+        DELIVERIES.labels(row.channel, final.status).inc()
         if final.status == "dead":
             log_event("delivery.dead", "message is dead", row, error=final.reason)
             _announce_failure(session, row, now)
@@ -413,11 +415,13 @@ class Deliverer:
             rows = {row.id: row for row in session.scalars(select(m).where(m.id.in_(ids)).with_for_update())}
             attempts = []
             died = []
+            counted: list[tuple[str, str]] = []
             for result in results:
                 row = rows.get(result.prepared.id)
                 if row is not None:
                     was = row.status
                     attempts.append(self._apply(row, result, token))
+                    counted.append((row.channel, "sent" if result.outcome.ok else row.status))
                     if row.status == "dead" and was != "dead":
                         died.append(row)
             if attempts:
@@ -448,6 +452,8 @@ class Deliverer:
                     .values(locked_until=now + self.lease)
                     .execution_options(synchronize_session=False)
                 )
+        for channel, outcome in counted:  # once committed
+            DELIVERIES.labels(channel, outcome).inc()
 
     def _apply(self, row: OutboxMessage, result: Result, token: str) -> dict[str, Any]:
         """The row's next state after one attempt; returns the attempt's delivery row."""

@@ -11,6 +11,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.core.auth import OpsRead
 from app.core.db import Database
 from app.core.errors import ServiceUnavailable, problem_responses
+from app.core.metrics import mark_dead_processes
 
 router = APIRouter(tags=["ops"])
 
@@ -57,5 +58,7 @@ def readyz(request: Request) -> Health:
         **problem_responses(401, 403),
     },
 )
-async def metrics(request: Request, principal: OpsRead) -> Response:
-    return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+def metrics(request: Request, principal: OpsRead) -> Response:
+    # Not async: the queue gauges query the database, and in multiprocess mode every worker's files are read.
+    mark_dead_processes()
+    return Response(generate_latest(request.app.state.metrics_registry), media_type=CONTENT_TYPE_LATEST)

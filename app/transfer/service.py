@@ -599,6 +599,12 @@ def run_due(session: Session, *, now: dt.datetime, limit: int = 50) -> list[int]
     return [h.id for h in due]
 
 
+def count_due(session: Session, now: dt.datetime) -> int:
+    """Approved handovers whose effective time has come and that no worker has executed yet (the metrics scrape)."""
+    stmt = select(func.count()).select_from(Handover).where(Handover.status == "approved", Handover.effective_at <= now)
+    return int(session.scalar(stmt) or 0)
+
+
 def cancel(session: Session, h: Handover, *, actor: str, now: dt.datetime, reason: str | None) -> Handover:
     move(h, "cancelled", now)
     session.execute(

@@ -17,6 +17,8 @@ EventType = Literal[
     "handover.undone",
     "handover.overdue",
     "client.reassigned",
+    "account_team.changed",
+    "handover.attention",
     "access.revoked",
     "alert.raised",
     "notification.failed",

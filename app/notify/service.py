@@ -28,6 +28,12 @@ Event payloads (`data`), built by the caller; ids are external ids, times ISO 86
   day), "approver": str | null, "escalated_to": str | null` (the approver's manager, from the second reminder).
 - `client.reassigned`: `{"handover_id": int, "effective_at": str, "batch": int, "batches": int, "clients":
   [{"client": str, "from": str, "to": str, "interim": bool}]}`, at most 500 clients per event.
+- `account_team.changed` (at execution the leaver leaves every other client's account team; undo gives the seats
+  back): `{"handover_id": int, "effective_at": str, "undo": bool, "batch": int, "batches": int, "seats":
+  [{"client": str, "employee": str, "role": str, "change": "removed" | "restored"}]}`, at most 500 seats per event.
+- `handover.attention` (a client given to a leaver whose handover was already executed went to the interim owner,
+  or stayed with the leaver when nobody can act): `{"handover_id": int, "leaver": str, "reason": str, "clients":
+  [{"client": str, "to": str | null}]}`.
 - `access.revoked`: `{"grant_id": int, "employee": str, "client": str, "level": str, "revoked_at": str,
   "handover_id": int | null}`.
 - `alert.raised`: `{"alert_id": int, "employee": str, "kind": str, "score": float, "clients": [str],
@@ -89,6 +95,8 @@ EVENT_TYPES = (
     "handover.undone",
     "handover.overdue",
     "client.reassigned",
+    "account_team.changed",
+    "handover.attention",
     "access.revoked",
     "alert.raised",
     "notification.failed",

@@ -75,6 +75,7 @@ class Replanned:
 
 
 LATE = "late client: given to the leaver after planning"
+STRANDED = "nobody can hold the client (no successor, no interim owner can act): it stays with the leaver"
 
 
 def recheck(
@@ -123,6 +124,7 @@ def recheck(
     touched = sorted({r.handover_id for r in items if r.id in problems} | set(late))
     out: dict[int, list[Replanned]] = {}
     changes: list[audit.Change] = []
+    stranded: dict[int, list[str]] = defaultdict(list)
     for hid in touched:
         h = by_id[hid]
         mine = [r for r in session.execute(select(i.client_id, i.successor_id, i.id).where(i.handover_id == hid))]
@@ -147,9 +149,13 @@ def recheck(
             row = rows.get(client_id) or _interim_row(session, h, client_id, settings)
             problem = problems[item.id]
             reason = None if row["successor_id"] else f"re-checked at {stage}: {problem}; {row['attention_reason']}"
+            if _stranded(row, status_of[hid]):
+                reason = f"{reason}; {STRANDED}"
+                stranded[hid].append(client_id)
             updates.append(
                 {
                     "id": item.id,
+                    "status": "closed" if _stranded(row, status_of[hid]) else status_of[hid],
                     "successor_id": row["successor_id"],
                     "interim_owner_id": row["interim_owner_id"],
                     "needs_attention": row["successor_id"] is None,
@@ -188,6 +194,9 @@ def recheck(
         for client_id in late.get(hid, []):
             row = rows.get(client_id) or _interim_row(session, h, client_id, settings)
             reason = None if row["successor_id"] else f"{LATE}; {row['attention_reason']}"
+            if _stranded(row, status_of[hid]):
+                reason = f"{reason}; {STRANDED}"
+                stranded[hid].append(client_id)
             new_rows.append({**row, "needs_attention": row["successor_id"] is None, "attention_reason": reason})
             done.append(
                 Replanned(
@@ -203,7 +212,7 @@ def recheck(
             )
         values = planning._item_values(hid, new_rows, now)
         for v, row in zip(values, new_rows, strict=True):
-            v["status"] = status_of[hid]
+            v["status"] = "closed" if _stranded(row, status_of[hid]) else status_of[hid]
             v["reasons"] = {**(row.get("reasons") or {}), "late": {"stage": stage}}
         bulk.insert_rows(session, cast(Table, HandoverItem.__table__), values)
         if status_of[hid] == "approved":
@@ -222,10 +231,31 @@ def recheck(
             )
             for r in done
         )
+    for hid, clients in stranded.items():
+        h = by_id[hid]
+        notify.emit(
+            session,
+            "handover.attention",
+            {
+                "handover_id": hid,
+                "leaver": h.leaver_id,
+                "reason": STRANDED,
+                "clients": [{"client": c, "to": None} for c in clients],
+            },
+            now=now,
+        )
+        changes.append(
+            audit.Change(actor, "handover.attention", "handover", str(hid), {"reason": STRANDED, "clients": clients})
+        )
     if changes:
         session.flush()
         audit.record_many(session, changes, at=now)
     return out
+
+
+def _stranded(row: dict[str, Any], status: str) -> bool:
+    """An approved item left with no receiver at all (nobody up the chain can act): it is closed, not moved."""
+    return status == "approved" and row["successor_id"] is None and row["interim_owner_id"] is None
 
 
 def _problems(
@@ -382,6 +412,7 @@ def adopt_late_clients(
         select(Handover)
         .where(Handover.leaver_id.in_(owners), Handover.status.in_((*OPEN_STATUSES, "completed")))
         .order_by(Handover.id)
+        .with_for_update()  # an approval or execution of the same handover waits, or is waited for
     ):
         latest[h.leaver_id] = h
     if not latest:

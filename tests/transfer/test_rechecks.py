@@ -311,3 +311,29 @@ def test_clearance_lowered_after_planning_is_caught_at_approval(
     for c in theirs:
         assert after[c]["successor"] != who
         assert after[c]["successor"] is None or can_hold(db, after[c]["successor"], c)
+
+
+def test_a_client_nobody_can_hold_at_execution_stays_put_with_an_alert(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, settings: Settings, open_handover: int
+) -> None:
+    subscribe(db, settings)
+    r = client.post(
+        f"/v1/handovers/{open_handover}/plan",
+        json={"candidate_pool": {"kind": "list", "employees": ["x1"]}},
+        headers=auth("hr"),
+    )
+    assert r.status_code == 200, r.text
+    approve(client, auth, open_handover)
+    theirs = sorted(c for c, it in items(client, auth, open_handover).items() if it["successor"] == "x1")
+    assert theirs
+    for eid in ("x1", "m1", "ceo"):  # the only candidate and everyone up e0's chain are gone
+        put_employee(client, auth, eid, status="departed")
+    clock.set(EFFECTIVE)
+    assert run_once(db, clock)["execute_due_handovers"] == 1  # the batch does not fail
+    after = owners(db)
+    now = items(client, auth, open_handover)
+    for c in theirs:
+        assert after[c] == "e0" and now[c]["status"] == "closed" and now[c]["needs_attention"]
+        assert "nobody can hold the client" in now[c]["attention_reason"]
+    alerts = [d for t, d in events(db) if t == "handover.attention"]
+    assert [x["client"] for a in alerts for x in a["clients"]] == theirs

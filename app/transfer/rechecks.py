@@ -76,6 +76,11 @@ class Replanned:
 
 LATE = "late client: given to the leaver after planning"
 STRANDED = "nobody can hold the client (no successor, no interim owner can act): it stays with the leaver"
+REASON_LENGTH = 200  # handover_item.attention_reason
+
+
+def _clip(reason: str | None) -> str | None:
+    return reason if reason is None or len(reason) <= REASON_LENGTH else reason[: REASON_LENGTH - 1] + "…"
 
 
 def recheck(
@@ -150,8 +155,9 @@ def recheck(
             problem = problems[item.id]
             reason = None if row["successor_id"] else f"re-checked at {stage}: {problem}; {row['attention_reason']}"
             if _stranded(row, status_of[hid]):
-                reason = f"{reason}; {STRANDED}"
+                reason = f"{STRANDED}; {reason}"
                 stranded[hid].append(client_id)
+            reason = _clip(reason)
             updates.append(
                 {
                     "id": item.id,
@@ -195,8 +201,9 @@ def recheck(
             row = rows.get(client_id) or _interim_row(session, h, client_id, settings)
             reason = None if row["successor_id"] else f"{LATE}; {row['attention_reason']}"
             if _stranded(row, status_of[hid]):
-                reason = f"{reason}; {STRANDED}"
+                reason = f"{STRANDED}; {reason}"
                 stranded[hid].append(client_id)
+            reason = _clip(reason)
             new_rows.append({**row, "needs_attention": row["successor_id"] is None, "attention_reason": reason})
             done.append(
                 Replanned(
@@ -467,7 +474,7 @@ def _after_execution(
                 "interim_owner_id": interim,
                 "status": "transferred",
                 "needs_attention": True,
-                "attention_reason": reason,
+                "attention_reason": _clip(reason),
                 "transferred_to_id": interim,
                 "transferred_at": now,
                 "previous_owner_id": h.leaver_id,

@@ -35,8 +35,8 @@ Job = Callable[[Session, Clock], int]
 DbJob = Callable[[Database, Clock, threading.Event], int]
 
 
-def execute_due_handovers(session: Session, clock: Clock) -> int:
-    return len(transfer.run_due(session, now=clock.now()))
+def execute_due_handovers(session: Session, clock: Clock, settings: Settings | None = None) -> int:
+    return len(transfer.run_due(session, now=clock.now(), settings=settings))
 
 
 def purge_idempotency_keys(session: Session, clock: Clock) -> int:
@@ -57,7 +57,7 @@ JOBS: list[tuple[str, Job]] = [
 def execute_and_anchor(db: Database, clock: Clock, stop: threading.Event) -> int:
     """The execution batch (a layoff's exits) and a checkpoint of the audit head it wrote, in one transaction."""
     with transaction(db) as session:
-        done = execute_due_handovers(session, clock)
+        done = execute_due_handovers(session, clock, db.settings)
         if done:
             transfer.anchor_audit(session, db.settings, now=clock.now(), reason="execution")
     return done

@@ -153,6 +153,34 @@ def move_owners(session: Session, moves: AnySelect, *, now: dt.datetime, remembe
     )
 
 
+def remove_team_seats(session: Session, seats: AnySelect) -> int:
+    """Account-team seats from a statement of (client_id, employee_id) rows leave their teams, in one DELETE;
+    returns the number removed. The caller keeps what it needs to give them back (`restore_team_seats`)."""
+    s = seats.subquery()
+    m = AccountTeamMember
+    result = session.execute(
+        delete(m)
+        .where(
+            exists().where(s.c.client_id == m.client_id, s.c.employee_id == m.employee_id),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def restore_team_seats(session: Session, seats: AnySelect) -> None:
+    """Seats from a statement of (client_id, employee_id, role) rows come back, in one INSERT … SELECT: a seat
+    the CRM gave back meanwhile, a client gone, or a client now owned by that employee (an owner sits on no team
+    of their own client) is left as it is."""
+    s = seats.subquery()
+    m = AccountTeamMember
+    rows = select(s.c.client_id, s.c.employee_id, s.c.role).where(
+        ~exists().where(m.client_id == s.c.client_id, m.employee_id == s.c.employee_id),
+        exists().where(Client.external_id == s.c.client_id, Client.owner_id != s.c.employee_id),
+    )
+    session.execute(insert(m).from_select(["client_id", "employee_id", "role"], rows))
+
+
 def can_act(e: Employee | None, at: dt.datetime) -> bool:
     """Someone who can hold a client at `at`: active, or leaving before their exit time."""
     if e is None:

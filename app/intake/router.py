@@ -243,13 +243,21 @@ def batch_employees(
 def upsert_client(
     external_id: PathId,
     body: directory_schemas.ClientIn,
+    request: Request,
     session: DbSession,
     principal: DirectoryWrite,
     now: Now,
     response: Response,
 ) -> directory_schemas.ClientOut:
     created, _ = intake.put_clients(
-        session, [(external_id, body)], actor=principal.actor, now=now, loc_prefix=("body",), row_index=False
+        session,
+        [(external_id, body)],
+        actor=principal.actor,
+        now=now,
+        loc_prefix=("body",),
+        row_index=False,
+        late_owners=request.app.state.late_owners,
+        settings=request.app.state.settings,
     )
     if created:
         response.status_code = status.HTTP_201_CREATED
@@ -267,10 +275,18 @@ def upsert_client(
 )
 def batch_clients(
     body: directory_schemas.ClientBatch,
+    request: Request,
     session: DbSession,
     principal: DirectoryWrite,
     now: Now,
 ) -> directory_schemas.BatchResult:
     rows = [(item.external_id, item) for item in body.items]
-    created, updated = intake.put_clients(session, rows, actor=principal.actor, now=now)
+    created, updated = intake.put_clients(
+        session,
+        rows,
+        actor=principal.actor,
+        now=now,
+        late_owners=request.app.state.late_owners,
+        settings=request.app.state.settings,
+    )
     return directory_schemas.BatchResult(created=created, updated=updated, external_ids=[r[0] for r in rows])

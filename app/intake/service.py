@@ -88,6 +88,21 @@ class ExitWorkflow(Protocol):
     ) -> HasId | None: ...
 
 
+class LateOwners(Protocol):
+    """What the workflow does when the CRM gives clients to someone (a leaver's handover takes them in); bound to
+    `app.transfer.rechecks.adopt_late_clients` in the composition root."""
+
+    def __call__(
+        self,
+        session: Session,
+        changes: Sequence[tuple[str, str | None, str]],
+        *,
+        actor: str,
+        now: dt.datetime,
+        settings: Settings,
+    ) -> None: ...
+
+
 class HasId(Protocol):
     @property
     def id(self) -> int: ...
@@ -117,10 +132,15 @@ def put_clients(
     now: dt.datetime,
     loc_prefix: Sequence[str | int] = ("body", "items"),
     row_index: bool = True,
+    late_owners: LateOwners | None = None,
+    settings: Settings | None = None,
 ) -> tuple[int, int]:
-    """Clients created or replaced, their owners' grants kept in step in the same transaction: (created, updated)."""
+    """Clients created or replaced, their owners' grants kept in step in the same transaction: (created, updated).
+    With `late_owners` (and settings), clients given to a leaver join the leaver's handover in the same transaction."""
     written = directory.upsert_clients(session, rows, actor=actor, now=now, loc_prefix=loc_prefix, row_index=row_index)
     access.sync_owner_grants(session, written.owner_changes, actor=actor, now=now)
+    if late_owners is not None and settings is not None:
+        late_owners(session, written.owner_changes, actor=actor, now=now, settings=settings)
     return written.created, written.updated
 
 

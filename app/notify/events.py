@@ -104,6 +104,40 @@ class ClientReassignedEvent(EventData):
     clients: list[ReassignedClient] = Field(max_length=500, description="The owner changes.")
 
 
+class TeamSeat(EventData):
+    client: str = Field(description="The client whose account team changed.")
+    employee: str = Field(description="The team member (the leaver).")
+    role: str = Field(description="Their role on the team.")
+    change: Literal["removed", "restored"] = Field(description="removed at execution; restored at undo.")
+
+
+class AccountTeamChangedEvent(EventData):
+    """`account_team.changed`: at execution the leaver leaves every other client's account team (undo gives the
+    seats back); at most 500 seats per event, `batch` of `batches`."""
+
+    handover_id: int = Field(description="The handover.")
+    effective_at: EventTime = Field(description="The handover's effective time.")
+    undo: bool = Field(description="True when the seats come back because the handover was undone.")
+    batch: int = Field(ge=1, description="This event's number among the handover's events of this type, from 1.")
+    batches: int = Field(ge=1, description="How many events of this type the change took.")
+    seats: list[TeamSeat] = Field(max_length=500, description="The seats removed or restored.")
+
+
+class AttentionClient(EventData):
+    client: str = Field(description="The client.")
+    to: str | None = Field(description="Who holds it now (the interim owner), or null when nobody can act.")
+
+
+class HandoverAttentionEvent(EventData):
+    """`handover.attention`: a client reached a leaver after their handover was executed (it went to the interim
+    owner), or no one who can act could be found for an approved item (it stayed with the leaver)."""
+
+    handover_id: int = Field(description="The handover.")
+    leaver: str = Field(description="The leaver.")
+    reason: str = Field(description="What happened, for a person.")
+    clients: list[AttentionClient] = Field(description="The clients concerned.")
+
+
 class GrantWindow(EventData):
     grant_id: int = Field(description="The access grant.")
     employee: str = Field(description="Who gets access.")
@@ -218,6 +252,8 @@ EVENT_MODELS: dict[str, type[EventData]] = {
     "handover.undone": HandoverUndoneEvent,
     "handover.overdue": HandoverOverdueEvent,
     "client.reassigned": ClientReassignedEvent,
+    "account_team.changed": AccountTeamChangedEvent,
+    "handover.attention": HandoverAttentionEvent,
     "access.granted": AccessGrantedEvent,
     "access.revoked": AccessRevokedEvent,
     "alert.raised": AlertRaisedEvent,
@@ -278,6 +314,20 @@ _EXAMPLES: dict[str, EventData] = {
         batch=1,
         batches=1,
         clients=[ReassignedClient(client="c-5001", from_="e-1001", to="e-1002", interim=False)],
+    ),
+    "account_team.changed": AccountTeamChangedEvent(
+        handover_id=42,
+        effective_at=_T0,
+        undo=False,
+        batch=1,
+        batches=1,
+        seats=[TeamSeat(client="c-5002", employee="e-1001", role="support", change="removed")],
+    ),
+    "handover.attention": HandoverAttentionEvent(
+        handover_id=42,
+        leaver="e-1001",
+        reason="client given to the leaver after execution; it went to the interim owner",
+        clients=[AttentionClient(client="c-5003", to="e-2001")],
     ),
     "access.granted": AccessGrantedEvent(
         handover_id=42,

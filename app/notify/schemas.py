@@ -18,6 +18,8 @@ EventType = Literal[
     "handover.overdue",
     "client.reassigned",
     "access.granted",
+    "account_team.changed",
+    "handover.attention",
     "access.revoked",
     "alert.raised",
     "notification.failed",

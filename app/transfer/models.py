@@ -111,3 +111,17 @@ class HandoverItem(Base):
         UniqueConstraint("handover_id", "client_id"),
         Index("ix_handover_item_handover_status", "handover_id", "status"),
     )
+
+
+class HandoverSeat(Base):
+    """An account-team seat the leaver held on another client's team, taken away at execution (the directory's
+    account_team_member row is deleted) and given back on undo: the handover's memory of it."""
+
+    __tablename__ = "handover_seat"
+
+    handover_id: Mapped[int] = mapped_column(ForeignKey("handover.id", ondelete="CASCADE"), primary_key=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("client.external_id", ondelete="CASCADE"), primary_key=True)
+    employee_id: Mapped[str] = mapped_column(ForeignKey("employee.external_id"))
+    role: Mapped[str] = mapped_column(String(100))
+    removed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    restored_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

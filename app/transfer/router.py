@@ -424,8 +424,10 @@ def approve_handover(
     )
     if if_match is not None:
         check_if_match(if_match, etag(h.version, "handover", h.id))
-    service.approve(session, h, principal, now=now, settings=request.app.state.settings)
-    return _transition_endpoint(h, session, response)
+    replanned = service.approve_many(session, [h], principal, now=now, settings=request.app.state.settings)
+    out = _transition_endpoint(h, session, response)
+    out.replanned = [schemas.ReplannedItem(**r.as_json()) for r in replanned.get(h.id, [])]
+    return out
 
 
 @router.post(
@@ -453,10 +455,15 @@ def approve_handovers(
         lock=True,
         manage="Only the leaver's manager or an admin may approve these handovers.",
     )
-    service.approve_many(session, handovers, principal, now=now, settings=request.app.state.settings)
+    replanned = service.approve_many(session, handovers, principal, now=now, settings=request.app.state.settings)
     session.flush()
     counts = visibility.counts(session, [h.id for h in handovers])
-    return schemas.ApprovalBatchOut(handovers=[handover_out(session, h, counts[h.id]) for h in handovers])
+    outs = []
+    for h in handovers:
+        out = handover_out(session, h, counts[h.id])
+        out.replanned = [schemas.ReplannedItem(**r.as_json()) for r in replanned.get(h.id, [])]
+        outs.append(out)
+    return schemas.ApprovalBatchOut(handovers=outs)
 
 
 @router.post(

@@ -7,8 +7,10 @@ from pydantic import BaseModel, Field, StrictBool, ValidationInfo, field_validat
 from pydantic_core import PydanticCustomError
 
 from app.core.types import ExternalId, InputModel, UtcTime
-from app.notify.events import ExitReason as Reason
-from app.notify.events import HandoverStatus
+from app.notify.events import ExitReason
+from app.notify.events import HandoverStatus as HandoverStatus
+
+Reason = ExitReason
 
 # Which items a reader sees: every one, or (a participant who does not manage the handover) their own.
 View = Literal["all", "own"]
@@ -157,6 +159,16 @@ class ItemPatch(InputModel):
         return self
 
 
+class ReplannedItem(BaseModel):
+    client: str
+    previous_successor: str | None = Field(description="The successor the plan named (null for a late client).")
+    problem: str = Field(description="Why it no longer qualified, or that the client joined after planning.")
+    successor: str | None
+    interim_owner: str | None
+    needs_attention: bool
+    attention_reason: str | None
+
+
 class HandoverOut(BaseModel):
     id: int
     leaver: str
@@ -201,6 +213,12 @@ class HandoverOut(BaseModel):
     )
     needs_attention: int = Field(description="Items needing attention (of the items `view` covers).")
     allowed_transitions: list[str] = Field(description="The statuses this handover may move to next.")
+    replanned: list[ReplannedItem] | None = Field(
+        None,
+        description="Only in an approval's response: the items the approval re-planned because their successor no "
+        "longer qualified (departed, leaving, over capacity, without clearance), and clients given to the leaver "
+        "after planning that joined; empty when nothing changed.",
+    )
     view: View = Field(
         "all",
         description="all: the counts and exposure cover every item (whoever manages the handover, hr, auditors, "

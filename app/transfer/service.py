@@ -21,14 +21,14 @@ from app.access import service as access
 from app.access.models import AccessGrant
 from app.audit import service as audit
 from app.core.auth import Principal
-from app.core.config import Settings
+from app.core.config import Settings, get_settings
 from app.core.db import AnySelect
 from app.core.errors import Conflict, Forbidden, Unprocessable
 from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.notify import events
 from app.notify import service as notify
-from app.transfer import deadlines, messaging, rolechange, visibility
+from app.transfer import deadlines, messaging, rechecks, rolechange, seats, visibility
 from app.transfer.followups import service as followups
 from app.transfer.models import OPEN_STATUSES, Handover, HandoverItem
 
@@ -289,10 +289,13 @@ def approve(session: Session, h: Handover, principal: Principal, *, now: dt.date
 
 def approve_many(
     session: Session, hs: Sequence[Handover], principal: Principal, *, now: dt.datetime, settings: Settings
-) -> None:
+) -> dict[int, list[rechecks.Replanned]]:
     """Approves handovers together (a layoff), all or nothing: every check first, then each step once for all
     of them (grants, notifications and follow-ups as one statement per effective time). The rows are those of
-    approving them one after another; one audit entry and one event per handover."""
+    approving them one after another; one audit entry and one event per handover.
+
+    Every planned successor is re-checked first (`rechecks`): items whose successor no longer qualifies are
+    re-planned, late clients join; returns those changes per handover."""
 
     def named(ids: Sequence[int]) -> dict[str, Any] | None:
         return {"handover_ids": list(ids)} if len(hs) > 1 else None  # a single approval names its own id
@@ -309,6 +312,7 @@ def approve_many(
             "approved.",
             extra=named([h.id for h in refused]),
         )
+    replanned = rechecks.recheck(session, hs, stage="approval", actor=principal.actor, now=now, settings=settings)
     ids = [h.id for h in hs]
     i = HandoverItem
     orphans = dict(
@@ -356,6 +360,7 @@ def approve_many(
     followups.create_for_handovers(session, hs, now=now, settings=settings)
     if len(hs) > 1:
         anchor_audit(session, settings, now=now, reason="joint_approval")
+    return replanned
 
 
 def _grant_windows(session: Session, hs: Sequence[Handover], *, actor: str, now: dt.datetime) -> None:
@@ -461,17 +466,30 @@ def execute(
         raise Conflict(
             f"The effective time {h.effective_at.isoformat()} has not come yet.", extra={"allowed": ["cancelled"]}
         )
-    execute_many(session, [h], actor=actor, now=now)
+    execute_many(session, [h], actor=actor, now=now, settings=settings)
     return True
 
 
-def execute_many(session: Session, hs: Sequence[Handover], *, actor: str, now: dt.datetime) -> None:
+def execute_many(
+    session: Session,
+    hs: Sequence[Handover],
+    *,
+    actor: str,
+    now: dt.datetime,
+    settings: Settings | None = None,
+    recheck: bool = True,
+) -> None:
     """Moves ownership for approved handovers whose effective time has come, each step one statement for all of
     them (the worker's due batch); one audit entry and one handover.executed event per handover, as before.
 
     A client in two of these handovers' approved items (the CRM moved it between two leavers after the first
     plan) would make the set-based owner update ambiguous: those batches run one handover at a time, in order.
+
+    First every successor is re-checked at the effective time and late clients join (`rechecks`); at the end the
+    leavers leave every account team they sat on (`seats`).
     """
+    if recheck:
+        rechecks.recheck(session, hs, stage="execution", actor=actor, now=now, settings=settings or get_settings())
     ids = [h.id for h in hs]
     item = HandoverItem
     if len(hs) > 1 and session.scalar(
@@ -482,7 +500,7 @@ def execute_many(session: Session, hs: Sequence[Handover], *, actor: str, now: d
         .limit(1)
     ):
         for h in hs:
-            execute_many(session, [h], actor=actor, now=now)
+            execute_many(session, [h], actor=actor, now=now, recheck=False)
         return
     # Each client of a (single, checked above) approved item moves from its leaver to the receiver, while still
     # the leaver's; it remembers the leaver as its former owner.
@@ -539,6 +557,7 @@ def execute_many(session: Session, hs: Sequence[Handover], *, actor: str, now: d
         move(h, "executed", now)
         record(session, actor, "handover.executed", h, now, pending=pending, clients_moved=moved.get(h.id, 0))
         _reassigned(session, h, moves.get(h.id, []), back=False, now=now, into=pending.events)
+    seats.remove_for_executed(session, hs, actor=actor, now=now, events=pending.events)
     pending.write(session, now)
 
 
@@ -584,7 +603,7 @@ def _reassigned(
         )
 
 
-def run_due(session: Session, *, now: dt.datetime, limit: int = 50) -> list[int]:
+def run_due(session: Session, *, now: dt.datetime, limit: int = 50, settings: Settings | None = None) -> list[int]:
     """Executes approved handovers whose time has come; safe with several workers (SKIP LOCKED)."""
     stmt = (
         select(Handover)
@@ -595,7 +614,7 @@ def run_due(session: Session, *, now: dt.datetime, limit: int = 50) -> list[int]
     )
     due = list(session.scalars(stmt).all())
     if due:
-        execute_many(session, due, actor="system:worker", now=now)
+        execute_many(session, due, actor="system:worker", now=now, settings=settings)
     return [h.id for h in due]
 
 
@@ -615,6 +634,7 @@ def cancel(session: Session, h: Handover, *, actor: str, now: dt.datetime, reaso
     access.on_cancel(session, handover_id=h.id, actor=actor, now=now)
     messaging.on_cancelled(session, handover_id=h.id)
     followups.cancel_for_handover(session, handover_id=h.id, now=now)
+    seats.restore(session, h, actor=actor, now=now)
     record(session, actor, "handover.cancelled", h, now, reason=reason)
     return h
 
@@ -655,6 +675,7 @@ def undo(
     )
     access.on_undo(session, handover_id=h.id, actor=actor, now=now, staying=staying)
     followups.cancel_for_handover(session, handover_id=h.id, now=now)
+    seats.restore(session, h, actor=actor, now=now)
     record(session, actor, "handover.undone", h, now, reason=reason)
     _reassigned(
         session, h, _moves(session, [h.id], statuses=("reverted",), back=True).get(h.id, []), back=True, now=now

@@ -126,7 +126,8 @@ def recheck(
     ).all()
     items = [r for r in items if r.status == status_of[r.handover_id]]
     problems: dict[int, str] = {} if only_late else _problems(session, by_id, items, stage=stage, settings=settings)
-    late = _late_clients(session, ids)
+    # A role change keeps the person, who can hold the clients of the new role: none of theirs is late.
+    late = _late_clients(session, [h.id for h in hs if h.reason != "role_change"])
     touched = sorted({r.handover_id for r in items if r.id in problems} | set(late))
     out: dict[int, list[Replanned]] = {}
     changes: list[audit.Change] = []
@@ -429,7 +430,14 @@ def adopt_late_clients(
     live = [h for h in latest.values() if h.status in ("planned", "approved")]
     if live:
         recheck(session, live, stage="intake", actor=actor, now=now, settings=settings, only_late=True)
-    done = [h for h in latest.values() if h.status in ("executed", "completed")]
+    # A role change or a leave keeps the person: what they get afterwards is theirs (their new role, their return).
+    done = [
+        h
+        for h in latest.values()
+        if h.status in ("executed", "completed")
+        and h.reason not in ("role_change", "leave")
+        and not directory.can_act(session.get(Employee, h.leaver_id), now)
+    ]
     if done:
         moved = {c: new for c, old, new in changes if new != old}
         _after_execution(session, done, moved, actor=actor, now=now, settings=settings)

@@ -7,10 +7,11 @@ import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from app.access import events, schemas, service
+from app.access.errors import AccessEventsNotAllowed
 from app.access.models import Alert
 from app.core.auth import AccessAdmin, AccessCheckScope
 from app.core.deps import DbSession, Now, db_of, now_of, read_limiter
-from app.core.errors import Forbidden, problem_responses
+from app.core.errors import problem_responses
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
 
@@ -214,7 +215,7 @@ def ingest_events(
 ) -> schemas.IngestOut:
     if not principal.unrestricted:
         # Self-reported events could pad a leaver's own baseline or frame a colleague.
-        raise Forbidden("Only the CRM integration, hr and admins report access events.")
+        raise AccessEventsNotAllowed("Only the CRM integration, hr and admins report access events.")
     result = events.ingest_events(session, body.events, actor=principal.actor, now=now)
     return schemas.IngestOut(
         received=result.received, stored=result.stored, duplicates=result.duplicates, alerts_raised=result.alerts

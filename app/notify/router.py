@@ -10,10 +10,11 @@ from sqlalchemy.orm import Session
 
 from app.core.auth import NotificationsAdmin, NotificationsRead, Principal, WebhooksAdmin
 from app.core.deps import DbSession, Now
-from app.core.errors import NotFound, problem_responses
+from app.core.errors import problem_responses
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, LOCALE_PATTERN
 from app.notify import ackpage, rendering, schemas, service
+from app.notify.errors import WebhookEndpointNotFound
 from app.notify.models import Delivery, OutboxMessage, WebhookEndpoint
 
 router = APIRouter(tags=["notifications"])
@@ -135,7 +136,7 @@ def list_deliveries(
     endpoint_id: EndpointId, session: DbSession, principal: WebhooksAdmin, page: Pagination
 ) -> Page[schemas.DeliveryOut]:
     if service.get_endpoint(session, endpoint_id).status == "deleted":
-        raise NotFound(f"No webhook endpoint {endpoint_id}.")
+        raise WebhookEndpointNotFound(f"No webhook endpoint {endpoint_id}.")
     rows = service.list_deliveries(session, endpoint_id, limit=page.limit + 1, offset=page.offset)
     items, nxt = page_of(rows, page)
     return Page[schemas.DeliveryOut](

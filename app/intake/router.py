@@ -17,11 +17,12 @@ from pydantic import ValidationError
 from app.core import signing
 from app.core.auth import DirectoryWrite
 from app.core.deps import DbSession, Now
-from app.core.errors import ServiceUnavailable, Unauthorized, Unprocessable, problem_responses
+from app.core.errors import problem_responses
 from app.core.types import EXTERNAL_ID_PATTERN
 from app.directory import schemas as directory_schemas
 from app.directory import service as directory
 from app.intake import service as intake
+from app.intake.errors import HrEventInvalid, HrWebhookNotConfigured, WebhookIdTooLong, WebhookSignatureInvalid
 from app.intake.schemas import (
     EVENT_TYPES,
     EmployeeUpdatedEvent,
@@ -77,17 +78,17 @@ async def verified_delivery(request: Request) -> Delivery:
         logger.error("HANDOVER_HR_WEBHOOK_SECRET is malformed; HR webhooks are refused")
         secrets = []
     if not secrets:
-        raise ServiceUnavailable("HR webhook not configured.")
+        raise HrWebhookNotConfigured("HR webhook not configured.")
     body = await request.body()
     now = request.app.state.clock.now()
     try:
         signing.verify_signature(secrets, request.headers, body, now)
     except signing.InvalidSignature as exc:
         logger.warning("HR webhook refused: %s", exc.reason)
-        raise Unauthorized(f"The webhook signature is not valid: {exc.reason}.") from exc
+        raise WebhookSignatureInvalid(f"The webhook signature is not valid: {exc.reason}.") from exc
     webhook_id = request.headers["webhook-id"].strip()
     if len(webhook_id) > WEBHOOK_ID_MAX:
-        raise Unprocessable(
+        raise WebhookIdTooLong(
             f"The webhook-id is longer than {WEBHOOK_ID_MAX} characters.",
             errors=[{"loc": ["header", "webhook-id"], "msg": "too long", "type": "string_too_long"}],
         )
@@ -105,7 +106,7 @@ def parse_event(body: bytes) -> Event:
             if loc and loc[0] in EVENT_TYPES:
                 loc = loc[1:]
             errors.append({"loc": ["body", *loc], "msg": err["msg"], "type": err["type"]})
-        raise Unprocessable("The event is not valid; see errors.", errors=errors) from exc
+        raise HrEventInvalid("The event is not valid; see errors.", errors=errors) from exc
 
 
 @router.post(

@@ -10,7 +10,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.auth import OpsRead
 from app.core.db import Database
-from app.core.errors import ServiceUnavailable, problem_responses
+from app.core.errors import problem_responses
+from app.ops.errors import NotReady
 
 router = APIRouter(tags=["ops"])
 
@@ -40,7 +41,7 @@ def readyz(request: Request) -> Health:
     try:
         _ping(request.app.state.db)
     except SQLAlchemyError as exc:
-        raise ServiceUnavailable("The database is unreachable.", headers={"Retry-After": "5"}) from exc
+        raise NotReady("The database is unreachable.", headers={"Retry-After": "5"}) from exc
     return Health(status="ok")
 
 

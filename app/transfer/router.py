@@ -8,15 +8,17 @@ from sqlalchemy.orm import Session
 
 from app.core.auth import HandoversApprove, HandoversRead, HandoversWrite
 from app.core.deps import DbSession, Now
-from app.core.errors import Forbidden, NotAcceptable, NotFound, problem_responses
+from app.core.errors import RoleNotAllowed, problem_responses
 from app.core.http import CSV, HTML, JSON, check_if_match, etag, negotiate, prefers_async
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
 from app.directory import service as directory
+from app.directory.errors import EmployeeNotFound
 from app.directory.models import Client
 from app.jobs import service as jobs
 from app.jobs.router import ACCEPTED_RESPONSE, PREFER_DESCRIPTION, accepted
 from app.transfer import longops, planning, schemas, service, signoff, visibility
+from app.transfer.errors import HandoverNotManaged, ReportFormatNotAcceptable
 from app.transfer.models import Handover, HandoverItem
 from app.transfer.report import HandoverReport, build_report, to_csv, to_html
 
@@ -135,12 +137,12 @@ def create_handover(
     request: Request,
 ) -> schemas.HandoverOut:
     if principal.role not in CREATOR_ROLES:
-        raise Forbidden("Only hr, managers and admins open handovers.")
+        raise RoleNotAllowed("Only hr, managers and admins open handovers.")
     if not principal.unrestricted:
         # A manager opens handovers only for their own reports.
         directory.get_employee(session, principal, body.leaver)
         if body.leaver == principal.employee:
-            raise NotFound(f"No employee {body.leaver!r}.")
+            raise EmployeeNotFound(f"No employee {body.leaver!r}.")
     h = service.create_handover(
         session,
         leaver=body.leaver,
@@ -224,7 +226,7 @@ def plan_handover(
     dry_run: Annotated[bool, Query(description="Return the plan without saving it.")] = False,
 ) -> schemas.PlanSummary:
     if principal.role not in CREATOR_ROLES:
-        raise Forbidden("Only hr, managers and admins plan handovers.")
+        raise RoleNotAllowed("Only hr, managers and admins plan handovers.")
     h = visibility.get_handover(
         session,
         principal,
@@ -351,7 +353,7 @@ def patch_item(
     if_match: IfMatch = None,
 ) -> schemas.ItemOut:
     if principal.role not in CREATOR_ROLES:
-        raise Forbidden("Only hr, managers and admins override items.")
+        raise RoleNotAllowed("Only hr, managers and admins override items.")
     v = visibility.see_handover(
         session,
         principal,
@@ -451,7 +453,7 @@ def execute_handover(
     response: Response,
 ) -> schemas.HandoverOut:
     if principal.role != "admin":
-        raise Forbidden("Only admins execute a handover by hand.")
+        raise RoleNotAllowed("Only admins execute a handover by hand.")
     h = visibility.get_handover(
         session, principal, handover_id, lock=True, manage="Only admins execute a handover by hand."
     )
@@ -475,7 +477,7 @@ def cancel_handover(
     body: schemas.ReasonBody | None = None,
 ) -> schemas.HandoverOut:
     if principal.role not in CREATOR_ROLES:
-        raise Forbidden("Only hr, managers and admins cancel handovers.")
+        raise RoleNotAllowed("Only hr, managers and admins cancel handovers.")
     h = visibility.get_handover(
         session,
         principal,
@@ -507,7 +509,7 @@ def undo_handover(
     undo_rule = "Only the leaver's manager or an admin may undo this handover."
     h = visibility.get_handover(session, principal, handover_id, lock=True, manage=undo_rule)
     if principal.role == "manager" and principal.employee != h.manager_id:
-        raise Forbidden(undo_rule)
+        raise HandoverNotManaged(undo_rule)
     service.undo(
         session,
         h,
@@ -661,7 +663,7 @@ def handover_report(
 ) -> Response:
     media = negotiate(request.headers.get("accept"), REPORT_FORMATS)
     if media is None:
-        raise NotAcceptable(
+        raise ReportFormatNotAcceptable(
             "This report is available as application/json, text/csv or text/html.",
             extra={"allowed": list(REPORT_FORMATS)},
         )

@@ -10,12 +10,14 @@ from fastapi.responses import JSONResponse
 
 from app.core.auth import HandoversRead, HandoversWrite
 from app.core.deps import DbSession, Now
-from app.core.errors import NotAcceptable, Unprocessable, problem_responses
+from app.core.errors import problem_responses
 from app.core.http import CSV, JSON, negotiate
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
 from app.transfer import retention
+from app.transfer.errors import ReportFormatNotAcceptable
 from app.transfer.followups import service as followups
+from app.transfer.followups.errors import ReportWindowInvalid
 from app.transfer.followups.models import FollowUp
 from app.transfer.followups.schemas import (
     FollowUpComplete,
@@ -171,13 +173,13 @@ def retention_report(
 ) -> Response:
     media = negotiate(request.headers.get("accept"), RETENTION_FORMATS)
     if media is None:
-        raise NotAcceptable(
+        raise ReportFormatNotAcceptable(
             "The retention report is available as application/json or text/csv.", extra={"allowed": [JSON, CSV]}
         )
     end = to or now
     start = from_ or end - DEFAULT_WINDOW
     if start >= end:
-        raise Unprocessable(
+        raise ReportWindowInvalid(
             "from must be before to.",
             errors=[{"loc": ["query", "from"], "msg": "must be before to", "type": "value_error"}],
         )

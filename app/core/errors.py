@@ -393,14 +393,26 @@ def problem_types() -> list[ProblemType]:
 
 
 def _example(cls: type[DomainError]) -> dict[str, Any]:
-    return {"summary": cls.title, "value": {"type": TYPE_PREFIX + cls.slug, "title": cls.title, "status": cls.status}}
+    value = {"type": TYPE_PREFIX + cls.slug, "title": cls.title, "status": cls.status, "detail": _when(cls)}
+    return {"summary": cls.title, "value": value}
 
 
-def problem_responses(*statuses: int, errors: Iterable[type[DomainError]] = ()) -> dict[int | str, dict[str, Any]]:
+def _line(cls: type[DomainError]) -> str:
+    return f"- `{TYPE_PREFIX}{cls.slug}` — {cls.title}"
+
+
+def problem_responses(
+    *statuses: int,
+    errors: Iterable[type[DomainError]] = (),
+    describe: dict[int, str] | None = None,
+    public: bool = False,
+) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries for the problems a route can answer; `errors` names its domain errors.
 
-    Each status's description lists the problem types it can carry (`type` — title), and its
-    application/problem+json content has one example per type, keyed by slug."""
+    Each status's description (`describe` overrides the stock one) lists the problem types it can carry
+    (`type` — title), and its application/problem+json content has one example per type, keyed by slug. The
+    generic types any operation may answer (token, scope, validation, body, ETag, database) are listed too; a
+    `public` route (no bearer token) gets no generic 401/403."""
     by_status: dict[int, list[type[DomainError]]] = {s: [] for s in statuses}
     for cls in errors:
         if cls.status not in by_status:
@@ -411,11 +423,24 @@ def problem_responses(*statuses: int, errors: Iterable[type[DomainError]] = ()) 
     for s in statuses:
         named: Sequence[type[DomainError]] = by_status[s]
         generic = _GENERIC_ALWAYS.get(s)
-        if generic is not None and generic not in named:
+        if generic is not None and generic not in named and not (public and s in (401, 403)):
             named = [*named, generic]
-        description = _DESCRIPTIONS.get(s, "Problem.")
+        description = (describe or {}).get(s) or _DESCRIPTIONS.get(s, "Problem.")
         if named:
-            description += "\n\n" + "\n".join(f"- `{TYPE_PREFIX}{c.slug}` — {c.title}" for c in named)
+            description += "\n\n" + "\n".join(_line(c) for c in named)
         content: dict[str, Any] = {"examples": {c.slug: _example(c) for c in named}} if named else {}
         out[s] = {"model": Problem, "description": description, "content": {PROBLEM_MEDIA_TYPE: content}}
     return out
+
+
+def name_problem_types(operation: dict[str, Any], errors: Iterable[type[DomainError]]) -> None:
+    """Adds domain errors to an operation of a rendered OpenAPI document: those an operation answers through a
+    callable bound in a composition root (its router cannot import their module)."""
+    for cls in errors:
+        response = operation["responses"][str(cls.status)]  # the route lists the status already
+        examples = response.setdefault("content", {}).setdefault(PROBLEM_MEDIA_TYPE, {}).setdefault("examples", {})
+        if cls.slug in examples:
+            continue
+        examples[cls.slug] = _example(cls)
+        sep = "\n" if "\n- `" in response["description"] else "\n\n"
+        response["description"] += sep + _line(cls)

@@ -21,8 +21,15 @@ from app.core.errors import problem_responses
 from app.core.types import EXTERNAL_ID_PATTERN
 from app.directory import schemas as directory_schemas
 from app.directory import service as directory
+from app.directory.errors import ClientRecordsInvalid, EmployeeRecordsInvalid, ManagementCycle
 from app.intake import service as intake
-from app.intake.errors import HrEventInvalid, HrWebhookNotConfigured, WebhookIdTooLong, WebhookSignatureInvalid
+from app.intake.errors import (
+    HrEventInFuture,
+    HrEventInvalid,
+    HrWebhookNotConfigured,
+    WebhookIdTooLong,
+    WebhookSignatureInvalid,
+)
 from app.intake.schemas import (
     EVENT_TYPES,
     EmployeeUpdatedEvent,
@@ -140,12 +147,21 @@ def parse_event(body: bytes) -> Event:
                 "so nothing changed), or (`replayed: true`) answered from the first delivery of this id."
             )
         },
-        **problem_responses(401, 404, 409, 413, 415, 422),
-        401: {**problem_responses(401)[401], "description": "Missing, stale or invalid webhook signature."},
-        503: {
-            **problem_responses(503)[503],
-            "description": "The HR webhook secret is not configured, or the database is unavailable.",
-        },
+        **problem_responses(
+            401,
+            404,
+            409,
+            413,
+            415,
+            422,
+            503,
+            errors=[WebhookSignatureInvalid, WebhookIdTooLong, HrEventInvalid, HrEventInFuture, HrWebhookNotConfigured],
+            describe={
+                401: "Missing, stale or invalid webhook signature.",
+                503: "The HR webhook secret is not configured, or the database is unavailable.",
+            },
+            public=True,
+        ),
     },
     openapi_extra={
         "parameters": [
@@ -191,7 +207,7 @@ def receive_hr_event(
     response_model=directory_schemas.EmployeeOut,
     responses={
         201: {"model": directory_schemas.EmployeeOut, "description": "Created."},
-        **problem_responses(401, 403, 409, 413, 415, 422),
+        **problem_responses(401, 403, 409, 413, 415, 422, errors=[EmployeeRecordsInvalid, ManagementCycle]),
     },
 )
 def upsert_employee(
@@ -217,7 +233,7 @@ def upsert_employee(
     summary="Create or replace up to 1,000 employees, all or nothing",
     description="Rows may reference each other as managers. One bad row writes nothing; errors name the row index.",
     response_model=directory_schemas.BatchResult,
-    responses=problem_responses(401, 403, 409, 413, 415, 422),
+    responses=problem_responses(401, 403, 409, 413, 415, 422, errors=[EmployeeRecordsInvalid, ManagementCycle]),
 )
 def batch_employees(
     body: directory_schemas.EmployeeBatch,
@@ -238,7 +254,7 @@ def batch_employees(
     response_model=directory_schemas.ClientOut,
     responses={
         201: {"model": directory_schemas.ClientOut, "description": "Created."},
-        **problem_responses(401, 403, 409, 413, 415, 422),
+        **problem_responses(401, 403, 409, 413, 415, 422, errors=[ClientRecordsInvalid]),
     },
 )
 def upsert_client(
@@ -264,7 +280,7 @@ def upsert_client(
     summary="Create or replace up to 1,000 clients, all or nothing",
     description="Owners and account-team members must exist. One bad row writes nothing; errors name the row index.",
     response_model=directory_schemas.BatchResult,
-    responses=problem_responses(401, 403, 409, 413, 415, 422),
+    responses=problem_responses(401, 403, 409, 413, 415, 422, errors=[ClientRecordsInvalid]),
 )
 def batch_clients(
     body: directory_schemas.ClientBatch,

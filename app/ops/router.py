@@ -35,7 +35,7 @@ def _ping(db: Database) -> None:
     name="ops-readyz",
     summary="Readiness: the database is reachable",
     response_model=Health,
-    responses=problem_responses(503),
+    responses=problem_responses(503, errors=[NotReady]),
 )
 def readyz(request: Request) -> Health:
     try:

@@ -150,7 +150,7 @@ class LeaverTwiceInPlan(Unprocessable):
 
 
 class SuccessorBreaksConstraints(Unprocessable):
-    """A successor who breaks hard constraints (capacity, conflicts, departed); send force=true with a reason."""
+    """A successor who breaks hard constraints (leaving, seniority, clearance, load); force=true overrides."""
 
     slug, title = "successor-breaks-constraints", "The successor breaks hard constraints"
 
@@ -165,3 +165,15 @@ class ReportFormatNotAcceptable(NotAcceptable):
     """A report asked for in a media type it is not available in; `allowed` lists those it is."""
 
     slug, title = "report-format-not-acceptable", "The report is not available in this format"
+
+
+# What the HR webhook (intake) answers through the exit workflow bound to transfer in app.main: intake cannot name
+# these itself, so the composition root adds them to the webhook's documented responses.
+EXIT_WORKFLOW_REFUSALS = (
+    HandoverAlreadyExecuted,
+    HandoverAlreadyOpen,
+    LeaverAlreadyDeparted,
+    UnknownEmployee,
+    TransitionNotAllowed,
+    UndoWindowPassed,
+)

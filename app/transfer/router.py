@@ -17,8 +17,36 @@ from app.directory.errors import EmployeeNotFound
 from app.directory.models import Client
 from app.jobs import service as jobs
 from app.jobs.router import ACCEPTED_RESPONSE, PREFER_DESCRIPTION, accepted
+from app.risk.errors import NoActiveRiskModel
 from app.transfer import longops, planning, schemas, service, signoff, visibility
-from app.transfer.errors import HandoverNotManaged, ReportFormatNotAcceptable
+from app.transfer.errors import (
+    AlreadySigned,
+    ChecklistLocked,
+    EffectiveTimeNotReached,
+    HandoverAlreadyOpen,
+    HandoverNotFound,
+    HandoverNotManaged,
+    HandoverNotPlannable,
+    HandoverNotPlanned,
+    HandoverNotSignable,
+    InterimOwnerInvalid,
+    ItemNotFound,
+    ItemNotSignable,
+    ItemsLocked,
+    ItemsUnassigned,
+    LeaverAlreadyDeparted,
+    LeaverTwiceInPlan,
+    MitigationNotFound,
+    NotInvolved,
+    NotTheApprover,
+    NotTheSigner,
+    ReportFormatNotAcceptable,
+    SignOffReasonRequired,
+    SuccessorBreaksConstraints,
+    TransitionNotAllowed,
+    UndoWindowPassed,
+    UnknownEmployee,
+)
 from app.transfer.models import Handover, HandoverItem
 from app.transfer.report import HandoverReport, build_report, to_csv, to_html
 
@@ -126,7 +154,16 @@ def _with_etag(response: Response, h: Handover) -> None:
     summary="Open a handover for a leaver",
     status_code=status.HTTP_201_CREATED,
     response_model=schemas.HandoverOut,
-    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        413,
+        415,
+        422,
+        errors=[RoleNotAllowed, EmployeeNotFound, HandoverAlreadyOpen, LeaverAlreadyDeparted, UnknownEmployee],
+    ),
 )
 def create_handover(
     body: schemas.HandoverCreate,
@@ -198,7 +235,7 @@ def list_handovers(
     description="A participant who neither manages nor leaves the handover (a successor or interim owner on another "
     "team's handover) gets the header with counts and exposure over their own items only (`view: own`).",
     response_model=schemas.HandoverOut,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[HandoverNotFound]),
 )
 def get_handover(
     handover_id: HandoverId, session: DbSession, principal: HandoversRead, response: Response
@@ -214,7 +251,14 @@ def get_handover(
     summary="Plan successors for every client (dry_run=true previews without saving)",
     description="Solves the whole reassignment at once, exactly; manual overrides are kept.",
     response_model=schemas.PlanSummary,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        422,
+        errors=[HandoverNotManaged, RoleNotAllowed, HandoverNotFound, HandoverNotPlannable, NoActiveRiskModel],
+    ),
 )
 def plan_handover(
     handover_id: HandoverId,
@@ -257,7 +301,26 @@ def plan_handover(
     "(403, 404, 422), then 202 with a job that a worker runs; the job's result is this operation's answer, and a "
     "refusal found while planning (409) is the job's problem.",
     response_model=schemas.PlanBatchOut,
-    responses={**ACCEPTED_RESPONSE, **problem_responses(401, 403, 404, 409, 413, 415, 422)},
+    responses={
+        **ACCEPTED_RESPONSE,
+        **problem_responses(
+            401,
+            403,
+            404,
+            409,
+            413,
+            415,
+            422,
+            errors=[
+                HandoverNotManaged,
+                RoleNotAllowed,
+                HandoverNotFound,
+                HandoverNotPlannable,
+                NoActiveRiskModel,
+                LeaverTwiceInPlan,
+            ],
+        ),
+    },
 )
 def plan_handovers(
     body: schemas.PlanBatchRequest,
@@ -283,7 +346,7 @@ def plan_handovers(
     description="Every item for those who manage the handover, hr, auditors, admins and the leaver; a participant "
     "(a successor or interim owner on another team's handover) lists only the items they receive.",
     response_model=Page[schemas.ItemOut],
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[HandoverNotFound]),
 )
 def list_items(
     handover_id: HandoverId,
@@ -323,7 +386,7 @@ def _item_response(
     description="A participant (a successor or interim owner on another team's handover) reaches only the items they "
     "receive; any other item answers 404.",
     response_model=schemas.ItemOut,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[HandoverNotFound, ItemNotFound]),
 )
 def get_item(
     handover_id: HandoverId, item_id: ItemId, session: DbSession, principal: HandoversRead, response: Response
@@ -339,7 +402,26 @@ def get_item(
     description="Needs If-Match with the item ETag (412 when stale, 428 when missing). A successor that breaks a hard "
     "constraint answers 422 unless force=true with a reason.",
     response_model=schemas.ItemOut,
-    responses=problem_responses(401, 403, 404, 409, 412, 415, 422, 428),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        412,
+        415,
+        422,
+        428,
+        errors=[
+            HandoverNotManaged,
+            RoleNotAllowed,
+            HandoverNotFound,
+            ItemNotFound,
+            ItemsLocked,
+            InterimOwnerInvalid,
+            SuccessorBreaksConstraints,
+            UnknownEmployee,
+        ],
+    ),
 )
 def patch_item(
     handover_id: HandoverId,
@@ -381,7 +463,15 @@ def _transition_endpoint(h: Handover, session: Session, response: Response) -> s
     summary="Approve the plan (the leaver's manager or an admin)",
     description="The point of no return for notifications. If-Match is optional here; when sent it must be current.",
     response_model=schemas.HandoverOut,
-    responses=problem_responses(401, 403, 404, 409, 412, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        412,
+        422,
+        errors=[HandoverNotManaged, NotTheApprover, HandoverNotFound, HandoverNotPlanned, ItemsUnassigned],
+    ),
 )
 def approve_handover(
     handover_id: HandoverId,
@@ -414,7 +504,16 @@ def approve_handover(
     "for every item (409 naming them); otherwise none is approved. Each handover gets what its own approval gives "
     "it (grants, notifications, follow-ups, one audit entry and one handover.approved event).",
     response_model=schemas.ApprovalBatchOut,
-    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        413,
+        415,
+        422,
+        errors=[HandoverNotManaged, NotTheApprover, HandoverNotFound, HandoverNotPlanned, ItemsUnassigned],
+    ),
 )
 def approve_handovers(
     body: schemas.ApprovalBatchRequest,
@@ -442,7 +541,14 @@ def approve_handovers(
     summary="Execute now (admins; e.g. an immediate termination)",
     description="Moves ownership at once; an effective time in the future is brought forward to now.",
     response_model=schemas.HandoverOut,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        422,
+        errors=[HandoverNotManaged, RoleNotAllowed, HandoverNotFound, EffectiveTimeNotReached, TransitionNotAllowed],
+    ),
 )
 def execute_handover(
     handover_id: HandoverId,
@@ -466,7 +572,15 @@ def execute_handover(
     name="handovers-cancel",
     summary="Cancel before execution: nothing moves",
     response_model=schemas.HandoverOut,
-    responses=problem_responses(401, 403, 404, 409, 415, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        415,
+        422,
+        errors=[HandoverNotManaged, RoleNotAllowed, HandoverNotFound, TransitionNotAllowed],
+    ),
 )
 def cancel_handover(
     handover_id: HandoverId,
@@ -495,7 +609,15 @@ def cancel_handover(
     summary="Undo an executed handover (within the undo window)",
     description="Owners return to the leaver, who becomes active again.",
     response_model=schemas.HandoverOut,
-    responses=problem_responses(401, 403, 404, 409, 415, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        415,
+        422,
+        errors=[HandoverNotManaged, HandoverNotFound, TransitionNotAllowed, UndoWindowPassed],
+    ),
 )
 def undo_handover(
     handover_id: HandoverId,
@@ -526,7 +648,9 @@ def undo_handover(
     name="handovers-complete",
     summary="Complete an executed handover with a reason (a manager closes open items)",
     response_model=schemas.HandoverOut,
-    responses=problem_responses(401, 403, 404, 409, 415, 422),
+    responses=problem_responses(
+        401, 403, 404, 409, 415, 422, errors=[HandoverNotManaged, HandoverNotFound, TransitionNotAllowed]
+    ),
 )
 def complete_handover(
     handover_id: HandoverId,
@@ -552,7 +676,15 @@ def complete_handover(
     name="handovers-items-checklist-set",
     summary="Mark a checklist entry done or not, with a note",
     response_model=schemas.ItemOut,
-    responses=problem_responses(401, 403, 404, 409, 415, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        415,
+        422,
+        errors=[NotInvolved, HandoverNotFound, ItemNotFound, MitigationNotFound, ChecklistLocked],
+    ),
 )
 def set_checklist(
     handover_id: HandoverId,
@@ -582,7 +714,23 @@ def set_checklist(
     name="handovers-items-sign-off",
     summary="Sign off an item: outgoing (the leaver, or their manager after exit) or incoming (the successor)",
     response_model=schemas.ItemOut,
-    responses=problem_responses(401, 403, 404, 409, 415, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        415,
+        422,
+        errors=[
+            NotTheSigner,
+            HandoverNotFound,
+            ItemNotFound,
+            AlreadySigned,
+            HandoverNotSignable,
+            ItemNotSignable,
+            SignOffReasonRequired,
+        ],
+    ),
 )
 def sign_off(
     handover_id: HandoverId,
@@ -607,7 +755,10 @@ def sign_off(
     "optionally, the proposed items (at most 5,000). With `Prefer: respond-async`: 202 with a job that a worker "
     "runs (see GET /v1/jobs/{job_id}).",
     response_model=schemas.SimulationOut,
-    responses={**ACCEPTED_RESPONSE, **problem_responses(401, 403, 404, 413, 415, 422)},
+    responses={
+        **ACCEPTED_RESPONSE,
+        **problem_responses(401, 403, 404, 413, 415, 422, errors=[RoleNotAllowed, EmployeeNotFound, UnknownEmployee]),
+    },
 )
 def simulate(
     body: schemas.SimulationRequest,
@@ -639,7 +790,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "The report: JSON (default), CSV (one row per client, UTF-8 with BOM) or printable HTML.",
         "content": _REPORT_CONTENT,
     },
-    **problem_responses(401, 403, 404, 406, 422),
+    **problem_responses(401, 403, 404, 406, 422, errors=[HandoverNotFound, ReportFormatNotAcceptable]),
 }
 _RESPONSES[406] = {**_RESPONSES[406], "description": "None of application/json, text/csv, text/html is acceptable."}
 

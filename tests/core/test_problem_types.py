@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 import app
 from app.core.errors import TYPE_PREFIX, DomainError, domain_error_classes, problem_types
-from tests.support.company import EFFECTIVE
+from tests.support.company import EFFECTIVE, plan
 from tests.support.problems import assert_problem
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -156,6 +156,29 @@ def test_second_open_handover_is_handover_already_open(client: TestClient, auth:
 def test_unknown_employee_and_client_are_typed(client: TestClient, auth: Any, company: dict[str, Any]) -> None:
     assert_problem(client.get("/v1/employees/nobody", headers=auth()), 404, type="employee-not-found")
     assert_problem(client.get("/v1/clients/nobody", headers=auth()), 404, type="client-not-found")
+
+
+def test_batch_approval_of_an_unplanned_handover_names_it(client: TestClient, auth: Any, open_handover: int) -> None:
+    r = client.post("/v1/handover-approvals", json={"handover_ids": [open_handover]}, headers=auth())
+    assert_problem(r, 409, type="handover-not-planned")
+
+
+def test_successor_over_constraints_keeps_its_field_errors(client: TestClient, auth: Any, open_handover: int) -> None:
+    plan(client, auth, open_handover)
+    item = client.get(f"/v1/handovers/{open_handover}/items", headers=auth()).json()["items"][0]
+    url = f"/v1/handovers/{open_handover}/items/{item['id']}"
+    tag = client.get(url, headers=auth()).headers["etag"]
+    r = client.patch(url, json={"successor": "e0"}, headers={**auth("hr"), "If-Match": tag})  # the leaver
+    body = assert_problem(r, 422, loc=["body", "successor"], type="successor-breaks-constraints")
+    assert all(e["type"] == "constraint" for e in body["errors"]), body
+    r = client.patch(url, json={"successor": "nobody"}, headers={**auth("hr"), "If-Match": tag})
+    assert_problem(r, 422, loc=["body", "successor"], type="unknown-employee")
+    r = client.patch(url, json={"successor": "e1"}, headers={**auth("hr"), "If-Match": '"stale"'})
+    assert_problem(r, 412, type="precondition-failed")  # infrastructure refusals stay generic
+
+
+def test_unknown_job_is_job_not_found(client: TestClient, auth: Any) -> None:
+    assert_problem(client.get("/v1/jobs/999999", headers=auth()), 404, type="job-not-found")
 
 
 def test_unknown_path_stays_generic(client: TestClient, auth: Any) -> None:

@@ -18,7 +18,7 @@ from app.core.auth import SCOPES, TokenVerifier
 from app.core.clock import Clock, SystemClock
 from app.core.config import Settings, get_settings
 from app.core.db import Database
-from app.core.errors import PROBLEM_MEDIA_TYPE, install_handlers
+from app.core.errors import PROBLEM_MEDIA_TYPE, install_handlers, name_problem_types
 from app.core.idempotency import ASYNC_PREFIXES, EXCLUDED_PREFIXES, IdempotencyMiddleware, describe
 from app.core.middleware import RequestMiddleware, configure_logging
 from app.core.types import NO_NUL_PATTERN
@@ -37,6 +37,7 @@ from app.transfer import rechecks as transfer_rechecks
 from app.transfer import retention as transfer_retention
 from app.transfer import service as transfer_service
 from app.transfer import visibility as transfer_visibility
+from app.transfer.errors import EXIT_WORKFLOW_REFUSALS
 from app.transfer.followups.router import router as followups_router
 from app.transfer.router import router as transfer_router
 
@@ -116,6 +117,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             return app.openapi_schema
         schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
         _polish_openapi(schema, settings)
+        name_problem_types(schema["paths"]["/v1/hooks/hr"]["post"], EXIT_WORKFLOW_REFUSALS)  # bound exits
         section, webhook_schemas = notify_events.webhooks()
         contract.finish(
             schema,
@@ -163,7 +165,7 @@ def _polish_openapi(schema: dict[str, Any], settings: Settings) -> None:
                 content = response.get("content", {})
                 if code.startswith(("4", "5")) and "application/json" in content:
                     json_schema = content.pop("application/json")
-                    content[PROBLEM_MEDIA_TYPE] = json_schema
+                    content[PROBLEM_MEDIA_TYPE] = {**json_schema, **content.get(PROBLEM_MEDIA_TYPE, {})}
                 if code == "422" and PROBLEM_MEDIA_TYPE in content:
                     content[PROBLEM_MEDIA_TYPE]["schema"] = {"$ref": "#/components/schemas/Problem"}
             for param in op.get("parameters", []):

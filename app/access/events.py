@@ -17,12 +17,12 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.access import anomaly
+from app.access.errors import AccessEventsInvalid, AlertAlreadyResolved, AlertNotFound
 from app.access.models import AccessEvent, Alert
 from app.access.schemas import AccessEventIn
 from app.audit import service as audit
 from app.core.auth import Principal
 from app.core.bulk import chunks
-from app.core.errors import Conflict, NotFound, Unprocessable
 from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.notify import events as notify_events
@@ -36,10 +36,6 @@ EXIT_HORIZON = dt.timedelta(days=30)
 MAX_STORED_SCORE = 99_999_999.99
 _IN_CHUNK = 5000
 _DAY_SECONDS = 86_400
-
-
-class AlertAlreadyResolved(Conflict):
-    pass
 
 
 @dataclass(frozen=True)
@@ -81,7 +77,7 @@ def _validate(session: Session, events: Sequence[AccessEventIn], now: dt.datetim
                 {"loc": [*loc, "occurred_at"], "msg": "more than 5 minutes in the future", "type": "future_time"}
             )
     if errors:
-        raise Unprocessable("Some events are not valid; nothing was written.", errors=errors)
+        raise AccessEventsInvalid("Some events are not valid; nothing was written.", errors=errors)
 
 
 def _insert_events(session: Session, rows: list[dict[str, Any]]) -> int:
@@ -426,7 +422,7 @@ def get_alert(session: Session, principal: Principal, alert_id: int) -> Alert:
         stmt = stmt.where(_visible(principal))
     alert = session.scalar(stmt)
     if alert is None:
-        raise NotFound(f"No alert {alert_id}.")
+        raise AlertNotFound(f"No alert {alert_id}.")
     return alert
 
 

@@ -7,10 +7,20 @@ import anyio.to_thread
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from app.access import events, schemas, service
+from app.access.errors import (
+    AccessCheckNotOwn,
+    AccessEventsInvalid,
+    AccessEventsNotAllowed,
+    AlertAlreadyResolved,
+    AlertNotFound,
+    GrantAlreadyRevoked,
+    GrantInvalid,
+    GrantNotFound,
+)
 from app.access.models import Alert
 from app.core.auth import AccessAdmin, AccessCheckScope
 from app.core.deps import DbSession, Now, db_of, now_of, read_limiter
-from app.core.errors import Forbidden, problem_responses
+from app.core.errors import problem_responses
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
 
@@ -44,7 +54,7 @@ def _out(d: service.Decision) -> schemas.AccessDecision:
     "view only; export and delete of sensitivity-3 clients need an owner grant; clearance must cover sensitivity. "
     "Every deny, and every allowed export or delete, is audited.",
     response_model=schemas.AccessDecision,
-    responses=problem_responses(401, 403, 413, 415, 422),
+    responses=problem_responses(401, 403, 413, 415, 422, errors=[AccessCheckNotOwn]),
 )
 async def check(body: schemas.AccessCheck, principal: AccessCheckScope, request: Request) -> schemas.AccessDecision:
     # async with one thread hop: the hot path of every CRM page view takes no writer and no second hop; the clock
@@ -73,7 +83,7 @@ async def check(body: schemas.AccessCheck, principal: AccessCheckScope, request:
     name="access-check-batch",
     summary="Decide up to 500 pairs in one call (a CRM list view)",
     response_model=schemas.AccessDecisionBatch,
-    responses=problem_responses(401, 403, 413, 415, 422),
+    responses=problem_responses(401, 403, 413, 415, 422, errors=[AccessCheckNotOwn]),
 )
 async def check_batch(
     body: schemas.AccessCheckBatch, principal: AccessCheckScope, request: Request
@@ -132,7 +142,7 @@ def list_grants(
     summary="Grant access for a window",
     status_code=status.HTTP_201_CREATED,
     response_model=schemas.GrantOut,
-    responses=problem_responses(401, 403, 413, 415, 422),
+    responses=problem_responses(401, 403, 413, 415, 422, errors=[GrantInvalid]),
 )
 def create_grant(
     body: schemas.GrantCreate, session: DbSession, principal: AccessAdmin, now: Now, response: Response
@@ -157,7 +167,7 @@ def create_grant(
     name="access-grants-get",
     summary="Get a grant",
     response_model=schemas.GrantOut,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[GrantNotFound]),
 )
 def get_grant(grant_id: GrantId, session: DbSession, principal: AccessCheckScope) -> schemas.GrantOut:
     return schemas.GrantOut.model_validate(service.get_grant(session, principal, grant_id))
@@ -168,7 +178,7 @@ def get_grant(grant_id: GrantId, session: DbSession, principal: AccessCheckScope
     name="access-grants-revoke",
     summary="Revoke a grant (the row stays for history)",
     response_model=schemas.GrantOut,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 422, errors=[GrantNotFound, GrantAlreadyRevoked]),
 )
 def revoke_grant(grant_id: GrantId, session: DbSession, principal: AccessAdmin, now: Now) -> schemas.GrantOut:
     grant = service.get_grant(session, principal, grant_id)
@@ -210,14 +220,14 @@ def alert_out(a: Alert) -> schemas.AlertOut:
         "alert or updates their open one. Only the CRM integration, hr and admins report events."
     ),
     response_model=schemas.IngestOut,
-    responses=problem_responses(401, 403, 413, 415, 422),
+    responses=problem_responses(401, 403, 413, 415, 422, errors=[AccessEventsNotAllowed, AccessEventsInvalid]),
 )
 def ingest_events(
     body: schemas.AccessEventBatch, session: DbSession, principal: AccessCheckScope, now: Now
 ) -> schemas.IngestOut:
     if not principal.unrestricted:
         # Self-reported events could pad a leaver's own baseline or frame a colleague.
-        raise Forbidden("Only the CRM integration, hr and admins report access events.")
+        raise AccessEventsNotAllowed("Only the CRM integration, hr and admins report access events.")
     result = events.ingest_events(session, body.events, actor=principal.actor, now=now)
     return schemas.IngestOut(
         received=result.received, stored=result.stored, duplicates=result.duplicates, alerts_raised=result.alerts
@@ -254,7 +264,7 @@ def list_alerts(
     name="alerts-get",
     summary="Get an alert with its evidence",
     response_model=schemas.AlertOut,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[AlertNotFound]),
 )
 def get_alert(alert_id: AlertId, session: DbSession, principal: AccessAdmin) -> schemas.AlertOut:
     return alert_out(events.get_alert(session, principal, alert_id))
@@ -266,7 +276,7 @@ def get_alert(alert_id: AlertId, session: DbSession, principal: AccessAdmin) -> 
     summary="Resolve an open alert",
     description="open → resolved, once; resolving a resolved alert is a 409.",
     response_model=schemas.AlertOut,
-    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
+    responses=problem_responses(401, 403, 404, 409, 413, 415, 422, errors=[AlertNotFound, AlertAlreadyResolved]),
 )
 def resolve_alert(
     alert_id: AlertId, body: schemas.ResolveIn, session: DbSession, principal: AccessAdmin, now: Now

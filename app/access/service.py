@@ -15,12 +15,12 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, case, exists, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.access.errors import AccessCheckNotOwn, GrantAlreadyRevoked, GrantInvalid, GrantNotFound
 from app.access.models import AccessGrant, AccessSuspension
 from app.audit import service as audit
 from app.core.auth import Principal
 from app.core.bulk import chunks
 from app.core.db import AnySelect, Database, transaction
-from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.directory.models import Client, Employee
 from app.notify import events
 from app.notify import service as notify
@@ -283,7 +283,7 @@ def create_grant(
     if valid_until is not None and valid_until <= valid_from:
         errors.append({"loc": ["body", "valid_until"], "msg": "must be after valid_from", "type": "value_error"})
     if errors:
-        raise Unprocessable("The grant is not valid.", errors=errors)
+        raise GrantInvalid("The grant is not valid.", errors=errors)
     grant = AccessGrant(
         employee_id=employee,
         client_id=client,
@@ -326,7 +326,7 @@ def grant_visibility(principal: Principal) -> Any:
 def get_grant(session: Session, principal: Principal, grant_id: int) -> AccessGrant:
     grant = session.scalar(select(AccessGrant).where(AccessGrant.id == grant_id, grant_visibility(principal)))
     if grant is None:
-        raise NotFound(f"No grant {grant_id}.")
+        raise GrantNotFound(f"No grant {grant_id}.")
     return grant
 
 
@@ -358,7 +358,7 @@ def list_grants(
 
 def revoke(session: Session, grant: AccessGrant, *, actor: str, now: dt.datetime) -> AccessGrant:
     if grant.revoked_at is not None:
-        raise Conflict(f"Grant {grant.id} was already revoked at {grant.revoked_at.isoformat()}.")
+        raise GrantAlreadyRevoked(f"Grant {grant.id} was already revoked at {grant.revoked_at.isoformat()}.")
     grant.revoked_at = now
     grant.revoked_by = actor
     notify.emit(
@@ -392,7 +392,7 @@ def require_own_or_admin(principal: Principal, employee: str) -> None:
     if principal.unrestricted or "access:admin" in principal.scopes:
         return
     if principal.employee is None or principal.employee != employee:
-        raise Forbidden("You may only check your own access.")
+        raise AccessCheckNotOwn("You may only check your own access.")
 
 
 # ---- ownership in step with the directory ----------------------------------------------------

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -66,10 +68,14 @@ class DomainError(Exception):
 
 
 class BadRequest(DomainError):
-    pass
+    """The request is malformed."""
+
+    status, slug, title = 400, "bad-request", "Bad request"
 
 
 class Unauthorized(DomainError):
+    """The bearer token is missing, expired or not valid."""
+
     status, slug, title = 401, "unauthorized", "Unauthorized"
 
     def __init__(self, detail: str = "A valid bearer token is required.") -> None:
@@ -77,42 +83,68 @@ class Unauthorized(DomainError):
 
 
 class Forbidden(DomainError):
+    """The token lacks the scope the operation requires."""
+
     status, slug, title = 403, "forbidden", "Forbidden"
 
 
+class RoleNotAllowed(Forbidden):
+    """The caller's role may not do this at all (e.g. only hr, managers and admins open handovers)."""
+
+    slug, title = "role-not-allowed", "The caller's role may not do this"
+
+
 class NotFound(DomainError):
+    """No resource at this path."""
+
     status, slug, title = 404, "not-found", "Not found"
 
 
 class Conflict(DomainError):
+    """The request conflicts with the current state."""
+
     status, slug, title = 409, "conflict", "Conflict"
 
 
 class NotAcceptable(DomainError):
+    """None of the media types in Accept can be answered."""
+
     status, slug, title = 406, "not-acceptable", "Not acceptable"
 
 
 class PayloadTooLarge(DomainError):
+    """The request body exceeds the configured limit."""
+
     status, slug, title = 413, "payload-too-large", "Payload too large"
 
 
 class UnsupportedMediaType(DomainError):
+    """The request body is not JSON."""
+
     status, slug, title = 415, "unsupported-media-type", "Unsupported media type"
 
 
 class PreconditionFailed(DomainError):
+    """The If-Match ETag is stale: the resource changed since it was read."""
+
     status, slug, title = 412, "precondition-failed", "Precondition failed"
 
 
 class PreconditionRequired(DomainError):
+    """An update was sent without an If-Match header."""
+
     status, slug, title = 428, "precondition-required", "Precondition required"
 
 
 class Unprocessable(DomainError):
+    """The request does not validate; `errors` lists the fields."""
+
     status, slug, title = 422, "validation-error", "Validation error"
 
 
 class ServiceUnavailable(DomainError):
+    """The database (or a dependency) is unavailable; retry after Retry-After."""
+
     status, slug, title = 503, "service-unavailable", "Service unavailable"
 
 
@@ -291,26 +323,124 @@ def unexpected_problem(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(request, 500, "An internal error occurred.")
 
 
-def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses=` entries for the problems a route can answer."""
-    descriptions = {
-        400: "Malformed request.",
-        401: "Missing, expired or invalid bearer token.",
-        403: "The token lacks the required scope.",
-        404: "The resource does not exist or is outside the caller's reach.",
-        409: "The request conflicts with the current state.",
-        412: "The If-Match ETag is stale.",
-        413: "The request body exceeds the configured limit.",
-        415: "The request body is not JSON.",
-        422: "The request is not valid; field errors are listed.",
-        428: "An If-Match header is required.",
-        503: "The database is unavailable.",
-    }
-    return {
-        s: {
-            "model": Problem,
-            "description": descriptions.get(s, "Problem."),
-            "content": {PROBLEM_MEDIA_TYPE: {}},
-        }
-        for s in statuses
-    }
+# Problems the handlers answer without a DomainError class: (slug, when).
+_HANDLER_ONLY = {
+    405: "The resource does not take this method; Allow lists the ones it takes.",
+    500: "An unexpected error; the response reveals nothing, the log has the request id.",
+}
+
+_DESCRIPTIONS = {
+    400: "Malformed request.",
+    401: "Missing, expired or invalid bearer token.",
+    403: "The token lacks the required scope.",
+    404: "The resource does not exist or is outside the caller's reach.",
+    406: "None of the accepted media types can be answered.",
+    409: "The request conflicts with the current state.",
+    412: "The If-Match ETag is stale.",
+    413: "The request body exceeds the configured limit.",
+    415: "The request body is not JSON.",
+    422: "The request is not valid; field errors are listed.",
+    428: "An If-Match header is required.",
+    503: "The database is unavailable.",
+}
+# The generic problem any operation answering this status can still give besides its domain errors
+# (token and scope checks, request validation, body limits, ETags, the database).
+_GENERIC_ALWAYS = {
+    401: Unauthorized,
+    403: Forbidden,
+    412: PreconditionFailed,
+    413: PayloadTooLarge,
+    415: UnsupportedMediaType,
+    422: Unprocessable,
+    428: PreconditionRequired,
+    503: ServiceUnavailable,
+}
+
+
+@dataclass(frozen=True)
+class ProblemType:
+    """One registered problem type, as the README table lists it."""
+
+    type: str
+    status: int
+    title: str
+    when: str
+
+
+def _when(cls: type[DomainError]) -> str:
+    doc = cls.__dict__.get("__doc__") or ""
+    return " ".join(doc.strip().split("\n\n")[0].split())
+
+
+def domain_error_classes() -> list[type[DomainError]]:
+    """Every DomainError class defined so far (import the app first to have them all), the generic ones too."""
+    found: list[type[DomainError]] = []
+    todo: list[type[DomainError]] = [DomainError]
+    while todo:
+        cls = todo.pop()
+        found.append(cls)
+        todo.extend(cls.__subclasses__())
+    return [c for c in found if c is not DomainError]
+
+
+def problem_types() -> list[ProblemType]:
+    """The registered problem types: one per DomainError class, plus those only the handlers answer."""
+    out = [ProblemType(TYPE_PREFIX + c.slug, c.status, c.title, _when(c)) for c in domain_error_classes()]
+    for status, when in _HANDLER_ONLY.items():
+        slug, title = _STATUS_SLUGS[status]
+        out.append(ProblemType(TYPE_PREFIX + slug, status, title, when))
+    return sorted(out, key=lambda p: (p.status, p.type))
+
+
+def _example(cls: type[DomainError]) -> dict[str, Any]:
+    value = {"type": TYPE_PREFIX + cls.slug, "title": cls.title, "status": cls.status, "detail": _when(cls)}
+    return {"summary": cls.title, "value": value}
+
+
+def _line(cls: type[DomainError]) -> str:
+    return f"- `{TYPE_PREFIX}{cls.slug}` — {cls.title}"
+
+
+def problem_responses(
+    *statuses: int,
+    errors: Iterable[type[DomainError]] = (),
+    describe: dict[int, str] | None = None,
+    public: bool = False,
+) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the problems a route can answer; `errors` names its domain errors.
+
+    Each status's description (`describe` overrides the stock one) lists the problem types it can carry
+    (`type` — title), and its application/problem+json content has one example per type, keyed by slug. The
+    generic types any operation may answer (token, scope, validation, body, ETag, database) are listed too; a
+    `public` route (no bearer token) gets no generic 401/403."""
+    by_status: dict[int, list[type[DomainError]]] = {s: [] for s in statuses}
+    for cls in errors:
+        if cls.status not in by_status:
+            raise ValueError(f"{cls.__name__} answers {cls.status}, which the route does not list")
+        if cls not in by_status[cls.status]:
+            by_status[cls.status].append(cls)
+    out: dict[int | str, dict[str, Any]] = {}
+    for s in statuses:
+        named: Sequence[type[DomainError]] = by_status[s]
+        generic = _GENERIC_ALWAYS.get(s)
+        if generic is not None and generic not in named and not (public and s in (401, 403)):
+            named = [*named, generic]
+        description = (describe or {}).get(s) or _DESCRIPTIONS.get(s, "Problem.")
+        if named:
+            description += "\n\n" + "\n".join(_line(c) for c in named)
+        content: dict[str, Any] = {"examples": {c.slug: _example(c) for c in named}} if named else {}
+        out[s] = {"model": Problem, "description": description, "content": {PROBLEM_MEDIA_TYPE: content}}
+    return out
+
+
+def name_problem_types(operation: dict[str, Any], errors: Iterable[type[DomainError]]) -> None:
+    """Adds domain errors to an operation of a rendered OpenAPI document: those an operation answers through a
+    callable bound in a composition root (its router cannot import their module)."""
+    for cls in errors:
+        response = operation["responses"][str(cls.status)]  # the route lists the status already
+        examples = response.setdefault("content", {}).setdefault(PROBLEM_MEDIA_TYPE, {}).setdefault("examples", {})
+        if cls.slug in examples:
+            continue
+        examples[cls.slug] = _example(cls)
+        sep = "\n" if "\n- `" in response["description"] else "\n\n"
+        response["description"] += sep + _line(cls)

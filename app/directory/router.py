@@ -10,6 +10,7 @@ from app.core.errors import problem_responses
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN
 from app.directory import schemas, service
+from app.directory.errors import ClientNotFound, EmployeeNotFound, SearchTextInvalid
 
 router = APIRouter(tags=["directory"])
 
@@ -22,7 +23,7 @@ Q = Annotated[str | None, Query(min_length=1, max_length=100, description="Case-
     name="employees-get",
     summary="Get an employee",
     response_model=schemas.EmployeeOut,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[EmployeeNotFound]),
 )
 def get_employee(external_id: PathId, session: DbSession, principal: DirectoryRead) -> schemas.EmployeeOut:
     return service.employee_out(service.get_employee(session, principal, external_id))
@@ -34,7 +35,7 @@ def get_employee(external_id: PathId, session: DbSession, principal: DirectoryRe
     summary="List employees",
     description="Ordered by external id. Managers see their reports; account managers themselves and their manager.",
     response_model=Page[schemas.EmployeeOut],
-    responses=problem_responses(401, 403, 422),
+    responses=problem_responses(401, 403, 422, errors=[SearchTextInvalid]),
 )
 def list_employees(
     session: DbSession,
@@ -68,7 +69,7 @@ def list_employees(
     name="clients-get",
     summary="Get a client with its contacts and account team",
     response_model=schemas.ClientOut,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[ClientNotFound]),
 )
 def get_client(external_id: PathId, session: DbSession, principal: DirectoryRead) -> schemas.ClientOut:
     return service.clients_out(session, [service.get_client(session, principal, external_id)])[0]
@@ -82,7 +83,7 @@ def get_client(external_id: PathId, session: DbSession, principal: DirectoryRead
         "Ordered by external id. Account managers see clients they own or serve; managers their reports' clients."
     ),
     response_model=Page[schemas.ClientOut],
-    responses=problem_responses(401, 403, 422),
+    responses=problem_responses(401, 403, 422, errors=[SearchTextInvalid]),
 )
 def list_clients(
     session: DbSession,

@@ -30,8 +30,15 @@ from app.audit import service as audit
 from app.core.auth import Principal
 from app.core.bulk import among, chunks
 from app.core.db import AnySelect
-from app.core.errors import NotFound, Unprocessable
 from app.directory import schemas
+from app.directory.errors import (
+    ClientNotFound,
+    ClientRecordsInvalid,
+    EmployeeNotFound,
+    EmployeeRecordsInvalid,
+    ManagementCycle,
+    SearchTextInvalid,
+)
 from app.directory.models import AccountTeamMember, Client, ClientContact, Employee
 
 
@@ -352,7 +359,7 @@ def upsert_employees(
                 }
             )
     if errors:
-        raise Unprocessable("Some rows are not valid; nothing was written.", errors=errors)
+        raise EmployeeRecordsInvalid("Some rows are not valid; nothing was written.", errors=errors)
 
     values = {
         external_id: {
@@ -380,7 +387,7 @@ def upsert_employees(
     changed = {eid for eid, manager in proposed.items() if manager != old_managers.get(eid)}
     errors = _cycle_errors(session, rows, proposed, changed, loc_prefix=loc_prefix, row_index=row_index)
     if errors:
-        raise Unprocessable("Some rows would make a management cycle; nothing was written.", errors=errors)
+        raise ManagementCycle("Some rows would make a management cycle; nothing was written.", errors=errors)
     keeps = {eid for eid, row in rows if eid not in created and not (row.model_fields_set & LIFECYCLE)}
     replaced = [values[eid] for eid, _ in rows if eid not in created and eid not in keeps]
     kept = [values[eid] for eid, _ in rows if eid in keeps]
@@ -486,7 +493,7 @@ def _ancestry(session: Session, roots: Sequence[str]) -> dict[str, str | None]:
 def get_employee(session: Session, principal: Principal, external_id: str) -> Employee:
     row = session.scalar(select(Employee).where(Employee.external_id == external_id, employee_visibility(principal)))
     if row is None:
-        raise NotFound(f"No employee {external_id!r}.")
+        raise EmployeeNotFound(f"No employee {external_id!r}.")
     return row
 
 
@@ -518,7 +525,7 @@ def list_employees(
 
 def _escape_like(text: str) -> str:
     if "\x00" in text:  # PostgreSQL refuses NUL in text: a 422 here, not a 500 there
-        raise Unprocessable(
+        raise SearchTextInvalid(
             "q must not contain NUL characters.",
             errors=[{"loc": ["query", "q"], "msg": "must not contain NUL (U+0000)", "type": "value_error"}],
         )
@@ -579,7 +586,7 @@ def upsert_clients(
                     }
                 )
     if errors:
-        raise Unprocessable("Some rows are not valid; nothing was written.", errors=errors)
+        raise ClientRecordsInvalid("Some rows are not valid; nothing was written.", errors=errors)
 
     values = [
         {
@@ -710,7 +717,7 @@ def clients_out(session: Session, clients: Sequence[Client]) -> list[schemas.Cli
 def get_client(session: Session, principal: Principal, external_id: str) -> Client:
     row = session.scalar(select(Client).where(Client.external_id == external_id, client_visibility(principal)))
     if row is None:
-        raise NotFound(f"No client {external_id!r}.")
+        raise ClientNotFound(f"No client {external_id!r}.")
     return row
 
 

@@ -17,11 +17,19 @@ from pydantic import ValidationError
 from app.core import signing
 from app.core.auth import DirectoryWrite
 from app.core.deps import DbSession, Now
-from app.core.errors import ServiceUnavailable, Unauthorized, Unprocessable, problem_responses
+from app.core.errors import problem_responses
 from app.core.types import EXTERNAL_ID_PATTERN
 from app.directory import schemas as directory_schemas
 from app.directory import service as directory
+from app.directory.errors import ClientRecordsInvalid, EmployeeRecordsInvalid, ManagementCycle
 from app.intake import service as intake
+from app.intake.errors import (
+    HrEventInFuture,
+    HrEventInvalid,
+    HrWebhookNotConfigured,
+    WebhookIdTooLong,
+    WebhookSignatureInvalid,
+)
 from app.intake.schemas import (
     EVENT_TYPES,
     EmployeeUpdatedEvent,
@@ -77,17 +85,17 @@ async def verified_delivery(request: Request) -> Delivery:
         logger.error("HANDOVER_HR_WEBHOOK_SECRET is malformed; HR webhooks are refused")
         secrets = []
     if not secrets:
-        raise ServiceUnavailable("HR webhook not configured.")
+        raise HrWebhookNotConfigured("HR webhook not configured.")
     body = await request.body()
     now = request.app.state.clock.now()
     try:
         signing.verify_signature(secrets, request.headers, body, now)
     except signing.InvalidSignature as exc:
         logger.warning("HR webhook refused: %s", exc.reason)
-        raise Unauthorized(f"The webhook signature is not valid: {exc.reason}.") from exc
+        raise WebhookSignatureInvalid(f"The webhook signature is not valid: {exc.reason}.") from exc
     webhook_id = request.headers["webhook-id"].strip()
     if len(webhook_id) > WEBHOOK_ID_MAX:
-        raise Unprocessable(
+        raise WebhookIdTooLong(
             f"The webhook-id is longer than {WEBHOOK_ID_MAX} characters.",
             errors=[{"loc": ["header", "webhook-id"], "msg": "too long", "type": "string_too_long"}],
         )
@@ -105,7 +113,7 @@ def parse_event(body: bytes) -> Event:
             if loc and loc[0] in EVENT_TYPES:
                 loc = loc[1:]
             errors.append({"loc": ["body", *loc], "msg": err["msg"], "type": err["type"]})
-        raise Unprocessable("The event is not valid; see errors.", errors=errors) from exc
+        raise HrEventInvalid("The event is not valid; see errors.", errors=errors) from exc
 
 
 @router.post(
@@ -139,12 +147,21 @@ def parse_event(body: bytes) -> Event:
                 "so nothing changed), or (`replayed: true`) answered from the first delivery of this id."
             )
         },
-        **problem_responses(401, 404, 409, 413, 415, 422),
-        401: {**problem_responses(401)[401], "description": "Missing, stale or invalid webhook signature."},
-        503: {
-            **problem_responses(503)[503],
-            "description": "The HR webhook secret is not configured, or the database is unavailable.",
-        },
+        **problem_responses(
+            401,
+            404,
+            409,
+            413,
+            415,
+            422,
+            503,
+            errors=[WebhookSignatureInvalid, WebhookIdTooLong, HrEventInvalid, HrEventInFuture, HrWebhookNotConfigured],
+            describe={
+                401: "Missing, stale or invalid webhook signature.",
+                503: "The HR webhook secret is not configured, or the database is unavailable.",
+            },
+            public=True,
+        ),
     },
     openapi_extra={
         "parameters": [
@@ -190,7 +207,7 @@ def receive_hr_event(
     response_model=directory_schemas.EmployeeOut,
     responses={
         201: {"model": directory_schemas.EmployeeOut, "description": "Created."},
-        **problem_responses(401, 403, 409, 413, 415, 422),
+        **problem_responses(401, 403, 409, 413, 415, 422, errors=[EmployeeRecordsInvalid, ManagementCycle]),
     },
 )
 def upsert_employee(
@@ -216,7 +233,7 @@ def upsert_employee(
     summary="Create or replace up to 1,000 employees, all or nothing",
     description="Rows may reference each other as managers. One bad row writes nothing; errors name the row index.",
     response_model=directory_schemas.BatchResult,
-    responses=problem_responses(401, 403, 409, 413, 415, 422),
+    responses=problem_responses(401, 403, 409, 413, 415, 422, errors=[EmployeeRecordsInvalid, ManagementCycle]),
 )
 def batch_employees(
     body: directory_schemas.EmployeeBatch,
@@ -237,7 +254,7 @@ def batch_employees(
     response_model=directory_schemas.ClientOut,
     responses={
         201: {"model": directory_schemas.ClientOut, "description": "Created."},
-        **problem_responses(401, 403, 409, 413, 415, 422),
+        **problem_responses(401, 403, 409, 413, 415, 422, errors=[ClientRecordsInvalid]),
     },
 )
 def upsert_client(
@@ -271,7 +288,7 @@ def upsert_client(
     summary="Create or replace up to 1,000 clients, all or nothing",
     description="Owners and account-team members must exist. One bad row writes nothing; errors name the row index.",
     response_model=directory_schemas.BatchResult,
-    responses=problem_responses(401, 403, 409, 413, 415, 422),
+    responses=problem_responses(401, 403, 409, 413, 415, 422, errors=[ClientRecordsInvalid]),
 )
 def batch_clients(
     body: directory_schemas.ClientBatch,

@@ -43,6 +43,7 @@ from app.core.errors import Unprocessable
 from app.core.signing import DEFAULT_TOLERANCE
 from app.directory import schemas as directory_schemas
 from app.directory import service as directory
+from app.intake.errors import HrEventInFuture
 from app.intake.models import InboundEvent
 from app.intake.schemas import EmployeeUpdatedEvent, ExitCancelledEvent, ExitEvent
 
@@ -163,7 +164,7 @@ def _replay(row: InboundEvent, event_type: str) -> dict[str, Any]:
 def _check_time(event: Event, now: dt.datetime) -> None:
     """422 for an event timestamp ahead of the clock (beyond the tolerance); nothing is written before this."""
     if event.timestamp > now + FUTURE_TOLERANCE:
-        raise Unprocessable(
+        raise HrEventInFuture(
             "The event's timestamp is in the future.",
             errors=[
                 {

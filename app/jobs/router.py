@@ -11,6 +11,7 @@ from app.core.errors import problem_responses
 from app.core.http import RESPOND_ASYNC
 from app.core.pagination import Page, Pagination, page_of
 from app.jobs import service
+from app.jobs.errors import JobNotFound
 from app.jobs.models import Job
 from app.jobs.schemas import JobFilter, JobKind, JobOut, JobState
 
@@ -26,7 +27,7 @@ JobId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The job id.")]
     description="A job started by `Prefer: respond-async` on POST /v1/handover-plans or /v1/simulations. Only the "
     "principal who started it (and admins) see it; anyone else gets 404.",
     response_model=JobOut,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[JobNotFound]),
 )
 def get_job(job_id: JobId, session: DbSession, principal: HandoversWrite) -> JobOut:
     return service.job_out(service.get(session, principal, job_id))

@@ -29,7 +29,8 @@ from app.core.auth import Principal
 from app.core.clock import Clock
 from app.core.config import Settings
 from app.core.db import Database, transaction
-from app.core.errors import TYPE_PREFIX, DomainError, NotFound
+from app.core.errors import TYPE_PREFIX, DomainError
+from app.jobs.errors import JobNotFound
 from app.jobs.models import Job
 from app.jobs.schemas import JobFilter, JobOut, JobProblem
 
@@ -104,7 +105,7 @@ def _may_see(principal: Principal, job: Job) -> bool:
 def get(session: Session, principal: Principal, job_id: int) -> Job:
     job = session.get(Job, job_id)
     if job is None or not _may_see(principal, job):
-        raise NotFound(f"No job {job_id}.")
+        raise JobNotFound(f"No job {job_id}.")
     return job
 
 

@@ -10,10 +10,22 @@ from sqlalchemy.orm import Session
 
 from app.core.auth import NotificationsAdmin, NotificationsRead, Principal, WebhooksAdmin
 from app.core.deps import DbSession, Now
-from app.core.errors import NotFound, problem_responses
+from app.core.errors import problem_responses
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, LOCALE_PATTERN
 from app.notify import ackpage, rendering, schemas, service
+from app.notify.errors import (
+    AckLinkInvalid,
+    DeliveryNotFound,
+    DeliveryNotRetryable,
+    NotificationNotFound,
+    ReplayWindowInvalid,
+    TemplateDoesNotRender,
+    TemplateNotFound,
+    WebhookEndpointNotActive,
+    WebhookEndpointNotFound,
+    WebhookUrlRefused,
+)
 from app.notify.models import Delivery, OutboxMessage, WebhookEndpoint
 
 router = APIRouter(tags=["notifications"])
@@ -54,7 +66,7 @@ def _endpoint_out(session: Session, endpoints: list[WebhookEndpoint]) -> list[sc
     "retry, so receivers deduplicate by it. The URL's host is resolved and every address checked.",
     status_code=status.HTTP_201_CREATED,
     response_model=schemas.WebhookEndpointCreated,
-    responses=problem_responses(401, 403, 413, 415, 422),
+    responses=problem_responses(401, 403, 413, 415, 422, errors=[WebhookUrlRefused]),
 )
 def create_endpoint(
     body: schemas.WebhookEndpointCreate,
@@ -103,7 +115,7 @@ def list_endpoints(
     name="webhook-endpoints-get",
     summary="Get a webhook endpoint (without its secret)",
     response_model=schemas.WebhookEndpointOut,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[WebhookEndpointNotFound]),
 )
 def get_endpoint(endpoint_id: EndpointId, session: DbSession, principal: WebhooksAdmin) -> schemas.WebhookEndpointOut:
     return _endpoint_out(session, [service.get_endpoint(session, endpoint_id)])[0]
@@ -115,7 +127,7 @@ def get_endpoint(endpoint_id: EndpointId, session: DbSession, principal: Webhook
     summary="Delete a webhook endpoint; what it has not received yet is withdrawn",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[WebhookEndpointNotFound]),
 )
 def delete_endpoint(endpoint_id: EndpointId, session: DbSession, principal: WebhooksAdmin, now: Now) -> Response:
     service.delete_endpoint(session, service.get_endpoint(session, endpoint_id), actor=principal.actor, now=now)
@@ -129,13 +141,13 @@ def delete_endpoint(endpoint_id: EndpointId, session: DbSession, principal: Webh
     description="A deleted endpoint answers 404 like the endpoint itself; its attempts stay in the database and its "
     "deletion in the audit log.",
     response_model=Page[schemas.DeliveryOut],
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[WebhookEndpointNotFound]),
 )
 def list_deliveries(
     endpoint_id: EndpointId, session: DbSession, principal: WebhooksAdmin, page: Pagination
 ) -> Page[schemas.DeliveryOut]:
     if service.get_endpoint(session, endpoint_id).status == "deleted":
-        raise NotFound(f"No webhook endpoint {endpoint_id}.")
+        raise WebhookEndpointNotFound(f"No webhook endpoint {endpoint_id}.")
     rows = service.list_deliveries(session, endpoint_id, limit=page.limit + 1, offset=page.offset)
     items, nxt = page_of(rows, page)
     return Page[schemas.DeliveryOut](
@@ -152,7 +164,16 @@ def list_deliveries(
     "A message that had all its tries gets one more; if it fails, it is dead again. Audited.",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=schemas.ReplayOut,
-    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        413,
+        415,
+        422,
+        errors=[WebhookEndpointNotFound, WebhookEndpointNotActive, ReplayWindowInvalid],
+    ),
 )
 def replay_endpoint(
     endpoint_id: EndpointId, body: schemas.ReplayIn, session: DbSession, principal: WebhooksAdmin, now: Now
@@ -187,7 +208,9 @@ def _delivery_out(d: Delivery, m: OutboxMessage) -> schemas.DeliveryOut:
     description="The worker makes one more attempt at once; if it fails, the message is dead again.",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=schemas.MessageOut,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(
+        401, 403, 404, 409, 422, errors=[DeliveryNotFound, DeliveryNotRetryable, WebhookEndpointNotActive]
+    ),
 )
 def retry_delivery(
     delivery_id: DeliveryId, session: DbSession, principal: WebhooksAdmin, now: Now
@@ -271,7 +294,7 @@ def list_notifications(
     name="notifications-get",
     summary="Get a notification",
     response_model=schemas.NotificationOut,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[NotificationNotFound]),
 )
 def get_notification(
     notification_id: NotificationId, request: Request, session: DbSession, principal: NotificationsRead
@@ -300,7 +323,7 @@ def _ack_page(row: OutboxMessage, sig: str, state: str) -> HTMLResponse:
     "client. The `sig` is an HMAC of the notification, so only the recipient's link works: a bad or tampered link "
     "answers 403. Served with a strict Content-Security-Policy (no script, no external assets).",
     response_class=HTMLResponse,
-    responses={**_ACK_PAGE, **problem_responses(403, 422)},
+    responses={**_ACK_PAGE, **problem_responses(403, 422, errors=[AckLinkInvalid], public=True)},
 )
 def ack_page(
     notification_id: NotificationId,
@@ -319,7 +342,7 @@ def ack_page(
     description="Records the acknowledgment (audited once) and answers an HTML page saying so; a second POST "
     "records nothing more and says it was already acknowledged. A bad or tampered `sig` answers 403.",
     response_class=HTMLResponse,
-    responses={**_ACK_PAGE, **problem_responses(403, 422)},
+    responses={**_ACK_PAGE, **problem_responses(403, 422, errors=[AckLinkInvalid], public=True)},
 )
 def acknowledge(
     notification_id: NotificationId,
@@ -365,7 +388,7 @@ def list_templates(session: DbSession, principal: NotificationsRead) -> list[sch
     name="notification-templates-get",
     summary="Get a template in one locale",
     response_model=schemas.TemplateOut,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[TemplateNotFound]),
 )
 def get_template(
     key: TemplateKeyPath, locale: LocalePath, session: DbSession, principal: NotificationsRead
@@ -383,7 +406,7 @@ def get_template(
     "10,000) is refused with 422 naming the field, and the stored version stays. Messages not yet sent use the "
     "new version, under the same bounds.",
     response_model=schemas.TemplateOut,
-    responses=problem_responses(401, 403, 413, 415, 422),
+    responses=problem_responses(401, 403, 413, 415, 422, errors=[TemplateDoesNotRender]),
 )
 def put_template(
     key: TemplateKeyPath,

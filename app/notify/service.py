@@ -43,11 +43,22 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.core import bulk
 from app.core.config import Settings
-from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.core.signing import generate_secret
 from app.notify import events as event_models
 from app.notify import rendering
 from app.notify.channels import TargetRefused, resolve_target
+from app.notify.errors import (
+    AckLinkInvalid,
+    DeliveryNotFound,
+    DeliveryNotRetryable,
+    NotificationNotFound,
+    ReplayWindowInvalid,
+    TemplateDoesNotRender,
+    TemplateNotFound,
+    WebhookEndpointNotActive,
+    WebhookEndpointNotFound,
+    WebhookUrlRefused,
+)
 from app.notify.models import (
     DUE_STATUSES,
     Delivery,
@@ -400,7 +411,7 @@ def ack_target(
     expected = ack_signature(settings, notification_id, row.message_id) if row is not None else ""
     # One answer for an unknown id and a wrong signature: the link reveals nothing about other ids.
     if row is None or not hmac.compare_digest(expected.encode(), sig.encode()):
-        raise Forbidden("This acknowledgment link is not valid.")
+        raise AckLinkInvalid("This acknowledgment link is not valid.")
     return row
 
 
@@ -477,7 +488,7 @@ def get_notification(
         stmt = stmt.where(m.handover_id.in_(visible_handovers))
     row = session.execute(stmt).first()
     if row is None:
-        raise NotFound(f"No notification {notification_id}.")
+        raise NotificationNotFound(f"No notification {notification_id}.")
     return row[0], row[1]
 
 
@@ -495,7 +506,7 @@ def check_url(url: str, settings: Settings) -> None:
         except TargetRefused as exc:
             errors.append(str(exc))
     if errors:
-        raise Unprocessable(
+        raise WebhookUrlRefused(
             f"The webhook URL is refused: {errors[0]}.",
             errors=[{"loc": ["body", "url"], "msg": errors[0], "type": "url_refused"}],
         )
@@ -558,14 +569,14 @@ def list_endpoints(session: Session, *, include_deleted: bool, limit: int, offse
 def get_endpoint(session: Session, endpoint_id: int) -> WebhookEndpoint:
     endpoint = session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None:
-        raise NotFound(f"No webhook endpoint {endpoint_id}.")
+        raise WebhookEndpointNotFound(f"No webhook endpoint {endpoint_id}.")
     return endpoint
 
 
 def delete_endpoint(session: Session, endpoint: WebhookEndpoint, *, actor: str, now: dt.datetime) -> None:
     """The row stays (its deliveries are history); what it has not received yet is withdrawn."""
     if endpoint.status == "deleted":
-        raise NotFound(f"No webhook endpoint {endpoint.id}.")
+        raise WebhookEndpointNotFound(f"No webhook endpoint {endpoint.id}.")
     endpoint.status = "deleted"
     endpoint.status_reason = f"deleted by {actor}"
     endpoint.updated_at = now
@@ -628,18 +639,18 @@ def retry_delivery(session: Session, delivery_id: int, *, actor: str, now: dt.da
     """Sends the delivery's message once more, now; if that try fails too, it is dead again."""
     delivery = session.get(Delivery, delivery_id)
     if delivery is None:
-        raise NotFound(f"No delivery {delivery_id}.")
+        raise DeliveryNotFound(f"No delivery {delivery_id}.")
     row = session.scalar(select(OutboxMessage).where(OutboxMessage.id == delivery.message_pk).with_for_update())
     assert row is not None  # the foreign key holds it
     if row.status not in ("dead", "failed"):
-        raise Conflict(
+        raise DeliveryNotRetryable(
             f"Message {row.id} is {row.status}; only dead or failed messages are retried.",
             extra={"allowed": ["dead", "failed"]},
         )
     if row.endpoint_id is not None:
         endpoint = session.get(WebhookEndpoint, row.endpoint_id)
         if endpoint is None or endpoint.status != "active":
-            raise Conflict(f"The webhook endpoint {row.endpoint_id} is not active; create a new one.")
+            raise WebhookEndpointNotActive(f"The webhook endpoint {row.endpoint_id} is not active; create a new one.")
         endpoint.paused_until = None  # asked for now: past a paused breaker (a failure pauses it again, longer)
     row.status = "pending"
     row.next_attempt_at = now
@@ -672,12 +683,12 @@ def replay_endpoint(
     # updates (app/notify/worker.py, `_breakers`); the UPDATEs below do not conflict with the former.
     endpoint = session.get(WebhookEndpoint, endpoint_id)
     if endpoint is None or endpoint.status == "deleted":
-        raise NotFound(f"No webhook endpoint {endpoint_id}.")
+        raise WebhookEndpointNotFound(f"No webhook endpoint {endpoint_id}.")
     if endpoint.status != "active":
-        raise Conflict(f"The webhook endpoint {endpoint_id} is {endpoint.status}; create a new one.")
+        raise WebhookEndpointNotActive(f"The webhook endpoint {endpoint_id} is {endpoint.status}; create a new one.")
     if end <= start or end - start > REPLAY_MAX_WINDOW:
         msg = f"`to` must be after `from`, at most {REPLAY_MAX_WINDOW.days} days later"
-        raise Unprocessable(
+        raise ReplayWindowInvalid(
             f"The replay window is refused: {msg}.",
             errors=[{"loc": ["body", "to"], "msg": msg, "type": "value_error"}],
         )
@@ -739,7 +750,7 @@ def get_template(session: Session, key: str, locale: str) -> TemplateView:
         return TemplateView(key, locale, row.subject, row.body, False, row.version, row.updated_by, row.updated_at)
     source = rendering.builtins().get((key, locale))
     if source is None:
-        raise NotFound(f"No template {key} in {locale}.")
+        raise TemplateNotFound(f"No template {key} in {locale}.")
     return TemplateView(key, locale, source.subject, source.body, True, 0, None, None)
 
 
@@ -763,7 +774,7 @@ def put_template(
     try:
         rendering.validate(key, rendering.Source(subject, body))
     except rendering.TemplateError as exc:
-        raise Unprocessable(
+        raise TemplateDoesNotRender(
             f"The template does not render: {exc}.",
             errors=[{"loc": ["body", exc.field], "msg": exc.message, "type": "template_error"}],
         ) from exc

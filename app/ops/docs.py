@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
 from fastapi.responses import FileResponse, HTMLResponse
 
-from app.core.errors import NotFound
+from app.ops.errors import DocsAssetNotFound
 
 STATIC = Path(fastapi_offline.__file__).parent / "static"
 ASSETS = {
@@ -67,5 +67,5 @@ def redoc(request: Request) -> HTMLResponse:
 def asset(name: str) -> FileResponse:
     media_type = ASSETS.get(name)
     if media_type is None:  # only the package's files by name: no path walks out of it
-        raise NotFound("No such documentation asset.")
+        raise DocsAssetNotFound("No such documentation asset.")
     return FileResponse(STATIC / name, media_type=media_type, headers={"Cache-Control": "public, max-age=86400"})

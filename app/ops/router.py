@@ -10,8 +10,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.core.auth import OpsRead
 from app.core.db import Database
-from app.core.errors import ServiceUnavailable, problem_responses
+from app.core.errors import problem_responses
 from app.core.metrics import mark_dead_processes
+from app.ops.errors import NotReady
 
 router = APIRouter(tags=["ops"])
 
@@ -35,13 +36,13 @@ def _ping(db: Database) -> None:
     name="ops-readyz",
     summary="Readiness: the database is reachable",
     response_model=Health,
-    responses=problem_responses(503),
+    responses=problem_responses(503, errors=[NotReady]),
 )
 def readyz(request: Request) -> Health:
     try:
         _ping(request.app.state.db)
     except SQLAlchemyError as exc:
-        raise ServiceUnavailable("The database is unreachable.", headers={"Retry-After": "5"}) from exc
+        raise NotReady("The database is unreachable.", headers={"Retry-After": "5"}) from exc
     return Health(status="ok")
 
 

@@ -19,8 +19,19 @@ from app.core.deps import DbSession, Now
 from app.core.errors import problem_responses
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN
+from app.directory.errors import ClientNotFound
 from app.risk import model as rm
 from app.risk import schemas, service
+from app.risk.errors import (
+    NoActiveRiskModel,
+    NotEnoughOutcomes,
+    OutcomesNotFittable,
+    RiskModelInvalid,
+    RiskModelNotActivatable,
+    RiskModelVersionNotFound,
+    UnknownClients,
+    UnknownRiskModelVersion,
+)
 
 router = APIRouter(tags=["risk"])
 
@@ -99,7 +110,7 @@ def _model_out(v: service.ModelVersion) -> schemas.RiskModelOut:
     description="The departure assumed is the owner's open handover's (reason, competitor), else a resignation. "
     "Successor fit counts as 0 (no successor yet). Account managers and managers only reach their clients.",
     response_model=schemas.RiskOut,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 422, errors=[ClientNotFound, NoActiveRiskModel]),
 )
 def client_risk(
     external_id: ClientId, session: DbSession, principal: RiskRead, now: Now, context: OwnersDeparture
@@ -116,7 +127,9 @@ def client_risk(
     "`reason` and `destination_competitor` score a what-if departure; `model_version` scores with another "
     "version (e.g. a fitted draft) without activating it.",
     response_model=schemas.ScoreBatchOut,
-    responses=problem_responses(401, 403, 409, 413, 415, 422),
+    responses=problem_responses(
+        401, 403, 409, 413, 415, 422, errors=[NoActiveRiskModel, UnknownClients, UnknownRiskModelVersion]
+    ),
 )
 def score_batch(
     body: schemas.ScoreRequest, session: DbSession, principal: RiskRead, now: Now, owners: OwnersDeparture
@@ -143,7 +156,7 @@ def score_batch(
     name="risk-model-get",
     summary="The active risk model (or another version with ?version=)",
     response_model=schemas.RiskModelOut,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 422, errors=[RiskModelVersionNotFound, NoActiveRiskModel]),
 )
 def get_model(
     session: DbSession,
@@ -183,7 +196,7 @@ def list_versions(session: DbSession, principal: RiskRead, page: Pagination) -> 
     "PUT activated at once). Saving the active model, or the model of an existing draft, returns that version "
     "and writes nothing. Audited.",
     response_model=schemas.RiskModelOut,
-    responses=problem_responses(401, 403, 413, 415, 422),
+    responses=problem_responses(401, 403, 413, 415, 422, errors=[RiskModelInvalid]),
 )
 def put_model(body: schemas.RiskModelIn, session: DbSession, principal: RiskAdmin, now: Now) -> schemas.RiskModelOut:
     data = body.model_dump(exclude={"note"})
@@ -199,7 +212,7 @@ def put_model(body: schemas.RiskModelIn, session: DbSession, principal: RiskAdmi
     description="The active version is retired. Activating the active version changes nothing. A version saved "
     "before weights were bounded (±20) and beyond that bound is refused with 409. Audited.",
     response_model=schemas.RiskModelOut,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(401, 403, 404, 409, 422, errors=[RiskModelVersionNotFound, RiskModelNotActivatable]),
 )
 def activate(version: VersionPath, session: DbSession, principal: RiskAdmin, now: Now) -> schemas.RiskModelOut:
     return _model_out(service.activate(session, version, actor=principal.actor, now=now))
@@ -215,7 +228,9 @@ def activate(version: VersionPath, session: DbSession, principal: RiskAdmin, now
     "are missing: `required`, `available`, `missing`). Audited.",
     status_code=status.HTTP_201_CREATED,
     response_model=schemas.RiskModelOut,
-    responses=problem_responses(401, 403, 409, 413, 415, 422),
+    responses=problem_responses(
+        401, 403, 409, 413, 415, 422, errors=[NoActiveRiskModel, NotEnoughOutcomes, OutcomesNotFittable]
+    ),
 )
 def fit(
     session: DbSession,

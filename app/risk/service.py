@@ -35,11 +35,21 @@ from app.audit import service as audit
 from app.core.auth import Principal
 from app.core.bulk import among
 from app.core.db import UTCDateTime
-from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.errors import Conflict, NotFound
 from app.directory import service as directory
 from app.directory.models import AccountTeamMember, Client, ClientContact, Employee
 from app.risk import fitting
 from app.risk import model as rm
+from app.risk.errors import (
+    NoActiveRiskModel,
+    NotEnoughOutcomes,
+    OutcomesNotFittable,
+    RiskModelInvalid,
+    RiskModelNotActivatable,
+    RiskModelVersionNotFound,
+    UnknownClients,
+    UnknownRiskModelVersion,
+)
 from app.risk.models import RiskModelVersion
 
 # Any constant works; it only has to be the same for every writer of model versions.
@@ -111,7 +121,7 @@ def active_model(session: Session) -> ModelVersion:
     if row is not None:
         return _version_of(row)
     if session.scalar(select(func.count()).select_from(RiskModelVersion)):
-        raise Conflict("No risk model version is active; activate one.")
+        raise NoActiveRiskModel("No risk model version is active; activate one.")
     return _builtin_default()
 
 
@@ -121,7 +131,7 @@ def get_version(session: Session, version: int) -> ModelVersion:
         return _version_of(row)
     if version == 1 and not session.scalar(select(func.count()).select_from(RiskModelVersion)):
         return _builtin_default()
-    raise NotFound(f"No risk model version {version}.")
+    raise RiskModelVersionNotFound(f"No risk model version {version}.")
 
 
 def list_versions(session: Session, *, limit: int, offset: int) -> list[ModelVersion]:
@@ -195,7 +205,7 @@ def put_model(
     try:
         model = rm.validate_model(weights)
     except rm.ModelError as exc:
-        raise Unprocessable(
+        raise RiskModelInvalid(
             "The risk model is not valid; nothing was changed.", errors=_model_errors(exc, loc_prefix)
         ) from exc
     _lock(session)
@@ -252,7 +262,9 @@ def activate(session: Session, version: int, *, actor: str, now: dt.datetime) ->
     try:
         rm.validate_model(row.weights)
     except rm.ModelError as exc:
-        raise Conflict(f"Version {version} cannot be activated: {exc}. Save a corrected model instead.") from exc
+        raise RiskModelNotActivatable(
+            f"Version {version} cannot be activated: {exc}. Save a corrected model instead."
+        ) from exc
     previous = _retire_active(session, now)
     session.execute(
         update(RiskModelVersion)
@@ -311,7 +323,7 @@ def fit_model(
     rows = source(session)
     if len(rows) < min_rows:
         missing = min_rows - len(rows)
-        raise Conflict(
+        raise NotEnoughOutcomes(
             f"Fitting needs at least {min_rows} completed outcomes; {len(rows)} are available: "
             f"need {missing} more completed outcomes.",
             extra={"required": min_rows, "available": len(rows), "missing": missing},
@@ -320,7 +332,7 @@ def fit_model(
     try:
         fitted, metrics = fitting.fit(rows, l2=l2, seed=seed, holdout=holdout, base=base.model)
     except ValueError as exc:
-        raise Conflict(f"The outcomes cannot be fitted: {exc}.") from exc
+        raise OutcomesNotFittable(f"The outcomes cannot be fitted: {exc}.") from exc
     _lock(session)
     version = _next_version(session, now)
     figures = {**metrics.as_dict(), "baseline_version": base.version}
@@ -650,7 +662,7 @@ def score_visible(
     try:
         chosen = active_model(session) if version is None else get_version(session, version)
     except NotFound as exc:
-        raise Unprocessable(
+        raise UnknownRiskModelVersion(
             exc.detail, errors=[{"loc": ["body", "model_version"], "msg": exc.detail, "type": "unknown_reference"}]
         ) from exc
     if principal.unrestricted:
@@ -668,7 +680,7 @@ def score_visible(
     unknown = [i for i in ids if i not in visible]
     if unknown:
         shown = ", ".join(unknown[:20]) + (f" and {len(unknown) - 20} more" if len(unknown) > 20 else "")
-        raise Unprocessable(
+        raise UnknownClients(
             f"Unknown clients (or outside your reach): {shown}.",
             errors=[
                 {"loc": [*loc, client_ids.index(u)], "msg": f"unknown client {u!r}", "type": "unknown_reference"}

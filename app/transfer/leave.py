@@ -35,10 +35,10 @@ from sqlalchemy.orm import Session
 from app.access import service as access
 from app.access.models import AccessGrant
 from app.core.config import Settings
-from app.core.errors import Conflict, Unprocessable
 from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.transfer import service
+from app.transfer.errors import HandoverAlreadyOpen, LeaveDuringExit, LeaveInvalid, LeaveNotMovable, LeaveNotStarted
 from app.transfer.interim import interim_owner
 from app.transfer.models import OPEN_STATUSES, Handover
 
@@ -59,8 +59,8 @@ def allowed_transitions(h: Handover) -> list[str]:
     return list(service.TRANSITIONS[h.status])
 
 
-def _invalid(message: str, loc: list[str | int], msg: str, kind: str) -> Unprocessable:
-    return Unprocessable(message, errors=[{"loc": loc, "msg": msg, "type": kind}])
+def _invalid(message: str, loc: list[str | int], msg: str, kind: str) -> LeaveInvalid:
+    return LeaveInvalid(message, errors=[{"loc": loc, "msg": msg, "type": kind}])
 
 
 def _delegate(
@@ -125,7 +125,7 @@ def open_leave(
         select(Handover.id).where(Handover.leaver_id == leaver, Handover.status.in_(OPEN_STATUSES))
     )
     if open_one is not None:
-        raise Conflict(
+        raise HandoverAlreadyOpen(
             f"Employee {leaver!r} already has an open handover ({open_one}).", extra={"handover_id": open_one}
         )
     chosen = _delegate(session, leaver, delegate, at=effective_at, settings=settings, locs=locs)
@@ -151,7 +151,7 @@ def open_leave(
         with session.begin_nested():
             session.flush()
     except IntegrityError as exc:
-        raise Conflict(f"Employee {leaver!r} already has an open handover.") from exc
+        raise HandoverAlreadyOpen(f"Employee {leaver!r} already has an open handover.") from exc
     window: dict[str, Any] = {"effective_at": effective_at.isoformat(), "return_at": return_at.isoformat()}
     service.record(session, actor, "handover.created", h, now, reason=REASON, source=source, **window)
     clients = _delegate_clients(session, h, actor=actor, now=now)
@@ -197,7 +197,9 @@ def reschedule(
 ) -> None:
     """HR moved the leave: both windows move with it."""
     if h.status != "scheduled":
-        raise Conflict(f"A leave in status {h.status} cannot be moved.", extra={"allowed": allowed_transitions(h)})
+        raise LeaveNotMovable(
+            f"A leave in status {h.status} cannot be moved.", extra={"allowed": allowed_transitions(h)}
+        )
     old: dict[str, Any] = {"old_effective_at": h.effective_at.isoformat()}
     old["old_return_at"] = h.return_at.isoformat() if h.return_at else None
     h.effective_at, h.return_at = effective_at, return_at
@@ -219,7 +221,7 @@ def reschedule(
 def complete(session: Session, h: Handover, *, actor: str, now: dt.datetime, reason: str | None) -> Handover:
     """The person is back: at return_at (the worker), or earlier (the windows end now)."""
     if h.status == "scheduled" and now < h.effective_at:
-        raise Conflict("The leave has not started: cancel it instead.", extra={"allowed": ["cancelled"]})
+        raise LeaveNotStarted("The leave has not started: cancel it instead.", extra={"allowed": ["cancelled"]})
     service.move(h, "completed", now)
     early = h.return_at is not None and now < h.return_at
     if early:
@@ -283,7 +285,7 @@ def open_from_exit(
                 locs=HR_LOCS,
             )
         if not is_leave(h):
-            raise Conflict(
+            raise LeaveDuringExit(
                 f"Employee {leaver!r} has an open handover ({h.id}) for an exit; a leave cannot start during it.",
                 extra={"handover_id": h.id},
             )

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from app.core.auth import Principal
 from app.core.config import Settings
-from app.core.errors import Forbidden
+from app.core.errors import RoleNotAllowed
 from app.directory import service as directory
 from app.jobs.service import Context
 from app.transfer import planning, schemas, visibility
@@ -49,7 +49,7 @@ def summary(
 def check_plan_batch(session: Session, principal: Principal, body: schemas.PlanBatchRequest) -> None:
     """What refuses a joint plan before any work: the role, and each handover's visibility and management."""
     if principal.role not in CREATOR_ROLES:
-        raise Forbidden("Only hr, managers and admins plan handovers.")
+        raise RoleNotAllowed("Only hr, managers and admins plan handovers.")
     visibility.get_handovers(session, principal, sorted(set(body.handover_ids)), manage=PLAN_MANAGE)
 
 
@@ -57,7 +57,7 @@ def plan_batch(
     session: Session, principal: Principal, body: schemas.PlanBatchRequest, *, now: dt.datetime, settings: Settings
 ) -> schemas.PlanBatchOut:
     if principal.role not in CREATOR_ROLES:
-        raise Forbidden("Only hr, managers and admins plan handovers.")
+        raise RoleNotAllowed("Only hr, managers and admins plan handovers.")
     ids = list(dict.fromkeys(body.handover_ids))
     handovers = visibility.get_handovers(session, principal, sorted(ids), lock=True, manage=PLAN_MANAGE)
     pool = body.candidate_pool.model_dump() if body.candidate_pool else None
@@ -67,7 +67,7 @@ def plan_batch(
 
 def check_simulation(session: Session, principal: Principal, body: schemas.SimulationRequest) -> None:
     if principal.role not in CREATOR_ROLES:
-        raise Forbidden("Only hr, managers and admins run simulations.")
+        raise RoleNotAllowed("Only hr, managers and admins run simulations.")
     if not principal.unrestricted:
         for leaver in body.leavers:
             directory.get_employee(session, principal, leaver)  # 404 outside a manager's reach

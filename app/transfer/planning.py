@@ -17,12 +17,19 @@ from app.audit import service as audit
 from app.core import bulk
 from app.core.bulk import among, chunks
 from app.core.config import Settings
-from app.core.errors import Conflict, Unprocessable
 from app.directory import service as directory
 from app.directory.models import AccountTeamMember, Client, Employee
 from app.risk import service as risk
 from app.transfer import interim as interim_rule
 from app.transfer import service, solver
+from app.transfer.errors import (
+    HandoverNotPlannable,
+    InterimOwnerInvalid,
+    ItemsLocked,
+    LeaverTwiceInPlan,
+    SuccessorBreaksConstraints,
+    UnknownEmployee,
+)
 from app.transfer.models import OPEN_STATUSES, Handover, HandoverItem
 
 # The solver's weight per risk band: a critical client's poor fit costs four times a low-risk one's.
@@ -289,7 +296,7 @@ def plan(
     settings: Settings,
 ) -> tuple[Plan, list[HandoverItem] | None]:
     if "planned" not in service.TRANSITIONS[h.status]:
-        raise Conflict(
+        raise HandoverNotPlannable(
             f"A {h.status} handover cannot be planned.", extra={"allowed": list(service.TRANSITIONS[h.status])}
         )
     pool = pool or h.candidate_pool or {"kind": "organisation"}
@@ -426,12 +433,12 @@ def plan_many(
     the second value is the number of solves."""
     blocked = [h.id for h in handovers if "planned" not in service.TRANSITIONS[h.status]]
     if blocked:
-        raise Conflict(
+        raise HandoverNotPlannable(
             f"Handovers {', '.join(map(str, blocked[:20]))} cannot be planned in their status.",
             extra={"handover_ids": blocked},
         )
     if len({h.leaver_id for h in handovers}) != len(handovers):
-        raise Unprocessable("Two of these handovers are for the same leaver; plan them one at a time.")
+        raise LeaverTwiceInPlan("Two of these handovers are for the same leaver; plan them one at a time.")
     ids = [h.id for h in handovers]
     manual_of: dict[int, dict[str, str | None]] = defaultdict(dict)
     for part in chunks(ids, 1000):
@@ -558,16 +565,16 @@ def patch_item(
     session: Session, h: Handover, item: HandoverItem, body: Any, *, actor: str, now: dt.datetime, settings: Settings
 ) -> HandoverItem:
     if h.status not in ("draft", "planned"):
-        raise Conflict(f"Items of a {h.status} handover cannot be changed.", extra={"allowed": ["planned"]})
+        raise ItemsLocked(f"Items of a {h.status} handover cannot be changed.", extra={"allowed": ["planned"]})
     if body.successor is not None:
         problems = constraint_violations(session, h, item, body.successor, settings)
         if "unknown employee" in problems:
-            raise Unprocessable(
+            raise UnknownEmployee(
                 f"No employee {body.successor!r}.",
                 errors=[{"loc": ["body", "successor"], "msg": "unknown employee", "type": "unknown_reference"}],
             )
         if problems and not body.force:
-            raise Unprocessable(
+            raise SuccessorBreaksConstraints(
                 "The successor breaks hard constraints: "
                 + "; ".join(problems)
                 + ". Send force=true with a reason to override.",
@@ -581,7 +588,7 @@ def patch_item(
     else:
         emp = session.get(Employee, body.interim_owner)
         if emp is None or emp.status == "departed" or emp.external_id == h.leaver_id:
-            raise Unprocessable(
+            raise InterimOwnerInvalid(
                 "The interim owner must be an employee who stays.",
                 errors=[{"loc": ["body", "interim_owner"], "msg": "invalid interim owner", "type": "invalid"}],
             )
@@ -631,7 +638,7 @@ def simulate(
     known = set(session.scalars(select(Employee.external_id).where(Employee.external_id.in_(unique))))
     missing = [x for x in unique if x not in known]
     if missing:
-        raise Unprocessable(
+        raise UnknownEmployee(
             f"Unknown employees: {', '.join(missing[:20])}.",
             errors=[
                 {"loc": ["body", "leavers", unique.index(m)], "msg": "unknown employee", "type": "unknown_reference"}

@@ -21,7 +21,7 @@ from sqlalchemy import ColumnElement, func, or_, select, true
 from sqlalchemy.orm import Session, aliased
 
 from app.core.auth import Principal
-from app.core.errors import Forbidden
+from app.core.errors import RoleNotAllowed
 from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.risk import model as rm
@@ -86,7 +86,7 @@ def _scope(session: Session, principal: Principal, receiver: ColumnElement[Any])
     if principal.unrestricted:
         return true()
     if principal.role != "manager" or principal.employee is None:
-        raise Forbidden("The retention report is for managers, hr, auditors and admins.")
+        raise RoleNotAllowed("The retention report is for managers, hr, auditors and admins.")
     # Read once: the handover rule has its own subtree CTE, and one statement cannot hold two of that name.
     team = list(session.scalars(directory.subtree(principal.employee)))
     return or_(visibility.handover_management(principal), receiver.in_(team))

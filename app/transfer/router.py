@@ -8,15 +8,49 @@ from sqlalchemy.orm import Session
 
 from app.core.auth import HandoversApprove, HandoversRead, HandoversWrite
 from app.core.deps import DbSession, Now
-from app.core.errors import Forbidden, NotAcceptable, NotFound, problem_responses
+from app.core.errors import RoleNotAllowed, problem_responses
 from app.core.http import CSV, HTML, JSON, check_if_match, choose, etag, prefers_async
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
 from app.directory import service as directory
+from app.directory.errors import EmployeeNotFound
 from app.directory.models import Client
 from app.jobs import service as jobs
 from app.jobs.router import ACCEPTED_RESPONSE, PREFER_DESCRIPTION, accepted
+from app.risk.errors import NoActiveRiskModel
 from app.transfer import leave, longops, planning, schemas, service, signoff, visibility
+from app.transfer.errors import (
+    AlreadySigned,
+    ChecklistLocked,
+    EffectiveTimeNotReached,
+    HandoverAlreadyOpen,
+    HandoverNotFound,
+    HandoverNotManaged,
+    HandoverNotPlannable,
+    HandoverNotPlanned,
+    HandoverNotSignable,
+    InterimOwnerInvalid,
+    ItemNotFound,
+    ItemNotSignable,
+    ItemsLocked,
+    ItemsUnassigned,
+    LeaveDuringExit,
+    LeaveInvalid,
+    LeaveNotStarted,
+    LeaveNotUndoable,
+    LeaverAlreadyDeparted,
+    LeaverTwiceInPlan,
+    MitigationNotFound,
+    NotInvolved,
+    NotTheApprover,
+    NotTheSigner,
+    ReportFormatNotAcceptable,
+    SignOffReasonRequired,
+    SuccessorBreaksConstraints,
+    TransitionNotAllowed,
+    UndoWindowPassed,
+    UnknownEmployee,
+)
 from app.transfer.models import Handover, HandoverItem
 from app.transfer.report import HandoverReport, build_report, to_csv, to_html
 
@@ -136,7 +170,24 @@ def _with_etag(response: Response, h: Handover) -> None:
     "return_at, a return_at not after effective_at, or return_at/delegate with another reason.",
     status_code=status.HTTP_201_CREATED,
     response_model=schemas.HandoverOut,
-    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        413,
+        415,
+        422,
+        errors=[
+            RoleNotAllowed,
+            EmployeeNotFound,
+            HandoverAlreadyOpen,
+            LeaverAlreadyDeparted,
+            UnknownEmployee,
+            LeaveInvalid,
+            LeaveDuringExit,
+        ],
+    ),
 )
 def create_handover(
     body: schemas.HandoverCreate,
@@ -147,12 +198,12 @@ def create_handover(
     request: Request,
 ) -> schemas.HandoverOut:
     if principal.role not in CREATOR_ROLES:
-        raise Forbidden("Only hr, managers and admins open handovers.")
+        raise RoleNotAllowed("Only hr, managers and admins open handovers.")
     if not principal.unrestricted:
         # A manager opens handovers only for their own reports.
         directory.get_employee(session, principal, body.leaver)
         if body.leaver == principal.employee:
-            raise NotFound(f"No employee {body.leaver!r}.")
+            raise EmployeeNotFound(f"No employee {body.leaver!r}.")
     if body.reason == leave.REASON and body.return_at is not None:
         h = leave.open_leave(
             session,
@@ -221,7 +272,7 @@ def list_handovers(
     description="A participant who neither manages nor leaves the handover (a successor or interim owner on another "
     "team's handover) gets the header with counts and exposure over their own items only (`view: own`).",
     response_model=schemas.HandoverOut,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[HandoverNotFound]),
 )
 def get_handover(
     handover_id: HandoverId, session: DbSession, principal: HandoversRead, response: Response
@@ -237,7 +288,14 @@ def get_handover(
     summary="Plan successors for every client (dry_run=true previews without saving)",
     description="Solves the whole reassignment at once, exactly; manual overrides are kept.",
     response_model=schemas.PlanSummary,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        422,
+        errors=[HandoverNotManaged, RoleNotAllowed, HandoverNotFound, HandoverNotPlannable, NoActiveRiskModel],
+    ),
 )
 def plan_handover(
     handover_id: HandoverId,
@@ -249,7 +307,7 @@ def plan_handover(
     dry_run: Annotated[bool, Query(description="Return the plan without saving it.")] = False,
 ) -> schemas.PlanSummary:
     if principal.role not in CREATOR_ROLES:
-        raise Forbidden("Only hr, managers and admins plan handovers.")
+        raise RoleNotAllowed("Only hr, managers and admins plan handovers.")
     h = visibility.get_handover(
         session,
         principal,
@@ -280,7 +338,26 @@ def plan_handover(
     "(403, 404, 422), then 202 with a job that a worker runs; the job's result is this operation's answer, and a "
     "refusal found while planning (409) is the job's problem.",
     response_model=schemas.PlanBatchOut,
-    responses={**ACCEPTED_RESPONSE, **problem_responses(401, 403, 404, 409, 413, 415, 422)},
+    responses={
+        **ACCEPTED_RESPONSE,
+        **problem_responses(
+            401,
+            403,
+            404,
+            409,
+            413,
+            415,
+            422,
+            errors=[
+                HandoverNotManaged,
+                RoleNotAllowed,
+                HandoverNotFound,
+                HandoverNotPlannable,
+                NoActiveRiskModel,
+                LeaverTwiceInPlan,
+            ],
+        ),
+    },
 )
 def plan_handovers(
     body: schemas.PlanBatchRequest,
@@ -306,7 +383,7 @@ def plan_handovers(
     description="Every item for those who manage the handover, hr, auditors, admins and the leaver; a participant "
     "(a successor or interim owner on another team's handover) lists only the items they receive.",
     response_model=Page[schemas.ItemOut],
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[HandoverNotFound]),
 )
 def list_items(
     handover_id: HandoverId,
@@ -346,7 +423,7 @@ def _item_response(
     description="A participant (a successor or interim owner on another team's handover) reaches only the items they "
     "receive; any other item answers 404.",
     response_model=schemas.ItemOut,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[HandoverNotFound, ItemNotFound]),
 )
 def get_item(
     handover_id: HandoverId, item_id: ItemId, session: DbSession, principal: HandoversRead, response: Response
@@ -362,7 +439,26 @@ def get_item(
     description="Needs If-Match with the item ETag (412 when stale, 428 when missing). A successor that breaks a hard "
     "constraint answers 422 unless force=true with a reason.",
     response_model=schemas.ItemOut,
-    responses=problem_responses(401, 403, 404, 409, 412, 415, 422, 428),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        412,
+        415,
+        422,
+        428,
+        errors=[
+            HandoverNotManaged,
+            RoleNotAllowed,
+            HandoverNotFound,
+            ItemNotFound,
+            ItemsLocked,
+            InterimOwnerInvalid,
+            SuccessorBreaksConstraints,
+            UnknownEmployee,
+        ],
+    ),
 )
 def patch_item(
     handover_id: HandoverId,
@@ -376,7 +472,7 @@ def patch_item(
     if_match: IfMatch = None,
 ) -> schemas.ItemOut:
     if principal.role not in CREATOR_ROLES:
-        raise Forbidden("Only hr, managers and admins override items.")
+        raise RoleNotAllowed("Only hr, managers and admins override items.")
     v = visibility.see_handover(
         session,
         principal,
@@ -404,7 +500,15 @@ def _transition_endpoint(h: Handover, session: Session, response: Response) -> s
     summary="Approve the plan (the leaver's manager or an admin)",
     description="The point of no return for notifications. If-Match is optional here; when sent it must be current.",
     response_model=schemas.HandoverOut,
-    responses=problem_responses(401, 403, 404, 409, 412, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        412,
+        422,
+        errors=[HandoverNotManaged, NotTheApprover, HandoverNotFound, HandoverNotPlanned, ItemsUnassigned],
+    ),
 )
 def approve_handover(
     handover_id: HandoverId,
@@ -439,7 +543,16 @@ def approve_handover(
     "for every item (409 naming them); otherwise none is approved. Each handover gets what its own approval gives "
     "it (grants, notifications, follow-ups, one audit entry and one handover.approved event).",
     response_model=schemas.ApprovalBatchOut,
-    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        413,
+        415,
+        422,
+        errors=[HandoverNotManaged, NotTheApprover, HandoverNotFound, HandoverNotPlanned, ItemsUnassigned],
+    ),
 )
 def approve_handovers(
     body: schemas.ApprovalBatchRequest,
@@ -472,7 +585,14 @@ def approve_handovers(
     summary="Execute now (admins; e.g. an immediate termination)",
     description="Moves ownership at once; an effective time in the future is brought forward to now.",
     response_model=schemas.HandoverOut,
-    responses=problem_responses(401, 403, 404, 409, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        422,
+        errors=[HandoverNotManaged, RoleNotAllowed, HandoverNotFound, EffectiveTimeNotReached, TransitionNotAllowed],
+    ),
 )
 def execute_handover(
     handover_id: HandoverId,
@@ -483,7 +603,7 @@ def execute_handover(
     response: Response,
 ) -> schemas.HandoverOut:
     if principal.role != "admin":
-        raise Forbidden("Only admins execute a handover by hand.")
+        raise RoleNotAllowed("Only admins execute a handover by hand.")
     h = visibility.get_handover(
         session, principal, handover_id, lock=True, manage="Only admins execute a handover by hand."
     )
@@ -498,7 +618,15 @@ def execute_handover(
     description="A scheduled leave can be cancelled too, also while it runs: the delegate's grants and the "
     "person's suspension are revoked now, so the person has their access back at once.",
     response_model=schemas.HandoverOut,
-    responses=problem_responses(401, 403, 404, 409, 415, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        415,
+        422,
+        errors=[HandoverNotManaged, RoleNotAllowed, HandoverNotFound, TransitionNotAllowed],
+    ),
 )
 def cancel_handover(
     handover_id: HandoverId,
@@ -509,7 +637,7 @@ def cancel_handover(
     body: schemas.ReasonBody | None = None,
 ) -> schemas.HandoverOut:
     if principal.role not in CREATOR_ROLES:
-        raise Forbidden("Only hr, managers and admins cancel handovers.")
+        raise RoleNotAllowed("Only hr, managers and admins cancel handovers.")
     h = visibility.get_handover(
         session,
         principal,
@@ -527,7 +655,15 @@ def cancel_handover(
     summary="Undo an executed handover (within the undo window)",
     description="Owners return to the leaver, who becomes active again.",
     response_model=schemas.HandoverOut,
-    responses=problem_responses(401, 403, 404, 409, 415, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        415,
+        422,
+        errors=[HandoverNotManaged, HandoverNotFound, TransitionNotAllowed, UndoWindowPassed, LeaveNotUndoable],
+    ),
 )
 def undo_handover(
     handover_id: HandoverId,
@@ -541,7 +677,7 @@ def undo_handover(
     undo_rule = "Only the leaver's manager or an admin may undo this handover."
     h = visibility.get_handover(session, principal, handover_id, lock=True, manage=undo_rule)
     if principal.role == "manager" and principal.employee != h.manager_id:
-        raise Forbidden(undo_rule)
+        raise HandoverNotManaged(undo_rule)
     service.undo(
         session,
         h,
@@ -561,7 +697,15 @@ def undo_handover(
     "and the suspension end now); before its start, cancel it instead (409). The worker completes a leave at its "
     "return_at by itself.",
     response_model=schemas.HandoverOut,
-    responses=problem_responses(401, 403, 404, 409, 415, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        415,
+        422,
+        errors=[HandoverNotManaged, HandoverNotFound, TransitionNotAllowed, LeaveNotStarted],
+    ),
 )
 def complete_handover(
     handover_id: HandoverId,
@@ -590,7 +734,15 @@ def complete_handover(
     name="handovers-items-checklist-set",
     summary="Mark a checklist entry done or not, with a note",
     response_model=schemas.ItemOut,
-    responses=problem_responses(401, 403, 404, 409, 415, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        415,
+        422,
+        errors=[NotInvolved, HandoverNotFound, ItemNotFound, MitigationNotFound, ChecklistLocked],
+    ),
 )
 def set_checklist(
     handover_id: HandoverId,
@@ -620,7 +772,23 @@ def set_checklist(
     name="handovers-items-sign-off",
     summary="Sign off an item: outgoing (the leaver, or their manager after exit) or incoming (the successor)",
     response_model=schemas.ItemOut,
-    responses=problem_responses(401, 403, 404, 409, 415, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        415,
+        422,
+        errors=[
+            NotTheSigner,
+            HandoverNotFound,
+            ItemNotFound,
+            AlreadySigned,
+            HandoverNotSignable,
+            ItemNotSignable,
+            SignOffReasonRequired,
+        ],
+    ),
 )
 def sign_off(
     handover_id: HandoverId,
@@ -645,7 +813,10 @@ def sign_off(
     "optionally, the proposed items (at most 5,000). With `Prefer: respond-async`: 202 with a job that a worker "
     "runs (see GET /v1/jobs/{job_id}).",
     response_model=schemas.SimulationOut,
-    responses={**ACCEPTED_RESPONSE, **problem_responses(401, 403, 404, 413, 415, 422)},
+    responses={
+        **ACCEPTED_RESPONSE,
+        **problem_responses(401, 403, 404, 413, 415, 422, errors=[RoleNotAllowed, EmployeeNotFound, UnknownEmployee]),
+    },
 )
 def simulate(
     body: schemas.SimulationRequest,
@@ -677,7 +848,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "The report: JSON (default), CSV (one row per client, UTF-8 with BOM) or printable HTML.",
         "content": _REPORT_CONTENT,
     },
-    **problem_responses(401, 403, 404, 406, 422),
+    **problem_responses(401, 403, 404, 406, 422, errors=[HandoverNotFound, ReportFormatNotAcceptable]),
 }
 _RESPONSES[406] = {**_RESPONSES[406], "description": "None of application/json, text/csv, text/html is acceptable."}
 
@@ -710,7 +881,7 @@ def handover_report(
 ) -> Response:
     media = choose(format, request.headers.get("accept"), REPORT_FORMATS)
     if media is None:
-        raise NotAcceptable(
+        raise ReportFormatNotAcceptable(
             "This report is available as application/json, text/csv or text/html.",
             extra={"allowed": list(REPORT_FORMATS)},
         )

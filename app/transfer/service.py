@@ -23,12 +23,25 @@ from app.audit import service as audit
 from app.core.auth import Principal
 from app.core.config import Settings, get_settings
 from app.core.db import AnySelect
-from app.core.errors import Conflict, Forbidden, Unprocessable
+from app.core.errors import Conflict
 from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.notify import events
 from app.notify import service as notify
 from app.transfer import deadlines, messaging, rechecks, rolechange, seats, visibility
+from app.transfer.errors import (
+    EffectiveTimeNotReached,
+    HandoverAlreadyExecuted,
+    HandoverAlreadyOpen,
+    HandoverNotPlanned,
+    ItemsUnassigned,
+    LeaveNotUndoable,
+    LeaverAlreadyDeparted,
+    NotTheApprover,
+    TransitionNotAllowed,
+    UndoWindowPassed,
+    UnknownEmployee,
+)
 from app.transfer.followups import service as followups
 from app.transfer.models import OPEN_STATUSES, Handover, HandoverItem
 
@@ -44,10 +57,10 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def move(h: Handover, target: str, now: dt.datetime) -> None:
+def move(h: Handover, target: str, now: dt.datetime, *, refusal: type[Conflict] = TransitionNotAllowed) -> None:
     allowed = TRANSITIONS[h.status]
     if target not in allowed:
-        raise Conflict(
+        raise refusal(
             f"A handover in status {h.status} cannot become {target}.",
             extra={"allowed": list(allowed)},
         )
@@ -152,12 +165,12 @@ def create_handover(
 ) -> Handover:
     emp = session.get(Employee, leaver, with_for_update=True)
     if emp is None:
-        raise Unprocessable(
+        raise UnknownEmployee(
             f"No employee {leaver!r}.",
             errors=[{"loc": ["body", "leaver"], "msg": "unknown employee", "type": "unknown_reference"}],
         )
     if emp.status == "departed":
-        raise Unprocessable(
+        raise LeaverAlreadyDeparted(
             f"Employee {leaver!r} has already departed.",
             errors=[{"loc": ["body", "leaver"], "msg": "already departed", "type": "invalid_state"}],
         )
@@ -165,7 +178,7 @@ def create_handover(
         select(Handover.id).where(Handover.leaver_id == leaver, Handover.status.in_(OPEN_STATUSES))
     )
     if open_one is not None:
-        raise Conflict(
+        raise HandoverAlreadyOpen(
             f"Employee {leaver!r} already has an open handover ({open_one}).", extra={"handover_id": open_one}
         )
     h = Handover(
@@ -189,7 +202,7 @@ def create_handover(
         with session.begin_nested():
             session.flush()
     except IntegrityError as exc:
-        raise Conflict(f"Employee {leaver!r} already has an open handover.") from exc
+        raise HandoverAlreadyOpen(f"Employee {leaver!r} already has an open handover.") from exc
     if not rolechange.stays(reason):
         directory.set_exit(session, leaver, effective_at, now=now, leaving=True)
     record(
@@ -226,7 +239,7 @@ def open_from_exit(
             settings=settings,
         )
     if h.status == "executed":
-        raise Conflict(f"The handover of {leaver!r} was already executed.")
+        raise HandoverAlreadyExecuted(f"The handover of {leaver!r} was already executed.")
     if h.effective_at != effective_at:
         reschedule(session, h, effective_at=effective_at, actor=actor, now=now, settings=settings)
     if destination_competitor is not None:
@@ -302,12 +315,12 @@ def approve_many(
 
     denied = [h.id for h in hs if not visibility.can_approve(principal, h)]
     if denied:
-        raise Forbidden("Only the leaver's manager or an admin may approve this handover.", extra=named(denied))
+        raise NotTheApprover("Only the leaver's manager or an admin may approve this handover.", extra=named(denied))
     refused = [h for h in hs if h.status != "planned"]
     if len(hs) == 1 and refused:
-        move(refused[0], "approved", now)  # raises with the allowed transitions
+        move(refused[0], "approved", now, refusal=HandoverNotPlanned)  # with the allowed transitions
     if refused:
-        raise Conflict(
+        raise HandoverNotPlanned(
             f"Handovers {', '.join(str(h.id) for h in refused[:20])} are not planned; only planned ones can be "
             "approved.",
             extra=named([h.id for h in refused]),
@@ -324,7 +337,7 @@ def approve_many(
     )
     if orphans:
         total = sum(orphans.values())
-        raise Conflict(
+        raise ItemsUnassigned(
             f"{total} item(s) have neither a successor nor an interim owner; set one first.",
             extra=named(sorted(orphans)),
         )
@@ -463,7 +476,7 @@ def execute(
             raise ValueError("an immediate execution needs settings")
         reschedule(session, h, effective_at=now, actor=actor, now=now, settings=settings)
     if h.effective_at > now:
-        raise Conflict(
+        raise EffectiveTimeNotReached(
             f"The effective time {h.effective_at.isoformat()} has not come yet.", extra={"allowed": ["cancelled"]}
         )
     execute_many(session, [h], actor=actor, now=now, settings=settings)
@@ -643,11 +656,11 @@ def undo(
     session: Session, h: Handover, *, actor: str, now: dt.datetime, reason: str | None, settings: Settings | None
 ) -> Handover:
     if h.reason == "leave":
-        raise Conflict("A leave is not undone: cancel it while scheduled.", extra={"allowed": []})
+        raise LeaveNotUndoable("A leave is not undone: cancel it while scheduled.", extra={"allowed": []})
     window = dt.timedelta(days=settings.undo_window_days if settings else 30)
     if h.status in ("executed", "completed") and h.executed_at and now > h.executed_at + window:
         allowed = [t for t in TRANSITIONS[h.status] if t != "undone"]
-        raise Conflict(f"The undo window of {window.days} days has passed.", extra={"allowed": allowed})
+        raise UndoWindowPassed(f"The undo window of {window.days} days has passed.", extra={"allowed": allowed})
     move(h, "undone", now)
     item = HandoverItem
     # Only clients still with the owner we gave them go back; anything the CRM moved since stays put.

@@ -10,8 +10,17 @@ from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.core.auth import Principal
-from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.transfer import service, visibility
+from app.transfer.errors import (
+    AlreadySigned,
+    ChecklistLocked,
+    HandoverNotSignable,
+    ItemNotSignable,
+    MitigationNotFound,
+    NotInvolved,
+    NotTheSigner,
+    SignOffReasonRequired,
+)
 from app.transfer.models import Handover, HandoverItem
 
 
@@ -48,17 +57,17 @@ def set_checklist(
     now: dt.datetime,
 ) -> HandoverItem:
     if h.status not in ("approved", "executed"):
-        raise Conflict(
+        raise ChecklistLocked(
             f"The checklist of a {h.status} handover cannot change.", extra={"allowed": ["approved", "executed"]}
         )
     if not involved(session, principal, h, item):
-        raise Forbidden(
+        raise NotInvolved(
             "Only the leaver, this item's successor or interim owner, or a manager of the handover may update this "
             "checklist."
         )
     checklist = dict(item.checklist or {})
     if key.startswith("mitigation:") and key not in checklist:
-        raise NotFound(f"Item {item.id} has no mitigation {key.removeprefix('mitigation:')!r}.")
+        raise MitigationNotFound(f"Item {item.id} has no mitigation {key.removeprefix('mitigation:')!r}.")
     checklist[key] = {"done": done, "note": note, "by": principal.actor, "at": now.isoformat()}
     item.checklist = checklist
     item.version += 1
@@ -87,31 +96,33 @@ def sign_off(
     now: dt.datetime,
 ) -> HandoverItem:
     if h.status not in ("approved", "executed"):
-        raise Conflict(f"A {h.status} handover cannot be signed off.", extra={"allowed": ["approved", "executed"]})
+        raise HandoverNotSignable(
+            f"A {h.status} handover cannot be signed off.", extra={"allowed": ["approved", "executed"]}
+        )
     if item.status in ("cancelled", "reverted", "closed"):
-        raise Conflict(f"A {item.status} item cannot be signed off.")
+        raise ItemNotSignable(f"A {item.status} item cannot be signed off.")
     emp = principal.employee
     if side == "outgoing":
         if item.outgoing_signed_at is not None:
-            raise Conflict("The outgoing side already signed.")
+            raise AlreadySigned("The outgoing side already signed.")
         if now < h.effective_at:
             if emp != h.leaver_id:
-                raise Forbidden("Until the effective time only the leaver signs the outgoing side.")
+                raise NotTheSigner("Until the effective time only the leaver signs the outgoing side.")
         else:
             if not (principal.role in ("manager", "admin") and (principal.role == "admin" or emp == h.manager_id)):
-                raise Forbidden("After the effective time the leaver's manager signs for the leaver.")
+                raise NotTheSigner("After the effective time the leaver's manager signs for the leaver.")
             if not reason:
-                raise Unprocessable(
+                raise SignOffReasonRequired(
                     "A manager signing for the leaver must give a reason.",
                     errors=[{"loc": ["body", "reason"], "msg": "required", "type": "missing"}],
                 )
         item.outgoing_signed_by, item.outgoing_signed_at, item.outgoing_signoff_reason = principal.actor, now, reason
     else:
         if item.incoming_signed_at is not None:
-            raise Conflict("The incoming side already signed.")
+            raise AlreadySigned("The incoming side already signed.")
         receiver = item.transferred_to_id or item.successor_id or item.interim_owner_id
         if emp is None or emp != receiver:
-            raise Forbidden("Only the successor signs the incoming side.")
+            raise NotTheSigner("Only the successor signs the incoming side.")
         item.incoming_signed_by, item.incoming_signed_at = principal.actor, now
     if item.outgoing_signed_at and item.incoming_signed_at and item.status == "transferred":
         item.status = "confirmed"

@@ -12,9 +12,9 @@ from sqlalchemy import Select, and_, exists, false, func, or_, select, true
 from sqlalchemy.orm import Session
 
 from app.core.auth import Principal
-from app.core.errors import Forbidden, NotFound
 from app.directory import service as directory
 from app.directory.models import Client
+from app.transfer.errors import HandoverNotFound, HandoverNotManaged, ItemNotFound
 from app.transfer.models import Handover, HandoverItem
 
 
@@ -112,9 +112,9 @@ def see_handover(
     manage: a participant who does not manage it (a manager named successor on another team's handover) gets 403."""
     rows = _visible_rows(session, principal, [handover_id], lock=lock)
     if not rows:
-        raise NotFound(f"No handover {handover_id}.")
+        raise HandoverNotFound(f"No handover {handover_id}.")
     if manage is not None and not rows[0].manages:
-        raise Forbidden(manage)
+        raise HandoverNotManaged(manage)
     return rows[0]
 
 
@@ -141,14 +141,14 @@ def get_handovers(
     found = {v.handover.id: v.handover for v in rows}
     missing = [hid for hid in wanted if hid not in found]
     if missing:
-        raise NotFound(
+        raise HandoverNotFound(
             f"No handover {', '.join(map(str, missing[:20]))}{' …' if len(missing) > 20 else ''}.",
             extra={"handover_ids": missing},
         )
     if manage is not None:
         unmanaged = [v.handover.id for v in rows if not v.manages]
         if unmanaged:
-            raise Forbidden(manage, extra={"handover_ids": unmanaged})
+            raise HandoverNotManaged(manage, extra={"handover_ids": unmanaged})
     return [found[hid] for hid in wanted]
 
 
@@ -165,7 +165,7 @@ def get_item(session: Session, view: HandoverView, item_id: int) -> HandoverItem
         select(HandoverItem).where(HandoverItem.id == item_id, HandoverItem.handover_id == h.id, view.items())
     )
     if item is None:
-        raise NotFound(f"No item {item_id} in handover {h.id}.")
+        raise ItemNotFound(f"No item {item_id} in handover {h.id}.")
     return item
 
 

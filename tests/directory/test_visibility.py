@@ -73,7 +73,7 @@ def _visible_one_by_one(client: TestClient, headers: dict[str, str]) -> list[str
             seen.append(cid)
         else:
             body = assert_problem(response, 404)
-            assert body["type"] == "urn:handover:problem:not-found"
+            assert body["type"] == "urn:handover:problem:client-not-found"
     return seen
 
 

@@ -115,7 +115,7 @@ def test_a_refusal_found_while_running_is_the_jobs_problem(
     failed = client.get(r.headers["location"], headers=auth("hr")).json()
     assert failed["state"] == "failed" and failed["result"] is None and failed["progress"] == 1
     problem = failed["problem"]
-    assert problem["status"] == 409 and problem["type"] == "urn:handover:problem:conflict"
+    assert problem["status"] == 409 and problem["type"] == "urn:handover:problem:handover-not-plannable"
     assert problem["instance"] == r.headers["location"] and problem["handover_ids"] == [hid]
     assert failed["finished_at"] == _iso(START + dt.timedelta(seconds=5))
     assert _items(db) == 0

@@ -204,7 +204,7 @@ def test_unacceptable_media_type_is_406(http: TestClient, auth: Any, case: dict[
         assert r.status_code == 406, r.text
         assert r.headers["content-type"].startswith("application/problem+json")
         body = r.json()
-        assert body["type"] == "urn:handover:problem:not-acceptable" and body["status"] == 406
+        assert body["type"] == "urn:handover:problem:report-format-not-acceptable" and body["status"] == 406
         assert set(body["allowed"]) == {"application/json", "text/csv", "text/html"}
 
 

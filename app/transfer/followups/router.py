@@ -10,12 +10,20 @@ from fastapi.responses import JSONResponse
 
 from app.core.auth import HandoversRead, HandoversWrite
 from app.core.deps import DbSession, Now
-from app.core.errors import NotAcceptable, Unprocessable, problem_responses
+from app.core.errors import RoleNotAllowed, problem_responses
 from app.core.http import CSV, JSON, choose
 from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
 from app.transfer import retention
+from app.transfer.errors import ReportFormatNotAcceptable
 from app.transfer.followups import service as followups
+from app.transfer.followups.errors import (
+    FirstContactInvalid,
+    FollowUpNotFound,
+    FollowUpNotOpen,
+    NotTheAssignee,
+    ReportWindowInvalid,
+)
 from app.transfer.followups.models import FollowUp
 from app.transfer.followups.schemas import (
     FollowUpComplete,
@@ -98,7 +106,7 @@ def list_follow_ups(
     name="follow-ups-get",
     summary="Get a follow-up",
     response_model=FollowUpOut,
-    responses=problem_responses(401, 403, 404, 422),
+    responses=problem_responses(401, 403, 404, 422, errors=[FollowUpNotFound]),
 )
 def get_follow_up(follow_up_id: FollowUpId, session: DbSession, principal: HandoversRead, now: Now) -> FollowUpOut:
     fu = followups.get_follow_up(session, principal, follow_up_id)
@@ -116,7 +124,16 @@ def get_follow_up(follow_up_id: FollowUpId, session: DbSession, principal: Hando
         "answers 409. Audited."
     ),
     response_model=FollowUpOut,
-    responses=problem_responses(401, 403, 404, 409, 413, 415, 422),
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        413,
+        415,
+        422,
+        errors=[NotTheAssignee, FollowUpNotFound, FollowUpNotOpen, FirstContactInvalid],
+    ),
 )
 def complete_follow_up(
     follow_up_id: FollowUpId, body: FollowUpComplete, session: DbSession, principal: HandoversWrite, now: Now
@@ -138,7 +155,7 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "The report: JSON (default) or CSV (one row per group, UTF-8 with BOM).",
         "content": {CSV: {"schema": {"type": "string"}, "example": "group_by,group,name,handed_over,…\r\n"}},
     },
-    **problem_responses(401, 403, 406, 422),
+    **problem_responses(401, 403, 406, 422, errors=[RoleNotAllowed, ReportFormatNotAcceptable, ReportWindowInvalid]),
 }
 _RESPONSES[403] = {**_RESPONSES[403], "description": "The token lacks the scope, or the caller is an account manager."}
 _RESPONSES[406] = {**_RESPONSES[406], "description": "Neither application/json nor text/csv is acceptable."}
@@ -176,13 +193,13 @@ def retention_report(
 ) -> Response:
     media = choose(format, request.headers.get("accept"), RETENTION_FORMATS)
     if media is None:
-        raise NotAcceptable(
+        raise ReportFormatNotAcceptable(
             "The retention report is available as application/json or text/csv.", extra={"allowed": [JSON, CSV]}
         )
     end = to or now
     start = from_ or end - DEFAULT_WINDOW
     if start >= end:
-        raise Unprocessable(
+        raise ReportWindowInvalid(
             "from must be before to.",
             errors=[{"loc": ["query", "from"], "msg": "must be before to", "type": "value_error"}],
         )

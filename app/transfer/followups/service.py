@@ -26,10 +26,10 @@ from sqlalchemy.orm import Session, aliased
 from app.audit import service as audit
 from app.core.auth import Principal
 from app.core.config import Settings
-from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
 from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.notify import service as notify
+from app.transfer.followups.errors import FirstContactInvalid, FollowUpNotFound, FollowUpNotOpen, NotTheAssignee
 from app.transfer.followups.models import FOLLOW_UP_KINDS, FollowUp
 from app.transfer.models import Handover, HandoverItem
 
@@ -232,7 +232,7 @@ def get_follow_up(session: Session, principal: Principal, follow_up_id: int, *, 
         stmt = stmt.with_for_update()
     fu = session.scalar(stmt)
     if fu is None:
-        raise NotFound(f"No follow-up {follow_up_id}.")
+        raise FollowUpNotFound(f"No follow-up {follow_up_id}.")
     return fu
 
 
@@ -268,18 +268,20 @@ def _may_complete(session: Session, principal: Principal, fu: FollowUp) -> bool:
 def complete(session: Session, principal: Principal, fu: FollowUp, body: Completion, *, now: dt.datetime) -> FollowUp:
     """Records the outcome once; the client's satisfaction, status and last contact follow; audited."""
     if not _may_complete(session, principal, fu):
-        raise Forbidden("Only the assignee, their manager or an admin may complete this follow-up.")
+        raise NotTheAssignee("Only the assignee, their manager or an admin may complete this follow-up.")
     if fu.status != "open":
-        raise Conflict(f"Follow-up {fu.id} is {fu.status}; only open follow-ups are completed.", extra={"allowed": []})
+        raise FollowUpNotOpen(
+            f"Follow-up {fu.id} is {fu.status}; only open follow-ups are completed.", extra={"allowed": []}
+        )
     if body.outcome not in CLIENT_STATUS_AFTER:
         raise ValueError(f"unknown outcome {body.outcome!r}")
     if fu.kind == "first_contact" and body.first_contact_at is None:
-        raise Unprocessable(
+        raise FirstContactInvalid(
             "A first contact needs first_contact_at: when the client was first spoken to.",
             errors=[{"loc": ["body", "first_contact_at"], "msg": "required for first_contact", "type": "missing"}],
         )
     if body.first_contact_at is not None and body.first_contact_at > now:
-        raise Unprocessable(
+        raise FirstContactInvalid(
             "first_contact_at is in the future.",
             errors=[{"loc": ["body", "first_contact_at"], "msg": "must not be in the future", "type": "value_error"}],
         )

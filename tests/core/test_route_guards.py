@@ -76,5 +76,5 @@ def test_required_scopes_read_from_each_route_match_the_contract(app: FastAPI) -
             continue
         for method in route.methods - {"HEAD", "OPTIONS"}:
             security = paths[route.path][method.lower()].get("security")
-            expected = None if security is None else frozenset(s for req in security for s in req.get("bearerAuth", []))
+            expected = None if not security else frozenset(s for req in security for s in req.get("bearerAuth", []))
             assert required_scopes(route.dependant) == expected, (method, route.path)

@@ -53,7 +53,9 @@ them.  Instead:
    optimistic);
    (c) build an incumbent ``z``: round the LP down, place the clients left
    over greedily, then a local search (move one client, swap two) with the
-   exact objective on single-leaver-sized books;
+   exact objective: every client moves on single-leaver-sized books; on
+   larger ones (a joint plan) only the clients the greedy placed (the LP's
+   fractional part), each tried in a move and in a swap with every client;
    (d) any solution using a pair ``(class, candidate)`` costs at least
    ``L + d``, so only pairs with ``d <= z - L`` can beat ``z``.  One MILP
    (HiGHS, ``mip_rel_gap=0``) over exactly those pairs gives the optimum over
@@ -104,9 +106,16 @@ in all; a 30 s budget cuts it in its fourth master and certifies only the
 last-unit-price bound (gap ~13 %).  The company's own 500-leaver plan
 (bench/plan_speed.py: 22,626 clients x 2,000 candidates, 5,276 classes) is
 harder than that synthetic book: column generation converges in 4 rounds in
-12-17 s (masters of 60k-100k columns, 3-12 s each), and the rounded LP ends
-368-380 (0.23-0.24 %) above the bound, the proof skipped; neither the 10 s nor
-the 0.1 % goal is met there (the local search is for single-leaver sizes).
+7-22 s depending on the box's load (masters of 60k-100k columns).  The LP
+leaves 770 clients fractional (1,567 fractional pairs); rounded down and
+placed greedily they end 380 (0.238 %) above the bound 159,712.14.  The
+focused local search (5 passes over those 770 clients, ~2.3 s on a quiet box)
+brings that to 229.94 (0.144 %); the proof skipped (2.9M pairs inside the
+gap), so the 0.1 % goal is still missed.  The superadditivity rows would lift
+the bound by 0.57 only (159,712.71), so the rest is the incumbent and the
+integrality gap.  Tried there and dropped: every client at a candidate the LP
+splits also moving (13,983 clients, a worse local optimum, 234.5, in 10x the
+time) and every client moving (204.1 in ~10 s).
 
 Single leavers, measured with bench/plan_speed.py (every one of the 2,233
 employees owning clients in the full-scale synthetic company, each planned

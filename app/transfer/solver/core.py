@@ -2,6 +2,8 @@
 
 See the package docstring (``app.transfer.solver``) for the method."""
 
+from __future__ import annotations
+
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field

@@ -2,6 +2,8 @@
 
 See the package docstring (``app.transfer.solver``) for the method."""
 
+from __future__ import annotations
+
 import time
 from dataclasses import dataclass
 from typing import Final
@@ -142,7 +144,14 @@ def _complete(p: _Problem, table: _LoadTable, cc: IntArray, jj: IntArray, x: Int
     )
 
 
-def _round(p: _Problem, model: _Model, values: FloatArray, table: _LoadTable, deadline: float) -> _Result:
+def _round(
+    p: _Problem,
+    model: _Model,
+    values: FloatArray,
+    table: _LoadTable,
+    deadline: float,
+    stats: dict[str, float] | None = None,
+) -> _Result:
     """Incumbent from the LP: its rounded-down part plus a greedy placement of the rest, then a local search.
 
     A MILP over the fractional neighbourhood (everything else fixed) used to repair the rounding: on the full-scale
@@ -150,24 +159,50 @@ def _round(p: _Problem, model: _Model, values: FloatArray, table: _LoadTable, de
     (`_improve`) takes milliseconds and, with the superadditivity rows, starts from a rounding within ~1 of the LP.
     """
     n_x = len(model.cc)
-    best = _complete(p, table, model.cc, model.jj, np.floor(values[:n_x] + 1e-9).astype(np.int64))
-    return _improve(p, table, best, deadline)
+    floor = np.floor(values[:n_x] + 1e-9).astype(np.int64)
+    best = _complete(p, table, model.cc, model.jj, floor)
+    n_c, n_j = p.n_classes, p.n_cands
+    if n_c * n_j <= _IMPROVE_MAX_CELLS and int(p.c_count.sum()) <= _IMPROVE_MAX_ITEMS:
+        return _improve(p, table, best, deadline, stats=stats)
+    # A joint plan: only the clients the greedy completion placed (the LP's fractional part) move, each against
+    # every other client for swaps; the rest stays as the LP put it.
+    keys = model.cc * n_j + model.jj  # sorted and distinct (the master's keys)
+    at = np.minimum(np.searchsorted(keys, best.cc * n_j + best.jj), max(keys.size - 1, 0))
+    rounded = np.where(keys.size > 0, np.where(keys[at] == best.cc * n_j + best.jj, floor[at], 0), 0)
+    return _improve(p, table, best, deadline, focus=np.maximum(best.x - rounded, 0), stats=stats)
 
 
 _IMPROVE_MAX_CELLS: Final = 4_000_000
 _IMPROVE_MAX_ITEMS: Final = 3_000
+_FOCUS_MAX_CELLS: Final = 24_000_000
+_FOCUS_MAX_WORK: Final = 200_000_000
+"""Focused local search (a joint plan's): at most this many cells, and moving clients x clients per pass."""
 
 
-def _improve(p: _Problem, table: _LoadTable, start: _Result, deadline: float) -> _Result:
+def _improve(
+    p: _Problem,
+    table: _LoadTable,
+    start: _Result,
+    deadline: float,
+    focus: IntArray | None = None,
+    stats: dict[str, float] | None = None,
+) -> _Result:
     """Best-improvement local search from ``start``: move one client (to another candidate, to or from interim)
     or swap two clients of different candidates, with the exact objective, until no move improves.
 
-    Only for books whose class x candidate cost matrix and client list are small (a single leaver's); the joint
-    plans of a mass exit keep the rounding.
+    Every client moves on books whose class x candidate cost matrix and client list are small (a single
+    leaver's). With ``focus`` (per pair of ``start``, how many of its clients may move) only those and the interim
+    clients move, each also tried in a swap against every placed client: the joint plans of a mass exit, where a
+    full pass would be quadratic in 22,626 clients.
     """
     n_c, n_j = p.n_classes, p.n_cands
     n_items = int(p.c_count.sum())
-    if table.table is None or n_c * n_j > _IMPROVE_MAX_CELLS or n_items > _IMPROVE_MAX_ITEMS:
+    if table.table is None:
+        return start
+    if focus is None:
+        if n_c * n_j > _IMPROVE_MAX_CELLS or n_items > _IMPROVE_MAX_ITEMS:
+            return start
+    elif n_c * n_j > _FOCUS_MAX_CELLS or int(focus.sum()) * n_items > _FOCUS_MAX_WORK or not focus.any():
         return start
     f = table.table
     width = f.shape[1]
@@ -179,14 +214,23 @@ def _improve(p: _Problem, table: _LoadTable, start: _Result, deadline: float) ->
     item_c = np.concatenate([np.repeat(start.cc, start.x), np.repeat(np.arange(n_c), start.unassigned)])
     item_j = np.concatenate([np.repeat(start.jj, start.x), np.full(int(start.unassigned.sum()), -1)])
     size = p.g_size[p.c_group[item_c]]
+    active = np.ones(item_c.size, dtype=np.bool_)
+    if focus is not None:
+        # The first focus[k] clients of pair k (interchangeable within it) and every interim client move.
+        rank = np.arange(int(start.x.sum())) - np.repeat(np.cumsum(start.x) - start.x, start.x)
+        active[: rank.size] = rank < np.repeat(focus, start.x)
     loads = start.added_units.copy()
     rows = np.arange(n_j)
     improved = False
-    for _ in range(50):
+    if stats is not None:
+        stats["improve_moving"] = float(active.sum())
+    for sweep in range(50):
+        if stats is not None:
+            stats["improve_passes"] = float(sweep + 1)
         if time.perf_counter() > deadline:
             break
         moved = False
-        for i in range(item_c.size):
+        for i in np.nonzero(active)[0].tolist():
             c, j, s = int(item_c[i]), int(item_j[i]), int(size[i])
             here = cost[c, j] + f[j, loads[j]] - f[j, loads[j] - s] if j >= 0 else penalty
             gain = cost[c] + f[rows, np.minimum(loads + s, width - 1)] - f[rows, loads]
@@ -204,7 +248,7 @@ def _improve(p: _Problem, table: _LoadTable, start: _Result, deadline: float) ->
         # Swaps of two assigned clients of different classes at different candidates.
         placed = np.nonzero(item_j >= 0)[0]
         pc, pj, ps = item_c[placed], item_j[placed], size[placed]
-        for a in range(placed.size):
+        for a in np.nonzero(active[placed])[0].tolist():
             ca, ja, sa = int(pc[a]), int(pj[a]), int(ps[a])
             la, lb = loads[ja], loads[pj]
             new_a = la - sa + ps

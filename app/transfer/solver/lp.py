@@ -2,6 +2,8 @@
 
 See the package docstring (``app.transfer.solver``) for the method."""
 
+from __future__ import annotations
+
 import math
 import warnings
 from dataclasses import dataclass

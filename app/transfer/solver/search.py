@@ -116,7 +116,7 @@ def _search(p: _Problem, stats: dict[str, float], deadline: float) -> tuple[_Res
     incumbent: _Result | None = None
     clock = time.perf_counter()
     if last_lp is not None:
-        incumbent = _round(p, last_lp[0], last_lp[1], table, deadline)
+        incumbent = _round(p, last_lp[0], last_lp[1], table, deadline, stats)
     stats["t_round"] = time.perf_counter() - clock
     if not converged:
         cc, jj = _place(p, table, np.zeros(p.n_cands, dtype=np.int64), _greedy_order(p))

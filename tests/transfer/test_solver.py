@@ -515,3 +515,24 @@ def test_focused_local_search_keeps_the_exact_objective_and_never_worsens(
     everyone = solver._improve(p, table, start, math.inf, focus=start.x.copy())
     unfocused = solver._improve(p, table, start, math.inf)
     assert everyone.total == pytest.approx(unfocused.total, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_focused_local_search_with_near_partners_on_a_wide_book(seed: int) -> None:
+    # 150 candidates: past the focused search's partner cut (swaps only with clients at a moving client's best
+    # candidates), which the small instances above never reach.
+    clients, candidates = _wide_book(seed)
+    config = CONFIGS[seed % len(CONFIGS)]
+    p = solver._build(clients, candidates, config)
+    assert p.n_cands > solver._FOCUS_NEAR
+    table = solver._LoadTable(p)
+    rng = random.Random(seed)
+    order = [(c, int(p.c_count[c])) for c in rng.sample(range(p.n_classes), p.n_classes)]
+    cc, jj = solver._place(p, table, np.zeros(p.n_cands, dtype=np.int64), order)
+    start = solver._result(p, cc, jj, np.ones(cc.size, dtype=np.int64))
+    focus = np.asarray([rng.randint(0, x) for x in start.x.tolist()], dtype=np.int64)
+    found = solver._improve(p, table, start, math.inf, focus=focus)
+    assert found.total <= start.total + 1e-9
+    assert solver.objective(clients, candidates, _mapping(p, found), config) == pytest.approx(found.total, abs=1e-6)
+    exact = solver.solve(clients, candidates, config)
+    assert exact.status == "optimal" and exact.total_cost <= found.total + 1e-6

@@ -109,13 +109,17 @@ harder than that synthetic book: column generation converges in 4 rounds in
 7-22 s depending on the box's load (masters of 60k-100k columns).  The LP
 leaves 770 clients fractional (1,567 fractional pairs); rounded down and
 placed greedily they end 380 (0.238 %) above the bound 159,712.14.  The
-focused local search (5 passes over those 770 clients, ~2.3 s on a quiet box)
-brings that to 229.94 (0.144 %); the proof skipped (2.9M pairs inside the
-gap), so the 0.1 % goal is still missed.  The superadditivity rows would lift
+focused local search (5 passes over those 770 clients, each swapped only with
+the clients at its 64 best-fitting candidates: ~2 s at load 9) brings that to
+231.08 (0.145 %); the proof skipped (2.9M pairs inside the gap), so the 0.1 %
+goal is still missed.  The superadditivity rows would lift
 the bound by 0.57 only (159,712.71), so the rest is the incumbent and the
 integrality gap.  Tried there and dropped: every client at a candidate the LP
 splits also moving (13,983 clients, a worse local optimum, 234.5, in 10x the
-time) and every client moving (204.1 in ~10 s).
+time), every client moving (204.1 in ~10 s), and a reduced-cost threshold of
+half the gap for a first proof MILP on single books (fewer pairs, but 0.9-2.3x
+slower proofs as often as faster ones: HiGHS's branching, not the pair count,
+sets the time).
 
 Single leavers, measured with bench/plan_speed.py (every one of the 2,233
 employees owning clients in the full-scale synthetic company, each planned
@@ -299,10 +303,22 @@ from app.transfer.solver.core import (
     objective as objective,
 )
 from app.transfer.solver.heuristics import (
+    _FOCUS_MAX_CELLS as _FOCUS_MAX_CELLS,
+)
+from app.transfer.solver.heuristics import (
+    _FOCUS_MAX_WORK as _FOCUS_MAX_WORK,
+)
+from app.transfer.solver.heuristics import (
+    _FOCUS_NEAR as _FOCUS_NEAR,
+)
+from app.transfer.solver.heuristics import (
     _IMPROVE_MAX_CELLS as _IMPROVE_MAX_CELLS,
 )
 from app.transfer.solver.heuristics import (
     _IMPROVE_MAX_ITEMS as _IMPROVE_MAX_ITEMS,
+)
+from app.transfer.solver.heuristics import (
+    _IMPROVE_PASSES as _IMPROVE_PASSES,
 )
 from app.transfer.solver.heuristics import (
     _complete as _complete,

@@ -174,9 +174,14 @@ def _round(
 
 _IMPROVE_MAX_CELLS: Final = 4_000_000
 _IMPROVE_MAX_ITEMS: Final = 3_000
+_IMPROVE_PASSES: Final = 50
+_FOCUS_NEAR: Final = 64
 _FOCUS_MAX_CELLS: Final = 24_000_000
 _FOCUS_MAX_WORK: Final = 200_000_000
-"""Focused local search (a joint plan's): at most this many cells, and moving clients x clients per pass."""
+"""Focused local search (a joint plan's): at most this many cells, and moving clients x clients per pass; each
+moving client's swap partners are the clients at its ``_FOCUS_NEAR`` best-fitting candidates (on the 500-leaver
+plan: 231.08 above the bound in 5 passes, 2.2 s at load 9; with every client as partner 229.94 in 12.2 s; 256
+candidates 229.94 in 3.9 s; 16 candidates 244.05)."""
 
 
 def _improve(
@@ -224,7 +229,7 @@ def _improve(
     improved = False
     if stats is not None:
         stats["improve_moving"] = float(active.sum())
-    for sweep in range(50):
+    for sweep in range(_IMPROVE_PASSES):
         if stats is not None:
             stats["improve_passes"] = float(sweep + 1)
         if time.perf_counter() > deadline:
@@ -248,29 +253,39 @@ def _improve(
         # Swaps of two assigned clients of different classes at different candidates.
         placed = np.nonzero(item_j >= 0)[0]
         pc, pj, ps = item_c[placed], item_j[placed], size[placed]
+        near = focus is not None and n_j > _FOCUS_NEAR
         for a in np.nonzero(active[placed])[0].tolist():
             ca, ja, sa = int(pc[a]), int(pj[a]), int(ps[a])
-            la, lb = loads[ja], loads[pj]
-            new_a = la - sa + ps
-            new_b = lb - ps + sa
-            ok = (pj != ja) & (pc != ca) & (new_a < width) & (new_b < width) & (new_a >= 0) & (new_b >= 0)
+            if near:
+                # Partners only at the candidates that fit this client best: a swap sends it there.
+                best_j = np.zeros(n_j, dtype=np.bool_)
+                best_j[np.argpartition(cost[ca], _FOCUS_NEAR)[:_FOCUS_NEAR]] = True
+                sub = np.nonzero(best_j[pj])[0]
+                qc, qj, qs = pc[sub], pj[sub], ps[sub]
+            else:
+                sub, qc, qj, qs = None, pc, pj, ps
+            la, lb = loads[ja], loads[qj]
+            new_a = la - sa + qs
+            new_b = lb - qs + sa
+            ok = (qj != ja) & (qc != ca) & (new_a < width) & (new_b < width) & (new_a >= 0) & (new_b >= 0)
             if not ok.any():
                 continue
             new_a = np.where(ok, new_a, 0)
             new_b = np.where(ok, new_b, 0)
             delta = (
-                cost[ca, pj]
-                + cost[pc, ja]
+                cost[ca, qj]
+                + cost[qc, ja]
                 - cost[ca, ja]
-                - cost[pc, pj]
+                - cost[qc, qj]
                 + f[ja, new_a]
                 - f[ja, la]
-                + f[pj, new_b]
-                - f[pj, lb]
+                + f[qj, new_b]
+                - f[qj, lb]
             )
             delta = np.where(ok, delta, np.inf)
-            b = int(np.argmin(delta))
-            if delta[b] < -1e-9:
+            k = int(np.argmin(delta))
+            if delta[k] < -1e-9:
+                b = k if sub is None else int(sub[k])
                 jb, sb = int(pj[b]), int(ps[b])
                 loads[ja] += sb - sa
                 loads[jb] += sa - sb

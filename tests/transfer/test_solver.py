@@ -6,6 +6,7 @@ import itertools
 import math
 import random
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -476,3 +477,62 @@ def test_proved_optimum_matches_a_naive_client_level_milp(
     assert solver.objective(clients, candidates, successors(solution), config) == pytest.approx(
         solution.total_cost, abs=1e-6
     )
+
+
+def _mapping(p: solver._Problem, result: solver._Result) -> dict[int, int | None]:
+    """Class counts back to clients (interchangeable within a class), interim for the rest."""
+    out: dict[int, int | None] = {c.id: None for c in p.clients}
+    cursor = [0] * p.n_classes
+    for c, j, x in zip(result.cc.tolist(), result.jj.tolist(), result.x.tolist(), strict=True):
+        for _ in range(x):
+            out[p.clients[p.c_members[c][cursor[c]]].id] = int(p.cand_ids[j])
+            cursor[c] += 1
+    return out
+
+
+@settings(max_examples=150, deadline=None, derandomize=True)
+@given(instances(), st.randoms(use_true_random=False))
+def test_focused_local_search_keeps_the_exact_objective_and_never_worsens(
+    instance: tuple[list[ClientSpec], list[CandidateSpec], SolverConfig], rng: random.Random
+) -> None:
+    # The joint plan's incumbent search moves only some clients (the LP rounding's leftovers): whatever the focus,
+    # its plan is feasible, priced exactly (the scalar reference objective agrees) and no worse than its start;
+    # focusing on every client is the unfocused search.
+    clients, candidates, config = instance
+    if not clients or not candidates:
+        return
+    p = solver._build(clients, candidates, config)
+    table = solver._LoadTable(p)
+    loads = np.zeros(p.n_cands, dtype=np.int64)
+    order = [(c, int(p.c_count[c])) for c in rng.sample(range(p.n_classes), p.n_classes)]
+    cc, jj = solver._place(p, table, loads, order)
+    start = solver._result(p, cc, jj, np.ones(cc.size, dtype=np.int64))
+    focus = np.asarray([rng.randint(0, x) for x in start.x.tolist()], dtype=np.int64)
+    for f in (focus, None):
+        found = solver._improve(p, table, start, math.inf, focus=f)
+        assert found.total <= start.total + 1e-9
+        assert solver.objective(clients, candidates, _mapping(p, found), config) == pytest.approx(found.total, abs=1e-6)
+    everyone = solver._improve(p, table, start, math.inf, focus=start.x.copy())
+    unfocused = solver._improve(p, table, start, math.inf)
+    assert everyone.total == pytest.approx(unfocused.total, abs=1e-9)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_focused_local_search_with_near_partners_on_a_wide_book(seed: int) -> None:
+    # 150 candidates: past the focused search's partner cut (swaps only with clients at a moving client's best
+    # candidates), which the small instances above never reach.
+    clients, candidates = _wide_book(seed)
+    config = CONFIGS[seed % len(CONFIGS)]
+    p = solver._build(clients, candidates, config)
+    assert p.n_cands > solver._FOCUS_NEAR
+    table = solver._LoadTable(p)
+    rng = random.Random(seed)
+    order = [(c, int(p.c_count[c])) for c in rng.sample(range(p.n_classes), p.n_classes)]
+    cc, jj = solver._place(p, table, np.zeros(p.n_cands, dtype=np.int64), order)
+    start = solver._result(p, cc, jj, np.ones(cc.size, dtype=np.int64))
+    focus = np.asarray([rng.randint(0, x) for x in start.x.tolist()], dtype=np.int64)
+    found = solver._improve(p, table, start, math.inf, focus=focus)
+    assert found.total <= start.total + 1e-9
+    assert solver.objective(clients, candidates, _mapping(p, found), config) == pytest.approx(found.total, abs=1e-6)
+    exact = solver.solve(clients, candidates, config)
+    assert exact.status == "optimal" and exact.total_cost <= found.total + 1e-6

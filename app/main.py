@@ -35,6 +35,7 @@ from app.transfer import service as transfer_service
 from app.transfer import visibility as transfer_visibility
 from app.transfer.followups.router import router as followups_router
 from app.transfer.router import router as transfer_router
+from app.transfer.sweeper import OwnershipCollector
 
 API_VERSION = "0.1.0"
 BODY_PROBLEMS = {
@@ -85,6 +86,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.outcomes = transfer_retention.outcome_rows
     registry = CollectorRegistry()
     registry.register(PoolCollector(db))
+    registry.register(OwnershipCollector(db, app.state.clock))
     app.state.metrics = Metrics(registry)
 
     install_handlers(app)

@@ -91,6 +91,7 @@ EVENT_TYPES = (
     "client.reassigned",
     "access.revoked",
     "alert.raised",
+    "ownership.violation",
     "notification.failed",
     *(f"notification.{key}" for key in rendering.KEYS),
     "audit.checkpoint",

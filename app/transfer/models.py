@@ -13,6 +13,8 @@ from app.core.db import ACTOR_LENGTH, Base, JSONType, UTCDateTime
 HANDOVER_STATUSES = ("draft", "planned", "approved", "executed", "completed", "cancelled", "undone")
 OPEN_STATUSES = ("draft", "planned", "approved", "executed")
 REASONS = ("resignation", "termination", "retirement", "role_change", "leave", "other")
+# Stored, never accepted as input: a departure signal that named no reason (a status change; issue 15).
+STORED_REASONS = (*REASONS, "unknown")
 ITEM_STATUSES = ("proposed", "approved", "transferred", "confirmed", "closed", "cancelled", "reverted")
 CHECKLIST_KEYS = (
     "client_profile",
@@ -58,6 +60,9 @@ class Handover(Base):
     approval_deadline: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, index=True)
     reminders_sent: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     last_reminded_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # Not approved by the effective time: who took the leaver's clients over, and when (app/transfer/continuity.py).
+    interim_owner_id: Mapped[str | None] = mapped_column(ForeignKey("employee.external_id"))
+    interim_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         # One open handover per leaver, enforced by the database so concurrent exits create one.
@@ -107,3 +112,16 @@ class HandoverItem(Base):
         UniqueConstraint("handover_id", "client_id"),
         Index("ix_handover_item_handover_status", "handover_id", "status"),
     )
+
+
+class OwnershipRepair(Base):
+    """A client the ownership sweeper moved off an owner nobody could act for (app/transfer/sweeper.py)."""
+
+    __tablename__ = "ownership_repair"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("client.external_id", ondelete="CASCADE"), index=True)
+    from_owner_id: Mapped[str] = mapped_column(ForeignKey("employee.external_id"))
+    to_owner_id: Mapped[str] = mapped_column(ForeignKey("employee.external_id"))
+    reason: Mapped[str] = mapped_column(String(40))
+    repaired_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -10,6 +10,8 @@ from app.core.types import ExternalId, InputModel, UtcTime
 # Which items a reader sees: every one, or (a participant who does not manage the handover) their own.
 View = Literal["all", "own"]
 Reason = Literal["resignation", "termination", "retirement", "role_change", "leave", "other"]
+# As stored and answered: also `unknown`, a departure signal that named no reason (never accepted as input).
+StoredReason = Literal["resignation", "termination", "retirement", "role_change", "leave", "other", "unknown"]
 HandoverStatus = Literal["draft", "planned", "approved", "executed", "completed", "cancelled", "undone"]
 ItemStatus = Literal["proposed", "approved", "transferred", "confirmed", "closed", "cancelled", "reverted"]
 ChecklistKey = Literal[
@@ -111,7 +113,9 @@ class HandoverOut(BaseModel):
     id: int
     leaver: str
     manager: str | None = Field(description="The leaver's manager when the handover was opened.")
-    reason: Reason
+    reason: StoredReason = Field(
+        description="Why they leave; `unknown` when the handover was opened by a status change that named none."
+    )
     destination_competitor: bool | None
     status: HandoverStatus
     effective_at: dt.datetime

@@ -28,6 +28,7 @@ from sqlalchemy import ColumnElement, and_, case, exists, func, literal, select
 from sqlalchemy.orm import Session
 
 from app.access import ownership as grants
+from app.access import service as access
 from app.access.models import AccessGrant
 from app.audit import service as audit
 from app.core.config import Settings
@@ -224,6 +225,10 @@ def lay_interim(session: Session, h: Handover, *, actor: str, now: dt.datetime, 
     another interim owner) stop now. Once the clients were taken over (`interim_at`) nothing moves any more."""
     if h.status not in TAKEOVER_STATUSES or h.interim_at is not None:
         return
+    # The leaver's own grants end at the effective time, cut by this handover (a cancellation gives them back), as
+    # the approval would cut them: from that second the interim owner alone holds owner-level access.
+    access.restore_leaver(session, h.id)
+    access.cut_leaver(session, h.id, h.leaver_id, h.effective_at)
     grants.end_grants(session, [h.id], reason=INTERIM_REASON, now=now, actor=actor)
     who = _interim_for(session, h.leaver_id, at=h.effective_at, settings=settings)
     if who is not None:
@@ -249,6 +254,7 @@ def take_over(session: Session, h: Handover, *, actor: str, now: dt.datetime, se
     of clients moved. Without anyone who can act, nothing moves: the sweeper raises the alert."""
     who = _interim_for(session, h.leaver_id, at=now, settings=settings)
     moved: list[str] = []
+    access.cut_leaver(session, h.id, h.leaver_id, h.effective_at)  # grants the leaver got since the opening
     if who is not None:
         grants.end_grants(session, [h.id], reason=INTERIM_REASON, now=now, actor=actor, keep_employee=who)
         grants.add_grants(

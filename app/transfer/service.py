@@ -394,6 +394,11 @@ def approve_many(
     pending.write(session, now)
     messaging.on_approved(session, ids, now=now, settings=settings)
     followups.create_for_handovers(session, hs, now=now, settings=settings)
+    # Approved after the effective time (issue 15: the clients may be with the interim owner already): the time has
+    # come, so the clients move on to the planned successors now, not at the worker's next pass.
+    late = [h for h in hs if h.effective_at <= now]
+    if late:
+        execute_many(session, late, actor=principal.actor, now=now)
     if len(hs) > 1:
         anchor_audit(session, settings, now=now, reason="joint_approval")
 

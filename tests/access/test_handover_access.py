@@ -30,12 +30,21 @@ def decide(client: TestClient, auth: Any, employee: str, cl: str, action: str, a
     return r.json()
 
 
-def grant_rows(db: Database) -> list[tuple[Any, ...]]:
+def grant_rows(db: Database, *, uncut: bool = False) -> list[tuple[Any, ...]]:
     """Every grant but the interim ones a handover lays ahead while not approved (withdrawn at the approval;
-    tests/transfer/test_continuity.py covers them)."""
+    tests/transfer/test_continuity.py covers them). With `uncut`, a grant an open handover cut shows the end it had
+    before (the opening cuts the leaver's grants at the effective time, issue 15)."""
     with db.session(write=False) as s:
         return [
-            (g.id, g.employee_id, g.client_id, g.level, g.valid_from, g.valid_until, g.revoked_at)
+            (
+                g.id,
+                g.employee_id,
+                g.client_id,
+                g.level,
+                g.valid_from,
+                g.cut_from if uncut and g.cut_by_handover_id is not None else g.valid_until,
+                g.revoked_at,
+            )
             for g in s.scalars(select(AccessGrant).where(AccessGrant.reason != INTERIM_REASON).order_by(AccessGrant.id))
         ]
 
@@ -77,7 +86,7 @@ def test_interim_owner_gets_an_interim_grant(client: TestClient, auth: Any, db: 
 
 
 def test_cancel_restores_grants_exactly(client: TestClient, auth: Any, db: Database, open_handover: int) -> None:
-    before = grant_rows(db)
+    before = grant_rows(db, uncut=True)
     plan(client, auth, open_handover)
     approve(client, auth, open_handover)
     assert grant_rows(db) != before
@@ -92,7 +101,7 @@ def test_cancel_restores_grants_exactly(client: TestClient, auth: Any, db: Datab
 def test_undo_restores_grants(
     client: TestClient, auth: Any, db: Database, clock: ManualClock, open_handover: int
 ) -> None:
-    before = grant_rows(db)
+    before = grant_rows(db, uncut=True)
     plan(client, auth, open_handover)
     approve(client, auth, open_handover)
     clock.set(EFFECTIVE)

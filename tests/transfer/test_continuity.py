@@ -273,6 +273,24 @@ def test_not_approved_by_the_effective_time_goes_to_the_interim_owner_then_to_th
     assert work(db, clock) == dict.fromkeys(work(db, clock), 0)
 
 
+def test_a_handover_taken_over_before_any_plan_is_still_planned_for_the_leavers_clients(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, open_handover: int, crm: None
+) -> None:
+    clock.set(EFFECTIVE + S)
+    assert work(db, clock)["take_over_interim"] == 1
+    assert {c: o for c, o in owners(db).items() if c in CLIENTS} == dict.fromkeys(CLIENTS, "m1")
+    plan(client, auth, open_handover)
+    items = items_of(client, auth, open_handover)
+    assert sorted(i["client"] for i in items) == CLIENTS
+    assert {i["previous_owner"] for i in items} == {"e0"}
+    r = client.post(f"/v1/handovers/{open_handover}/approve", headers=auth("manager", emp="m1"))
+    assert r.status_code == 200 and r.json()["status"] == "executed", r.text
+    planned = {i["client"]: i["successor"] or i["interim_owner"] for i in items}
+    assert {c: o for c, o in owners(db).items() if c in CLIENTS} == planned
+    assert violations(db, clock.now()) == []
+    assert Counter(m["client"] for m in reassigned(db)) == {c: 1 if to == "m1" else 2 for c, to in planned.items()}
+
+
 def test_approved_in_time_lays_no_interim_access(
     client: TestClient, auth: Any, db: Database, clock: ManualClock, open_handover: int
 ) -> None:

@@ -34,7 +34,16 @@ def open_departures(session: Session, owners: Sequence[str]) -> dict[str, tuple[
     stmt = select(Handover.leaver_id, Handover.reason, Handover.destination_competitor).where(
         among(session, Handover.leaver_id, owners), Handover.status.in_(OPEN_STATUSES)
     )
-    return {leaver: (reason, bool(competitor)) for leaver, reason, competitor in session.execute(stmt)}
+    return {
+        leaver: (risk_reason(reason) or "other", bool(competitor))
+        for leaver, reason, competitor in session.execute(stmt)
+    }
+
+
+def risk_reason(reason: str | None) -> str | None:
+    """The risk model knows the accepted reasons; a departure that named none (`unknown`, issue 15) scores as
+    `other`."""
+    return "other" if reason == "unknown" else reason
 
 
 def _lang(tag: str | None) -> str | None:
@@ -143,7 +152,7 @@ def compute_plan(
     manual = manual or {}
     now = now or effective_at
     context = risk.RiskContext(
-        reason=reason,
+        reason=risk_reason(reason),
         destination_competitor=destination_competitor,
         min_seniority=dict(settings.min_seniority),
         departures=open_departures,

@@ -4,8 +4,8 @@ Issue 15 points 4 and 8: a handover not approved by its effective time hands its
 owner (`handover.interim_owner_id`, `handover.interim_at`: who and when), and the worker's ownership sweeper keeps
 a row for every client it repaired (`ownership_repair`, the `handover_ownership_repairs_total` counter).
 
-Revision ID: 7c4e1a9d2b60
-Revises: 3d8b6f2a1c47
+Revision ID: 8a1f3c5d7e92
+Revises: 7c4e1a9d2b58
 Create Date: 2026-12-04 01:30:00.000000
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from alembic import op
 import app.core.db
 
 
-revision: str = '7c4e1a9d2b60'
-down_revision: str | Sequence[str] | None = '3d8b6f2a1c47'
+revision: str = '8a1f3c5d7e92'
+down_revision: str | Sequence[str] | None = '7c4e1a9d2b58'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

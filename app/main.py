@@ -40,6 +40,7 @@ from app.transfer import visibility as transfer_visibility
 from app.transfer.errors import EXIT_WORKFLOW_REFUSALS
 from app.transfer.followups.router import router as followups_router
 from app.transfer.router import router as transfer_router
+from app.transfer.sweeper import OwnershipCollector
 
 API_VERSION = "0.1.0"
 SERVERS = [{"url": "/", "description": "This deployment (paths are absolute from its root)."}]
@@ -93,7 +94,9 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.state.departures = transfer_planning.open_departures
     app.state.outcomes = transfer_retention.outcome_rows
     # Requests and the pool per process (added up across `serve --workers`); the queues read at scrape time.
-    app.state.metrics, app.state.metrics_registry = ops_metrics.build(db, app.state.clock, transfer_service.count_due)
+    app.state.metrics, app.state.metrics_registry = ops_metrics.build(
+        db, app.state.clock, transfer_service.count_due, [OwnershipCollector(db, app.state.clock)]
+    )
 
     install_handlers(app)
     # The access check is the hot path (every CRM page view): Starlette tries routes in order, and matching

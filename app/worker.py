@@ -24,7 +24,7 @@ from app.core.idempotency import purge_expired
 from app.core.metrics import WORKER_JOB, WORKER_JOB_FAILURES, worker_pass
 from app.jobs import service as jobs
 from app.notify import worker as notify_worker
-from app.transfer import deadlines, leave, longops, messaging
+from app.transfer import deadlines, leave, longops, messaging, sweeper
 from app.transfer import service as transfer
 from app.transfer.followups import service as followups
 
@@ -130,6 +130,9 @@ def run_jobs(db: Database, clock: Clock, stop: threading.Event) -> int:
 # Overdue notices and checkpoints first, so the delivery pass that follows sends them.
 DB_JOBS: list[tuple[str, DbJob]] = [
     ("execute_due_handovers", execute_and_anchor),
+    # Issue 15: not approved by the effective time -> the interim owner; then the invariant's sweeper.
+    ("take_over_interim", sweeper.take_over_interim),
+    ("sweep_ownership", sweeper.sweep_ownership),
     ("notify_overdue_follow_ups", notify_overdue_follow_ups),
     ("remind_overdue_approvals", remind_overdue_approvals),
     ("checkpoint_audit", checkpoint_audit),

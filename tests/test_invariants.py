@@ -124,6 +124,10 @@ class Case:
     effective_at: dt.datetime
     executed_at: dt.datetime | None = None
     actions: list[str] = field(default_factory=list)  # every audit action on the handover, in order
+    # Issue 15: not approved by its effective time, its clients went to the interim owner (and the leaver departed);
+    # opened for someone who had departed already.
+    taken: bool = False
+    departed_before: bool = False
 
 
 @dataclass
@@ -218,8 +222,19 @@ class HandoverWorkflow(RuleBasedStateMachine):
         if action == "handover.executed":
             case.executed_at = self.now
             self.employee[case.leaver] = ("departed", case.effective_at)
+        elif action == "handover.cancelled" and case.departed_before:
+            self.employee[case.leaver] = ("departed", case.effective_at)  # they had left before it was opened
         elif action in ("handover.cancelled", "handover.undone"):
             self.employee[case.leaver] = ("active", None)
+
+    def _take_over_if_due(self, case: Case) -> None:
+        """Issue 15: a handover not approved when its effective time has come hands the clients to the interim
+        owner (audited on the handover), and the leaver departs."""
+        if case.status in ("draft", "planned") and not case.taken and case.effective_at <= self.now:
+            case.taken = True
+            case.actions.append("handover.interim_owner")
+            self.reached["taken over by the interim owner"] += 1
+            self.employee[case.leaver] = ("departed", case.effective_at)
 
     def _reschedule(self, case: Case, effective_at: dt.datetime) -> None:
         if case.effective_at != effective_at:
@@ -228,6 +243,7 @@ class HandoverWorkflow(RuleBasedStateMachine):
             self.reached["handover.rescheduled"] += 1
             state, _ = self.employee[case.leaver]
             self.employee[case.leaver] = (state, effective_at)
+            self._take_over_if_due(case)
 
     def _execute(self, case: Case, *, immediate: bool) -> None:
         if immediate and case.effective_at > self.now:
@@ -289,9 +305,6 @@ class HandoverWorkflow(RuleBasedStateMachine):
             assert r.json()["handover_id"] == open_case.id
             self._reschedule(open_case, effective_at)
             return multiple()
-        if departed:
-            self._refused(call, 422)  # the leaver is gone already
-            return multiple()
         if open_case is not None:
             self._refused(call, 409)  # one open handover per leaver
             return multiple()
@@ -300,8 +313,13 @@ class HandoverWorkflow(RuleBasedStateMachine):
         hid = int(r.json()["handover_id" if webhook else "id"])
         self.reached["opened by the HR webhook" if webhook else "opened by POST"] += 1
         assert hid not in self.cases
-        self.cases[hid] = Case(hid, leaver, "draft", effective_at, actions=["handover.created"])
-        self.employee[leaver] = ("leaving", effective_at)
+        if departed:  # issue 15: gone already, so effective now at the latest, and taken over at once
+            self.reached["opened for a departed leaver"] += 1
+            effective_at = min(effective_at, self.now)
+        case = Case(hid, leaver, "draft", effective_at, actions=["handover.created"], departed_before=departed)
+        self.cases[hid] = case
+        self.employee[leaver] = ("departed" if departed else "leaving", effective_at)
+        self._take_over_if_due(case)
         return hid
 
     # ---- planning and review ------------------------------------------------------------------
@@ -384,6 +402,9 @@ class HandoverWorkflow(RuleBasedStateMachine):
         r = call()
         assert r.status_code == 200, r.text
         self._moved(case, "handover.approved")
+        if case.effective_at <= self.now:  # approved late (issue 15): executed at once
+            self.reached["executed at a late approval"] += 1
+            self._moved(case, "handover.executed")
 
     # ---- time and execution -------------------------------------------------------------------
 
@@ -427,6 +448,9 @@ class HandoverWorkflow(RuleBasedStateMachine):
         for case in due:
             self.reached["executed by the worker"] += 1
             self._execute(case, immediate=False)
+        if deliver:  # the whole pass also hands what is not approved in time to the interim owner
+            for case in sorted(self.cases.values(), key=lambda c: (c.effective_at, c.id)):
+                self._take_over_if_due(case)
 
     @rule(h=handovers, steps=st.integers(1, 4), by_hand=st.booleans())
     def progress(self, h: int, steps: int, by_hand: bool) -> None:
@@ -691,7 +715,7 @@ class HandoverWorkflow(RuleBasedStateMachine):
             .order_by(OutboxMessage.id)
         ):
             data = payload["data"]
-            if event_type in STATE_ACTIONS or event_type == "client.reassigned":
+            if (event_type in STATE_ACTIONS or event_type == "client.reassigned") and data["handover_id"] is not None:
                 events[int(data["handover_id"])].append((event_type, data))
         for h, case in self.cases.items():
             seen = events.pop(h, [])
@@ -700,6 +724,8 @@ class HandoverWorkflow(RuleBasedStateMachine):
                 seen,
             )
             for (t, data), (prev, _) in zip(seen[1:], seen, strict=False):
+                if t == "client.reassigned" and case.taken and all(m["interim"] for m in data["clients"]):
+                    continue  # to the interim owner at the effective time, or back when cancelled (issue 15)
                 if t == "client.reassigned":  # one batch: fewer than 500 clients
                     assert prev in ("handover.executed", "handover.undone"), (h, seen)
                     assert data["undo"] == (prev == "handover.undone") and data["batches"] == 1, (h, data)

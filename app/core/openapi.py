@@ -50,6 +50,7 @@ ENUM_NAMES: dict[frozenset[str], str] = {
         "MessageStatus": ("pending", "sent", "failed", "dead", "acknowledged", "withdrawn", "skipped"),
         "EmployeeStatus": ("active", "leaving", "departed"),
         "ExitReason": ("resignation", "termination", "retirement", "role_change", "leave", "other"),
+        "HandoverReason": ("resignation", "termination", "retirement", "role_change", "leave", "other", "unknown"),
         "FollowUpOutcome": ("retained", "at_risk", "churned"),
         "FollowUpKind": ("first_contact", "check_in", "satisfaction_survey"),
         "FollowUpStatus": ("open", "completed", "cancelled"),

@@ -217,9 +217,17 @@ def upsert_employee(
     principal: DirectoryWrite,
     now: Now,
     response: Response,
+    request: Request,
 ) -> directory_schemas.EmployeeOut:
     created, _ = intake.put_employees(
-        session, [(external_id, body)], actor=principal.actor, now=now, loc_prefix=("body",), row_index=False
+        session,
+        [(external_id, body)],
+        actor=principal.actor,
+        now=now,
+        loc_prefix=("body",),
+        row_index=False,
+        exits=request.app.state.exits,
+        settings=request.app.state.settings,
     )
     if created:
         response.status_code = status.HTTP_201_CREATED
@@ -240,9 +248,17 @@ def batch_employees(
     session: DbSession,
     principal: DirectoryWrite,
     now: Now,
+    request: Request,
 ) -> directory_schemas.BatchResult:
     rows = [(item.external_id, item) for item in body.items]
-    created, updated = intake.put_employees(session, rows, actor=principal.actor, now=now)
+    created, updated = intake.put_employees(
+        session,
+        rows,
+        actor=principal.actor,
+        now=now,
+        exits=request.app.state.exits,
+        settings=request.app.state.settings,
+    )
     return directory_schemas.BatchResult(created=created, updated=updated, external_ids=[r[0] for r in rows])
 
 

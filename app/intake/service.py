@@ -57,6 +57,8 @@ ORDER_GROUPS: dict[str, tuple[str, ...]] = {
     "employee.updated": ("employee.updated",),
 }
 STALE = "stale"
+# A directory row with one of these statuses is a departure signal (it opens a handover, issue 15).
+DEPARTURE_STATUSES = frozenset({"leaving", "departed"})
 # How far an event's timestamp may lie ahead of the receiver's clock: the signature's tolerance. A time further
 # ahead is a sender error, and accepting it would make every later event of that employee stale.
 FUTURE_TOLERANCE = DEFAULT_TOLERANCE
@@ -87,6 +89,17 @@ class ExitWorkflow(Protocol):
     def cancel_for_exit(
         self, session: Session, *, leaver: str, reason: str | None, actor: str, now: dt.datetime
     ) -> HasId | None: ...
+
+    def on_departures(
+        self,
+        session: Session,
+        departures: Sequence[tuple[str, dt.datetime | None]],
+        *,
+        source: str,
+        actor: str,
+        now: dt.datetime,
+        settings: Settings,
+    ) -> list[int]: ...
 
 
 class LateOwners(Protocol):
@@ -120,9 +133,24 @@ def put_employees(
     now: dt.datetime,
     loc_prefix: Sequence[str | int] = ("body", "items"),
     row_index: bool = True,
+    exits: ExitWorkflow | None = None,
+    settings: Settings | None = None,
+    source: str = "api",
 ) -> tuple[int, int]:
-    """Employees created or replaced: (created, updated)."""
-    return directory.upsert_employees(session, rows, actor=actor, now=now, loc_prefix=loc_prefix, row_index=row_index)
+    """Employees created or replaced: (created, updated). Every row that says the employee is `leaving` or
+    `departed` is a departure signal: with `exits`, the workflow opens their handover in this transaction (issue 15;
+    it skips anyone who holds no clients or already has one open)."""
+    written = directory.upsert_employees(
+        session, rows, actor=actor, now=now, loc_prefix=loc_prefix, row_index=row_index
+    )
+    departures = [
+        (eid, row.exit_at)
+        for eid, row in rows
+        if row.status in DEPARTURE_STATUSES and row.model_fields_set & directory.LIFECYCLE
+    ]
+    if exits is not None and settings is not None and departures:
+        exits.on_departures(session, departures, source=source, actor=actor, now=now, settings=settings)
+    return written
 
 
 def put_clients(
@@ -317,6 +345,9 @@ def _apply(
         now=now,
         loc_prefix=("body", "data"),
         row_index=False,
+        exits=exits,
+        settings=settings,
+        source="hr_webhook",
     )
     return None
 

@@ -31,6 +31,8 @@ EventTime = Annotated[
 
 HandoverStatus = Literal["draft", "planned", "approved", "executed", "scheduled", "completed", "cancelled", "undone"]
 ExitReason = Literal["resignation", "termination", "retirement", "role_change", "leave", "other"]
+# As stored and answered: also `unknown`, a departure signal that named no reason (never accepted as input).
+StoredReason = Literal["resignation", "termination", "retirement", "role_change", "leave", "other", "unknown"]
 GrantLevel = Literal["owner", "interim", "shadow", "read"]
 
 
@@ -51,7 +53,7 @@ class HandoverEvent(EventData):
     manager: str | None = Field(description="The leaver's manager, the approver.")
     status: HandoverStatus = Field(description="The handover's status after the change.")
     effective_at: EventTime = Field(description="When the exit takes effect.")
-    reason: ExitReason = Field(description="Why the leaver leaves.")
+    reason: StoredReason = Field(description="Why the leaver leaves (`unknown`: a departure signal that named none).")
     actor: str = Field(description="Who made the change (`system:worker` for scheduled work).")
 
 
@@ -96,8 +98,10 @@ class ClientReassignedEvent(EventData):
     """`client.reassigned`: clients changed owner at a handover's execution (or back, at its undo); at most 500
     clients per event, `batch` of `batches`."""
 
-    handover_id: int = Field(description="The handover.")
-    effective_at: EventTime = Field(description="The handover's effective time.")
+    handover_id: int | None = Field(
+        description="The handover; null for a repair by the ownership sweeper (see `ownership.violation`)."
+    )
+    effective_at: EventTime = Field(description="The handover's effective time (a sweeper repair: when it ran).")
     undo: bool = Field(description="True when the owners go back because the handover was undone.")
     batch: int = Field(ge=1, description="This event's number among the handover's events of this type, from 1.")
     batches: int = Field(ge=1, description="How many events of this type the change took.")
@@ -136,6 +140,24 @@ class HandoverAttentionEvent(EventData):
     leaver: str = Field(description="The leaver.")
     reason: str = Field(description="What happened, for a person.")
     clients: list[AttentionClient] = Field(description="The clients concerned.")
+
+
+class ViolatingClient(EventData):
+    client: str = Field(description="The client.")
+    owner: str = Field(description="Its owner, whom nobody can act for.")
+    reason: str = Field(description="Why the owner cannot act (e.g. employee_departed, no_grant).")
+    repaired: bool = Field(description="True when the sweeper repaired it by the interim rule.")
+    new_owner: str | None = Field(description="Who holds it now (the interim owner), or null when not repaired.")
+
+
+class OwnershipViolationEvent(EventData):
+    """`ownership.violation`: the worker's ownership sweeper found clients whose owner nobody can act for (the
+    ownership invariant) and repaired what the interim rule can; at most 500 clients per event."""
+
+    at: EventTime = Field(description="When the sweeper found them.")
+    batch: int = Field(ge=1, description="This event's number among the pass's events of this type, from 1.")
+    batches: int = Field(ge=1, description="How many events of this type the pass took.")
+    clients: list[ViolatingClient] = Field(max_length=500, description="The clients found.")
 
 
 class GrantWindow(EventData):
@@ -254,6 +276,7 @@ EVENT_MODELS: dict[str, type[EventData]] = {
     "client.reassigned": ClientReassignedEvent,
     "account_team.changed": AccountTeamChangedEvent,
     "handover.attention": HandoverAttentionEvent,
+    "ownership.violation": OwnershipViolationEvent,
     "access.granted": AccessGrantedEvent,
     "access.revoked": AccessRevokedEvent,
     "alert.raised": AlertRaisedEvent,
@@ -328,6 +351,16 @@ _EXAMPLES: dict[str, EventData] = {
         leaver="e-1001",
         reason="client given to the leaver after execution; it went to the interim owner",
         clients=[AttentionClient(client="c-5003", to="e-2001")],
+    ),
+    "ownership.violation": OwnershipViolationEvent(
+        at=_T0,
+        batch=1,
+        batches=1,
+        clients=[
+            ViolatingClient(
+                client="c-5004", owner="e-1009", reason="employee_departed", repaired=True, new_owner="e-2001"
+            )
+        ],
     ),
     "access.granted": AccessGrantedEvent(
         handover_id=42,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
@@ -70,9 +70,12 @@ class QueueCollector(Collector):
         )
 
 
-def build(db: Database, clock: Clock, due_handovers: DueCount) -> tuple[Metrics, CollectorRegistry]:
-    """The request metrics the middleware records into, and the registry /metrics exposes."""
+def build(
+    db: Database, clock: Clock, due_handovers: DueCount, extra: Sequence[Collector] = ()
+) -> tuple[Metrics, CollectorRegistry]:
+    """The request metrics the middleware records into, and the registry /metrics exposes (with `extra`
+    collectors the composition root binds, read at scrape time)."""
     own = CollectorRegistry()
     metrics = Metrics(own)
     PoolGauges(db, own)
-    return metrics, scrape_registry(own, [QueueCollector(db, clock, due_handovers)])
+    return metrics, scrape_registry(own, [QueueCollector(db, clock, due_handovers), *extra])

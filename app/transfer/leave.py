@@ -326,3 +326,7 @@ def cancel_for_exit(
             return None
         return service.cancel(session, latest, actor=actor, now=now, reason=reason)
     return service.cancel_for_exit(session, leaver=leaver, reason=reason, actor=actor, now=now)
+
+
+# A status change to leaving/departed is an exit, never a leave (a leave names its return): the workflow's rule.
+on_departures = service.on_departures

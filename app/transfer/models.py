@@ -14,6 +14,8 @@ HANDOVER_STATUSES = ("draft", "planned", "approved", "executed", "scheduled", "c
 # `scheduled`: a leave (a delegation, app/transfer/leave.py) from its opening until the person is back.
 OPEN_STATUSES = ("draft", "planned", "approved", "executed", "scheduled")
 REASONS = ("resignation", "termination", "retirement", "role_change", "leave", "other")
+# Stored, never accepted as input: a departure signal that named no reason (a status change; issue 15).
+STORED_REASONS = (*REASONS, "unknown")
 ITEM_STATUSES = ("proposed", "approved", "transferred", "confirmed", "closed", "cancelled", "reverted")
 CHECKLIST_KEYS = (
     "client_profile",
@@ -62,6 +64,9 @@ class Handover(Base):
     # A leave (reason `leave`): when the person is back, and who holds their clients until then.
     return_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     delegate_id: Mapped[str | None] = mapped_column(ForeignKey("employee.external_id"))
+    # Not approved by the effective time: who took the leaver's clients over, and when (app/transfer/continuity.py).
+    interim_owner_id: Mapped[str | None] = mapped_column(ForeignKey("employee.external_id"))
+    interim_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
 
     __table_args__ = (
         # One open handover per leaver, enforced by the database so concurrent exits create one.
@@ -125,3 +130,16 @@ class HandoverSeat(Base):
     role: Mapped[str] = mapped_column(String(100))
     removed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     restored_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class OwnershipRepair(Base):
+    """A client the ownership sweeper moved off an owner nobody could act for (app/transfer/sweeper.py)."""
+
+    __tablename__ = "ownership_repair"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    client_id: Mapped[str] = mapped_column(ForeignKey("client.external_id", ondelete="CASCADE"), index=True)
+    from_owner_id: Mapped[str] = mapped_column(ForeignKey("employee.external_id"))
+    to_owner_id: Mapped[str] = mapped_column(ForeignKey("employee.external_id"))
+    reason: Mapped[str] = mapped_column(String(40))
+    repaired_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -6,11 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, or_, select
+from sqlalchemy import Table, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -41,7 +41,16 @@ def open_departures(session: Session, owners: Sequence[str]) -> dict[str, tuple[
     stmt = select(Handover.leaver_id, Handover.reason, Handover.destination_competitor).where(
         among(session, Handover.leaver_id, owners), Handover.status.in_(OPEN_STATUSES)
     )
-    return {leaver: (reason, bool(competitor)) for leaver, reason, competitor in session.execute(stmt)}
+    return {
+        leaver: (risk_reason(reason) or "other", bool(competitor))
+        for leaver, reason, competitor in session.execute(stmt)
+    }
+
+
+def risk_reason(reason: str | None) -> str | None:
+    """The risk model knows the accepted reasons; a departure that named none (`unknown`, issue 15) scores as
+    `other`."""
+    return "other" if reason == "unknown" else reason
 
 
 def _lang(tag: str | None) -> str | None:
@@ -137,8 +146,12 @@ def compute_plan(
     now: dt.datetime | None = None,
     reason: str | None = None,
     destination_competitor: bool | None = None,
+    held_by: Mapping[str, str] | None = None,
 ) -> Plan:
     """Solve the whole reassignment for the clients of `leavers` at once; nothing is written.
+
+    `held_by` (leaver -> interim owner): the clients an interim owner took over from that leaver at the effective
+    time (issue 15, `app.transfer.continuity`) are still the leaver's to plan.
 
     Risk goes in twice: before solving, each client's band sets its weight (riskier clients get the better
     fits); after solving, the score is recomputed with the chosen successor's fit and stored on the item.
@@ -146,16 +159,23 @@ def compute_plan(
     manual = manual or {}
     now = now or effective_at
     context = risk.RiskContext(
-        reason=reason,
+        reason=risk_reason(reason),
         destination_competitor=destination_competitor,
         min_seniority=dict(settings.min_seniority),
         departures=open_departures,
     )
+    held = [and_(Client.owner_id == who, Client.former_owner_id == leaver) for leaver, who in (held_by or {}).items()]
     clients = list(
         session.scalars(
-            select(Client).where(Client.owner_id.in_(leavers), Client.status != "churned").order_by(Client.external_id)
+            select(Client)
+            .where(or_(Client.owner_id.in_(leavers), *held), Client.status != "churned")
+            .order_by(Client.external_id)
         )
     )
+    # Whose each client is to plan: its owner, or the leaver an interim owner holds it for.
+    owner_of = {
+        c.external_id: c.owner_id if c.owner_id in leavers else (c.former_owner_id or c.owner_id) for c in clients
+    }
     leaver_rows = {e.external_id: e for e in session.scalars(select(Employee).where(Employee.external_id.in_(leavers)))}
     candidates, rank = _candidates(session, leavers, pool, effective_at, settings)
     cand_ids = [c.external_id for c in candidates]
@@ -220,7 +240,7 @@ def compute_plan(
     interims: dict[str, str | None] = {}
     for client, a in zip(to_solve, solution.assignments, strict=True):
         successor = cand_ids[a.successor_id] if a.successor_id is not None else None
-        leaver = leaver_rows[client.owner_id]
+        leaver = leaver_rows[owner_of[client.external_id]]
         interim = None
         attention = None
         if successor is None:
@@ -236,7 +256,7 @@ def compute_plan(
             {
                 "client_id": client.external_id,
                 "client": client,
-                "previous_owner_id": client.owner_id,
+                "previous_owner_id": owner_of[client.external_id],
                 "successor_id": successor,
                 "interim_owner_id": interim,
                 "needs_attention": successor is None,
@@ -319,6 +339,7 @@ def plan(
         now=now,
         reason=h.reason,
         destination_competitor=h.destination_competitor,
+        held_by={h.leaver_id: h.interim_owner_id} if h.interim_owner_id else None,
     )
     if dry_run:
         preview = [

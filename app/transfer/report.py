@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from app.core.bulk import chunks
 from app.directory.models import Client, Employee
 from app.transfer.models import CHECKLIST_KEYS, Handover, HandoverItem
-from app.transfer.schemas import HandoverStatus, ItemStatus, Reason, View
+from app.transfer.schemas import HandoverStatus, ItemStatus, StoredReason, View
 
 TIER_ORDER = {"strategic": 0, "key": 1, "standard": 2, "prospect": 3}
 CHECKLIST_LABELS = {
@@ -109,7 +109,7 @@ class HandoverReport(BaseModel):
 
     id: int
     status: HandoverStatus
-    reason: Reason
+    reason: StoredReason
     destination_competitor: bool | None
     effective_at: dt.datetime
     source: str

@@ -9,6 +9,7 @@ from pydantic_core import PydanticCustomError
 from app.core.types import ExternalId, InputModel, UtcTime
 from app.notify.events import ExitReason
 from app.notify.events import HandoverStatus as HandoverStatus
+from app.notify.events import StoredReason as StoredReason
 
 Reason = ExitReason
 
@@ -173,7 +174,9 @@ class HandoverOut(BaseModel):
     id: int
     leaver: str
     manager: str | None = Field(description="The leaver's manager when the handover was opened.")
-    reason: Reason
+    reason: StoredReason = Field(
+        description="Why they leave; `unknown` when the handover was opened by a status change that named none."
+    )
     destination_competitor: bool | None
     status: HandoverStatus = Field(
         description="draft → planned → approved → executed → completed for an exit or a role change (cancelled "

@@ -28,7 +28,7 @@ from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.notify import events
 from app.notify import service as notify
-from app.transfer import deadlines, messaging, rechecks, rolechange, seats, visibility
+from app.transfer import continuity, deadlines, messaging, rechecks, rolechange, seats, visibility
 from app.transfer.errors import (
     EffectiveTimeNotReached,
     HandoverAlreadyExecuted,
@@ -36,7 +36,6 @@ from app.transfer.errors import (
     HandoverNotPlanned,
     ItemsUnassigned,
     LeaveNotUndoable,
-    LeaverAlreadyDeparted,
     NotTheApprover,
     TransitionNotAllowed,
     UndoWindowPassed,
@@ -169,11 +168,10 @@ def create_handover(
             f"No employee {leaver!r}.",
             errors=[{"loc": ["body", "leaver"], "msg": "unknown employee", "type": "unknown_reference"}],
         )
-    if emp.status == "departed":
-        raise LeaverAlreadyDeparted(
-            f"Employee {leaver!r} has already departed.",
-            errors=[{"loc": ["body", "leaver"], "msg": "already departed", "type": "invalid_state"}],
-        )
+    requested = effective_at
+    if emp.status == "departed" and effective_at > now:
+        # Already gone: the departure has happened, so the clients go to the interim owner now (issue 15).
+        effective_at = now
     open_one = session.scalar(
         select(Handover.id).where(Handover.leaver_id == leaver, Handover.status.in_(OPEN_STATUSES))
     )
@@ -204,10 +202,20 @@ def create_handover(
     except IntegrityError as exc:
         raise HandoverAlreadyOpen(f"Employee {leaver!r} already has an open handover.") from exc
     if not rolechange.stays(reason):
-        directory.set_exit(session, leaver, effective_at, now=now, leaving=True)
+        directory.set_exit(session, leaver, effective_at, now=now, leaving=emp.status != "departed")
+    extra: dict[str, Any] = {"requested_effective_at": requested.isoformat()} if requested != effective_at else {}
     record(
-        session, actor, "handover.created", h, now, effective_at=effective_at.isoformat(), reason=reason, source=source
+        session,
+        actor,
+        "handover.created",
+        h,
+        now,
+        effective_at=effective_at.isoformat(),
+        reason=reason,
+        source=source,
+        **extra,
     )
+    continuity.lay_interim(session, h, actor=actor, now=now, settings=settings)
     return h
 
 
@@ -274,6 +282,58 @@ def reschedule(
         old_effective_at=old.isoformat(),
         effective_at=effective_at.isoformat(),
     )
+    continuity.lay_interim(session, h, actor=actor, now=now, settings=settings)
+
+
+def on_departures(
+    session: Session,
+    departures: Sequence[tuple[str, dt.datetime | None]],
+    *,
+    source: str,
+    actor: str,
+    now: dt.datetime,
+    settings: Settings,
+) -> list[int]:
+    """Every departure signal opens a handover (issue 15): each (employee, exit_at) that the directory now has
+    `leaving` or `departed` and who holds clients (not churned) gets one, reason `unknown`, effective at the exit
+    time or now; an open one whose effective time is later than this exit is brought forward to it. One query
+    finds who holds clients and one who has an open handover, whatever the batch size; then one handover each."""
+    if not departures:
+        return []
+    ids = [e for e, _ in departures]
+    holders = set(
+        session.scalars(select(Client.owner_id).where(Client.owner_id.in_(ids), Client.status != "churned").distinct())
+    )
+    open_by = {
+        h.leaver_id: h
+        for h in session.scalars(
+            select(Handover).where(Handover.leaver_id.in_(ids), Handover.status.in_(OPEN_STATUSES)).with_for_update()
+        )
+    }
+    touched = []
+    for employee, exit_at in departures:
+        at = exit_at or now
+        h = open_by.get(employee)
+        if h is not None:
+            if h.status in ("draft", "planned", "approved") and at < h.effective_at:
+                reschedule(session, h, effective_at=at, actor=actor, now=now, settings=settings)
+                touched.append(h.id)
+            continue
+        if employee not in holders:
+            continue
+        h = create_handover(
+            session,
+            leaver=employee,
+            reason="unknown",
+            effective_at=at,
+            destination_competitor=None,
+            source=source,
+            actor=actor,
+            now=now,
+            settings=settings,
+        )
+        touched.append(h.id)
+    return touched
 
 
 def cancel_for_exit(
@@ -352,6 +412,7 @@ def approve_many(
         h.approved_at = now
         move(h, "approved", now)
     _grant_windows(session, hs, actor=principal.actor, now=now)
+    continuity.on_approved(session, ids, actor=principal.actor, now=now)
     _cut_leaving_receivers(session, ids)
     pending = Pending()
     windows = _windows_granted(session, ids, now=now)
@@ -371,6 +432,11 @@ def approve_many(
     pending.write(session, now)
     messaging.on_approved(session, ids, now=now, settings=settings)
     followups.create_for_handovers(session, hs, now=now, settings=settings)
+    # Approved after the effective time (issue 15: the clients may be with the interim owner already): the time has
+    # come, so the clients move on to the planned successors now, not at the worker's next pass.
+    late = [h for h in hs if h.effective_at <= now]
+    if late:
+        execute_many(session, late, actor=principal.actor, now=now)
     if len(hs) > 1:
         anchor_audit(session, settings, now=now, reason="joint_approval")
     return replanned
@@ -516,17 +582,15 @@ def execute_many(
             execute_many(session, [h], actor=actor, now=now, recheck=False)
         return
     # Each client of a (single, checked above) approved item moves from its leaver to the receiver, while still
-    # the leaver's; it remembers the leaver as its former owner.
-    owner_moves = (
-        select(
-            item.client_id.label("client_id"),
-            Handover.leaver_id.label("from_owner"),
-            func.coalesce(item.successor_id, item.interim_owner_id).label("to_owner"),
+    # the leaver's (or, approved late, the interim owner's it was taken over by); it remembers who held it before.
+    receiver = func.coalesce(item.successor_id, item.interim_owner_id)
+    for holder in (Handover.leaver_id, Handover.interim_owner_id):
+        owner_moves = (
+            select(item.client_id.label("client_id"), holder.label("from_owner"), receiver.label("to_owner"))
+            .join(Handover, Handover.id == item.handover_id)
+            .where(item.handover_id.in_(ids), item.status == "approved", holder.is_not(None), holder != receiver)
         )
-        .join(Handover, Handover.id == item.handover_id)
-        .where(item.handover_id.in_(ids), item.status == "approved")
-    )
-    directory.move_owners(session, owner_moves, now=now, remember_former=True)
+        directory.move_owners(session, owner_moves, now=now, remember_former=True)
     session.execute(
         update(item)
         .where(item.handover_id.in_(ids), item.status == "approved", Client.external_id == item.client_id)
@@ -555,6 +619,7 @@ def execute_many(
         for hid, clients in elsewhere.items():
             access.end_handover_grants_for_clients(session, handover_id=hid, clients=clients, now=now)
     confirm_signed_items(session, ids, now)
+    continuity.on_executed(session, ids, actor=actor, now=now)
     directory.mark_departed(session, [h.leaver_id for h in hs if not rolechange.stays(h.reason)], now=now)
     moved = dict(
         session.execute(
@@ -579,14 +644,17 @@ def _moves(
 ) -> dict[int, list[dict[str, Any]]]:
     """Each handover's owner changes (or, `back`, their reversal), in item order; one query for all."""
     item = HandoverItem
+    # Approved late, the clients were taken over by the interim owner first: that is whom they move from (once).
+    prev_owner = item.previous_owner_id if back else func.coalesce(Handover.interim_owner_id, item.previous_owner_id)
     rows = session.execute(
-        select(item.handover_id, item.client_id, item.previous_owner_id, item.transferred_to_id, item.successor_id)
+        select(item.handover_id, item.client_id, prev_owner, item.transferred_to_id, item.successor_id)
+        .join(Handover, Handover.id == item.handover_id)
         .where(item.handover_id.in_(list(handover_ids)), item.status.in_(statuses))
         .order_by(item.id)
     ).all()
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for hid, c, prev, to, succ in rows:
-        if to is not None:
+        if to is not None and (back or to != prev):
             out[hid].append(
                 {"client": c, "from": (to if back else prev), "to": (prev if back else to), "interim": succ is None}
             )
@@ -645,6 +713,7 @@ def cancel(session: Session, h: Handover, *, actor: str, now: dt.datetime, reaso
     directory.clear_exit(session, h.leaver_id, status=h.leaver_status_before or "active", only_if_leaving=True, now=now)
     h.cancelled_by, h.cancelled_at, h.cancel_reason = actor, now, reason
     access.on_cancel(session, handover_id=h.id, actor=actor, now=now)
+    continuity.on_cancelled(session, h, now=now)
     messaging.on_cancelled(session, handover_id=h.id)
     followups.cancel_for_handover(session, handover_id=h.id, now=now)
     seats.restore(session, h, actor=actor, now=now)

@@ -20,6 +20,7 @@ EventType = Literal[
     "access.granted",
     "account_team.changed",
     "handover.attention",
+    "ownership.violation",
     "access.revoked",
     "alert.raised",
     "notification.failed",

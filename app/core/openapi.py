@@ -136,6 +136,7 @@ def finish(
     _hoist_nullable_objects(components)
     _name_enums(schema, {**ENUM_NAMES, **(enum_names or {})})
     _document_headers(schema)
+    _instance_in_examples(schema)
     if servers:
         schema["servers"] = servers
     for _, _, op in operations(schema):
@@ -288,6 +289,20 @@ def _name_enums(schema: dict[str, Any], names: Mapping[frozenset[str], str]) -> 
 
 
 # ---- headers ----------------------------------------------------------------------------------
+
+
+def _instance_in_examples(schema: dict[str, Any]) -> None:
+    """A problem example names its `instance` (required by the Problem schema): the operation's path."""
+    for path, item in schema.get("paths", {}).items():
+        for method, op in item.items():
+            if method not in METHODS:
+                continue
+            for response in op.get("responses", {}).values():
+                examples = response.get("content", {}).get("application/problem+json", {}).get("examples", {})
+                for example in examples.values():
+                    value = example.get("value")
+                    if isinstance(value, dict) and "instance" not in value:
+                        value["instance"] = path
 
 
 def _body_ref(response: Mapping[str, Any]) -> str | None:

@@ -78,6 +78,7 @@ ENUM_NAMES: dict[frozenset[str], str] = {
         "SignOffSide": ("outgoing", "incoming"),
         "EndpointStatus": ("active", "disabled", "deleted"),
         "ReportFormat": ("json", "csv", "html"),
+        "ReportLocale": ("en", "zh-CN"),
         "RetentionFormat": ("json", "csv"),
     }.items()
 }

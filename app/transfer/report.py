@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from app.core.bulk import chunks
 from app.directory.models import Client, Employee
 from app.transfer.models import CHECKLIST_KEYS, Handover, HandoverItem
+from app.transfer.reporttexts import ReportLocale, Texts
 from app.transfer.schemas import HandoverStatus, ItemStatus, StoredReason, View
 
 TIER_ORDER = {"strategic": 0, "key": 1, "standard": 2, "prospect": 3}
@@ -84,6 +85,11 @@ class ReportItem(BaseModel):
     checklist_done: int
     sign_offs: list[SignOffRecord] = Field(description="The outgoing and the incoming sign-off.")
     transferred_at: dt.datetime | None
+    records: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="The client's handed-over records (notes, documents, open commitments), filled by the records "
+        "module; empty until it records any. The HTML shows them in the client's section.",
+    )
 
 
 class ReportCounts(BaseModel):
@@ -135,10 +141,22 @@ class HandoverReport(BaseModel):
         "some of them and does not manage the handover); counts and successors cover the same items.",
     )
     generated_at: dt.datetime | None = None
+    locale: ReportLocale = Field(
+        "en",
+        description="The language of the printable HTML: the `locale` parameter, else the leaver's manager's first "
+        "language that the document is written in (zh → zh-CN), else the service default, else en. JSON and CSV "
+        "values are the same in every locale.",
+    )
 
 
 def build_report(
-    session: Session, h: Handover, *, now: dt.datetime | None = None, only: Any = None, view: View = "all"
+    session: Session,
+    h: Handover,
+    *,
+    now: dt.datetime | None = None,
+    only: Any = None,
+    view: View = "all",
+    locale: ReportLocale = "en",
 ) -> dict[str, Any]:
     """The JSON-ready report: two queries (items with clients, then the people named), whatever the size; with
     `only` (SQL on HandoverItem), only those items, and everything counted over them."""
@@ -211,6 +229,7 @@ def build_report(
         items=items,
         view=view,
         generated_at=now,
+        locale=locale,
     )
     return report.model_dump(mode="json")
 
@@ -373,16 +392,6 @@ def to_csv(report: dict[str, Any]) -> str:
 # ---- HTML -------------------------------------------------------------------------------------
 
 
-def _when(value: str | None) -> str:
-    """ISO 8601 from the JSON document → "2026-11-16 09:00 UTC" for people."""
-    if not value:
-        return ""
-    moment = dt.datetime.fromisoformat(value)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
-
-
 @lru_cache(maxsize=1)
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -392,12 +401,22 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters["when"] = _when
     return env
 
 
+def manager_languages(session: Session, h: Handover) -> list[str]:
+    """The languages of the leaver's manager (the handover's, else the leaver's line manager): the document's
+    reader."""
+    manager = h.manager_id or session.scalar(select(Employee.manager_id).where(Employee.external_id == h.leaver_id))
+    if manager is None:
+        return []
+    languages = session.scalar(select(Employee.languages).where(Employee.external_id == manager))
+    return list(languages or [])
+
+
 def to_html(report: dict[str, Any]) -> str:
-    """A printable handover document with signature lines for the leaver, the successors and the manager."""
+    """A printable handover document with signature lines for the leaver, the successors and the manager, in the
+    report's locale (labels, values and dates; names and notes as recorded)."""
     successors = [s["employee"] for s in report["successors"]]
     interim_only = {
         item["interim_owner"]["id"]: item["interim_owner"]
@@ -411,6 +430,6 @@ def to_html(report: dict[str, Any]) -> str:
             report=report,
             successors=successors,
             interim_owners=[p for key, p in interim_only.items() if key not in {s["id"] for s in successors}],
-            reason_label=report["reason"].replace("_", " "),
+            texts=Texts(report.get("locale") or "en"),
         )
     )

@@ -52,7 +52,8 @@ from app.transfer.errors import (
     UnknownEmployee,
 )
 from app.transfer.models import Handover, HandoverItem
-from app.transfer.report import HandoverReport, build_report, to_csv, to_html
+from app.transfer.report import HandoverReport, build_report, manager_languages, to_csv, to_html
+from app.transfer.reporttexts import ReportLocale, choose_locale
 
 router = APIRouter(tags=["handovers"])
 
@@ -863,7 +864,10 @@ _RESPONSES[406] = {**_RESPONSES[406], "description": "None of application/json, 
         "clients, counted alone (`view: own`). "
         "`Accept: application/json` (the default, also for `*/*`), `text/csv` (a download, one row per client) "
         "or `text/html` (a document to print and sign). Anything else answers 406. The `format` query parameter "
-        "(json, csv, html) chooses the same without Accept, e.g. for a link, and wins over it."
+        "(json, csv, html) chooses the same without Accept, e.g. for a link, and wins over it. "
+        "The HTML is in the leaver's manager's language (their first of en, zh/zh-CN; else the service default, "
+        "else en), or in the `locale` parameter's; JSON and CSV are the same in every locale (the JSON says which "
+        "`locale` the HTML uses)."
     ),
     response_model=None,
     responses=_RESPONSES,
@@ -878,6 +882,10 @@ def handover_report(
         Literal["json", "csv", "html"] | None,
         Query(description="json, csv or html: the report's format, instead of (and over) Accept."),
     ] = None,
+    locale: Annotated[
+        ReportLocale | None,
+        Query(description="en or zh-CN: the language of the printable HTML, instead of the manager's."),
+    ] = None,
 ) -> Response:
     media = choose(format, request.headers.get("accept"), REPORT_FORMATS)
     if media is None:
@@ -887,7 +895,9 @@ def handover_report(
         )
     v = visibility.see_handover(session, principal, handover_id)
     h = v.handover
-    report = build_report(session, h, now=now, only=v.items() if v.own else None, view=v.scope)
+    default = request.app.state.settings.default_locale
+    language = choose_locale(locale, manager_languages(session, h) if locale is None else None, default)
+    report = build_report(session, h, now=now, only=v.items() if v.own else None, view=v.scope, locale=language)
     headers = {"Vary": "Accept", "Cache-Control": "private, no-store"}
     if media == CSV:
         headers["Content-Disposition"] = f'attachment; filename="handover-{h.id}.csv"'
@@ -896,5 +906,6 @@ def handover_report(
         return Response(body, media_type="text/csv; charset=utf-8", headers=headers)
     if media == HTML:
         headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+        headers["Content-Language"] = language
         return HTMLResponse(to_html(report), headers=headers)
     return JSONResponse(report, headers=headers)

@@ -43,8 +43,8 @@ from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.notify import events as event_models
 from app.notify import service as notify
+from app.transfer import continuity, planning
 from app.transfer import interim as interim_rule
-from app.transfer import planning
 from app.transfer.models import OPEN_STATUSES, Handover, HandoverItem
 
 Stage = Literal["approval", "execution", "intake"]
@@ -76,6 +76,8 @@ class Replanned:
 
 
 LATE = "late client: given to the leaver after planning"
+# A role change or a leave keeps the person, who can hold what they are given.
+SELF_KEEPING = ("role_change", "leave")
 STRANDED = "nobody can hold the client (no successor, no interim owner can act): it stays with the leaver"
 REASON_LENGTH = 200  # handover_item.attention_reason
 
@@ -427,7 +429,16 @@ def adopt_late_clients(
     if not latest:
         return
     session.flush()
-    live = [h for h in latest.values() if h.status in ("planned", "approved")]
+    # Not approved yet: the interim grants laid ahead of the effective time cover the new client too (from that
+    # second, like the others); once taken over, a new client goes to the interim owner at once, as after execution.
+    for h in latest.values():
+        if h.status not in continuity.TAKEOVER_STATUSES or h.reason in SELF_KEEPING:
+            continue
+        if h.interim_at is None:
+            continuity.lay_interim(session, h, actor=actor, now=now, settings=settings)
+        elif not directory.can_act(session.get(Employee, h.leaver_id), now):
+            continuity.take_over(session, h, actor=actor, now=now, settings=settings)
+    live = [h for h in latest.values() if h.status in ("planned", "approved") and h.interim_at is None]
     if live:
         recheck(session, live, stage="intake", actor=actor, now=now, settings=settings, only_late=True)
     # A role change or a leave keeps the person: what they get afterwards is theirs (their new role, their return).
@@ -435,7 +446,7 @@ def adopt_late_clients(
         h
         for h in latest.values()
         if h.status in ("executed", "completed")
-        and h.reason not in ("role_change", "leave")
+        and h.reason not in SELF_KEEPING
         and not directory.can_act(session.get(Employee, h.leaver_id), now)
     ]
     if done:

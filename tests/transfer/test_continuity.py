@@ -690,3 +690,41 @@ def test_the_invariant_holds_through_interleavings(
     )
     # The runs did reach the workflow's takeover, the sweeper and executions.
     assert {"take_over_interim", "sweep_ownership", "execute_due_handovers"} <= set(REACHED), REACHED
+
+
+# ---- a client the CRM gives the leaver while the handover waits for approval ---------------------------
+
+
+def _give(client: TestClient, auth: Any, cid: str, owner: str = "e0") -> None:
+    body = {k: v for k, v in clients(1)[0].items() if k != "external_id"}
+    r = client.put(f"/v1/clients/{cid}", json={**body, "name": f"Late {cid}", "owner": owner}, headers=auth("hr"))
+    assert r.status_code in (200, 201), r.text
+
+
+def test_a_client_given_before_the_effective_time_is_covered_from_that_second(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, open_handover: int
+) -> None:
+    """The interim grants laid ahead of an unapproved handover cover a client given to the leaver afterwards too:
+    at the effective time the interim owner may act for it before any worker pass, and the leaver may not."""
+    _give(client, auth, "late1")
+    clock.set(EFFECTIVE + S)
+    assert acts_for_all(client, auth, "m1", ["late1", *CLIENTS])
+    assert not check(client, auth, "e0", "late1", "view")
+    work(db, clock)
+    assert owners(db)["late1"] == "m1"
+    assert violations(db, clock.now()) == []
+
+
+def test_a_client_given_after_the_takeover_goes_to_the_interim_owner_at_once(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, open_handover: int
+) -> None:
+    """Once the interim owner took the departed leaver's clients over, a client the CRM still gives the leaver
+    goes there at once: no window in which nobody can act for it, no wait for the sweeper."""
+    clock.set(EFFECTIVE + S)
+    work(db, clock)
+    assert status_of(db, "e0") == "departed"
+    _give(client, auth, "late2")
+    assert owners(db)["late2"] == "m1"
+    assert acts_for_all(client, auth, "m1", ["late2"])
+    assert violations(db, clock.now()) == []
+    assert work(db, clock)["sweep_ownership"] == 0

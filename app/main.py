@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from app.access import service as access_service
 from app.access.router import router as access_router
 from app.audit.router import router as audit_router
+from app.book.router import router as book_router
 from app.core import openapi as contract
 from app.core.auth import SCOPES, TokenVerifier
 from app.core.clock import Clock, SystemClock
@@ -104,6 +105,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(access_router)
     app.include_router(ops_router)
     app.include_router(directory_router)
+    app.include_router(book_router)
     app.include_router(audit_router)
     app.include_router(transfer_router)
     app.include_router(intake_router)

@@ -47,7 +47,7 @@ def record_visibility(principal: Principal) -> ColumnElement[bool]:
     seen_clients = select(Client.external_id).where(directory.client_visibility(principal))
     owned: ColumnElement[bool]
     if principal.role == "manager":
-        owned = Record.owner_id.in_(directory.subtree(principal.employee))
+        owned = Record.owner_id.in_(directory.subtree(principal.employee, name="record_owners"))
     else:
         owned = Record.owner_id == principal.employee
     return or_(owned, Record.client_id.in_(seen_clients))

@@ -57,3 +57,4 @@ class RecordMove(Base):
     from_owner_id: Mapped[str] = mapped_column(String(100))
     to_owner_id: Mapped[str] = mapped_column(String(100))
     moved_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    restored_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Table, false, or_, select, true
+from sqlalchemy import ColumnElement, Table, and_, exists, false, insert, literal, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.book import schemas
 from app.book.errors import RecordNotFound, RecordRowsInvalid
-from app.book.models import Record
+from app.book.models import Record, RecordMove
 from app.core.auth import Principal
 from app.core.bulk import among, chunks
+from app.core.db import AnySelect, UTCDateTime
 from app.directory import service as directory
 from app.directory.models import Client, Employee
 
@@ -135,11 +137,11 @@ def upsert_records(
         for kind, eid, r in rows
     ]
     table = cast(Table, Record.__table__)
-    insert: Any = (postgresql.insert if _on_pg(session) else sqlite.insert)(table)
+    upsert_into: Any = (postgresql.insert if _on_pg(session) else sqlite.insert)(table)
     keep = {"kind", "external_id", "created_at"}
-    upsert = insert.on_conflict_do_update(
+    upsert = upsert_into.on_conflict_do_update(
         index_elements=["kind", "external_id"],
-        set_={c.name: insert.excluded[c.name] for c in table.columns if c.name not in keep},
+        set_={c.name: upsert_into.excluded[c.name] for c in table.columns if c.name not in keep},
     )
     # Locks are taken in key order, so two batches of the same records in different orders cannot deadlock.
     session.execute(upsert, sorted(values, key=lambda v: (v["kind"], v["external_id"])))
@@ -212,3 +214,72 @@ def list_records(session: Session, principal: Principal, flt: RecordFilter, *, l
     if flt.status:
         stmt = stmt.where(Record.status == flt.status)
     return list(session.scalars(stmt.order_by(Record.kind, Record.external_id).limit(limit).offset(offset)))
+
+
+# ---- records follow their client's owner (a handover's execution and undo) ----------------------
+
+
+def follow_owners(session: Session, moves: AnySelect, *, handovers: Sequence[int], now: dt.datetime) -> int:
+    """The open records of moved clients follow the client's new owner, from a statement of (handover_id, client_id,
+    from_owner, to_owner) rows: a record moves only while `from_owner` owns it (a colleague's task on the client, or
+    one the CRM gave to someone else, stays), and a closed one keeps its owner. Each move is kept in record_move (one
+    INSERT … SELECT), then the records change owner (one UPDATE); returns the number moved. `handovers` names the
+    handovers of the moves (a record belongs to one client, so it is in at most one of them)."""
+    m = moves.subquery()
+    r = Record
+    rows = select(m.c.handover_id, r.kind, r.external_id, r.owner_id, m.c.to_owner, literal(now, UTCDateTime)).where(
+        r.client_id == m.c.client_id, r.owner_id == m.c.from_owner, r.status == "open", m.c.to_owner != r.owner_id
+    )
+    columns = ["handover_id", "kind", "external_id", "from_owner_id", "to_owner_id", "moved_at"]
+    result = session.execute(insert(RecordMove).from_select(columns, rows))
+    rm = RecordMove
+    mine = and_(rm.handover_id.in_(list(handovers)), rm.moved_at == now, rm.restored_at.is_(None))
+    match = and_(mine, rm.kind == r.kind, rm.external_id == r.external_id, rm.from_owner_id == r.owner_id)
+    session.execute(
+        update(r)
+        .where(exists().where(match))
+        .values(owner_id=select(rm.to_owner_id).where(match).scalar_subquery(), updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def restore_owners(session: Session, handover_id: int, *, now: dt.datetime) -> None:
+    """Undo: every record this handover moved goes back to its owner before, while still with the owner it was given
+    (one the CRM moved since stays put); record_move says which came back (`restored_at`)."""
+    rm, r = RecordMove, Record
+    still = exists().where(r.kind == rm.kind, r.external_id == rm.external_id, r.owner_id == rm.to_owner_id)
+    session.execute(
+        update(rm)
+        .where(rm.handover_id == handover_id, rm.restored_at.is_(None), still)
+        .values(restored_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    back = and_(
+        rm.handover_id == handover_id, rm.restored_at == now, rm.kind == r.kind, rm.external_id == r.external_id
+    )
+    session.execute(
+        update(r)
+        .where(exists().where(back))
+        .values(owner_id=select(rm.from_owner_id).where(back).scalar_subquery(), updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def moves_of(session: Session, handover_ids: Sequence[int], *, back: bool) -> dict[int, list[dict[str, Any]]]:
+    """Each handover's record moves (`back`: the ones undo restored, reversed), in record order, for the events."""
+    rm, r = RecordMove, Record
+    where = [rm.handover_id.in_(list(handover_ids))]
+    if back:
+        where.append(rm.restored_at.is_not(None))
+    stmt = (
+        select(rm.handover_id, rm.kind, rm.external_id, r.client_id, rm.from_owner_id, rm.to_owner_id)
+        .join(r, and_(r.kind == rm.kind, r.external_id == rm.external_id))
+        .where(*where)
+        .order_by(rm.handover_id, rm.kind, rm.external_id)
+    )
+    out: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for hid, kind, eid, client, before, after in session.execute(stmt):
+        old, new = (after, before) if back else (before, after)
+        out[hid].append({"kind": kind, "record": eid, "client": client, "from": old, "to": new})
+    return out

@@ -65,6 +65,7 @@ def upgrade() -> None:
         sa.Column('from_owner_id', sa.String(length=100), nullable=False),
         sa.Column('to_owner_id', sa.String(length=100), nullable=False),
         sa.Column('moved_at', app.core.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column('restored_at', app.core.db.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint('handover_id', 'kind', 'external_id', name=op.f('pk_record_move')),
     )
 

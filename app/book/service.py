@@ -137,20 +137,32 @@ def upsert_records(
         for kind, eid, r in rows
     ]
     table = cast(Table, Record.__table__)
-    upsert_into: Any = (postgresql.insert if _on_pg(session) else sqlite.insert)(table)
-    keep = {"kind", "external_id", "created_at"}
-    upsert = upsert_into.on_conflict_do_update(
-        index_elements=["kind", "external_id"],
-        set_={c.name: upsert_into.excluded[c.name] for c in table.columns if c.name not in keep},
-    )
-    # Locks are taken in key order, so two batches of the same records in different orders cannot deadlock.
-    session.execute(upsert, sorted(values, key=lambda v: (v["kind"], v["external_id"])))
+    dialect_insert = postgresql.insert if _on_pg(session) else sqlite.insert
+    key = ["kind", "external_id"]
+    ordered = sorted(values, key=lambda v: (v["kind"], v["external_id"]))
+    # The rows nobody had are inserted ON CONFLICT DO NOTHING: of concurrent creators of one record exactly one
+    # creates it (RETURNING says which); the others, and the rows that existed, replace it below. Locks are taken in
+    # key order, so two batches of the same records in different orders cannot deadlock.
+    created: set[tuple[str, str]] = set()
+    new = [v for v in ordered if (v["kind"], v["external_id"]) not in stored]
+    if new:
+        claim: Any = dialect_insert(table).on_conflict_do_nothing(index_elements=key)
+        created = {(k, e) for k, e in session.execute(claim.returning(table.c.kind, table.c.external_id), new)}
+    rest = [v for v in ordered if (v["kind"], v["external_id"]) not in created]
+    if rest:
+        upsert_into: Any = dialect_insert(table)
+        keep = {"kind", "external_id", "created_at"}
+        upsert = upsert_into.on_conflict_do_update(
+            index_elements=key,
+            set_={c.name: upsert_into.excluded[c.name] for c in table.columns if c.name not in keep},
+        )
+        session.execute(upsert, rest)
     audit.record_many(
         session,
         [
             audit.Change(
                 actor,
-                "record.updated" if (kind, eid) in stored else "record.created",
+                "record.created" if (kind, eid) in created else "record.updated",
                 "record",
                 f"{kind}/{eid}",
                 {"kind": kind, "external_id": eid, **r.model_dump(mode="json")},
@@ -159,8 +171,7 @@ def upsert_records(
         ],
         at=now,
     )
-    created = len(seen - stored)
-    return RecordsWritten(created, len(rows) - created)
+    return RecordsWritten(len(created), len(rows) - len(created))
 
 
 # ---- reads ------------------------------------------------------------------------------------

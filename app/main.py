@@ -13,6 +13,7 @@ from fastapi.routing import APIRoute
 from app.access import service as access_service
 from app.access.router import router as access_router
 from app.audit.router import router as audit_router
+from app.book.router import router as book_router
 from app.core import openapi as contract
 from app.core.auth import SCOPES, TokenVerifier
 from app.core.clock import Clock, SystemClock
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(risk_router)
     app.include_router(followups_router)
     app.include_router(jobs_router)
+    app.include_router(book_router)
     app.include_router(docs_router)
     app.add_middleware(IdempotencyMiddleware)
     app.add_middleware(RequestMiddleware, max_body_bytes=settings.max_body_bytes, metrics=app.state.metrics)

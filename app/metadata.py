@@ -2,6 +2,7 @@
 
 from app.access import models as access_models
 from app.audit import models as audit_models
+from app.book import models as book_models
 from app.core import idempotency
 from app.core.db import Base
 from app.directory import models as directory_models
@@ -17,6 +18,7 @@ metadata = Base.metadata
 __all__ = [
     "access_models",
     "audit_models",
+    "book_models",
     "directory_models",
     "followup_models",
     "idempotency",

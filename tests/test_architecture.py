@@ -1,9 +1,10 @@
 """The module layout holds: every import runs down the layers, and no import hides inside a function.
 
-Layers, lowest first: core; audit; directory; notify; access; risk; then the two that orchestrate, intake (what the CRM
-and HR push) and transfer (the handover workflow), with ops beside them; last the composition roots that bind them
-(app.main, app.worker, app.cli, app.demo, app.metadata). A module imports only from lower layers (and itself): a lower
-module that needs a handover fact receives it (a statement, or a callable bound in a composition root).
+Layers, lowest first: core; audit; directory; book (records beside the clients) and notify; access; risk; then the
+two that orchestrate, intake (what the CRM and HR push) and transfer (the handover workflow), with ops beside them;
+last the composition roots that bind them (app.main, app.worker, app.cli, app.demo, app.metadata). A module imports
+only from lower layers (and itself): a lower module that needs a handover fact receives it (a statement, or a callable
+bound in a composition root).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ LAYERS: dict[str, int] = {
     "audit": 1,
     "directory": 2,
     "jobs": 2,  # runs what the composition root binds; knows no operation
+    "book": 3,  # records owned alongside clients: reads the directory; transfer moves them
     "notify": 3,
     "access": 4,
     "risk": 5,
@@ -44,6 +46,7 @@ FORBIDDEN = {
     ("audit", "directory"),
     ("directory", "access"),
     ("jobs", "transfer"),
+    ("book", "transfer"),
 }
 # Entry points may import lazily (the CLI keeps `handover --help` fast).
 LAZY_IMPORTS_ALLOWED = {"cli"}

@@ -63,6 +63,11 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("POST", "/v1/clients/batch"):                             (200, 200, 403, 403, 403, {"directory:write": 200}),
     ("GET", "/v1/clients/{external_id}"):                      (200, 200, 200, 200, 200, {"directory:read": 200}),
     ("GET", "/v1/clients"):                                    (200, 200, 200, 200, 200, {"directory:read": 200}),
+    ("PUT", "/v1/records/{kind}/{external_id}"):               (200, 200, 403, 403, 403, {"directory:write": 200}),
+    ("POST", "/v1/records/batch"):                             (200, 200, 403, 403, 403, {"directory:write": 200}),
+    # e0's deal on c0: m1 manages e0; the record is e0's own.
+    ("GET", "/v1/records/{kind}/{external_id}"):               (200, 200, 200, 200, 200, {"directory:read": 200}),
+    ("GET", "/v1/records"):                                    (200, 200, 200, 200, 200, {"directory:read": 200}),
     ("GET", "/v1/audit"):                                      (200, 403, 403, 403, 200, {"audit:read": 200}),
     ("GET", "/v1/audit/verify"):                               (200, 403, 403, 403, 200, {"audit:read": 200}),
     ("POST", "/v1/handovers"):                                 (201, 201, 201, 403, 403, {"handovers:write": 201}),
@@ -233,6 +238,14 @@ REQUESTS: dict[tuple[str, str], Callable[[Ctx], Req]] = {
         "/v1/clients/batch", json={"items": [{"external_id": "n-c1", "name": "New", "tier": "standard", "owner": "e1"}]}
     ),
     ("GET", "/v1/clients"): lambda c: Req("/v1/clients"),
+    ("PUT", "/v1/records/{kind}/{external_id}"): lambda c: Req(
+        "/v1/records/case/r-k1", json={"title": "Complaint", "owner": "x1", "client": "xc0"}
+    ),
+    ("POST", "/v1/records/batch"): lambda c: Req(
+        "/v1/records/batch", json={"items": [{"kind": "task", "external_id": "r-t0", "title": "Call", "owner": "e0"}]}
+    ),
+    ("GET", "/v1/records/{kind}/{external_id}"): lambda c: Req("/v1/records/deal/r-d0"),
+    ("GET", "/v1/records"): lambda c: Req("/v1/records"),
     ("GET", "/v1/audit"): lambda c: Req("/v1/audit"),
     ("GET", "/v1/audit/verify"): lambda c: Req("/v1/audit/verify"),
     ("POST", "/v1/handovers"): lambda c: Req(

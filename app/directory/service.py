@@ -214,11 +214,12 @@ def first_acting_manager(session: Session, employee: str, at: dt.datetime, *, ma
 # ---- visibility -------------------------------------------------------------------------------
 
 
-def subtree(root: str | Sequence[str]) -> Any:
-    """The employee (or employees) and everyone below them (UNION, so a manager cycle still terminates)."""
+def subtree(root: str | Sequence[str], *, name: str = "subtree") -> Any:
+    """The employee (or employees) and everyone below them (UNION, so a manager cycle still terminates); `name`
+    names the CTE, so that one statement can hold two trees."""
     roots = [root] if isinstance(root, str) else list(root)
     base = select(Employee.external_id.label("id")).where(Employee.external_id.in_(roots))
-    tree = base.cte("subtree", recursive=True)
+    tree = base.cte(name, recursive=True)
     tree = tree.union(select(Employee.external_id).where(Employee.manager_id == tree.c.id))
     return select(tree.c.id)
 

@@ -108,6 +108,27 @@ class ClientReassignedEvent(EventData):
     clients: list[ReassignedClient] = Field(max_length=500, description="The owner changes.")
 
 
+class ReassignedRecord(EventData):
+    kind: str = Field(description="The record's kind: deal, task, case, meeting, contract, invoice, project, …")
+    record: str = Field(description="The record's external id (unique per kind).")
+    client: str = Field(description="The client whose new owner the record followed.")
+    from_: str = Field(alias="from", description="The owner before the change.")
+    to: str = Field(description="The owner after the change.")
+
+
+class RecordReassignedEvent(EventData):
+    """`record.reassigned`: a moved client's open records (deals, tasks, cases, …) followed it to its new owner at
+    a handover's execution (or went back, at its undo); closed records keep their owner. At most 500 records per
+    event, `batch` of `batches`."""
+
+    handover_id: int = Field(description="The handover.")
+    effective_at: EventTime = Field(description="The handover's effective time.")
+    undo: bool = Field(description="True when the owners go back because the handover was undone.")
+    batch: int = Field(ge=1, description="This event's number among the handover's events of this type, from 1.")
+    batches: int = Field(ge=1, description="How many events of this type the change took.")
+    records: list[ReassignedRecord] = Field(max_length=500, description="The owner changes.")
+
+
 class TeamSeat(EventData):
     client: str = Field(description="The client whose account team changed.")
     employee: str = Field(description="The team member (the leaver).")
@@ -274,6 +295,7 @@ EVENT_MODELS: dict[str, type[EventData]] = {
     "handover.undone": HandoverUndoneEvent,
     "handover.overdue": HandoverOverdueEvent,
     "client.reassigned": ClientReassignedEvent,
+    "record.reassigned": RecordReassignedEvent,
     "account_team.changed": AccountTeamChangedEvent,
     "handover.attention": HandoverAttentionEvent,
     "ownership.violation": OwnershipViolationEvent,
@@ -337,6 +359,14 @@ _EXAMPLES: dict[str, EventData] = {
         batch=1,
         batches=1,
         clients=[ReassignedClient(client="c-5001", from_="e-1001", to="e-1002", interim=False)],
+    ),
+    "record.reassigned": RecordReassignedEvent(
+        handover_id=42,
+        effective_at=_T0,
+        undo=False,
+        batch=1,
+        batches=1,
+        records=[ReassignedRecord(kind="deal", record="d-7001", client="c-5001", from_="e-1001", to="e-1002")],
     ),
     "account_team.changed": AccountTeamChangedEvent(
         handover_id=42,

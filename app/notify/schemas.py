@@ -17,6 +17,7 @@ EventType = Literal[
     "handover.undone",
     "handover.overdue",
     "client.reassigned",
+    "record.reassigned",
     "access.granted",
     "account_team.changed",
     "handover.attention",

@@ -28,7 +28,7 @@ from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.notify import events
 from app.notify import service as notify
-from app.transfer import continuity, deadlines, messaging, rechecks, rolechange, seats, visibility
+from app.transfer import continuity, deadlines, messaging, rechecks, records, rolechange, seats, visibility
 from app.transfer.errors import (
     EffectiveTimeNotReached,
     HandoverAlreadyExecuted,
@@ -635,6 +635,7 @@ def execute_many(
         move(h, "executed", now)
         record(session, actor, "handover.executed", h, now, pending=pending, clients_moved=moved.get(h.id, 0))
         _reassigned(session, h, moves.get(h.id, []), back=False, now=now, into=pending.events)
+    records.on_executed(session, hs, actor=actor, now=now, into=pending.events)
     seats.remove_for_executed(session, hs, actor=actor, now=now, events=pending.events)
     pending.write(session, now)
 
@@ -762,6 +763,7 @@ def undo(
     _reassigned(
         session, h, _moves(session, [h.id], statuses=("reverted",), back=True).get(h.id, []), back=True, now=now
     )
+    records.on_undone(session, h, actor=actor, now=now)
     return h
 
 

@@ -182,6 +182,10 @@ _REFERENCES = (
     "exist, and an unknown reference in a body is a 422 unknown_reference (404 is for the path's own resource)"
 )
 _IF_MATCH = "If-Match must carry the current ETag; a generated one is stale (412). The stateful test sends real ones"
+_RECORD_RULES = (
+    "an amount needs a currency (a cross-field rule); attributes are bounded in bytes and depth, which JSON Schema "
+    "cannot state"
+)
 EXCLUDED: dict[tuple[str, str], dict[Any, str]] = {
     ("PUT", "/v1/employees/{external_id}"): {
         positive_data_acceptance: _REFERENCES + "; a manager is not oneself nor one of one's reports (no cycles)"
@@ -189,6 +193,10 @@ EXCLUDED: dict[tuple[str, str], dict[Any, str]] = {
     ("POST", "/v1/employees/batch"): {positive_data_acceptance: _REFERENCES + "; no cycles among managers"},
     ("PUT", "/v1/clients/{external_id}"): {positive_data_acceptance: _REFERENCES},
     ("POST", "/v1/clients/batch"): {positive_data_acceptance: _REFERENCES},
+    ("PUT", "/v1/records/{kind}/{external_id}"): {positive_data_acceptance: _REFERENCES + "; " + _RECORD_RULES},
+    ("POST", "/v1/records/batch"): {
+        positive_data_acceptance: _REFERENCES + "; " + _RECORD_RULES + "; a (kind, external_id) pair at most once"
+    },
     ("POST", "/v1/handovers"): {
         positive_data_acceptance: _REFERENCES + "; one open handover per leaver; a leave needs return_at after "
         "effective_at, and return_at and delegate are for a leave only (cross-field rules); a leave needs a delegate "

@@ -114,6 +114,11 @@ BATCHES: dict[tuple[str, str], tuple[str, Callable[[int], Any], dict[str, Any]]]
         lambda i: {"external_id": f"k{i}", "name": f"K {i}", "tier": "standard", "owner": "e1"},
         {},
     ),
+    ("POST", "/v1/records/batch"): (
+        "items",
+        lambda i: {"kind": "task", "external_id": f"r{i}", "title": f"R {i}", "owner": "e1", "client": "c0"},
+        {},
+    ),
     ("POST", "/v1/simulations"): ("leavers", lambda i: f"e{i}", {"effective_at": EFFECTIVE.isoformat()}),
     ("POST", "/v1/access/check/batch"): (
         "checks",

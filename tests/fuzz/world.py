@@ -22,8 +22,34 @@ def x_clients() -> list[dict[str, Any]]:
     return [{**row, "external_id": f"x{row['external_id']}"} for row in clients(2, owner="x1")]
 
 
+def records() -> list[dict[str, Any]]:
+    """A few records beside the clients: e0's open deal and closed task on c0, e0's own automation, x1's case."""
+    return [
+        {
+            "kind": "deal",
+            "external_id": "r-d0",
+            "title": "Renewal",
+            "owner": "e0",
+            "client": "c0",
+            "amount": 1000,
+            "currency": "EUR",
+        },
+        {
+            "kind": "task",
+            "external_id": "r-t0",
+            "title": "Call back",
+            "owner": "e0",
+            "client": "c0",
+            "status": "closed",
+            "stage": "done",
+        },
+        {"kind": "automation", "external_id": "r-a0", "title": "Weekly report", "owner": "e0"},
+        {"kind": "case", "external_id": "r-k1", "title": "Complaint", "owner": "x1", "client": "xc0"},
+    ]
+
+
 def seed(client: TestClient, settings: Settings) -> dict[str, Any]:
-    """The company of tests/company.py (leaver e0 under m1; x1 under m2) plus x1's two clients, a webhook
+    """The company of tests/company.py (leaver e0 under m1; x1 under m2) plus x1's two clients, a few records, a webhook
     endpoint, an alert; e0's handover planned and approved (items, grants, notifications, webhook messages and
     follow-ups exist; one message is dead after a failed delivery), x1's planned and awaiting approval."""
 
@@ -37,6 +63,8 @@ def seed(client: TestClient, settings: Settings) -> dict[str, Any]:
     ):
         r = client.post(path, json={"items": rows}, headers=hr)
         assert r.status_code == 200, r.text
+    r = client.post("/v1/records/batch", json={"items": records()}, headers=hr)
+    assert r.status_code == 200, r.text
     r = client.post(
         "/v1/webhook-endpoints",
         json={"url": "http://127.0.0.1:9/hooks", "event_types": ["*"]},

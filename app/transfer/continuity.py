@@ -7,6 +7,12 @@ The ownership invariant. At every instant `at`, every client that is not churned
 - is allowed `view` and `edit` on that client by the access decision at `at`: a grant of level owner or interim
   holds at `at`, and the owner's clearance covers the client's sensitivity.
 
+A person on leave (an access suspension holds at `at`; `app.transfer.leave`) stays the owner and stays `active`, but
+the access decision answers `employee_away` for them: their clients count as held when someone else who can act at
+`at` (not departed, exit not come, not away, clearance enough) holds an owner or interim grant on the client at
+`at`, as the leave's delegate does for [effective_at, return_at). Without such a cover the client breaks the
+invariant (`owner_away`): nobody can act for it until the person is back.
+
 `violations` computes the breaches from a `Snapshot` (pure; the specification), `violations_in` finds the same ones
 in the database with one statement. They are kept equal by a property test (tests/transfer/test_continuity.py).
 
@@ -23,13 +29,14 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, exists, func, literal, select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, case, exists, func, literal, null, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from app.access import ownership as grants
 from app.access import service as access
-from app.access.models import AccessGrant
+from app.access.models import AccessGrant, AccessSuspension
 from app.audit import service as audit
 from app.core.config import Settings
 from app.core.db import AnySelect
@@ -43,9 +50,17 @@ from app.transfer.models import Handover
 OWNER_UNKNOWN = "owner_unknown"
 OWNER_DEPARTED = "owner_departed"
 OWNER_EXIT_PASSED = "owner_exit_passed"
+OWNER_AWAY = "owner_away"
 OWNER_NO_ACCESS = "owner_no_access"
 OWNER_INSUFFICIENT_CLEARANCE = "owner_insufficient_clearance"
-VIOLATION_REASONS = (OWNER_UNKNOWN, OWNER_DEPARTED, OWNER_EXIT_PASSED, OWNER_NO_ACCESS, OWNER_INSUFFICIENT_CLEARANCE)
+VIOLATION_REASONS = (
+    OWNER_UNKNOWN,
+    OWNER_DEPARTED,
+    OWNER_EXIT_PASSED,
+    OWNER_AWAY,
+    OWNER_NO_ACCESS,
+    OWNER_INSUFFICIENT_CLEARANCE,
+)
 # Nobody can act for the owner: the client needs another owner (rule 4).
 OWNER_GONE = frozenset({OWNER_UNKNOWN, OWNER_DEPARTED, OWNER_EXIT_PASSED})
 EDIT_LEVELS = ("owner", "interim")
@@ -91,10 +106,22 @@ class GrantRow:
 
 
 @dataclass(frozen=True)
+class SuspensionRow:
+    employee: str
+    valid_from: dt.datetime
+    valid_until: dt.datetime
+    revoked_at: dt.datetime | None = None
+
+    def holds(self, at: dt.datetime) -> bool:
+        return self.valid_from <= at < self.valid_until and (self.revoked_at is None or self.revoked_at > at)
+
+
+@dataclass(frozen=True)
 class Snapshot:
     employees: Mapping[str, EmployeeRow]
     clients: Mapping[str, ClientRow]
     grants: Sequence[GrantRow]
+    suspensions: Sequence[SuspensionRow] = ()
 
 
 @dataclass(frozen=True, order=True)
@@ -108,26 +135,49 @@ def violations(snap: Snapshot, at: dt.datetime) -> list[Violation]:
     """Every client of the snapshot that breaks the invariant at `at`, by client id. The access part is the access
     decision's rules in their order (`app.access.service._rule`) for `edit`, which allows whenever `edit` does."""
     levels: dict[tuple[str, str], set[str]] = defaultdict(set)
+    editors: dict[str, set[str]] = defaultdict(set)  # client -> who holds an edit-level grant on it at `at`
     for g in snap.grants:
         if g.holds(at):
             levels[(g.employee, g.client)].add(g.level)
+            if g.level in EDIT_LEVELS:
+                editors[g.client].add(g.employee)
+    away = {s.employee for s in snap.suspensions if s.holds(at)}
+
+    def covers(who: str, c: ClientRow) -> bool:
+        e = snap.employees.get(who)
+        return (
+            e is not None
+            and who not in away
+            and e.status != "departed"
+            and (e.exit_at is None or e.exit_at > at)
+            and e.clearance >= c.sensitivity
+        )
+
     out = []
     for client_id, c in sorted(snap.clients.items()):
         if c.status == "churned":
             continue
-        reason = _reason(snap.employees.get(c.owner), c, levels.get((c.owner, client_id), set()), at)
+        if c.owner in away and c.owner in snap.employees:
+            covered = any(covers(who, c) for who in editors.get(client_id, ()) if who != c.owner)
+            reason = _reason(snap.employees[c.owner], c, set(), at, away=True, covered=covered)
+        else:
+            reason = _reason(snap.employees.get(c.owner), c, levels.get((c.owner, client_id), set()), at)
         if reason is not None:
             out.append(Violation(client_id, c.owner, reason))
     return out
 
 
-def _reason(e: EmployeeRow | None, c: ClientRow, held: set[str], at: dt.datetime) -> str | None:
+def _reason(
+    e: EmployeeRow | None, c: ClientRow, held: set[str], at: dt.datetime, *, away: bool = False, covered: bool = False
+) -> str | None:
     if e is None:
         return OWNER_UNKNOWN
     if e.status == "departed":
         return OWNER_DEPARTED
     if e.exit_at is not None and e.exit_at <= at:
         return OWNER_EXIT_PASSED
+    if away:
+        return None if covered else OWNER_AWAY
     if not held:
         return OWNER_NO_ACCESS
     if e.clearance < c.sensitivity:
@@ -139,7 +189,7 @@ def _reason(e: EmployeeRow | None, c: ClientRow, held: set[str], at: dt.datetime
 
 def snapshot(session: Session) -> Snapshot:
     """The whole directory and every grant (tests and small tools; the worker uses `violations_in`)."""
-    e, c, g = Employee, Client, AccessGrant
+    e, c, g, s = Employee, Client, AccessGrant, AccessSuspension
     return Snapshot(
         employees={
             r[0]: EmployeeRow(r[1], r[2], r[3])
@@ -155,19 +205,48 @@ def snapshot(session: Session) -> Snapshot:
                 select(g.employee_id, g.client_id, g.level, g.valid_from, g.valid_until, g.revoked_at)
             )
         ],
+        suspensions=[
+            SuspensionRow(*r) for r in session.execute(select(s.employee_id, s.valid_from, s.valid_until, s.revoked_at))
+        ],
     )
 
 
 # ---- the invariant, in the database ----------------------------------------------------------------------
 
 
-def _reason_column(at: dt.datetime) -> list[tuple[ColumnElement[bool], str]]:
+def _away(employee: Any, at: dt.datetime) -> ColumnElement[bool]:
+    s = AccessSuspension
+    return exists().where(
+        s.employee_id == employee,
+        s.valid_from <= at,
+        s.valid_until > at,
+        or_(s.revoked_at.is_(None), s.revoked_at > at),
+    )
+
+
+def _reason_column(at: dt.datetime) -> list[tuple[ColumnElement[bool], Any]]:
     g = AccessGrant
     mine = and_(g.employee_id == Client.owner_id, g.client_id == Client.external_id, grants.holding(at))
+    # Someone else who can act holds an edit-level grant on the client: the cover of an owner away on leave.
+    other = aliased(Employee)
+    cover = exists().where(
+        g.client_id == Client.external_id,
+        g.employee_id != Client.owner_id,
+        g.level.in_(EDIT_LEVELS),
+        grants.holding(at),
+        other.external_id == g.employee_id,
+        other.status != "departed",
+        or_(other.exit_at.is_(None), other.exit_at > at),
+        other.clearance >= Client.sensitivity,
+        ~_away(other.external_id, at),
+    )
+    away = _away(Employee.external_id, at)
     return [
         (Employee.external_id.is_(None), OWNER_UNKNOWN),
         (Employee.status == "departed", OWNER_DEPARTED),
         (and_(Employee.exit_at.is_not(None), Employee.exit_at <= at), OWNER_EXIT_PASSED),
+        (and_(away, ~cover), OWNER_AWAY),
+        (away, null()),  # away and covered: held
         (~exists().where(mine), OWNER_NO_ACCESS),
         (Employee.clearance < Client.sensitivity, OWNER_INSUFFICIENT_CLEARANCE),
         (~exists().where(mine, g.level.in_(EDIT_LEVELS)), OWNER_NO_ACCESS),

@@ -26,18 +26,18 @@ Lifecycle: a leave skips planning and approval of successors (nobody succeeds an
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, literal, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.access import service as access
-from app.access.models import AccessGrant
 from app.core.config import Settings
 from app.directory import service as directory
-from app.directory.models import Client, Employee
-from app.transfer import service
+from app.directory.models import Employee
+from app.transfer import rechecks, service
 from app.transfer.errors import HandoverAlreadyOpen, LeaveDuringExit, LeaveInvalid, LeaveNotMovable, LeaveNotStarted
 from app.transfer.interim import interim_owner
 from app.transfer.models import OPEN_STATUSES, Handover
@@ -170,20 +170,9 @@ def open_leave(
 
 
 def _delegate_clients(session: Session, h: Handover, *, actor: str, now: dt.datetime) -> int:
-    """An interim grant to the delegate on each client the person owns, for the leave's window."""
-    at = AccessGrant.valid_from.type
-    owned = (Client.owner_id == h.leaver_id,)
-    rows = select(
-        literal(h.delegate_id),
-        Client.external_id,
-        literal("interim"),
-        literal(h.effective_at, at),
-        literal(h.return_at, at),
-        literal("leave delegation"),
-        literal(h.id),
-    ).where(*owned)
-    access.insert_grants(session, rows, actor=actor, now=now)
-    return int(session.scalar(select(func.count()).select_from(Client).where(*owned)) or 0)
+    """An interim grant to the delegate on each client the person owns, for the leave's window (clients the CRM
+    gives the person later get theirs in `rechecks.adopt_late_clients`)."""
+    return rechecks.delegate_grants(session, h, actor=actor, now=now)
 
 
 def reschedule(
@@ -328,5 +317,39 @@ def cancel_for_exit(
     return service.cancel_for_exit(session, leaver=leaver, reason=reason, actor=actor, now=now)
 
 
-# A status change to leaving/departed is an exit, never a leave (a leave names its return): the workflow's rule.
-on_departures = service.on_departures
+def on_departures(
+    session: Session,
+    departures: Sequence[tuple[str, dt.datetime | None]],
+    *,
+    source: str,
+    actor: str,
+    now: dt.datetime,
+    settings: Settings,
+) -> list[int]:
+    """A status change to leaving/departed is an exit, never a leave (a leave names its return): the workflow's
+    rule. Like an `employee.exit`, it ends a leave under way first (or cancels one not yet started): otherwise the
+    leave, open, would keep the exit from opening its handover and nobody would take the clients over at the exit."""
+    ids = [e for e, _ in departures]
+    leaves = session.scalars(
+        select(Handover)
+        .where(Handover.leaver_id.in_(ids), Handover.reason == REASON, Handover.status == "scheduled")
+        .with_for_update()
+    ).all()
+    exits = dict(departures)
+    for h in leaves:
+        if now < h.effective_at:
+            # Cancelling takes a `leaving` person back to who they were: the departure just recorded stays.
+            row = session.execute(
+                select(Employee.status, Employee.exit_at).where(Employee.external_id == h.leaver_id)
+            ).one_or_none()
+            status, exit_at = (row[0], row[1]) if row is not None else ("", None)
+            service.cancel(session, h, actor=actor, now=now, reason="an exit was announced")
+            if status == "leaving":
+                directory.set_exit(
+                    session, h.leaver_id, exits.get(h.leaver_id) or exit_at or now, now=now, leaving=True
+                )
+        else:
+            complete(session, h, actor=actor, now=now, reason="an exit was announced")
+    if leaves:
+        session.flush()
+    return service.on_departures(session, departures, source=source, actor=actor, now=now, settings=settings)

@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, cast
 
-from sqlalchemy import Table, and_, exists, func, literal, select, update
+from sqlalchemy import ColumnElement, Table, and_, exists, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from app.access import service as access
@@ -405,6 +405,28 @@ def _regrant(
 # ---- the CRM gives clients to leavers (bound in app.main as intake's LateOwners) -----------------------------
 
 
+LEAVE_DELEGATION = "leave delegation"
+
+
+def delegate_grants(session: Session, h: Handover, *which: ColumnElement[bool], actor: str, now: dt.datetime) -> int:
+    """A leave's delegate gets an interim grant for the leave's window [effective_at, return_at), keyed by the
+    leave (rescheduling, cancelling and completing it move or end the grant), on each of the person's clients that
+    `which` selects (every one without it). Returns how many clients the person owns among them."""
+    at = AccessGrant.valid_from.type
+    owned = (Client.owner_id == h.leaver_id, *which)
+    rows = select(
+        literal(h.delegate_id),
+        Client.external_id,
+        literal("interim"),
+        literal(h.effective_at, at),
+        literal(h.return_at, at),
+        literal(LEAVE_DELEGATION),
+        literal(h.id),
+    ).where(*owned)
+    access.insert_grants(session, rows, actor=actor, now=now)
+    return int(session.scalar(select(func.count()).select_from(Client).where(*owned)) or 0)
+
+
 def adopt_late_clients(
     session: Session,
     changes: Sequence[tuple[str, str | None, str]],
@@ -429,6 +451,11 @@ def adopt_late_clients(
     if not latest:
         return
     session.flush()
+    # A person on leave stays the owner; the leave's delegate must hold what they are given meanwhile (issue 15).
+    for h in latest.values():
+        if h.reason == "leave" and h.status == "scheduled" and h.delegate_id is not None:
+            given = sorted(c for c, old, new in changes if new == h.leaver_id and new != old)
+            delegate_grants(session, h, Client.external_id.in_(given), actor=actor, now=now)
     # Not approved yet: the interim grants laid ahead of the effective time cover the new client too (from that
     # second, like the others); once taken over, a new client goes to the interim owner at once, as after execution.
     for h in latest.values():

@@ -6,8 +6,8 @@ finds by rule 4:
 - an owner nobody can act for (departed, exit passed): the client moves to that owner's interim owner
   (`app.transfer.interim`) with an interim grant from now;
 - an owner who can act but holds no grant that lets them edit: they get an owner grant from now;
-- an owner whose clearance is below the client's sensitivity, or one without an interim owner: not repairable by
-  rule; alerted, and left to people.
+- an owner whose clearance is below the client's sensitivity, one away on leave whose client nobody covers
+  (`owner_away`), or one without an interim owner: not repairable by rule; alerted, and left to people.
 
 Every violation found raises an alert: an `ownership.violation` event (many clients per event) and an
 `ownership.violation` audit entry per client; each repair is also an `ownership_repair` row (the

@@ -427,6 +427,24 @@ def delegate_grants(session: Session, h: Handover, *which: ColumnElement[bool], 
     return int(session.scalar(select(func.count()).select_from(Client).where(*owned)) or 0)
 
 
+def cover_receivers_on_leave(session: Session, handover_ids: Sequence[int], *, actor: str, now: dt.datetime) -> None:
+    """Clients these executions gave to someone on a scheduled leave: the leave's delegate holds them for the leave's
+    window, like the person's other clients (else nobody could act for them until the return)."""
+    i = HandoverItem
+    arrived = (i.handover_id.in_(list(handover_ids)), i.status.in_(("transferred", "confirmed")))
+    leaves = session.scalars(
+        select(Handover).where(
+            Handover.reason == "leave",
+            Handover.status == "scheduled",
+            Handover.delegate_id.is_not(None),
+            Handover.leaver_id.in_(select(i.transferred_to_id).where(*arrived)),
+        )
+    ).all()
+    for lv in leaves:
+        got = select(i.client_id).where(*arrived, i.transferred_to_id == lv.leaver_id)
+        delegate_grants(session, lv, Client.external_id.in_(got), actor=actor, now=now)
+
+
 def adopt_late_clients(
     session: Session,
     changes: Sequence[tuple[str, str | None, str]],

@@ -620,6 +620,7 @@ def execute_many(
             access.end_handover_grants_for_clients(session, handover_id=hid, clients=clients, now=now)
     confirm_signed_items(session, ids, now)
     continuity.on_executed(session, ids, actor=actor, now=now)
+    rechecks.cover_receivers_on_leave(session, ids, actor=actor, now=now)
     directory.mark_departed(session, [h.leaver_id for h in hs if not rolechange.stays(h.reason)], now=now)
     moved = dict(
         session.execute(

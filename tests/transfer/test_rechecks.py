@@ -14,6 +14,7 @@ from app.core.clock import ManualClock
 from app.core.config import Settings
 from app.core.db import Database
 from app.directory.models import Client, Employee
+from app.transfer import continuity
 from app.worker import run_once
 from tests.support.company import EFFECTIVE, START, approve, clients, employees, plan
 from tests.support.events import events, subscribe
@@ -337,3 +338,44 @@ def test_a_client_nobody_can_hold_at_execution_stays_put_with_an_alert(
         assert "nobody can hold the client" in now[c]["attention_reason"]
     alerts = [d for t, d in events(db) if t == "handover.attention"]
     assert [x["client"] for a in alerts for x in a["clients"]] == theirs
+
+
+def test_a_client_that_reaches_a_successor_on_leave_is_held_by_the_leaves_delegate(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, open_handover: int
+) -> None:
+    """Found by the continuity state machine: a client executed to a successor who is on leave had nobody who could
+    act for it until their return. The leave's delegate holds it for the leave's window, as the person's others."""
+    plan(client, auth, open_handover)
+    first = next(iter(items(client, auth, open_handover).values()))
+    url = f"/v1/handovers/{open_handover}/items/{first['id']}"
+    etag = client.get(url, headers=auth()).headers["etag"]
+    r = client.patch(
+        url, json={"successor": "e4", "force": True, "reason": "knows them"}, headers={**auth("hr"), "If-Match": etag}
+    )
+    assert r.status_code == 200, r.text
+    back = EFFECTIVE + dt.timedelta(days=10)
+    r = client.post(
+        "/v1/handovers",
+        json={
+            "leaver": "e4",
+            "reason": "leave",
+            "effective_at": (EFFECTIVE - dt.timedelta(days=1)).isoformat(),
+            "return_at": back.isoformat(),
+        },
+        headers=auth("hr"),
+    )
+    assert r.status_code == 201, r.text
+    delegate = r.json()["delegate"]
+    approve(client, auth, open_handover)
+    clock.set(EFFECTIVE)
+    run_once(db, clock)
+    to = owners(db)[first["client"]]
+    with db.session(write=False) as s:
+        assert continuity.violations_in(s, EFFECTIVE + dt.timedelta(seconds=1)) == []
+    if to == "e4":  # kept by the forced choice: the delegate acts for it until e4 is back
+        r = client.post(
+            "/v1/access/check",
+            json={"employee": delegate, "client": first["client"], "action": "edit", "at": EFFECTIVE.isoformat()},
+            headers=auth("integration", scope="access:check"),
+        )
+        assert r.json()["allowed"] is True, r.json()

@@ -38,6 +38,7 @@ from app.transfer import rechecks as transfer_rechecks
 from app.transfer import retention as transfer_retention
 from app.transfer import service as transfer_service
 from app.transfer import visibility as transfer_visibility
+from app.transfer.checklists.router import router as checklist_router
 from app.transfer.errors import EXIT_WORKFLOW_REFUSALS
 from app.transfer.followups.router import router as followups_router
 from app.transfer.router import router as transfer_router
@@ -107,6 +108,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
     app.include_router(directory_router)
     app.include_router(audit_router)
     app.include_router(transfer_router)
+    app.include_router(checklist_router)
     app.include_router(intake_router)
     app.include_router(notify_router)
     app.include_router(risk_router)

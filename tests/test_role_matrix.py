@@ -37,6 +37,7 @@ from app.transfer.models import HandoverItem
 from tests.conftest import START, make_settings
 from tests.fuzz.conftest import HR_SECRET
 from tests.fuzz.world import World, empty, seed
+from tests.support.checklist import complete_checklist
 from tests.support.company import EFFECTIVE
 
 ROLES = ("admin", "hr", "manager", "account_manager", "auditor")
@@ -91,6 +92,13 @@ MATRIX: dict[tuple[str, str], Row] = {
     # Until the effective time only the leaver signs the outgoing side.
     ("POST", "/v1/handovers/{handover_id}/items/{item_id}/sign-off"): (403, 403, 403, 200, 403, {ALL: 403}),
     ("POST", "/v1/simulations"):                               (200, 200, 200, 403, 403, {"handovers:write": 200}),
+    ("GET", "/v1/checklist-templates"):                        (200, 200, 200, 200, 200, {"handovers:read": 200}),
+    ("GET", "/v1/checklist-templates/{tier}"):                 (200, 200, 200, 200, 200, {"handovers:read": 200}),
+    # Process configuration: hr, admins and integrations; managers and account managers are refused (role).
+    ("PUT", "/v1/checklist-templates/{tier}"):                 (200, 200, 403, 403, 403, {"handovers:write": 200}),
+    # e0's handover: m1 manages it; the leaver records none of their own confidentiality steps.
+    ("PUT", "/v1/handovers/{handover_id}/confidentiality/{step}"):
+                                                               (200, 200, 200, 403, 403, {"handovers:write": 200}),
     # Managers and account managers may only ask about themselves (m1 asks about e0).
     ("POST", "/v1/access/check"):                              (200, 200, 403, 200, 403, {"access:check": 200}),
     ("POST", "/v1/access/check/batch"):                        (200, 200, 403, 200, 403, {"access:check": 200}),
@@ -210,6 +218,13 @@ def _risk_model(ctx: Ctx) -> Req:
     return Req("/v1/risk/model", json={k: model[k] for k in ("intercept", "weights", "thresholds", "mitigations")})
 
 
+def _sign_off(ctx: Ctx) -> Req:
+    """The item's required checklist entries done first (as an admin): sign-off waits for them."""
+    hid, item = ctx.ids["approved"], ctx.ids["item_approved"]
+    complete_checklist(ctx.client, headers(ctx.settings, "admin"), hid, item)
+    return Req(f"/v1/handovers/{hid}/items/{item}/sign-off", json={"side": "outgoing"})
+
+
 LATER = (EFFECTIVE + dt.timedelta(days=30)).isoformat()
 
 # How to make each route's request: valid and minimal, on the seeded objects.
@@ -285,8 +300,14 @@ REQUESTS: dict[tuple[str, str], Callable[[Ctx], Req]] = {
         f"/v1/handovers/{c.ids['approved']}/items/{c.ids['item_approved']}/checklist/client_profile",
         json={"done": True},
     ),
-    ("POST", "/v1/handovers/{handover_id}/items/{item_id}/sign-off"): lambda c: Req(
-        f"/v1/handovers/{c.ids['approved']}/items/{c.ids['item_approved']}/sign-off", json={"side": "outgoing"}
+    ("POST", "/v1/handovers/{handover_id}/items/{item_id}/sign-off"): _sign_off,
+    ("GET", "/v1/checklist-templates"): lambda c: Req("/v1/checklist-templates"),
+    ("GET", "/v1/checklist-templates/{tier}"): lambda c: Req("/v1/checklist-templates/key"),
+    ("PUT", "/v1/checklist-templates/{tier}"): lambda c: Req(
+        "/v1/checklist-templates/key", json={"entries": [{"key": "contacts", "label": "Contacts", "required": True}]}
+    ),
+    ("PUT", "/v1/handovers/{handover_id}/confidentiality/{step}"): lambda c: Req(
+        f"/v1/handovers/{c.ids['approved']}/confidentiality/company_data_returned", json={"done": True}
     ),
     ("POST", "/v1/simulations"): lambda c: Req(
         "/v1/simulations", json={"leavers": ["e1"], "effective_at": EFFECTIVE.isoformat()}

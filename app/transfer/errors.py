@@ -212,3 +212,16 @@ EXIT_WORKFLOW_REFUSALS = (
     LeaveNotMovable,
     LeaveDuringExit,
 )
+
+
+class ChecklistIncomplete(Conflict):
+    """Signing off an item while a required checklist entry (its tier's template, its mitigations) is open;
+    `open_items` names them."""
+
+    slug, title = "checklist-incomplete", "Required checklist entries are still open"
+
+
+class ConfidentialityLocked(Conflict):
+    """Recording a confidentiality step on a cancelled or undone handover."""
+
+    slug, title = "confidentiality-locked", "The handover's confidentiality steps can no longer change"

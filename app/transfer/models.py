@@ -67,6 +67,8 @@ class Handover(Base):
     # Not approved by the effective time: who took the leaver's clients over, and when (app/transfer/continuity.py).
     interim_owner_id: Mapped[str | None] = mapped_column(ForeignKey("employee.external_id"))
     interim_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    # The confidentiality steps (app/transfer/checklists.py): per step done, note, by, at. Null: none recorded.
+    confidentiality: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     __table_args__ = (
         # One open handover per leaver, enforced by the database so concurrent exits create one.
@@ -143,3 +145,16 @@ class OwnershipRepair(Base):
     to_owner_id: Mapped[str] = mapped_column(ForeignKey("employee.external_id"))
     reason: Mapped[str] = mapped_column(String(40))
     repaired_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+
+class ChecklistTemplate(Base):
+    """A client tier's checklist: which entries, their labels, which are required before sign-off. A tier without
+    a row uses the default (app/transfer/checklists.py)."""
+
+    __tablename__ = "checklist_template"
+
+    tier: Mapped[str] = mapped_column(String(20), primary_key=True)
+    entries: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)

@@ -23,7 +23,14 @@ from app.core.bulk import chunks
 from app.directory.models import Client, Employee
 from app.transfer.models import CHECKLIST_KEYS, Handover, HandoverItem
 from app.transfer.reporttexts import ReportLocale, Texts
-from app.transfer.schemas import HandoverStatus, ItemStatus, StoredReason, View
+from app.transfer.schemas import (
+    ConfidentialityStep,
+    ConfidentialityStepOut,
+    HandoverStatus,
+    ItemStatus,
+    StoredReason,
+    View,
+)
 
 TIER_ORDER = {"strategic": 0, "key": 1, "standard": 2, "prospect": 3}
 CHECKLIST_LABELS = {
@@ -140,6 +147,9 @@ class HandoverReport(BaseModel):
         description="all: every client of the handover; own: only the caller's clients (a participant who receives "
         "some of them and does not manage the handover); counts and successors cover the same items.",
     )
+    confidentiality: dict[ConfidentialityStep, ConfidentialityStepOut] = Field(
+        default_factory=dict, description="The handover's confidentiality steps recorded so far (done, note, by, at)."
+    )
     generated_at: dt.datetime | None = None
     locale: ReportLocale = Field(
         "en",
@@ -147,6 +157,11 @@ class HandoverReport(BaseModel):
         "language that the document is written in (zh → zh-CN), else the service default, else en. JSON and CSV "
         "values are the same in every locale.",
     )
+
+
+def confidentiality(h: Handover) -> dict[str, ConfidentialityStepOut]:
+    """The handover's confidentiality steps (app/transfer/checklists.py), for the document."""
+    return {k: ConfidentialityStepOut.model_validate(v) for k, v in (h.confidentiality or {}).items()}
 
 
 def build_report(
@@ -228,6 +243,7 @@ def build_report(
         ],
         items=items,
         view=view,
+        confidentiality=confidentiality(h),
         generated_at=now,
         locale=locale,
     )

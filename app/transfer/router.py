@@ -21,6 +21,7 @@ from app.risk.errors import NoActiveRiskModel
 from app.transfer import leave, longops, planning, schemas, service, signoff, visibility
 from app.transfer.errors import (
     AlreadySigned,
+    ChecklistIncomplete,
     ChecklistLocked,
     EffectiveTimeNotReached,
     HandoverAlreadyOpen,
@@ -649,7 +650,11 @@ def complete_handover(
 @router.put(
     "/v1/handovers/{handover_id}/items/{item_id}/checklist/{key}",
     name="handovers-items-checklist-set",
-    summary="Mark a checklist entry done or not, with a note",
+    summary="Mark a checklist entry done or not, with a note and evidence",
+    description="The entry is replaced: done, note and `evidence` (at most 10 http/https links or record "
+    "references {kind, external_id}, stored as given, never fetched or looked up). Which entries are required "
+    "before sign-off comes from the tier's checklist template (GET /v1/checklist-templates/{tier}) and the item's "
+    "mitigations.",
     response_model=schemas.ItemOut,
     responses=problem_responses(
         401,
@@ -680,7 +685,17 @@ def set_checklist(
 ) -> schemas.ItemOut:
     v = visibility.see_handover(session, principal, handover_id)
     item = visibility.get_item(session, v, item_id)
-    signoff.set_checklist(session, v.handover, item, key, done=body.done, note=body.note, principal=principal, now=now)
+    signoff.set_checklist(
+        session,
+        v.handover,
+        item,
+        key,
+        done=body.done,
+        note=body.note,
+        principal=principal,
+        now=now,
+        evidence=[e.model_dump(exclude_none=True) for e in body.evidence],
+    )
     return _item_response(session, v, item, response)
 
 
@@ -688,6 +703,9 @@ def set_checklist(
     "/v1/handovers/{handover_id}/items/{item_id}/sign-off",
     name="handovers-items-sign-off",
     summary="Sign off an item: outgoing (the leaver, or their manager after exit) or incoming (the successor)",
+    description="Refused with 409 checklist-incomplete, `open_items` naming them, while a required checklist entry "
+    "is open: the required entries of the client's tier template, and every mitigation the risk score put on the "
+    "item. Optional entries do not block.",
     response_model=schemas.ItemOut,
     responses=problem_responses(
         401,
@@ -704,6 +722,7 @@ def set_checklist(
             HandoverNotSignable,
             ItemNotSignable,
             SignOffReasonRequired,
+            ChecklistIncomplete,
         ],
     ),
 )

@@ -2,14 +2,17 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field, StrictBool, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from app.core.types import ExternalId, InputModel, UtcTime
+from app.directory.schemas import ClientTier
 from app.notify.events import ExitReason
 from app.notify.events import HandoverStatus as HandoverStatus
 from app.notify.events import StoredReason as StoredReason
+from app.transfer.models import CHECKLIST_KEYS
 
 Reason = ExitReason
 
@@ -24,6 +27,14 @@ CHECKLIST_KEY_PATTERN = (
     r"|mitigation:[a-z][a-z0-9_]{0,49})$"
 )
 PoolKind = Literal["team", "department", "organisation", "list"]
+ConfidentialityStep = Literal["nda_reminder_acknowledged", "company_data_returned", "non_compete_notice_given"]
+
+
+class ConfidentialityStepOut(BaseModel):
+    done: bool
+    note: str | None
+    by: str | None
+    at: dt.datetime | None
 
 
 class CandidatePool(InputModel):
@@ -222,6 +233,11 @@ class HandoverOut(BaseModel):
         "longer qualified (departed, leaving, over capacity, without clearance), and clients given to the leaver "
         "after planning that joined; empty when nothing changed.",
     )
+    confidentiality: dict[ConfidentialityStep, ConfidentialityStepOut] = Field(
+        default_factory=dict,
+        description="The handover's confidentiality steps recorded so far (nda_reminder_acknowledged, "
+        "company_data_returned, non_compete_notice_given): done, note, by, at. A step never recorded is absent.",
+    )
     view: View = Field(
         "all",
         description="all: the counts and exposure cover every item (whoever manages the handover, hr, auditors, "
@@ -239,9 +255,92 @@ class RequiredReasonBody(InputModel):
     reason: str = Field(min_length=1, max_length=2000, description="Why (required).")
 
 
+class EvidenceRecord(InputModel):
+    kind: str = Field(
+        pattern=r"^[a-z][a-z0-9_]{0,49}$", description="The kind of record (e.g. contract, meeting_note)."
+    )
+    external_id: ExternalId = Field(description="The record's id, stored as given (not looked up).")
+
+
+class Evidence(InputModel):
+    """Exactly one of `url` or `record`."""
+
+    url: str | None = Field(
+        None,
+        max_length=2000,
+        pattern=r"^[hH][tT][tT][pP][sS]?://",
+        description="An http or https link with a host (never fetched).",
+    )
+    record: EvidenceRecord | None = Field(None, description="A record the evidence is (kind and id).")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("http", "https"):
+            raise PydanticCustomError("url_scheme", "only http and https links")
+        if not parts.hostname or any(c.isspace() or ord(c) < 32 for c in value):
+            raise PydanticCustomError("url_parsing", "not a link with a host")
+        return value
+
+    @model_validator(mode="after")
+    def _one(self) -> Evidence:
+        if (self.url is None) == (self.record is None):
+            raise ValueError("give exactly one of url or record")
+        return self
+
+
 class ChecklistUpdate(InputModel):
     done: StrictBool = Field(description="Whether this part of the handover is done.")
     note: str | None = Field(None, max_length=4000, description="A note for the record.")
+    evidence: list[Evidence] = Field(
+        default_factory=list,
+        max_length=10,
+        description="At most 10 links (http/https) or records backing the entry; replaces the entry's evidence.",
+    )
+
+
+class ConfidentialityUpdate(InputModel):
+    done: StrictBool = Field(description="Whether this step is done.")
+    note: str | None = Field(None, max_length=4000, description="A note for the record.")
+
+
+class ChecklistEntryIn(InputModel):
+    key: ChecklistKey = Field(description="One of the checklist keys.")
+    label: str = Field(min_length=1, max_length=200, description="What the entry asks for, as people read it.")
+    required: StrictBool = Field(description="Whether sign-off waits for this entry to be done.")
+
+
+class ChecklistTemplateIn(InputModel):
+    entries: list[ChecklistEntryIn] = Field(
+        max_length=len(CHECKLIST_KEYS),
+        description="The tier's entries, each key at most once (at most one per checklist key).",
+    )
+
+    @field_validator("entries")
+    @classmethod
+    def _unique(cls, value: list[ChecklistEntryIn]) -> list[ChecklistEntryIn]:
+        keys = [e.key for e in value]
+        if len(set(keys)) != len(keys):
+            raise PydanticCustomError("value_error", "each key at most once")
+        return value
+
+
+class ChecklistEntryOut(BaseModel):
+    key: ChecklistKey
+    label: str
+    required: bool
+
+
+class ChecklistTemplateOut(BaseModel):
+    tier: ClientTier
+    entries: list[ChecklistEntryOut]
+    default: bool = Field(description="True when the tier was never configured: the default template.")
+    version: int = Field(description="Changes on every replacement; the ETag is derived from it (0: the default).")
+    updated_by: str | None
+    updated_at: dt.datetime | None
 
 
 class SignOff(InputModel):

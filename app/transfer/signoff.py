@@ -4,6 +4,7 @@ handover."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -11,8 +12,10 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.core.auth import Principal
 from app.transfer import service, visibility
+from app.transfer.checklists import service as checklists
 from app.transfer.errors import (
     AlreadySigned,
+    ChecklistIncomplete,
     ChecklistLocked,
     HandoverNotSignable,
     ItemNotSignable,
@@ -55,6 +58,7 @@ def set_checklist(
     note: str | None,
     principal: Principal,
     now: dt.datetime,
+    evidence: list[dict[str, Any]] | None = None,
 ) -> HandoverItem:
     if h.status not in ("approved", "executed"):
         raise ChecklistLocked(
@@ -68,7 +72,13 @@ def set_checklist(
     checklist = dict(item.checklist or {})
     if key.startswith("mitigation:") and key not in checklist:
         raise MitigationNotFound(f"Item {item.id} has no mitigation {key.removeprefix('mitigation:')!r}.")
-    checklist[key] = {"done": done, "note": note, "by": principal.actor, "at": now.isoformat()}
+    checklist[key] = {
+        "done": done,
+        "note": note,
+        "by": principal.actor,
+        "at": now.isoformat(),
+        "evidence": list(evidence or []),
+    }
     item.checklist = checklist
     item.version += 1
     item.updated_at = now
@@ -78,11 +88,21 @@ def set_checklist(
         action="handover.item.checklist",
         entity_type="handover_item",
         entity_id=str(item.id),
-        data={"handover": h.id, "key": key, "done": done},
+        data={"handover": h.id, "key": key, "done": done, "evidence": len(evidence or [])},
         at=now,
     )
     session.flush()
     return item
+
+
+def _require_checklist(session: Session, item: HandoverItem) -> None:
+    """Neither side signs while a required entry (the tier's template, the item's mitigations) is open."""
+    open_items = checklists.open_required(session, item)
+    if open_items:
+        raise ChecklistIncomplete(
+            f"Item {item.id} cannot be signed off while required checklist entries are open: {', '.join(open_items)}.",
+            extra={"open_items": open_items},
+        )
 
 
 def sign_off(
@@ -116,6 +136,7 @@ def sign_off(
                     "A manager signing for the leaver must give a reason.",
                     errors=[{"loc": ["body", "reason"], "msg": "required", "type": "missing"}],
                 )
+        _require_checklist(session, item)
         item.outgoing_signed_by, item.outgoing_signed_at, item.outgoing_signoff_reason = principal.actor, now, reason
     else:
         if item.incoming_signed_at is not None:
@@ -123,6 +144,7 @@ def sign_off(
         receiver = item.transferred_to_id or item.successor_id or item.interim_owner_id
         if emp is None or emp != receiver:
             raise NotTheSigner("Only the successor signs the incoming side.")
+        _require_checklist(session, item)
         item.incoming_signed_by, item.incoming_signed_at = principal.actor, now
     if item.outgoing_signed_at and item.incoming_signed_at and item.status == "transferred":
         item.status = "confirmed"

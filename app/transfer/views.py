@@ -47,6 +47,9 @@ def handover_out(
         needs_attention=c.needs_attention,
         total_exposure=c.exposure,
         allowed_transitions=leave.allowed_transitions(h),
+        confidentiality={
+            k: schemas.ConfidentialityStepOut.model_validate(v) for k, v in (h.confidentiality or {}).items()
+        },
         view=view,
     )
 

@@ -235,6 +235,13 @@ EXCLUDED: dict[tuple[str, str], dict[Any, str]] = {
         positive_data_acceptance: "a model is valid only whole: a weight for every feature (GET /v1/risk/model "
         "lists them), sign constraints, and thresholds in order (critical > high > medium)"
     },
+    ("PUT", "/v1/handovers/{handover_id}/items/{item_id}/checklist/{key}"): {
+        positive_data_acceptance: "an evidence entry has exactly one of url or record, and a url needs a host (it "
+        "is an http/https link, not only a scheme): cross-field and parsing rules beyond the pattern"
+    },
+    ("PUT", "/v1/checklist-templates/{tier}"): {
+        positive_data_acceptance: "each checklist key at most once in a template (a cross-field rule)"
+    },
     ("GET", "/v1/reports/retention"): {positive_data_acceptance: "from must be before to (a cross-field rule)"},
     ("GET", "/v1/access/grants/{grant_id}"): {
         use_after_free: "DELETE revokes a grant; the grant stays readable, with revoked_at and revoked_by, as the "

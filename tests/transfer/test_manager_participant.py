@@ -26,6 +26,7 @@ from app.notify.models import OutboxMessage
 from app.transfer.followups.models import FollowUp
 from app.transfer.models import Handover, HandoverItem
 from app.worker import run_once
+from tests.support.checklist import complete_checklist
 from tests.support.company import EFFECTIVE, open_for
 
 
@@ -265,6 +266,7 @@ def test_a_participant_manager_signs_and_ticks_only_their_own_items(
     for item in (shared["a"], shared["c"]):
         r = client.put(f"{base}/{item}/checklist/handover_meeting", json={"done": True, "note": "met"}, headers=m2)
         assert r.status_code == 200 and r.json()["checklist"]["handover_meeting"]["by"] == "manager:test-manager"
+        complete_checklist(client, m2, hid, item)
         r = client.post(f"{base}/{item}/sign-off", json={"side": "incoming"}, headers=m2)
         assert r.status_code == 200 and r.json()["incoming_signed_by"] == "manager:test-manager", r.text
     before = state(db)

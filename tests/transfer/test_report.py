@@ -20,6 +20,7 @@ from app.core.http import negotiate
 from app.main import create_app
 from app.transfer.report import CSV_COLUMNS, HandoverReport, neutralise, to_csv
 from app.transfer.router import REPORT_FORMATS
+from tests.support.checklist import complete_checklist, optional_templates
 from tests.support.company import EFFECTIVE, employees
 
 REPORT_PATH = "/v1/handovers/{handover_id}/report"
@@ -79,6 +80,8 @@ def case(http: TestClient, auth: Any) -> dict[str, Any]:
     )
     assert r.status_code == 201, r.text
     hid = r.json()["id"]
+    # Only the profile is required here (sign-off waits for required entries): the report shows the rest open.
+    optional_templates(http, auth("hr"), required=("client_profile",))
     assert http.post(f"/v1/handovers/{hid}/plan", headers=auth("hr")).status_code == 200
     r = http.post(f"/v1/handovers/{hid}/approve", headers=auth("manager", emp="m1"))
     assert r.status_code == 200, r.text
@@ -93,6 +96,7 @@ def case(http: TestClient, auth: Any) -> dict[str, Any]:
         headers=leaver,
     )
     assert r.status_code == 200, r.text
+    complete_checklist(http, leaver, hid, zh["id"])  # its mitigations, if any
     r = http.post(f"/v1/handovers/{hid}/items/{zh['id']}/sign-off", json={"side": "outgoing"}, headers=leaver)
     assert r.status_code == 200, r.text
     successor = auth("account_manager", sub="succ", emp=zh["successor"])
@@ -231,6 +235,7 @@ def test_after_execution_shows_transfers_and_the_managers_signature(
     r = http.post(f"/v1/handovers/{case['id']}/execute", headers=auth())
     assert r.status_code == 200, r.text
     plain = case["items"]["r-plain"]
+    complete_checklist(http, auth(), case["id"], plain["id"])
     r = http.post(
         f"/v1/handovers/{case['id']}/items/{plain['id']}/sign-off",
         json={"side": "outgoing", "reason": "Leo left before signing"},

@@ -27,6 +27,7 @@ from app.transfer.models import CHECKLIST_KEYS
 from app.transfer.report import CSV_COLUMNS, HandoverReport, to_html
 from app.transfer.reporttexts import MESSAGES, REPORT_LOCALES, VALUES, ReportLocale, Texts, choose_locale
 from app.transfer.schemas import ItemStatus
+from tests.support.checklist import complete_checklist
 from tests.support.company import EFFECTIVE, approve, employees, plan
 
 PRINT_TIMEOUT = 120.0  # seconds: an upper bound for one print, not a schedule
@@ -58,6 +59,7 @@ def executed_handover(http: TestClient, auth: Any, clock: ManualClock, hid: int)
         headers=leaver,
     )
     assert r.status_code == 200, r.text
+    complete_checklist(http, leaver, hid, first["id"])  # sign-off waits for the required entries
     r = http.post(f"/v1/handovers/{hid}/items/{first['id']}/sign-off", json={"side": "outgoing"}, headers=leaver)
     assert r.status_code == 200, r.text
     successor = auth("account_manager", sub="succ", emp=first["successor"])
@@ -66,6 +68,7 @@ def executed_handover(http: TestClient, auth: Any, clock: ManualClock, hid: int)
     clock.set(EFFECTIVE + dt.timedelta(hours=1))
     r = http.post(f"/v1/handovers/{hid}/execute", headers=auth())
     assert r.status_code == 200, r.text
+    complete_checklist(http, auth("manager", sub="mia", emp="m1"), hid, second["id"])
     r = http.post(
         f"/v1/handovers/{hid}/items/{second['id']}/sign-off",
         json={"side": "outgoing", "reason": MANAGER_LEFT},
@@ -125,7 +128,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "Effective time",
             "resignation",
             "executed",
-            "Checklist (1/6)",
+            "Checklist (3/6)",
             "Checklist (0/6)",
             "Client profile",
             "profile reviewed",
@@ -151,7 +154,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "生效时间",
             "辞职",
             "已执行",
-            "交接清单（1/6）",
+            "交接清单（3/6）",
             "交接清单（0/6）",
             "客户档案",
             "profile reviewed",  # notes as recorded

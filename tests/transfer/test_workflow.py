@@ -16,6 +16,7 @@ from app.core.db import Database
 from app.directory.models import Client, Employee
 from app.transfer.models import Handover, HandoverItem
 from app.worker import run_once
+from tests.support.checklist import complete_checklist
 from tests.support.company import EFFECTIVE, approve, plan
 
 
@@ -436,6 +437,10 @@ def test_sign_off_confirms_items_and_completes(
     assert (
         client.post(f"{base}/sign-off", json={"side": "outgoing"}, headers=auth("manager", emp="m1")).status_code == 403
     )
+    # Neither side signs while a required entry is open (before issue 16 both could).
+    r = client.post(f"{base}/sign-off", json={"side": "outgoing"}, headers=auth("account_manager", emp="e0"))
+    assert r.status_code == 409 and "handover_meeting" not in r.json()["open_items"], r.text
+    assert complete_checklist(client, auth(), open_handover, first["id"])
     assert (
         client.post(
             f"{base}/sign-off", json={"side": "outgoing"}, headers=auth("account_manager", emp="e0")
@@ -468,6 +473,7 @@ def test_sign_off_confirms_items_and_completes(
     # After the effective time the manager signs for the leaver, with a reason.
     for it in items[1:]:
         url = f"/v1/handovers/{open_handover}/items/{it['id']}/sign-off"
+        complete_checklist(client, auth(), open_handover, it["id"])
         assert client.post(url, json={"side": "outgoing"}, headers=auth("manager", emp="m1")).status_code == 422
         assert (
             client.post(

@@ -1,0 +1,1 @@
+"""Checklist templates per tier and the confidentiality step: the rules (service) and their routes (router)."""

@@ -369,6 +369,17 @@ def apply_plan(session: Session, plan: AnySelect, *, handovers: Sequence[int], n
         .scalar_subquery()
     )
     moves = and_(p.c.to_owner.is_not(None), p.c.to_owner != p.c.owner)
+    # An attendee this handover already added (at the take-over) is not added again at the execution.
+    attends = and_(
+        p.c.attendee.is_not(None),
+        ~exists().where(
+            rm.handover_id == p.c.handover_id,
+            rm.kind == p.c.kind,
+            rm.external_id == p.c.external_id,
+            rm.attendee_id == p.c.attendee,
+            rm.restored_at.is_(None),
+        ),
+    )
     rows = select(
         p.c.handover_id,
         p.c.kind,
@@ -376,9 +387,9 @@ def apply_plan(session: Session, plan: AnySelect, *, handovers: Sequence[int], n
         func.coalesce(prior, 0) + 1,
         p.c.owner,
         case((moves, p.c.to_owner), else_=p.c.owner),
-        p.c.attendee,
+        case((attends, p.c.attendee), else_=null()),
         literal(now, UTCDateTime),
-    ).where(or_(moves, p.c.attendee.is_not(None)))
+    ).where(or_(moves, attends))
     columns = ["handover_id", "kind", "external_id", "step", "from_owner_id", "to_owner_id", "attendee_id", "moved_at"]
     session.execute(insert(RecordMove).from_select(columns, rows))
     mine = and_(

@@ -15,7 +15,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import String, func, literal, select, union_all
+from sqlalchemy import String, exists, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -73,11 +73,22 @@ def _leavers(session: Session, hs: Sequence[Handover], *, settings: Settings, at
     return select(union_all(*rows).subquery()) if len(rows) > 1 else rows[0]
 
 
-def _overrides(ids: Sequence[int]) -> AnySelect:
+def _overrides(ids: Sequence[int], *, acting_at: dt.datetime | None = None) -> AnySelect:
+    """The handovers' overrides; with `acting_at` (the execution, the take-over) only those whose receiver can
+    still act then: one who left since the override falls back to the rules."""
     o = HandoverRecordOverride
-    return select(
+    stmt = select(
         o.handover_id, o.kind, o.external_id, o.to_owner_id.label("to_owner"), o.version.label("version")
     ).where(o.handover_id.in_(list(ids)))
+    if acting_at is not None:
+        e = Employee
+        can_act = exists().where(
+            e.external_id == o.to_owner_id,
+            e.status != "departed",
+            or_(e.exit_at.is_(None), e.exit_at > acting_at),
+        )
+        stmt = stmt.where(or_(o.to_owner_id.is_(None), can_act))
+    return stmt
 
 
 def _planned_clients(ids: Sequence[int]) -> AnySelect:
@@ -126,7 +137,9 @@ def on_executed(
     if not hs:
         return {}
     ids = [h.id for h in hs]
-    plan = book.plan_statement(_leavers(session, hs, settings=settings, at=now), _arrived_clients(ids), _overrides(ids))
+    plan = book.plan_statement(
+        _leavers(session, hs, settings=settings, at=now), _arrived_clients(ids), _overrides(ids, acting_at=now)
+    )
     book.apply_plan(session, plan, handovers=ids, now=now)
     moved = book.moves_of(session, ids, back=False, at=now)
     for h in hs:
@@ -141,7 +154,9 @@ def on_taken_over(
     to the interim owner `who` (`clients`: the client ids taken over), overrides honoured; step 1 of their moves."""
     c = clients.subquery()
     moving = select(literal(h.id).label("handover_id"), c.c.client_id, literal(who, String).label("to_owner"))
-    plan = book.plan_statement(_leavers(session, [h], settings=settings, at=now), moving, _overrides([h.id]))
+    plan = book.plan_statement(
+        _leavers(session, [h], settings=settings, at=now), moving, _overrides([h.id], acting_at=now)
+    )
     book.apply_plan(session, plan, handovers=[h.id], now=now)
     moved = book.moves_of(session, [h.id], back=False, at=now).get(h.id, [])
     _announce(session, h, moved, actor=actor, back=False, now=now, into=None)

@@ -9,13 +9,14 @@ import datetime as dt
 from typing import Any
 
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.audit.models import AuditEntry
 from app.book.models import RecordMove
 from app.core.clock import ManualClock
 from app.core.config import Settings
 from app.core.db import Database
+from app.directory.models import Client, Employee
 from app.transfer.models import Handover, HandoverRecordOverride
 from app.worker import run_once
 from tests.book.test_follow import owners, record_events, seed_records
@@ -306,3 +307,52 @@ def test_cancelled_after_the_take_over_the_records_go_back(
     r = client.post(f"/v1/handovers/{open_handover}/cancel", json={"reason": "stays"}, headers=auth("hr"))
     assert r.status_code == 200, r.text
     assert owners(db) == before
+
+
+def test_the_sweeper_repair_takes_the_clients_open_records_along(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, settings: Settings, company: dict[str, Any]
+) -> None:
+    subscribe(db, settings)
+    rows = [
+        {"kind": "deal", "external_id": "x-open", "client": "c0", "owner": "e1"},
+        {"kind": "deal", "external_id": "x-won", "client": "c0", "owner": "e1", "status": "closed"},
+        {"kind": "task", "external_id": "x-e0", "client": "c0", "owner": "e0"},  # not the gone owner's
+        {"kind": "automation", "external_id": "x-own", "owner": "e1"},  # no client: the sweeper repairs clients
+    ]
+    seed_records(client, auth, rows)
+    # e1 departs behind the service's back still owning c0: the sweeper gives c0 to e1's manager m1.
+    with db.engine.begin() as conn:
+        conn.execute(update(Client).where(Client.external_id == "c0").values(owner_id="e1"))
+        conn.execute(update(Employee).where(Employee.external_id == "e1").values(status="departed"))
+    assert run_once(db, clock)["sweep_ownership"] == 1
+    now = owners(db)
+    assert (now[("deal", "x-open")], now[("deal", "x-won")], now[("task", "x-e0")]) == ("m1", "e1", "e0")
+    assert now[("automation", "x-own")] == "e1"
+    [event] = record_events(db)
+    assert event["handover_id"] is None and event["undo"] is False
+    assert event["records"] == [
+        {"kind": "deal", "record": "x-open", "client": "c0", "from": "e1", "to": "m1", "attendee_added": None}
+    ]
+    with db.session(write=False) as s:
+        assert s.scalars(select(RecordMove)).all() == []
+
+
+def test_an_override_whose_receiver_left_before_the_execution_falls_back_to_the_rules(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, open_handover: int
+) -> None:
+    hid = open_handover
+    seed_records(client, auth, ROWS)
+    plan(client, auth, hid)
+    to = receivers(client, auth, hid)
+    other = next(e for e in ("e2", "e3", "e4") if e not in (to["c0"], to["c1"]))
+    tag = rows_of(client, auth, hid)[("deal", "d1")]["etag"]
+    r = client.patch(
+        f"/v1/handovers/{hid}/records/deal/d1", json={"to": other}, headers={**auth("hr"), "If-Match": tag}
+    )
+    assert r.status_code == 200, r.text
+    approve(client, auth, hid)
+    with db.engine.begin() as conn:
+        conn.execute(update(Employee).where(Employee.external_id == other).values(status="departed"))
+    clock.set(EFFECTIVE)
+    assert client.post(f"/v1/handovers/{hid}/execute", headers=auth("admin")).status_code == 200
+    assert owners(db)[("deal", "d1")] == to["c0"] != other

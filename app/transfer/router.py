@@ -470,12 +470,11 @@ def list_handover_records(
     handover_id: HandoverId, request: Request, session: DbSession, principal: HandoversRead, page: Pagination
 ) -> Page[schemas.RecordPlanOut]:
     v = visibility.see_handover(session, principal, handover_id)
-    receiver = principal.employee if v.own is not None else None
     rows = records.preview(
         session,
         v.handover,
         settings=request.app.state.settings,
-        receiver=receiver,
+        receiver=v.own,
         limit=page.limit + 1,
         offset=page.offset,
     )

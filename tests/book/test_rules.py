@@ -356,3 +356,19 @@ def test_an_override_whose_receiver_left_before_the_execution_falls_back_to_the_
     clock.set(EFFECTIVE)
     assert client.post(f"/v1/handovers/{hid}/execute", headers=auth("admin")).status_code == 200
     assert owners(db)[("deal", "d1")] == to["c0"] != other
+
+
+def test_a_successor_lists_only_the_records_they_receive_or_attend(
+    client: TestClient, auth: Any, db: Database, open_handover: int
+) -> None:
+    hid = open_handover
+    seed_records(client, auth, ROWS)
+    plan(client, auth, hid)
+    to = receivers(client, auth, hid)
+    who = to["c0"]
+    r = client.get(f"/v1/handovers/{hid}/records", headers=auth("account_manager", emp=who))
+    assert r.status_code == 200, r.text
+    mine = {(x["external_id"], x["to"], x["attendee"]) for x in r.json()["items"]}
+    everyone = rows_of(client, auth, hid)
+    assert mine == {(e, v["to"], v["attendee"]) for (_, e), v in everyone.items() if who in (v["to"], v["attendee"])}
+    assert ("d1", who, None) in mine

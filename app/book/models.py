@@ -6,7 +6,7 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, String
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, Numeric, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.core.db import Base, JSONType, UTCDateTime
@@ -47,14 +47,19 @@ class Record(Base):
 
 
 class RecordMove(Base):
-    """A record a handover's execution gave to the client's new owner: undo gives it back (issue 16 point 3)."""
+    """A record a handover gave to a new owner: undo gives it back (issue 16 point 3). `step` orders the moves one
+    handover made of one record (leaver → interim owner at the take-over, interim owner → successor at the late
+    execution), so undo walks them back in reverse. A meeting kept by its owner within the transition period is a
+    row with from = to and `attendee_id` (who joined it)."""
 
     __tablename__ = "record_move"
 
     handover_id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(20), primary_key=True)
     external_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    step: Mapped[int] = mapped_column(Integer, primary_key=True, default=1, server_default=text("1"))
     from_owner_id: Mapped[str] = mapped_column(String(100))
     to_owner_id: Mapped[str] = mapped_column(String(100))
+    attendee_id: Mapped[str | None] = mapped_column(String(100))
     moved_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     restored_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

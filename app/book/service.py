@@ -8,7 +8,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Table, and_, exists, false, insert, literal, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Table,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    true,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -227,70 +243,260 @@ def list_records(session: Session, principal: Principal, flt: RecordFilter, *, l
     return list(session.scalars(stmt.order_by(Record.kind, Record.external_id).limit(limit).offset(offset)))
 
 
-# ---- records follow their client's owner (a handover's execution and undo) ----------------------
+# ---- what a handover does with the leaver's records (rules, overrides), its execution and undo -----------------
+
+PLAN_RULES = ("follow", "keep", "manager", "override", "meeting_stays")
 
 
-def follow_owners(session: Session, moves: AnySelect, *, handovers: Sequence[int], now: dt.datetime) -> int:
-    """The open records of moved clients follow the client's new owner, from a statement of (handover_id, client_id,
-    from_owner, to_owner) rows: a record moves only while `from_owner` owns it (a colleague's task on the client, or
-    one the CRM gave to someone else, stays), and a closed one keeps its owner. Each move is kept in record_move (one
-    INSERT … SELECT), then the records change owner (one UPDATE); returns the number moved. `handovers` names the
-    handovers of the moves (a record belongs to one client, so it is in at most one of them)."""
-    m = moves.subquery()
-    r = Record
-    rows = select(m.c.handover_id, r.kind, r.external_id, r.owner_id, m.c.to_owner, literal(now, UTCDateTime)).where(
-        r.client_id == m.c.client_id, r.owner_id == m.c.from_owner, r.status == "open", m.c.to_owner != r.owner_id
+def plan_statement(leavers: AnySelect, clients: AnySelect, overrides: AnySelect) -> AnySelect:
+    """What each record of a leaver will do, one statement for a batch of handovers. The inputs (the workflow's
+    facts, handed in):
+
+    - `leavers`: (handover_id, leaver, clientless_to, meeting_from, meeting_until): whose records, where client-less
+      open ones go (null: they stay), the transition period in which meetings stay;
+    - `clients`: (handover_id, client_id, to_owner): where each client of the handover goes;
+    - `overrides`: (handover_id, kind, external_id, to_owner, version): one record's fate set by hand (null keeps).
+
+    A handover's records are the ones the leaver owns and the ones this handover moved before that are still with
+    whom it gave them (taken over by the interim owner, moved on at a late approval). The rules, in order: an
+    override; a closed record keeps its owner; an open one of a client in the handover follows the client's receiver,
+    but a meeting due in the transition period stays and the receiver is its attendee; a client-less one goes to
+    `clientless_to` (the same for a meeting in the period: it stays, `clientless_to` attends); anything else keeps.
+
+    Columns: handover_id, kind, external_id, client_id, status, title, due_at, amount, currency, owner, rule,
+    to_owner (null: stays), attendee, override_version (null: none)."""
+    lv = leavers.subquery("lv")
+    cm = clients.subquery("cm")
+    ov = overrides.subquery("ov")
+    r, rm = Record, RecordMove
+    moved_here = exists().where(
+        rm.handover_id == lv.c.handover_id,
+        rm.kind == r.kind,
+        rm.external_id == r.external_id,
+        rm.restored_at.is_(None),
+        rm.to_owner_id == r.owner_id,
+        rm.from_owner_id != rm.to_owner_id,
     )
-    columns = ["handover_id", "kind", "external_id", "from_owner_id", "to_owner_id", "moved_at"]
-    result = session.execute(insert(RecordMove).from_select(columns, rows))
-    rm = RecordMove
-    mine = and_(rm.handover_id.in_(list(handovers)), rm.moved_at == now, rm.restored_at.is_(None))
+    base = [lv.c.handover_id, lv.c.clientless_to, lv.c.meeting_from, lv.c.meeting_until, r.kind, r.external_id]
+    cand = union_all(
+        select(*base).join(r, r.owner_id == lv.c.leaver),
+        select(*base).join(r, r.owner_id != lv.c.leaver).where(moved_here),
+    ).subquery("cand")
+    in_period = and_(
+        r.kind == "meeting",
+        r.due_at.is_not(None),
+        r.due_at >= cand.c.meeting_from,
+        r.due_at < cand.c.meeting_until,
+    )
+    has_override = ov.c.handover_id.is_not(None)
+    has_client = cm.c.handover_id.is_not(None)
+    is_open = r.status == "open"
+    rule = case(
+        (has_override, literal("override")),
+        (~is_open, literal("keep")),
+        (and_(has_client, in_period), literal("meeting_stays")),
+        (has_client, literal("follow")),
+        (r.client_id.is_not(None), literal("keep")),
+        (and_(cand.c.clientless_to.is_not(None), in_period), literal("meeting_stays")),
+        (cand.c.clientless_to.is_not(None), literal("manager")),
+        else_=literal("keep"),
+    )
+    to_owner = case(
+        (has_override, ov.c.to_owner),
+        (~is_open, null()),
+        (and_(has_client, in_period), null()),
+        (has_client, cm.c.to_owner),
+        (r.client_id.is_not(None), null()),
+        (in_period, null()),
+        else_=cand.c.clientless_to,
+    )
+    attendee = case(
+        (has_override, null()),
+        (~is_open, null()),
+        (and_(has_client, in_period), cm.c.to_owner),
+        (has_client, null()),
+        (and_(r.client_id.is_(None), in_period), cand.c.clientless_to),
+        else_=null(),
+    )
+    return (
+        select(
+            cand.c.handover_id.label("handover_id"),
+            r.kind.label("kind"),
+            r.external_id.label("external_id"),
+            r.client_id.label("client_id"),
+            r.status.label("status"),
+            r.title.label("title"),
+            r.due_at.label("due_at"),
+            r.amount.label("amount"),
+            r.currency.label("currency"),
+            r.owner_id.label("owner"),
+            rule.label("rule"),
+            to_owner.label("to_owner"),
+            attendee.label("attendee"),
+            ov.c.version.label("override_version"),
+        )
+        .select_from(cand)
+        .join(r, and_(r.kind == cand.c.kind, r.external_id == cand.c.external_id))
+        .outerjoin(cm, and_(cm.c.handover_id == cand.c.handover_id, cm.c.client_id == r.client_id))
+        .outerjoin(
+            ov,
+            and_(ov.c.handover_id == cand.c.handover_id, ov.c.kind == r.kind, ov.c.external_id == r.external_id),
+        )
+    )
+
+
+def plan_rows(session: Session, plan: AnySelect, *, limit: int, offset: int) -> list[Any]:
+    """A page of `plan_statement`'s rows, in record order (the plan preview)."""
+    p = plan.subquery()
+    stmt = select(p).order_by(p.c.handover_id, p.c.kind, p.c.external_id).limit(limit).offset(offset)
+    return list(session.execute(stmt).all())
+
+
+def plan_row(session: Session, plan: AnySelect, kind: str, external_id: str) -> Any | None:
+    p = plan.subquery()
+    return session.execute(select(p).where(p.c.kind == kind, p.c.external_id == external_id)).first()
+
+
+def apply_plan(session: Session, plan: AnySelect, *, handovers: Sequence[int], now: dt.datetime) -> None:
+    """Execution (or the interim take-over): every planned owner change and every meeting kept with an attendee is
+    kept in record_move as the next step of that record in that handover (one INSERT … SELECT), then the records
+    change owner (one UPDATE). `handovers` names the handovers of `plan`; a record is in at most one of them."""
+    p = plan.subquery()
+    rm, r = RecordMove, Record
+    prior = (
+        select(func.max(rm.step))
+        .where(rm.handover_id == p.c.handover_id, rm.kind == p.c.kind, rm.external_id == p.c.external_id)
+        .scalar_subquery()
+    )
+    moves = and_(p.c.to_owner.is_not(None), p.c.to_owner != p.c.owner)
+    # An attendee this handover already added (at the take-over) is not added again at the execution.
+    attends = and_(
+        p.c.attendee.is_not(None),
+        ~exists().where(
+            rm.handover_id == p.c.handover_id,
+            rm.kind == p.c.kind,
+            rm.external_id == p.c.external_id,
+            rm.attendee_id == p.c.attendee,
+            rm.restored_at.is_(None),
+        ),
+    )
+    rows = select(
+        p.c.handover_id,
+        p.c.kind,
+        p.c.external_id,
+        func.coalesce(prior, 0) + 1,
+        p.c.owner,
+        case((moves, p.c.to_owner), else_=p.c.owner),
+        case((attends, p.c.attendee), else_=null()),
+        literal(now, UTCDateTime),
+    ).where(or_(moves, attends))
+    columns = ["handover_id", "kind", "external_id", "step", "from_owner_id", "to_owner_id", "attendee_id", "moved_at"]
+    session.execute(insert(RecordMove).from_select(columns, rows))
+    mine = and_(
+        rm.handover_id.in_(list(handovers)),
+        rm.moved_at == now,
+        rm.restored_at.is_(None),
+        rm.from_owner_id != rm.to_owner_id,
+    )
     match = and_(mine, rm.kind == r.kind, rm.external_id == r.external_id, rm.from_owner_id == r.owner_id)
     session.execute(
         update(r)
         .where(exists().where(match))
-        .values(owner_id=select(rm.to_owner_id).where(match).scalar_subquery(), updated_at=now)
+        .values(
+            owner_id=select(rm.to_owner_id).where(match).order_by(rm.step.desc()).limit(1).scalar_subquery(),
+            updated_at=now,
+        )
         .execution_options(synchronize_session=False)
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def follow_clients(session: Session, moves: AnySelect, *, now: dt.datetime) -> list[dict[str, Any]]:
+    """Outside any handover (the ownership sweeper's repair): the open records `from_owner` holds on each moved
+    client follow it, from a statement of (client_id, from_owner, to_owner); nothing to undo, so no record_move.
+    Returns the moves, in record order, for the event."""
+    m = moves.subquery()
+    r = Record
+    stmt = (
+        select(r.kind, r.external_id, r.client_id, m.c.from_owner, m.c.to_owner)
+        .join(m, and_(r.client_id == m.c.client_id, r.owner_id == m.c.from_owner))
+        .where(r.status == "open", m.c.to_owner != m.c.from_owner)
+        .order_by(r.kind, r.external_id)
+    )
+    out = [{"kind": k, "record": e, "client": c, "from": f, "to": t} for k, e, c, f, t in session.execute(stmt)]
+    if out:
+        match = and_(r.client_id == m.c.client_id, r.owner_id == m.c.from_owner, m.c.to_owner != m.c.from_owner)
+        session.execute(
+            update(r)
+            .where(r.status == "open", exists().where(match))
+            .values(owner_id=select(m.c.to_owner).where(match).limit(1).scalar_subquery(), updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return out
 
 
 def restore_owners(session: Session, handover_id: int, *, now: dt.datetime) -> None:
-    """Undo: every record this handover moved goes back to its owner before, while still with the owner it was given
-    (one the CRM moved since stays put); record_move says which came back (`restored_at`)."""
+    """Undo (or a cancellation after the take-over): the handover's moves go back step by step, last first, each
+    while the record is still with the owner that step gave it (one the CRM moved since stays put, and so do its
+    earlier steps); record_move says which came back (`restored_at`). One pair of statements per step (at most the
+    take-over and the execution)."""
     rm, r = RecordMove, Record
-    still = exists().where(r.kind == rm.kind, r.external_id == rm.external_id, r.owner_id == rm.to_owner_id)
-    session.execute(
-        update(rm)
-        .where(rm.handover_id == handover_id, rm.restored_at.is_(None), still)
-        .values(restored_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    back = and_(
-        rm.handover_id == handover_id, rm.restored_at == now, rm.kind == r.kind, rm.external_id == r.external_id
-    )
-    session.execute(
-        update(r)
-        .where(exists().where(back))
-        .values(owner_id=select(rm.from_owner_id).where(back).scalar_subquery(), updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
+    steps = session.scalars(
+        select(rm.step)
+        .where(rm.handover_id == handover_id, rm.restored_at.is_(None))
+        .distinct()
+        .order_by(rm.step.desc())
+    ).all()
+    for step in steps:
+        still = exists().where(r.kind == rm.kind, r.external_id == rm.external_id, r.owner_id == rm.to_owner_id)
+        session.execute(
+            update(rm)
+            .where(rm.handover_id == handover_id, rm.step == step, rm.restored_at.is_(None), still)
+            .values(restored_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        back = and_(
+            rm.handover_id == handover_id,
+            rm.step == step,
+            rm.restored_at == now,
+            rm.from_owner_id != rm.to_owner_id,
+            rm.kind == r.kind,
+            rm.external_id == r.external_id,
+        )
+        session.execute(
+            update(r)
+            .where(exists().where(back))
+            .values(owner_id=select(rm.from_owner_id).where(back).scalar_subquery(), updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
 
 
-def moves_of(session: Session, handover_ids: Sequence[int], *, back: bool) -> dict[int, list[dict[str, Any]]]:
-    """Each handover's record moves (`back`: the ones undo restored, reversed), in record order, for the events."""
+def moves_of(
+    session: Session, handover_ids: Sequence[int], *, back: bool, at: dt.datetime
+) -> dict[int, list[dict[str, Any]]]:
+    """Each handover's record changes made at `at`, in record order, for the events: forward, the moves (and the
+    meetings kept with an attendee) made then; `back`, the ones restored then, one entry per record from the owner
+    it had to the owner it got back (its chain of steps folded), and each attendee to take off."""
     rm, r = RecordMove, Record
-    where = [rm.handover_id.in_(list(handover_ids))]
-    if back:
-        where.append(rm.restored_at.is_not(None))
+    when = rm.restored_at == at if back else rm.moved_at == at
     stmt = (
-        select(rm.handover_id, rm.kind, rm.external_id, r.client_id, rm.from_owner_id, rm.to_owner_id)
+        select(rm.handover_id, rm.kind, rm.external_id, r.client_id, rm.from_owner_id, rm.to_owner_id, rm.attendee_id)
         .join(r, and_(r.kind == rm.kind, r.external_id == rm.external_id))
-        .where(*where)
-        .order_by(rm.handover_id, rm.kind, rm.external_id)
+        .where(rm.handover_id.in_(list(handover_ids)), when)
+        .order_by(rm.handover_id, rm.kind, rm.external_id, rm.step.desc() if back else rm.step)
     )
     out: dict[int, list[dict[str, Any]]] = defaultdict(list)
-    for hid, kind, eid, client, before, after in session.execute(stmt):
-        old, new = (after, before) if back else (before, after)
-        out[hid].append({"kind": kind, "record": eid, "client": client, "from": old, "to": new})
+    folded: dict[tuple[int, str, str], dict[str, Any]] = {}
+    for hid, kind, eid, client, before, after, attendee in session.execute(stmt):
+        entry = {"kind": kind, "record": eid, "client": client}
+        if attendee is not None:
+            out[hid].append({**entry, "from": before, "to": after, "attendee_added": attendee})
+        if before == after:
+            continue
+        if not back:
+            out[hid].append({**entry, "from": before, "to": after})
+        elif (hid, kind, eid) in folded:
+            folded[(hid, kind, eid)]["to"] = before  # an earlier step: the owner before it
+        else:
+            folded[(hid, kind, eid)] = {**entry, "from": after, "to": before}
+            out[hid].append(folded[(hid, kind, eid)])
     return out

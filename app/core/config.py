@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     # marked "feasible" with its certified gap. Null: no limit.
     solver_time_limit_seconds: float | None = Field(30.0, gt=0, le=3600)
     interim_owner: str | None = None  # fallback interim owner when a leaver has no manager
+    # What a handover does with the leaver's records (issue 16 point 2), overridable per handover (`record_rules`):
+    # client-less open records go to the leaver's manager (the interim owner rule), or stay ("keep"); meetings due
+    # within this many days after the effective time stay with the leaver and the receiver joins them as attendee.
+    record_clientless: Literal["manager", "keep"] = "manager"
+    meeting_transition_days: int = Field(14, ge=0, le=365)
     worker_interval_seconds: float = Field(5.0, gt=0, le=3600)
     # `handover worker` serves its own metrics (deliveries, pass duration) here; unset: none. 0: any free port.
     worker_metrics_port: int | None = Field(None, ge=0, le=65535)

@@ -48,6 +48,8 @@ ENUM_NAMES: dict[frozenset[str], str] = {
         "ClientStatus": ("active", "at_risk", "churned", "inactive"),
         "RecordKind": ("deal", "task", "case", "meeting", "contract", "invoice", "project", "automation", "other"),
         "RecordStatus": ("open", "closed"),
+        "RecordClientless": ("manager", "keep"),
+        "RecordPlanRule": ("follow", "keep", "manager", "override", "meeting_stays"),
         "Channel": ("email", "webhook", "phone", "none"),
         "MessageStatus": ("pending", "sent", "failed", "dead", "acknowledged", "withdrawn", "skipped"),
         "EmployeeStatus": ("active", "leaving", "departed"),

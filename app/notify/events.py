@@ -111,17 +111,34 @@ class ClientReassignedEvent(EventData):
 class ReassignedRecord(EventData):
     kind: str = Field(description="The record's kind: deal, task, case, meeting, contract, invoice, project, …")
     record: str = Field(description="The record's external id (unique per kind).")
-    client: str = Field(description="The client whose new owner the record followed.")
+    client: str | None = Field(
+        description="The client whose new owner the record followed; null for a client-less record (an automation, "
+        "a report, a meeting without a client) that went to the leaver's manager or by an override."
+    )
     from_: str = Field(alias="from", description="The owner before the change.")
-    to: str = Field(description="The owner after the change.")
+    to: str = Field(
+        description="The owner after the change; equal to `from` for a meeting kept by its owner within the "
+        "transition period (see `attendee_added`)."
+    )
+    attendee_added: str | None = Field(
+        None,
+        description="A meeting due within the transition period stays with its owner (from = to) and this person "
+        "(the client's receiver) joins it as attendee; with `undo: true`, the attendee to take off again. Null for "
+        "an owner change.",
+    )
 
 
 class RecordReassignedEvent(EventData):
-    """`record.reassigned`: a moved client's open records (deals, tasks, cases, …) followed it to its new owner at
-    a handover's execution (or went back, at its undo); closed records keep their owner. At most 500 records per
-    event, `batch` of `batches`."""
+    """`record.reassigned`: the leaver's records moved by a handover's rules (issue 16): a moved client's open
+    records followed it to its new owner (at the interim take-over, then at the execution), client-less open ones
+    went to the leaver's manager, overrides went where they name; meetings within the transition period stay and
+    name `attendee_added`; closed records keep their owner. With `undo: true`, what an undo or a cancellation after
+    the take-over gave back (one entry per record, from its owner then to its owner before the handover). At most
+    500 records per event, `batch` of `batches`."""
 
-    handover_id: int = Field(description="The handover.")
+    handover_id: int | None = Field(
+        description="The handover; null for a repair by the ownership sweeper (the records of a repaired client)."
+    )
     effective_at: EventTime = Field(description="The handover's effective time.")
     undo: bool = Field(description="True when the owners go back because the handover was undone.")
     batch: int = Field(ge=1, description="This event's number among the handover's events of this type, from 1.")

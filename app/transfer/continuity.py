@@ -38,12 +38,13 @@ from app.access import ownership as grants
 from app.access import service as access
 from app.access.models import AccessGrant, AccessSuspension
 from app.audit import service as audit
-from app.core.config import Settings
+from app.core.config import Settings, get_settings
 from app.core.db import AnySelect
 from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.notify import service as notify
 from app.transfer import interim as interim_rule
+from app.transfer import records
 from app.transfer.models import Handover
 
 # The reasons a client breaks the invariant, in the order they are checked (the first one that applies is given).
@@ -348,6 +349,16 @@ def take_over(session: Session, h: Handover, *, actor: str, now: dt.datetime, se
             now=now,
         )
         moved = list(session.scalars(_clients_of(h.leaver_id).order_by(Client.external_id)))
+        # The leaver's records go by the handover's rules with every client going to `who` (issue 16).
+        records.on_taken_over(
+            session,
+            h,
+            who=who,
+            clients=_clients_of(h.leaver_id).with_only_columns(Client.external_id.label("client_id")),
+            actor=actor,
+            now=now,
+            settings=settings or get_settings(),
+        )
         directory.move_owners(session, _moves_of(h.leaver_id, who), now=now, remember_former=True)
     directory.mark_departed(session, [h.leaver_id], now=now)
     h.interim_owner_id, h.interim_at = who, now

@@ -225,3 +225,21 @@ class ConfidentialityLocked(Conflict):
     """Recording a confidentiality step on a cancelled or undone handover."""
 
     slug, title = "confidentiality-locked", "The handover's confidentiality steps can no longer change"
+
+
+class RecordNotInHandover(NotFound):
+    """No record of this kind and external id among the leaver's records this handover decides on."""
+
+    slug, title = "record-not-in-handover", "The record is not in this handover"
+
+
+class RecordsLocked(Conflict):
+    """Changing what a handover does with records once it was executed (or cancelled, undone, a leave)."""
+
+    slug, title = "records-locked", "The handover's records can no longer change"
+
+
+class RecordTargetInvalid(Unprocessable):
+    """A record override naming someone who cannot hold it: unknown, not active, leaving, or the leaver."""
+
+    slug, title = "record-target-invalid", "The record's new owner is not valid"

@@ -69,6 +69,8 @@ class Handover(Base):
     interim_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     # The confidentiality steps (app/transfer/checklists.py): per step done, note, by, at. Null: none recorded.
     confidentiality: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # What moves with the leaver's records, over the settings' defaults (app/transfer/records.py). Null: defaults.
+    record_rules: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
 
     __table_args__ = (
         # One open handover per leaver, enforced by the database so concurrent exits create one.
@@ -132,6 +134,22 @@ class HandoverSeat(Base):
     role: Mapped[str] = mapped_column(String(100))
     removed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
     restored_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+
+class HandoverRecordOverride(Base):
+    """One record's fate in one handover, set by hand (`PATCH /v1/handovers/{id}/records/{kind}/{external_id}`):
+    `to_owner_id` receives it, null keeps it with its owner. Execution honours it over the rules."""
+
+    __tablename__ = "handover_record_override"
+
+    handover_id: Mapped[int] = mapped_column(ForeignKey("handover.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+    external_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    to_owner_id: Mapped[str | None] = mapped_column(ForeignKey("employee.external_id"))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    updated_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class OwnershipRepair(Base):

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.orm import Session
 
+from app.book import schemas as book_schemas
 from app.core.auth import HandoversApprove, HandoversRead, HandoversWrite
 from app.core.deps import DbSession, Now
 from app.core.errors import RoleNotAllowed, problem_responses
@@ -18,7 +19,7 @@ from app.directory.models import Client
 from app.jobs import service as jobs
 from app.jobs.router import ACCEPTED_RESPONSE, PREFER_DESCRIPTION, accepted
 from app.risk.errors import NoActiveRiskModel
-from app.transfer import leave, longops, planning, schemas, service, signoff, visibility
+from app.transfer import leave, longops, planning, records, schemas, service, signoff, visibility
 from app.transfer.errors import (
     AlreadySigned,
     ChecklistIncomplete,
@@ -45,6 +46,9 @@ from app.transfer.errors import (
     NotInvolved,
     NotTheApprover,
     NotTheSigner,
+    RecordNotInHandover,
+    RecordsLocked,
+    RecordTargetInvalid,
     ReportFormatNotAcceptable,
     SignOffReasonRequired,
     SuccessorBreaksConstraints,
@@ -145,6 +149,7 @@ def create_handover(
             actor=principal.actor,
             now=now,
             settings=request.app.state.settings,
+            record_rules=body.record_rules.model_dump(exclude_none=True) if body.record_rules else None,
         )
     session.flush()
     _with_etag(response, h)
@@ -404,6 +409,138 @@ def patch_item(
         session, v.handover, item, body, actor=principal.actor, now=now, settings=request.app.state.settings
     )
     return _item_response(session, v, item, response)
+
+
+RecordKind = Annotated[book_schemas.RecordKind, Path(description="The record's kind.")]
+RecordExternalId = Annotated[str, Path(pattern=EXTERNAL_ID_PATTERN, description="The record's external id.")]
+
+
+@router.patch(
+    "/v1/handovers/{handover_id}",
+    name="handovers-update",
+    summary="Set a handover's record rules",
+    description="Replaces `record_rules` (what happens to the leaver's records: client-less ones to the manager or "
+    "kept, the meeting transition period); a field left out takes the setting's default. Needs If-Match with the "
+    "handover ETag (412 stale, 428 missing); 409 once the handover was executed (or cancelled, undone, a leave).",
+    response_model=schemas.HandoverOut,
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        412,
+        415,
+        422,
+        428,
+        errors=[HandoverNotManaged, RoleNotAllowed, HandoverNotFound, RecordsLocked],
+    ),
+)
+def patch_handover(
+    handover_id: HandoverId,
+    body: schemas.HandoverPatch,
+    session: DbSession,
+    principal: HandoversWrite,
+    now: Now,
+    response: Response,
+    if_match: IfMatch = None,
+) -> schemas.HandoverOut:
+    if principal.role not in CREATOR_ROLES:
+        raise RoleNotAllowed("Only hr, managers and admins change a handover's record rules.")
+    v = visibility.see_handover(
+        session, principal, handover_id, lock=True, manage="Only the leaver's managers, hr or an admin may change this."
+    )
+    check_if_match(if_match, etag(v.handover.version, "handover", v.handover.id))
+    records.set_rules(session, v.handover, body.record_rules, actor=principal.actor, now=now)
+    return _transition_endpoint(v.handover, session, response)
+
+
+@router.get(
+    "/v1/handovers/{handover_id}/records",
+    name="handovers-records-list",
+    summary="What each of the leaver's records will do (the records plan)",
+    description="Every record the leaver owns (and every one this handover moved that is still where it went), "
+    "with its `rule` (follow, keep, manager, override, meeting_stays), who receives it (`to`, null: it stays), the "
+    "meeting's new attendee and the row's ETag for the PATCH. Clients follow their items' planned receivers, so "
+    "before planning a client's records show `keep`. A participant (a successor or interim owner on another team's "
+    "handover) lists only the rows they receive or attend.",
+    response_model=Page[schemas.RecordPlanOut],
+    responses=problem_responses(401, 403, 404, 422, errors=[HandoverNotFound]),
+)
+def list_handover_records(
+    handover_id: HandoverId, request: Request, session: DbSession, principal: HandoversRead, page: Pagination
+) -> Page[schemas.RecordPlanOut]:
+    v = visibility.see_handover(session, principal, handover_id)
+    rows = records.preview(
+        session,
+        v.handover,
+        settings=request.app.state.settings,
+        receiver=v.own,
+        limit=page.limit + 1,
+        offset=page.offset,
+    )
+    items, nxt = page_of(rows, page)
+    return Page[schemas.RecordPlanOut](items=items, limit=page.limit, offset=page.offset, next_offset=nxt)
+
+
+@router.patch(
+    "/v1/handovers/{handover_id}/records/{kind}/{external_id}",
+    name="handovers-records-update",
+    summary="Override what one record does at the execution",
+    description="`to` receives the record at the execution (an active employee who is not leaving, not the leaver), "
+    "null keeps it with its owner; overrides every rule. Needs If-Match with the row's ETag from the records list "
+    "(412 stale, 428 missing); 422 for a target who cannot hold it; 409 once the handover was executed (or "
+    "cancelled, undone, a leave). Audited (`handover.record_override`).",
+    response_model=schemas.RecordPlanOut,
+    responses=problem_responses(
+        401,
+        403,
+        404,
+        409,
+        412,
+        415,
+        422,
+        428,
+        errors=[
+            HandoverNotManaged,
+            RoleNotAllowed,
+            HandoverNotFound,
+            RecordNotInHandover,
+            RecordsLocked,
+            RecordTargetInvalid,
+        ],
+    ),
+)
+def patch_handover_record(
+    handover_id: HandoverId,
+    kind: RecordKind,
+    external_id: RecordExternalId,
+    body: schemas.RecordOverride,
+    request: Request,
+    session: DbSession,
+    principal: HandoversWrite,
+    now: Now,
+    response: Response,
+    if_match: IfMatch = None,
+) -> schemas.RecordPlanOut:
+    if principal.role not in CREATOR_ROLES:
+        raise RoleNotAllowed("Only hr, managers and admins override records.")
+    v = visibility.see_handover(
+        session,
+        principal,
+        handover_id,
+        lock=True,
+        manage="Only the leaver's managers, hr or an admin may override this handover's records.",
+    )
+    settings = request.app.state.settings
+    h = v.handover
+    if h.status not in records.OVERRIDABLE:
+        raise RecordsLocked(f"A handover in status {h.status} no longer changes what its records do.")
+    row = records.find_row(session, h, kind, external_id, settings=settings)
+    check_if_match(if_match, records.row_etag(h, kind, external_id, row.override_version))
+    records.set_override(session, h, kind, external_id, body, actor=principal.actor, now=now)
+    out = records.row_out(h, records.find_row(session, h, kind, external_id, settings=settings))
+    response.headers["ETag"] = out.etag
+    return out
 
 
 def _transition_endpoint(h: Handover, session: Session, response: Response) -> schemas.HandoverOut:

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, Field, StrictBool, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
+from app.book.schemas import RecordKind, RecordStatus
 from app.core.types import ExternalId, InputModel, UtcTime
 from app.directory.schemas import ClientTier
 from app.notify.events import ExitReason
@@ -81,6 +82,66 @@ def check_return_at(value: dt.datetime | None, info: ValidationInfo) -> dt.datet
     return value
 
 
+RecordClientless = Literal["manager", "keep"]
+RecordPlanRule = Literal["follow", "keep", "manager", "override", "meeting_stays"]
+
+
+class RecordRules(InputModel):
+    """What the handover does with the leaver's records, over the settings' defaults (a field left out keeps the
+    default: HANDOVER_RECORD_CLIENTLESS, HANDOVER_MEETING_TRANSITION_DAYS)."""
+
+    clientless: RecordClientless | None = Field(
+        None,
+        description="Client-less open records (automations, reports, meetings without a client): `manager` gives "
+        "them to the leaver's manager (walking up past anyone who cannot act), `keep` leaves them with the leaver.",
+    )
+    meeting_transition_days: int | None = Field(
+        None,
+        ge=0,
+        le=365,
+        description="Open meetings due within this many days from the effective time stay with the leaver and the "
+        "receiver joins them as attendee (0: none stays).",
+    )
+
+
+class RecordRulesOut(BaseModel):
+    clientless: RecordClientless = Field(description="Where client-less open records go: `manager` or `keep`.")
+    meeting_transition_days: int = Field(description="Meetings due this many days after the effective time stay.")
+
+
+class HandoverPatch(InputModel):
+    record_rules: RecordRules = Field(description="Replaces the handover's record rules (fields left out: defaults).")
+
+
+class RecordPlanOut(BaseModel):
+    kind: RecordKind = Field(description="The record's kind.")
+    external_id: str
+    title: str
+    client: str | None = Field(description="The record's client; null for a client-less record.")
+    status: RecordStatus
+    due_at: dt.datetime | None
+    amount: float | None
+    currency: str | None
+    owner: str = Field(description="Who owns it now.")
+    rule: RecordPlanRule = Field(
+        description="What the handover does with it: `follow` (goes with its client to the client's receiver), "
+        "`keep` (stays: closed, or its client is not in the handover, or the rules keep it), `manager` (client-less: "
+        "to the leaver's manager), `override` (set by hand: `to`, or null to keep), `meeting_stays` (a meeting due "
+        "in the transition period: stays, `attendee` joins it)."
+    )
+    to: str | None = Field(description="Who receives it at the execution; null: it stays with `owner`.")
+    attendee: str | None = Field(description="`meeting_stays`: who joins the meeting as attendee.")
+    etag: str = Field(description="The row's ETag, for If-Match on its PATCH.")
+
+
+class RecordOverride(InputModel):
+    to: ExternalId | None = Field(
+        description="Who receives the record at the execution (an active employee who is not leaving), or null to "
+        "keep it with its owner."
+    )
+    reason: str | None = Field(None, max_length=500, description="Why, for the audit trail.")
+
+
 class HandoverCreate(InputModel):
     leaver: ExternalId = Field(description="The leaving employee's external id.")
     reason: Reason = Field(description=REASON_DESCRIPTION)
@@ -100,6 +161,10 @@ class HandoverCreate(InputModel):
         description="A leave only: who holds the person's clients meanwhile (an interim grant on each). Default: "
         "the interim owner rule (the person's manager, walking up past anyone who cannot act, else "
         "HANDOVER_INTERIM_OWNER).",
+    )
+
+    record_rules: RecordRules | None = Field(
+        None, description="What happens to the leaver's records, over the defaults (see PATCH /v1/handovers/{id})."
     )
 
     _return_at = field_validator("return_at")(check_return_at)
@@ -232,6 +297,9 @@ class HandoverOut(BaseModel):
         description="Only in an approval's response: the items the approval re-planned because their successor no "
         "longer qualified (departed, leaving, over capacity, without clearance), and clients given to the leaver "
         "after planning that joined; empty when nothing changed.",
+    )
+    record_rules: RecordRulesOut | None = Field(
+        None, description="The record rules in force for this handover (its own over the defaults)."
     )
     confidentiality: dict[ConfidentialityStep, ConfidentialityStepOut] = Field(
         default_factory=dict,

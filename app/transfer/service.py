@@ -161,6 +161,7 @@ def create_handover(
     actor: str,
     now: dt.datetime,
     settings: Settings | None = None,
+    record_rules: dict[str, Any] | None = None,
 ) -> Handover:
     emp = session.get(Employee, leaver, with_for_update=True)
     if emp is None:
@@ -188,6 +189,7 @@ def create_handover(
         effective_at=effective_at,
         source=source,
         candidate_pool={"kind": "organisation"},
+        record_rules=record_rules or None,
         leaver_status_before=emp.status,
         version=1,
         created_by=actor,
@@ -636,7 +638,7 @@ def execute_many(
         move(h, "executed", now)
         record(session, actor, "handover.executed", h, now, pending=pending, clients_moved=moved.get(h.id, 0))
         _reassigned(session, h, moves.get(h.id, []), back=False, now=now, into=pending.events)
-    records.on_executed(session, hs, actor=actor, now=now, into=pending.events)
+    records.on_executed(session, hs, actor=actor, now=now, into=pending.events, settings=settings or get_settings())
     seats.remove_for_executed(session, hs, actor=actor, now=now, events=pending.events)
     pending.write(session, now)
 
@@ -715,6 +717,7 @@ def cancel(session: Session, h: Handover, *, actor: str, now: dt.datetime, reaso
     directory.clear_exit(session, h.leaver_id, status=h.leaver_status_before or "active", only_if_leaving=True, now=now)
     h.cancelled_by, h.cancelled_at, h.cancel_reason = actor, now, reason
     access.on_cancel(session, handover_id=h.id, actor=actor, now=now)
+    records.on_cancelled(session, h, actor=actor, now=now)
     continuity.on_cancelled(session, h, now=now)
     messaging.on_cancelled(session, handover_id=h.id)
     followups.cancel_for_handover(session, handover_id=h.id, now=now)

@@ -44,7 +44,7 @@ from app.directory import service as directory
 from app.directory.models import Client
 from app.notify import events as event_models
 from app.notify import service as notify
-from app.transfer import continuity
+from app.transfer import continuity, records
 from app.transfer import interim as interim_rule
 from app.transfer.models import OPEN_STATUSES, Handover, OwnershipRepair
 
@@ -126,6 +126,7 @@ def sweep(
         moves = select(
             Client.external_id.label("client_id"), literal(owner).label("from_owner"), literal(who).label("to_owner")
         ).where(Client.external_id.in_(clients))
+        records.on_repaired(session, moves, now=now)  # the client's open records follow it
         directory.move_owners(session, moves, now=now, remember_former=True)
         repairs.extend({"v": v, "to": who} for v in vs)
     for owner, vs in sorted(no_access.items()):

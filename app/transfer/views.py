@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from app.core.config import get_settings
 from app.directory.models import Client
-from app.transfer import leave, schemas, visibility
+from app.transfer import leave, records, schemas, visibility
 from app.transfer.models import Handover, HandoverItem
 
 
@@ -47,6 +48,7 @@ def handover_out(
         needs_attention=c.needs_attention,
         total_exposure=c.exposure,
         allowed_transitions=leave.allowed_transitions(h),
+        record_rules=records.rules_of(h, get_settings()) if h.reason != "leave" else None,
         confidentiality={
             k: schemas.ConfidentialityStepOut.model_validate(v) for k, v in (h.confidentiality or {}).items()
         },

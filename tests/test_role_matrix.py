@@ -80,6 +80,11 @@ MATRIX: dict[tuple[str, str], Row] = {
     ("GET", "/v1/handovers/{handover_id}/items"):              (200, 200, 200, 200, 200, {"handovers:read": 200}),
     ("GET", "/v1/handovers/{handover_id}/items/{item_id}"):    (200, 200, 200, 200, 200, {"handovers:read": 200}),
     ("PATCH", "/v1/handovers/{handover_id}/items/{item_id}"):  (200, 200, 404, 403, 403, {"handovers:write": 200}),
+    ("PATCH", "/v1/handovers/{handover_id}"):                  (200, 200, 404, 403, 403, {"handovers:write": 200}),
+    # e0's handover's records plan (e0 is the leaver); x1's case r-k1 overridden on x1's handover.
+    ("GET", "/v1/handovers/{handover_id}/records"):            (200, 200, 200, 200, 200, {"handovers:read": 200}),
+    ("PATCH", "/v1/handovers/{handover_id}/records/{kind}/{external_id}"):
+                                                               (200, 200, 404, 403, 403, {"handovers:write": 200}),
     ("POST", "/v1/handovers/{handover_id}/approve"):           (200, 403, 404, 403, 403, {"handovers:approve": 200}),
     ("POST", "/v1/handover-approvals"):                        (200, 403, 404, 403, 403, {"handovers:approve": 200}),
     # Execution by hand is for admins; undo and complete need an executed handover (409).
@@ -278,6 +283,15 @@ REQUESTS: dict[tuple[str, str], Callable[[Ctx], Req]] = {
         f"/v1/handovers/{c.ids['planned']}/items/{c.ids['item_planned']}",
         json={"interim_owner": "m2"},
         headers={"If-Match": c.etag(f"/v1/handovers/{c.ids['planned']}/items/{c.ids['item_planned']}")},
+    ),
+    ("PATCH", "/v1/handovers/{handover_id}"): lambda c: Req(
+        f"/v1/handovers/{c.ids['planned']}",
+        json={"record_rules": {"clientless": "keep"}},
+        headers={"If-Match": c.etag(f"/v1/handovers/{c.ids['planned']}")},
+    ),
+    ("GET", "/v1/handovers/{handover_id}/records"): lambda c: Req(f"/v1/handovers/{c.ids['approved']}/records"),
+    ("PATCH", "/v1/handovers/{handover_id}/records/{kind}/{external_id}"): lambda c: Req(
+        f"/v1/handovers/{c.ids['planned']}/records/case/r-k1", json={"to": "m2"}, headers={"If-Match": "*"}
     ),
     ("POST", "/v1/handovers/{handover_id}/approve"): lambda c: Req(
         f"/v1/handovers/{c.ids['planned']}/approve",

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from app.book import service as book
 from app.core.bulk import chunks
-from app.directory.models import Client, Employee
+from app.directory.models import Client, ClientContact, Employee
 from app.transfer.models import CHECKLIST_KEYS, Handover, HandoverItem
 from app.transfer.reporttexts import ReportLocale, Texts
 from app.transfer.schemas import (
@@ -109,6 +109,16 @@ class ReportRecord(BaseModel):
     days_overdue: int | None = Field(None, description="overdue_invoice only: whole days past `due_at`.")
 
 
+KEY_CONTACTS = 3  # per client in the document: the primary contact first, then in the CRM's order
+
+
+class ReportContact(BaseModel):
+    name: str
+    email: str | None
+    phone: str | None
+    primary: bool
+
+
 class ReportItem(BaseModel):
     id: int
     client: str = Field(description="The client's external id.")
@@ -127,6 +137,11 @@ class ReportItem(BaseModel):
     checklist_done: int
     sign_offs: list[SignOffRecord] = Field(description="The outgoing and the incoming sign-off.")
     transferred_at: dt.datetime | None
+    contacts: list[ReportContact] = Field(
+        default_factory=list,
+        description=f"The client's key contacts: at most {KEY_CONTACTS}, the primary one first, then in the CRM's "
+        "order.",
+    )
     records: list[ReportRecord] = Field(
         default_factory=list,
         description="The client's book at the report's `records_at` (app/book): open deals, contracts renewing "
@@ -224,8 +239,8 @@ def build_report(
     view: View = "all",
     locale: ReportLocale = "en",
 ) -> dict[str, Any]:
-    """The JSON-ready report: three queries (items with clients, the people named, the clients' records), whatever
-    the size; with
+    """The JSON-ready report: four queries (items with clients, the people named, the clients' records and key
+    contacts), whatever the size; with
     `only` (SQL on HandoverItem), only those items, and everything counted over them."""
     pairs = list(
         session.execute(
@@ -252,7 +267,13 @@ def build_report(
     at = max(h.effective_at, now) if now is not None else h.effective_at
     clients = select(HandoverItem.client_id).where(HandoverItem.handover_id == h.id, true() if only is None else only)
     book_of = book.document_records(session, clients, at=at)
-    items = [_item(item, client, h, ref, book_of.get(client.external_id, []), at) for item, client in pairs]
+    contacts = _key_contacts(session, clients)
+    items = [
+        _item(item, client, h, ref, book_of.get(client.external_id, []), at).model_copy(
+            update={"contacts": contacts.get(client.external_id, [])}
+        )
+        for item, client in pairs
+    ]
     successors: dict[str, Counter[str]] = {}
     for r in items:
         if r.successor is not None:
@@ -305,6 +326,18 @@ def build_report(
         locale=locale,
     )
     return report.model_dump(mode="json")
+
+
+def _key_contacts(session: Session, clients: Any) -> dict[str, list[ReportContact]]:
+    """Every client's key contacts in one query (the directory's, which every module may read)."""
+    c = ClientContact
+    out: dict[str, list[ReportContact]] = {}
+    stmt = select(c).where(c.client_id.in_(clients)).order_by(c.client_id, c.is_primary.desc(), c.position, c.id)
+    for row in session.scalars(stmt):
+        shown = out.setdefault(row.client_id, [])
+        if len(shown) < KEY_CONTACTS:
+            shown.append(ReportContact(name=row.name, email=row.email, phone=row.phone, primary=row.is_primary))
+    return out
 
 
 def _record(d: book.DocumentRecord, at: dt.datetime) -> ReportRecord:
@@ -443,7 +476,9 @@ CSV_COLUMNS = (
     "incoming_signed_by",
     "incoming_signed_at",
     "transferred_at",
-    # The client's book (see ReportRecord): counts, amounts as "EUR 50000.00; USD 10.00", the next due times.
+    # The client's key contacts as "Name <email>; …", and its book (see ReportRecord): counts, amounts as
+    # "EUR 50000.00; USD 10.00", the next due times.
+    "key_contacts",
     "open_deals",
     "open_deal_value",
     "renewals_90d",
@@ -481,7 +516,11 @@ def _book_cells(item: dict[str, Any]) -> list[Any]:
     projects = "; ".join(
         f"{r['title']}: {r['progress']}%" if r["progress"] is not None else r["title"] for r in of("project")
     )
+    contacts = "; ".join(
+        f"{c['name']} <{c['email']}>" if c.get("email") else c["name"] for c in item.get("contacts") or []
+    )
     return [
+        contacts,
         len(of("deal")),
         _money(item.get("open_deal_value") or {}),
         len(of("renewal")),

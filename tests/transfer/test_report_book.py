@@ -69,6 +69,7 @@ def test_each_clients_book_as_of_the_effective_time(
     assert project["progress"] == 40 and project["url"] == "https://crm.example.com/p/roll"
     assert _sections(items["c1"]) == {"deal": ["d-c1", "d-c1-e1"], "project": ["p-c1"]}
     assert items["c1"]["open_deal_value"] == {"GBP": 15.0} and items["c1"]["outstanding"] == {}
+    assert c0["contacts"] == [{"name": "Contact 0", "email": "c0@client.example", "phone": None, "primary": False}]
     assert all(items[c]["records"] == [] for c in items if c not in ("c0", "c1"))
     assert body["counts"]["records"] == {
         "deal": 4,
@@ -138,6 +139,7 @@ def test_the_csv_has_each_clients_book_and_the_confidentiality_steps(
         "next_meeting_at": (EFFECTIVE + dt.timedelta(days=3)).isoformat().replace("+00:00", "Z"),
     }
     assert c0["projects"] == "Branch roll-out: 40%"
+    assert c0["key_contacts"] == "Contact 0 <c0@client.example>"
     # A CRM title that a spreadsheet would run as a formula is neutralised.
     assert by_client["c1"]["projects"] == "'" + FORMULA + ": 10%"
     assert by_client["c1"]["open_deal_value"] == "GBP 15.00" and by_client["c1"]["overdue_invoices"] == "0"
@@ -171,5 +173,22 @@ def test_one_query_reads_the_book_of_every_client(
         event.remove(db.engine, "before_cursor_execute", count)
     on_records = [q for q in statements if "FROM record" in q]
     assert len(on_records) == 1, on_records
-    assert len(statements) <= 4, statements  # items with clients, people, records
+    assert len(statements) <= 5, statements  # items with clients, people, records, key contacts
     assert sum(len(i["records"]) for i in report["items"]) == 5 * 7
+
+
+def test_key_contacts_the_primary_first_at_most_three(client: TestClient, auth: Any, open_handover: int) -> None:
+    from tests.support.company import clients
+
+    c1 = next(c for c in clients() if c["external_id"] == "c1")
+    c1["contacts"] = [
+        {"name": f"P{n}", "email": f"p{n}@client.example", "primary": n == 2, "phone": "+86 21 5555 0100"}
+        for n in range(5)
+    ]
+    assert client.post("/v1/clients/batch", json={"items": [c1]}, headers=auth("hr")).status_code == 200
+    plan(client, auth, open_handover)
+    url = f"/v1/handovers/{open_handover}/report"
+    item = next(i for i in client.get(url, headers=auth()).json()["items"] if i["client"] == "c1")
+    assert [(c["name"], c["primary"]) for c in item["contacts"]] == [("P2", True), ("P0", False), ("P1", False)]
+    html = client.get(url, params={"format": "html", "locale": "zh-CN"}, headers=auth()).text
+    assert "主要联系人" in html and "P2 &lt;p2@client.example&gt;, +86 21 5555 0100" in html and "P3" not in html

@@ -157,6 +157,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "Signatures",
             "Successor",
             # c0's book: a deal row (title, amount, stage), the overdue invoice row, the totals, the other sections
+            "Key contacts",
+            "Contact 0 <c0@client.example>",
             "Open deals",
             "Overdue invoices",
             "Open deal value: EUR 50,000.00; USD 700.00",
@@ -204,6 +206,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
             "交接记录",
             "此客户没有进行中的商机、续约、逾期发票、工单、会议或项目。",
             "继任者",
+            "主要联系人",
+            "Contact 0 <c0@client.example>",
             "进行中的商机",
             "逾期发票",
             "进行中商机总额：EUR 50,000.00; USD 700.00",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
@@ -500,3 +500,98 @@ def moves_of(
             folded[(hid, kind, eid)] = {**entry, "from": after, "to": before}
             out[hid].append(folded[(hid, kind, eid)])
     return out
+
+
+# ---- reads for the handover document, the plan's counts and load points (issue 16 points 2, 4, 5) -----------------
+# Read-only and set-based: one statement for all the clients (or owners) asked about, whatever their number. The
+# workflow (app/transfer) hands in its clients as a statement; the book never reads the workflow's tables itself.
+
+RENEWAL_WINDOW = dt.timedelta(days=90)
+DOCUMENT_SECTIONS = ("deal", "renewal", "overdue_invoice", "case", "meeting", "project")
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """One record as the handover document lists it, under one `section` of its client."""
+
+    section: str
+    record: Record
+
+
+def document_records(session: Session, clients: AnySelect, *, at: dt.datetime) -> dict[str, list[DocumentRecord]]:
+    """What a successor must know about each client at `at`, from one query over every client `clients` names (a
+    statement of client ids): open deals; open contracts renewing within 90 days of `at`; open invoices whose due
+    time passed (overdue); open cases; open meetings still to come; open projects with their progress. Per client,
+    by section (as DOCUMENT_SECTIONS), then due time and id. Whoever owns them: this is the client's book."""
+    r = Record
+    wanted = or_(
+        r.kind.in_(("deal", "case", "project")),
+        and_(r.kind == "contract", r.due_at >= at, r.due_at < at + RENEWAL_WINDOW),
+        and_(r.kind == "invoice", r.due_at < at),
+        and_(r.kind == "meeting", r.due_at >= at),
+    )
+    stmt = select(r).where(r.client_id.in_(clients), r.status == "open", wanted)
+    section = {"contract": "renewal", "invoice": "overdue_invoice"}
+    out: dict[str, list[DocumentRecord]] = defaultdict(list)
+    for rec in session.scalars(stmt):
+        assert rec.client_id is not None
+        out[rec.client_id].append(DocumentRecord(section.get(rec.kind, rec.kind), rec))
+    order = {s: i for i, s in enumerate(DOCUMENT_SECTIONS)}
+    far = dt.datetime.max.replace(tzinfo=dt.UTC)
+    for rows in out.values():
+        rows.sort(key=lambda d: (order[d.section], d.record.due_at or far, d.record.external_id))
+    return out
+
+
+@dataclass
+class KindTotal:
+    """Records of one kind: how many, and the sum of their amounts per currency (records without one add nothing)."""
+
+    count: int = 0
+    value: dict[str, float] = field(default_factory=dict)
+
+
+def open_totals(session: Session, pairs: AnySelect) -> dict[Any, dict[str, KindTotal]]:
+    """Open records by key and kind, from a statement of (key, client_id, owner_id) rows: a record counts for a key
+    when it belongs to that client and that owner holds it (what moves with the client). One grouped query."""
+    p = pairs.subquery()
+    key, client, owner = list(p.c)[:3]
+    r = Record
+    stmt = (
+        select(key, r.kind, r.currency, func.count(), func.sum(r.amount))
+        .join(r, and_(r.client_id == client, r.owner_id == owner))
+        .where(r.status == "open")
+        .group_by(key, r.kind, r.currency)
+    )
+    out: dict[Any, dict[str, KindTotal]] = defaultdict(dict)
+    for k, kind, currency, n, amount in session.execute(stmt):
+        total = out[k].setdefault(kind, KindTotal())
+        total.count += int(n)
+        if currency is not None and amount is not None:
+            total.value[currency] = round(total.value.get(currency, 0.0) + float(amount), 2)
+    return out
+
+
+def owner_load(
+    session: Session, owners: Sequence[str], *, amount_per_point: float, points_per_case: float
+) -> dict[str, float]:
+    """Load points the open records an owner holds add when the company counts them (both off, 0, by default): one
+    point per `amount_per_point` of open deal amount (amounts as recorded, whatever their currency: no conversion),
+    `points_per_case` per open case. No query while both are off."""
+    kinds = [k for k, on in (("deal", amount_per_point > 0), ("case", points_per_case > 0)) if on]
+    loads: dict[str, float] = defaultdict(float)
+    if not kinds or not owners:
+        return loads
+    r = Record
+    for part in chunks(sorted(set(owners)), 5000):
+        stmt = (
+            select(r.owner_id, r.kind, func.count(), func.sum(r.amount))
+            .where(r.owner_id.in_(part), r.status == "open", r.kind.in_(kinds))
+            .group_by(r.owner_id, r.kind)
+        )
+        for owner, kind, n, amount in session.execute(stmt):
+            if kind == "deal":
+                loads[owner] += max(float(amount or 0), 0.0) / amount_per_point
+            else:
+                loads[owner] += points_per_case * int(n)
+    return loads

@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     load_points: dict[str, float] = Field(
         default_factory=lambda: {"strategic": 5.0, "key": 3.0, "standard": 1.0, "prospect": 0.5}
     )
+    # The book in a successor's load (issue 16 point 2), off (0) by default: one load point per this much open deal
+    # amount they hold (amounts as recorded, no currency conversion), and this many points per open case.
+    load_open_deal_amount_per_point: float = Field(0.0, ge=0, le=1e13)
+    load_points_per_open_case: float = Field(0.0, ge=0, le=1000)
     min_seniority: dict[str, int] = Field(
         default_factory=lambda: {"strategic": 3, "key": 2, "standard": 1, "prospect": 1}
     )

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from app.book.schemas import RecordBatchItem
 from app.core import bulk
 from app.directory.schemas import ClientBatchItem, EmployeeBatchItem
 
@@ -190,6 +191,56 @@ class Company:
     def client_items(self) -> list[ClientBatchItem]:
         return [ClientBatchItem.model_validate(row) for row in self.clients]
 
+    def record_rows(self) -> list[dict[str, Any]]:
+        """The book beside the clients (issue 16): per client that is not churned, one or two deals (one in four
+        already won, so closed), a task and an invoice (one in three overdue, one in four paid), owned by the client's
+        owner. Drawn from the seed and the client's id alone, so the clients and employees stay as they were."""
+        rows: list[dict[str, Any]] = []
+        stages = ("qualified", "proposal", "negotiation")
+        for c in self.clients:
+            if c["status"] == "churned":
+                continue
+            cid, owner = c["external_id"], c["owner"]
+            rng = random.Random(f"{self.seed}:{cid}")  # noqa: S311 - synthetic data, not secrets
+            value = float(c.get("annual_value") or 10_000)
+            currency = "CNY" if c.get("region", "").startswith("cn") else "EUR"
+            rec = _record_maker(cid, owner)
+
+            for n in range(1 + (rng.random() < 0.5)):
+                won = rng.random() < 0.25
+                amount = round(value * rng.uniform(0.1, 0.6), 2)
+                rows.append(
+                    rec(
+                        "deal",
+                        n,
+                        f"{c['name']} — opportunity {n + 1}",
+                        amount=amount,
+                        currency=currency,
+                        status="closed" if won else "open",
+                        stage="won" if won else rng.choice(stages),
+                        due_at=self.now + dt.timedelta(days=rng.randint(10, 120)),
+                    )
+                )
+            rows.append(rec("task", 0, "Follow up on the last meeting", due_at=self.now + dt.timedelta(days=7)))
+            draw = rng.random()
+            paid, overdue = draw < 0.25, draw > 2 / 3
+            rows.append(
+                rec(
+                    "invoice",
+                    0,
+                    f"Invoice {cid}",
+                    amount=round(value / 12, 2),
+                    currency=currency,
+                    status="closed" if paid else "open",
+                    stage="paid" if paid else None,
+                    due_at=self.now + dt.timedelta(days=-rng.randint(5, 60) if overdue else rng.randint(5, 30)),
+                )
+            )
+        return rows
+
+    def record_items(self) -> list[RecordBatchItem]:
+        return [RecordBatchItem.model_validate(row) for row in self.record_rows()]
+
     def owner_counts(self) -> Counter[str]:
         return Counter(c["owner"] for c in self.clients)
 
@@ -200,6 +251,14 @@ class Company:
             if c["status"] != "churned":
                 out[c["owner"]] = out.get(c["owner"], 0.0) + LOAD_POINTS[c["tier"]]
         return out
+
+
+def _record_maker(cid: str, owner: str) -> Any:
+    def rec(kind: str, n: int, title: str, **extra: Any) -> dict[str, Any]:
+        row = {"kind": kind, "external_id": f"{kind[0]}-{cid}-{n}", "title": title, "owner": owner}
+        return row | {"client": cid, "status": "open"} | extra
+
+    return rec
 
 
 def jsonable(row: dict[str, Any]) -> dict[str, Any]:

@@ -15,10 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from app.book import service as book
+from app.book.models import Record
 from app.core.auth import Principal
 from app.core.config import Settings
 from app.core.db import Database, transaction
@@ -50,6 +52,8 @@ def run_demo(database_url: str, *, seed: int = 7, out: TextIO = sys.stdout) -> N
                 intake.put_employees(session, [(e.external_id, e) for e in people], actor="demo", now=now)
             for batch in synthetic.chunks(company.client_items()):
                 intake.put_clients(session, [(c.external_id, c) for c in batch], actor="demo", now=now)
+            for records in synthetic.chunks(company.record_items()):
+                book.upsert_records(session, [(r.kind, r.external_id, r) for r in records], actor="demo", now=now)
         loaded = time.perf_counter()
         with transaction(db) as session:
             h = service.create_handover(
@@ -70,7 +74,19 @@ def run_demo(database_url: str, *, seed: int = 7, out: TextIO = sys.stdout) -> N
             )
             session.flush()
             summary = _summarise(session, h, plan, company, database_url)
-        summary.timings = {"load": loaded - started, "plan": time.perf_counter() - loaded}
+            before = _book(session, h)
+        planned = time.perf_counter()
+        # The effective time comes: the clients move, and their open records with them (closed ones stay).
+        with transaction(db) as session:
+            h = session.get_one(Handover, summary.handover_id)
+            service.execute(session, h, actor="demo", now=effective_at, settings=settings)
+            session.flush()
+            summary.executed = _executed(session, h, before)
+        summary.timings = {
+            "load": loaded - started,
+            "plan": planned - loaded,
+            "execute": time.perf_counter() - planned,
+        }
     finally:
         db.dispose()
     _print(summary, out)
@@ -131,6 +147,60 @@ class _Summary:
     capacities: dict[str, float]
     solver_status: str
     timings: dict[str, float] = field(default_factory=dict)
+    executed: _Executed | None = None
+
+
+@dataclass
+class _Executed:
+    """What the execution moved: the records per kind, those that stayed, and what each successor now holds."""
+
+    status: str
+    executed_at: dt.datetime | None
+    clients_moved: int
+    moved: Counter[str]
+    stayed_closed: Counter[str]
+    held: dict[str, Counter[str]]
+    samples: list[tuple[str, str, str, str, str]]  # kind, record, client, from, to
+
+
+def _book(session: Session, h: Handover) -> Counter[tuple[str, str]]:
+    """The leaver's records on the handover's clients, by (kind, status): one grouped query."""
+    clients = select(HandoverItem.client_id).where(HandoverItem.handover_id == h.id)
+    rows = session.execute(
+        select(Record.kind, Record.status, func.count())
+        .where(Record.owner_id == h.leaver_id, Record.client_id.in_(clients))
+        .group_by(Record.kind, Record.status)
+    )
+    return Counter({(kind, status): n for kind, status, n in rows})
+
+
+def _executed(session: Session, h: Handover, before: Counter[tuple[str, str]]) -> _Executed:
+    assert h.executed_at is not None
+    moves = book.moves_of(session, [h.id], back=False, at=h.executed_at).get(h.id, [])
+    after = _book(session, h)
+    receivers = select(HandoverItem.transferred_to_id).where(
+        HandoverItem.handover_id == h.id, HandoverItem.transferred_to_id.is_not(None)
+    )
+    clients = select(HandoverItem.client_id).where(HandoverItem.handover_id == h.id)
+    held: dict[str, Counter[str]] = defaultdict(Counter)
+    for owner, kind, n in session.execute(
+        select(Record.owner_id, Record.kind, func.count())
+        .where(Record.owner_id.in_(receivers), Record.client_id.in_(clients), Record.status == "open")
+        .group_by(Record.owner_id, Record.kind)
+    ):
+        held[owner][kind] += n
+    moved_clients = session.scalar(
+        select(func.count()).where(HandoverItem.handover_id == h.id, HandoverItem.transferred_to_id.is_not(None))
+    )
+    return _Executed(
+        status=h.status,
+        executed_at=h.executed_at,
+        clients_moved=int(moved_clients or 0),
+        moved=Counter(m["kind"] for m in moves),
+        stayed_closed=Counter({k: n for (k, st), n in after.items() if st == "closed" and before[(k, st)]}),
+        held=dict(held),
+        samples=[(m["kind"], m["record"], m["client"], m["from"], m["to"]) for m in moves[:5]],
+    )
 
 
 def _summarise(
@@ -313,5 +383,39 @@ def _print(s: _Summary, out: TextIO) -> None:
         use_after = f"{100 * after / cap:.0f}%" if cap else "-"
         say(f"{_pad(label, 28)} {before:>8.1f} {after:>8.1f} {cap:>9.1f} {use_before:>10} {use_after:>9}")
     say()
+    if s.executed is not None:
+        _print_executed(s, s.executed, say)
     if s.timings:
-        say(f"Done: company written in {s.timings['load']:.1f} s, planned and approved in {s.timings['plan']:.1f} s.")
+        say(
+            f"Done: company written in {s.timings['load']:.1f} s, planned and approved in {s.timings['plan']:.1f} s,"
+            f" executed in {s.timings.get('execute', 0.0):.1f} s."
+        )
+
+
+def _print_executed(s: _Summary, e: _Executed, say: Any) -> None:
+    kinds = ("deal", "task", "invoice")
+    when = e.executed_at.isoformat() if e.executed_at else "-"
+    say(f"At the effective time: the handover is {e.status} ({when}); {e.clients_moved} clients moved")
+    say("-" * 100)
+    moved = ", ".join(f"{k} {e.moved[k]}" for k in kinds if e.moved[k])
+    say(f"Records moved:  {sum(e.moved.values())} open records went with their clients ({moved or 'none'})")
+    kept = ", ".join(f"{k} {e.stayed_closed[k]}" for k in kinds if e.stayed_closed[k])
+    say(f"Records kept:   {sum(e.stayed_closed.values())} closed records stay with the leaver ({kept or 'none'})")
+    for kind, record, client, before, after in e.samples:
+        giver, who = s.people.get(before), s.people.get(after)
+        say(
+            f"{'':16}{kind:<8} {record:<22} client {client}: {giver.name if giver else before} → "
+            f"{who.name if who else after} ({after})"
+        )
+    say()
+    say("Records now owned by the receivers (successors and interim owners: open, on the clients they received)")
+    say("-" * 100)
+    say(f"{_pad('successor', 28)} {'records':>7}  {'deals':>6} {'tasks':>6} {'invoices':>8}")
+    for emp, counts in sorted(e.held.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:SAMPLE_SIZE]:
+        person = s.people.get(emp)
+        label = f"{person.name} ({emp})" if person else emp
+        say(
+            f"{_pad(label, 28)} {sum(counts.values()):>7}  {counts['deal']:>6} {counts['task']:>6}"
+            f" {counts['invoice']:>8}"
+        )
+    say()

@@ -14,6 +14,7 @@ from sqlalchemy import Table, and_, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
+from app.book import service as book
 from app.core import bulk
 from app.core.bulk import among, chunks
 from app.core.config import Settings
@@ -104,10 +105,19 @@ def _candidates(
 def _loads(
     session: Session, owners: Sequence[str], settings: Settings, *, exclude_handovers: Sequence[int] = ()
 ) -> dict[str, float]:
-    """Load points carried now, plus those promised by other open handovers (not yet executed)."""
+    """Load points carried now (clients by tier, and when the company counts them the open deals' amounts and open
+    cases they hold), plus those promised by other open handovers (not yet executed)."""
     loads: dict[str, float] = defaultdict(float)
     if not owners:
         return loads
+    records = book.owner_load(
+        session,
+        owners,
+        amount_per_point=settings.load_open_deal_amount_per_point,
+        points_per_case=settings.load_points_per_open_case,
+    )
+    for owner, points in records.items():
+        loads[owner] += points
     rows = session.execute(
         select(Client.owner_id, Client.tier, func.count())
         .where(Client.owner_id.in_(owners), Client.status != "churned")

@@ -12,15 +12,16 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import jinja2
 from pydantic import BaseModel, Field
 from sqlalchemy import select, true
 from sqlalchemy.orm import Session
 
+from app.book import service as book
 from app.core.bulk import chunks
-from app.directory.models import Client, Employee
+from app.directory.models import Client, ClientContact, Employee
 from app.transfer.models import CHECKLIST_KEYS, Handover, HandoverItem
 from app.transfer.reporttexts import ReportLocale, Texts
 from app.transfer.schemas import (
@@ -32,6 +33,7 @@ from app.transfer.schemas import (
     View,
 )
 
+CONFIDENTIALITY_STEPS: tuple[str, ...] = get_args(ConfidentialityStep)
 TIER_ORDER = {"strategic": 0, "key": 1, "standard": 2, "prospect": 3}
 CHECKLIST_LABELS = {
     "client_profile": "Client profile",
@@ -42,6 +44,15 @@ CHECKLIST_LABELS = {
     "handover_meeting": "Handover meeting held",
 }
 TEMPLATES = Path(__file__).parent / "templates"
+# The printed columns of each records section after the title (message keys in reporttexts.py).
+RECORD_COLUMNS = (
+    ("deal", ("amount", "stage", "due")),
+    ("renewal", ("amount", "renewal_date", "stage")),
+    ("overdue_invoice", ("outstanding", "due", "overdue")),
+    ("case", ("stage", "due")),
+    ("meeting", ("when", "stage")),
+    ("project", ("progress", "stage", "due")),
+)
 # Characters that make a spreadsheet treat a cell as a formula (OWASP: CSV injection).
 FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
@@ -74,6 +85,40 @@ class SignOffRecord(BaseModel):
     reason: str | None = Field(None, description="Why a manager signed for the leaver.")
 
 
+RecordSection = Literal["deal", "renewal", "overdue_invoice", "case", "meeting", "project"]
+
+
+class ReportRecord(BaseModel):
+    """A record of the client's book as the document lists it."""
+
+    section: RecordSection = Field(
+        description="deal: an open deal; renewal: an open contract whose `due_at` (renewal date) is within 90 days; "
+        "overdue_invoice: an open invoice past `due_at` (`amount` is outstanding); case: an open case; meeting: an "
+        "open meeting still to come; project: an open project (`progress` in percent)."
+    )
+    kind: str
+    external_id: str
+    title: str
+    owner: str = Field(description="Who holds it now (the leaver's open records move at execution).")
+    stage: str | None
+    due_at: dt.datetime | None
+    amount: float | None
+    currency: str | None
+    progress: int | None
+    url: str | None
+    days_overdue: int | None = Field(None, description="overdue_invoice only: whole days past `due_at`.")
+
+
+KEY_CONTACTS = 3  # per client in the document: the primary contact first, then in the CRM's order
+
+
+class ReportContact(BaseModel):
+    name: str
+    email: str | None
+    phone: str | None
+    primary: bool
+
+
 class ReportItem(BaseModel):
     id: int
     client: str = Field(description="The client's external id.")
@@ -92,10 +137,22 @@ class ReportItem(BaseModel):
     checklist_done: int
     sign_offs: list[SignOffRecord] = Field(description="The outgoing and the incoming sign-off.")
     transferred_at: dt.datetime | None
-    records: list[dict[str, Any]] = Field(
+    contacts: list[ReportContact] = Field(
         default_factory=list,
-        description="The client's handed-over records (notes, documents, open commitments), filled by the records "
-        "module; empty until it records any. The HTML shows them in the client's section.",
+        description=f"The client's key contacts: at most {KEY_CONTACTS}, the primary one first, then in the CRM's "
+        "order.",
+    )
+    records: list[ReportRecord] = Field(
+        default_factory=list,
+        description="The client's book at the report's `records_at` (app/book): open deals, contracts renewing "
+        "within 90 days, overdue invoices, open cases, meetings to come and open projects, by section, then due "
+        "time. Whoever owns them: what the successor takes on. The HTML shows them in the client's section.",
+    )
+    open_deal_value: dict[str, float] = Field(
+        default_factory=dict, description="The sum of the open deals' amounts, per currency."
+    )
+    outstanding: dict[str, float] = Field(
+        default_factory=dict, description="The overdue invoices' outstanding amounts, per currency."
     )
 
 
@@ -109,6 +166,9 @@ class ReportCounts(BaseModel):
     interim: int
     checklist_complete: int = Field(description="Items whose every checklist entry is done.")
     signed_both: int = Field(description="Items signed by both sides.")
+    records: dict[str, int] = Field(
+        default_factory=dict, description="The records listed over all items, per section (sections with none absent)."
+    )
 
 
 class SuccessorSummary(BaseModel):
@@ -151,6 +211,12 @@ class HandoverReport(BaseModel):
         default_factory=dict, description="The handover's confidentiality steps recorded so far (done, note, by, at)."
     )
     generated_at: dt.datetime | None = None
+    records_at: dt.datetime | None = Field(
+        None,
+        description="The time the records sections are as of: the later of the effective time and the report's "
+        "generation time (before the handover, what the successor finds on the first day; after, what is due now). "
+        "Renewals are within 90 days of it, overdue invoices were due before it.",
+    )
     locale: ReportLocale = Field(
         "en",
         description="The language of the printable HTML: the `locale` parameter, else the leaver's manager's first "
@@ -173,7 +239,8 @@ def build_report(
     view: View = "all",
     locale: ReportLocale = "en",
 ) -> dict[str, Any]:
-    """The JSON-ready report: two queries (items with clients, then the people named), whatever the size; with
+    """The JSON-ready report: four queries (items with clients, the people named, the clients' records and key
+    contacts), whatever the size; with
     `only` (SQL on HandoverItem), only those items, and everything counted over them."""
     pairs = list(
         session.execute(
@@ -197,7 +264,16 @@ def build_report(
             return None
         return people.get(emp) or PersonRef(id=emp, name=None, email=None)
 
-    items = [_item(item, client, h, ref) for item, client in pairs]
+    at = max(h.effective_at, now) if now is not None else h.effective_at
+    clients = select(HandoverItem.client_id).where(HandoverItem.handover_id == h.id, true() if only is None else only)
+    book_of = book.document_records(session, clients, at=at)
+    contacts = _key_contacts(session, clients)
+    items = [
+        _item(item, client, h, ref, book_of.get(client.external_id, []), at).model_copy(
+            update={"contacts": contacts.get(client.external_id, [])}
+        )
+        for item, client in pairs
+    ]
     successors: dict[str, Counter[str]] = {}
     for r in items:
         if r.successor is not None:
@@ -235,6 +311,7 @@ def build_report(
             interim=sum(1 for r in items if r.successor is None and r.interim_owner is not None),
             checklist_complete=sum(1 for r in items if r.checklist_done == len(CHECKLIST_KEYS)),
             signed_both=sum(1 for r in items if all(s.signed for s in r.sign_offs)),
+            records=dict(Counter(rec.section for r in items for rec in r.records)),
         ),
         successors=[
             SuccessorSummary(employee=people[emp], clients=sum(tiers.values()), by_tier=dict(tiers))
@@ -245,12 +322,61 @@ def build_report(
         view=view,
         confidentiality=confidentiality(h),
         generated_at=now,
+        records_at=at,
         locale=locale,
     )
     return report.model_dump(mode="json")
 
 
-def _item(item: HandoverItem, client: Client, h: Handover, ref: Callable[[str | None], PersonRef | None]) -> ReportItem:
+def _key_contacts(session: Session, clients: Any) -> dict[str, list[ReportContact]]:
+    """Every client's key contacts in one query (the directory's, which every module may read)."""
+    c = ClientContact
+    out: dict[str, list[ReportContact]] = {}
+    stmt = select(c).where(c.client_id.in_(clients)).order_by(c.client_id, c.is_primary.desc(), c.position, c.id)
+    for row in session.scalars(stmt):
+        shown = out.setdefault(row.client_id, [])
+        if len(shown) < KEY_CONTACTS:
+            shown.append(ReportContact(name=row.name, email=row.email, phone=row.phone, primary=row.is_primary))
+    return out
+
+
+def _record(d: book.DocumentRecord, at: dt.datetime) -> ReportRecord:
+    r = d.record
+    overdue = None
+    if d.section == "overdue_invoice" and r.due_at is not None:
+        overdue = (at - r.due_at).days
+    return ReportRecord(
+        section=d.section,  # book.DOCUMENT_SECTIONS: the same values as RecordSection
+        kind=r.kind,
+        external_id=r.external_id,
+        title=r.title,
+        owner=r.owner_id,
+        stage=r.stage,
+        due_at=r.due_at,
+        amount=float(r.amount) if r.amount is not None else None,
+        currency=r.currency,
+        progress=r.progress,
+        url=r.url,
+        days_overdue=overdue,
+    )
+
+
+def _sums(records: list[ReportRecord], section: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for r in records:
+        if r.section == section and r.amount is not None and r.currency is not None:
+            out[r.currency] = round(out.get(r.currency, 0.0) + r.amount, 2)
+    return dict(sorted(out.items()))
+
+
+def _item(
+    item: HandoverItem,
+    client: Client,
+    h: Handover,
+    ref: Callable[[str | None], PersonRef | None],
+    book_records: list[book.DocumentRecord],
+    at: dt.datetime,
+) -> ReportItem:
     stored = item.checklist or {}
     checklist = []
     for key in CHECKLIST_KEYS:
@@ -270,6 +396,7 @@ def _item(item: HandoverItem, client: Client, h: Handover, ref: Callable[[str | 
         person = ref(emp)
         return person.name if person else None
 
+    records = [_record(d, at) for d in book_records]
     receiver = item.transferred_to_id or item.successor_id or item.interim_owner_id
     outgoing_name = None
     if item.outgoing_signed_at is not None:
@@ -313,6 +440,9 @@ def _item(item: HandoverItem, client: Client, h: Handover, ref: Callable[[str | 
             ),
         ],
         transferred_at=item.transferred_at,
+        records=records,
+        open_deal_value=_sums(records, "deal"),
+        outstanding=_sums(records, "overdue_invoice"),
     )
 
 
@@ -346,6 +476,20 @@ CSV_COLUMNS = (
     "incoming_signed_by",
     "incoming_signed_at",
     "transferred_at",
+    # The client's key contacts as "Name <email>; …", and its book (see ReportRecord): counts, amounts as
+    # "EUR 50000.00; USD 10.00", the next due times.
+    "key_contacts",
+    "open_deals",
+    "open_deal_value",
+    "renewals_90d",
+    "next_renewal_at",
+    "overdue_invoices",
+    "outstanding",
+    "open_cases",
+    "next_meeting_at",
+    "projects",
+    # The handover's confidentiality steps (the same on every row): "done" or empty, and when.
+    *(f"{step}{suffix}" for step in CONFIDENTIALITY_STEPS for suffix in ("", "_at")),
 )
 
 
@@ -356,8 +500,51 @@ def neutralise(value: Any) -> Any:
     return value
 
 
+def _money(sums: dict[str, float]) -> str:
+    return "; ".join(f"{currency} {amount:.2f}" for currency, amount in sorted(sums.items()))
+
+
+def _book_cells(item: dict[str, Any]) -> list[Any]:
+    records = item.get("records") or []
+
+    def of(section: str) -> list[dict[str, Any]]:
+        return [r for r in records if r["section"] == section]
+
+    def first_due(section: str) -> str | None:
+        return min((r["due_at"] for r in of(section) if r["due_at"]), default=None)
+
+    projects = "; ".join(
+        f"{r['title']}: {r['progress']}%" if r["progress"] is not None else r["title"] for r in of("project")
+    )
+    contacts = "; ".join(
+        f"{c['name']} <{c['email']}>" if c.get("email") else c["name"] for c in item.get("contacts") or []
+    )
+    return [
+        contacts,
+        len(of("deal")),
+        _money(item.get("open_deal_value") or {}),
+        len(of("renewal")),
+        first_due("renewal"),
+        len(of("overdue_invoice")),
+        _money(item.get("outstanding") or {}),
+        len(of("case")),
+        first_due("meeting"),
+        projects,
+    ]
+
+
+def _confidentiality_cells(report: dict[str, Any]) -> list[Any]:
+    steps = report.get("confidentiality") or {}
+    cells: list[Any] = []
+    for step in CONFIDENTIALITY_STEPS:
+        entry = steps.get(step) or {}
+        cells += ["done" if entry.get("done") else "", entry.get("at")]
+    return cells
+
+
 def _csv_rows(report: dict[str, Any]) -> Iterable[list[Any]]:
     leaver = report["leaver"]
+    secret = _confidentiality_cells(report)
     for item in report["items"]:
         successor = item.get("successor") or {}
         interim = item.get("interim_owner") or {}
@@ -392,6 +579,8 @@ def _csv_rows(report: dict[str, Any]) -> Iterable[list[Any]]:
             signs.get("incoming", {}).get("by"),
             signs.get("incoming", {}).get("at"),
             item["transferred_at"],
+            *_book_cells(item),
+            *secret,
         ]
 
 
@@ -447,5 +636,7 @@ def to_html(report: dict[str, Any]) -> str:
             successors=successors,
             interim_owners=[p for key, p in interim_only.items() if key not in {s["id"] for s in successors}],
             texts=Texts(report.get("locale") or "en"),
+            confidentiality_steps=CONFIDENTIALITY_STEPS,
+            record_columns=RECORD_COLUMNS,
         )
     )

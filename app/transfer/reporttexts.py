@@ -62,7 +62,33 @@ MESSAGES: dict[str, dict[str, str]] = {
         "not_signed": "Not signed yet",
         "date": "date",
         "records": "Records",
-        "no_records": "No records handed over for this client.",
+        "no_records": "No open deals, renewals, overdue invoices, cases, meetings or projects for this client.",
+        "records_as_of": "As of {when}",
+        "key_contacts": "Key contacts",
+        "sec_deal": "Open deals",
+        "sec_renewal": "Contracts renewing within 90 days",
+        "sec_overdue_invoice": "Overdue invoices",
+        "sec_case": "Open cases",
+        "sec_meeting": "Next meetings",
+        "sec_project": "Project progress",
+        "record_title": "Title",
+        "stage": "Stage",
+        "amount": "Amount",
+        "outstanding": "Outstanding",
+        "renewal_date": "Renewal date",
+        "due": "Due",
+        "days_overdue": "{days} days",
+        "overdue": "Overdue",
+        "progress": "Progress",
+        "held_by": "Held by",
+        "open_deal_value": "Open deal value: {value}",
+        "outstanding_total": "Outstanding: {value}",
+        "confidentiality": "Confidentiality",
+        "confidentiality_intro": "Recorded once for the whole handover, not per client.",
+        "step_nda_reminder_acknowledged": "NDA reminder acknowledged",
+        "step_company_data_returned": "Company data returned",
+        "step_non_compete_notice_given": "Non-compete notice given",
+        "not_recorded": "not recorded",
         "no_clients": "This handover has no clients (not planned yet).",
         "signatures": "Signatures",
         "confirm": "By signing, each person confirms that the handover of the clients listed above is complete as "
@@ -119,7 +145,33 @@ MESSAGES: dict[str, dict[str, str]] = {
         "not_signed": "尚未签字",
         "date": "日期",
         "records": "交接记录",
-        "no_records": "此客户没有移交的记录。",
+        "no_records": "此客户没有进行中的商机、续约、逾期发票、工单、会议或项目。",
+        "records_as_of": "截至 {when}",
+        "key_contacts": "主要联系人",
+        "sec_deal": "进行中的商机",
+        "sec_renewal": "90 天内续约的合同",
+        "sec_overdue_invoice": "逾期发票",
+        "sec_case": "未结工单",
+        "sec_meeting": "即将举行的会议",
+        "sec_project": "项目进展",
+        "record_title": "名称",
+        "stage": "阶段",
+        "amount": "金额",
+        "outstanding": "未付金额",
+        "renewal_date": "续约日期",
+        "due": "到期日",
+        "days_overdue": "{days} 天",
+        "overdue": "逾期",
+        "progress": "进度",
+        "held_by": "负责人",
+        "open_deal_value": "进行中商机总额：{value}",
+        "outstanding_total": "未付总额：{value}",
+        "confidentiality": "保密事项",
+        "confidentiality_intro": "针对整个交接记录一次，而非按客户记录。",
+        "step_nda_reminder_acknowledged": "已确认保密协议提醒",
+        "step_company_data_returned": "已归还公司数据",
+        "step_non_compete_notice_given": "已告知竞业限制义务",
+        "not_recorded": "未记录",
         "no_clients": "本次交接没有客户（尚未规划）。",
         "signatures": "签字",
         "confirm": "签字即确认上述客户的交接已按记录完成。",
@@ -177,6 +229,7 @@ VALUES: dict[str, dict[str, str]] = {
     },
 }
 DATE_FORMATS = {"en": "%Y-%m-%d %H:%M UTC", "zh-CN": "%Y年%m月%d日 %H:%M（UTC）"}
+DAY_FORMATS = {"en": "%Y-%m-%d", "zh-CN": "%Y年%m月%d日"}
 
 
 def choose_locale(override: str | None, manager_languages: Sequence[str] | None, default: str) -> ReportLocale:
@@ -207,6 +260,25 @@ class Texts:
     def checklist(self, key: str, fallback: str) -> str:
         """A checklist entry's label: the JSON's English label unless this locale has its own."""
         return self.values.get(key, fallback)
+
+    def money(self, amount: float | None, currency: str | None) -> str:
+        """An amount with its currency code, the same in every locale: "EUR 50,000.00"."""
+        if amount is None:
+            return ""
+        return f"{currency or ''} {amount:,.2f}".strip()
+
+    def sums(self, values: dict[str, float]) -> str:
+        """Sums per currency, "EUR 50,000.00; USD 10.00"."""
+        return "; ".join(self.money(v, c) for c, v in sorted(values.items()))
+
+    def day(self, value: str | None) -> str:
+        """The date alone (UTC): "2026-11-16" (en) or "2026年11月16日"."""
+        if not value:
+            return ""
+        moment = dt.datetime.fromisoformat(value)
+        if moment.tzinfo is not None:
+            moment = moment.astimezone(dt.UTC)
+        return moment.strftime(DAY_FORMATS[self.locale])
 
     def when(self, value: str | None) -> str:
         """ISO 8601 from the JSON document → "2026-11-16 09:00 UTC" (en) or "2026年11月16日 09:00（UTC）"."""

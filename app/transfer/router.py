@@ -59,7 +59,7 @@ from app.transfer.errors import (
 from app.transfer.models import Handover, HandoverItem
 from app.transfer.report import HandoverReport, build_report, manager_languages, to_csv, to_html
 from app.transfer.reporttexts import ReportLocale, choose_locale
-from app.transfer.views import handover_out, item_out, view_out
+from app.transfer.views import handover_out, handover_records, item_out, item_records, preview_records, view_out
 
 router = APIRouter(tags=["handovers"])
 
@@ -180,8 +180,9 @@ def list_handovers(
     rows = visibility.list_handovers(session, principal, flt, limit=page.limit + 1, offset=page.offset)
     items, nxt = page_of(rows, page)
     counts = visibility.view_counts(session, items)  # one query for the page, not one per handover
+    records = handover_records(session, items)  # one grouped query too
     return Page[schemas.HandoverOut](
-        items=[view_out(session, v, counts[v.handover.id]) for v in items],
+        items=[view_out(session, v, counts[v.handover.id], records.get(v.handover.id, {})) for v in items],
         limit=page.limit,
         offset=page.offset,
         next_offset=nxt,
@@ -245,7 +246,8 @@ def plan_handover(
     proposals = None
     if preview is not None:
         clients = {r["client_id"]: r["client"] for r in result.rows}
-        proposals = [item_out(i, clients[i.client_id]) for i in preview]
+        records = preview_records(session, [i.client_id for i in preview])
+        proposals = [item_out(i, clients[i.client_id], records=records.get(i.client_id)) for i in preview]
     return longops.summary(h.id, result, dry_run, proposals)
 
 
@@ -325,8 +327,12 @@ def list_items(
     rows = visibility.list_items(session, v, flt, limit=page.limit + 1, offset=page.offset)
     items, nxt = page_of(rows, page)
     own = v.own is not None
+    records = item_records(session, [i.id for i, _ in items])  # one grouped query for the page
     return Page[schemas.ItemOut](
-        items=[item_out(i, c, own=own) for i, c in items], limit=page.limit, offset=page.offset, next_offset=nxt
+        items=[item_out(i, c, own=own, records=records.get(i.id)) for i, c in items],
+        limit=page.limit,
+        offset=page.offset,
+        next_offset=nxt,
     )
 
 
@@ -336,7 +342,7 @@ def _item_response(
     client = session.get(Client, item.client_id)
     assert client is not None
     response.headers["ETag"] = etag(item.version, "item", item.id)
-    return item_out(item, client, own=v.own is not None)
+    return item_out(item, client, own=v.own is not None, records=item_records(session, [item.id]).get(item.id))
 
 
 @router.get(
@@ -626,9 +632,10 @@ def approve_handovers(
     replanned = service.approve_many(session, handovers, principal, now=now, settings=request.app.state.settings)
     session.flush()
     counts = visibility.counts(session, [h.id for h in handovers])
+    records = handover_records(session, [visibility.HandoverView(h, True) for h in handovers])
     outs = []
     for h in handovers:
-        out = handover_out(session, h, counts[h.id])
+        out = handover_out(session, h, counts[h.id], records=records.get(h.id, {}))
         out.replanned = [schemas.ReplannedItem(**r.as_json()) for r in replanned.get(h.id, [])]
         outs.append(out)
     return schemas.ApprovalBatchOut(handovers=outs)

@@ -186,6 +186,21 @@ class CostBreakdown(BaseModel):
     costs: dict[str, float] = Field(description="Cost per factor (skill, region, language, continuity, pool, total).")
 
 
+class RecordKindTotal(BaseModel):
+    """The open records of one kind that go with the clients: how many and their value."""
+
+    count: int
+    value: dict[str, float] = Field(
+        description="The sum of their amounts per currency (records without an amount add nothing; no conversion)."
+    )
+
+
+RECORDS_DESCRIPTION = (
+    "The open records (app/book) that go with the client, per kind: those on the client that its holder owns — the "
+    "leaver (or the previous owner) until the client moves, its receiver after. Kinds with none are absent."
+)
+
+
 class ItemOut(BaseModel):
     id: int
     handover_id: int
@@ -217,6 +232,7 @@ class ItemOut(BaseModel):
     transferred_to: str | None
     transferred_at: dt.datetime | None
     version: int = Field(description="Changes on every update; the ETag is derived from it.")
+    records: dict[RecordKind, RecordKindTotal] = Field(default_factory=dict, description=RECORDS_DESCRIPTION)
 
 
 class ItemPatch(InputModel):
@@ -305,6 +321,11 @@ class HandoverOut(BaseModel):
         default_factory=dict,
         description="The handover's confidentiality steps recorded so far (nda_reminder_acknowledged, "
         "company_data_returned, non_compete_notice_given): done, note, by, at. A step never recorded is absent.",
+    )
+    records: dict[RecordKind, RecordKindTotal] = Field(
+        default_factory=dict,
+        description="Over the items `view` covers, the open records that go with their clients, per kind (see "
+        "ItemOut.records).",
     )
     view: View = Field(
         "all",

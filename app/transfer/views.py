@@ -2,19 +2,81 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import and_, case, or_, select, true
 from sqlalchemy.orm import Session
 
+from app.book import service as book
 from app.core.config import get_settings
 from app.directory.models import Client
-from app.transfer import leave, records, schemas, visibility
+from app.transfer import leave, schemas, visibility
+from app.transfer import records as record_plans
 from app.transfer.models import Handover, HandoverItem
+
+RecordTotals = dict[str, schemas.RecordKindTotal]
+
+
+def _holder() -> Any:
+    """Who holds the records that go with an item's client: its receiver once it arrived, else the owner before."""
+    i = HandoverItem
+    arrived = and_(i.status.in_(("transferred", "confirmed")), i.transferred_to_id.is_not(None))
+    return case((arrived, i.transferred_to_id), else_=i.previous_owner_id)
+
+
+def _totals(rows: dict[Any, dict[str, book.KindTotal]]) -> dict[Any, RecordTotals]:
+    return {
+        key: {
+            kind: schemas.RecordKindTotal(count=t.count, value=dict(sorted(t.value.items())))
+            for kind, t in sorted(kinds.items())
+        }
+        for key, kinds in rows.items()
+    }
+
+
+def item_records(session: Session, item_ids: Sequence[int]) -> dict[int, RecordTotals]:
+    """Per item, the open records that go with its client, per kind: one grouped query for a page of items."""
+    if not item_ids:
+        return {}
+    i = HandoverItem
+    pairs = select(i.id, i.client_id, _holder()).where(i.id.in_(list(item_ids)))
+    return _totals(book.open_totals(session, pairs))
+
+
+def preview_records(session: Session, client_ids: Sequence[str]) -> dict[str, RecordTotals]:
+    """For a plan's preview (items not saved): per client, the open records its owner holds on it."""
+    if not client_ids:
+        return {}
+    pairs = select(Client.external_id, Client.external_id, Client.owner_id).where(
+        Client.external_id.in_(list(client_ids))
+    )
+    return _totals(book.open_totals(session, pairs))
+
+
+def handover_records(session: Session, views: Sequence[visibility.HandoverView]) -> dict[int, RecordTotals]:
+    """Per handover, the records of the items each view shows (as `visibility.view_counts`): one grouped query."""
+    if not views:
+        return {}
+    i = HandoverItem
+    shown = [and_(i.handover_id == v.handover.id, v.items()) for v in views]
+    pairs = select(i.handover_id, i.client_id, _holder()).where(or_(*shown) if shown else true())
+    return _totals(book.open_totals(session, pairs))
 
 
 def handover_out(
-    session: Session, h: Handover, c: visibility.Counts | None = None, *, view: schemas.View = "all"
+    session: Session,
+    h: Handover,
+    c: visibility.Counts | None = None,
+    *,
+    view: schemas.View = "all",
+    records: RecordTotals | None = None,
 ) -> schemas.HandoverOut:
+    """`records` None: read here (every item); give them (`handover_records`) for a page of handovers."""
     if c is None:
         c = visibility.counts(session, [h.id])[h.id]
+    if records is None:
+        records = handover_records(session, [visibility.HandoverView(h, True)]).get(h.id, {})
     return schemas.HandoverOut(
         id=h.id,
         leaver=h.leaver_id,
@@ -48,22 +110,32 @@ def handover_out(
         needs_attention=c.needs_attention,
         total_exposure=c.exposure,
         allowed_transitions=leave.allowed_transitions(h),
-        record_rules=records.rules_of(h, get_settings()) if h.reason != "leave" else None,
+        record_rules=record_plans.rules_of(h, get_settings()) if h.reason != "leave" else None,
         confidentiality={
             k: schemas.ConfidentialityStepOut.model_validate(v) for k, v in (h.confidentiality or {}).items()
         },
+        records=records,
         view=view,
     )
 
 
-def view_out(session: Session, v: visibility.HandoverView, c: visibility.Counts | None = None) -> schemas.HandoverOut:
-    """The header as the view shows it: counts and exposure over the items the caller sees."""
+def view_out(
+    session: Session,
+    v: visibility.HandoverView,
+    c: visibility.Counts | None = None,
+    records: RecordTotals | None = None,
+) -> schemas.HandoverOut:
+    """The header as the view shows it: counts, exposure and records over the items the caller sees."""
     if c is None:
         c = visibility.view_counts(session, [v])[v.handover.id]
-    return handover_out(session, v.handover, c, view=v.scope)
+    if records is None:
+        records = handover_records(session, [v]).get(v.handover.id, {})
+    return handover_out(session, v.handover, c, view=v.scope, records=records)
 
 
-def item_out(item: HandoverItem, client: Client, *, own: bool = False) -> schemas.ItemOut:
+def item_out(
+    item: HandoverItem, client: Client, *, own: bool = False, records: RecordTotals | None = None
+) -> schemas.ItemOut:
     """With `own` (a participant's view), the runner-up is left out of the reasons: that is a colleague's fit."""
     reasons = item.reasons or {}
     if own:
@@ -96,4 +168,5 @@ def item_out(item: HandoverItem, client: Client, *, own: bool = False) -> schema
         transferred_to=item.transferred_to_id,
         transferred_at=item.transferred_at,
         version=item.version,
+        records=records or {},
     )

@@ -27,6 +27,7 @@ from app.transfer.models import CHECKLIST_KEYS
 from app.transfer.report import CSV_COLUMNS, HandoverReport, to_html
 from app.transfer.reporttexts import MESSAGES, REPORT_LOCALES, VALUES, ReportLocale, Texts, choose_locale
 from app.transfer.schemas import ItemStatus
+from tests.support.book import DEAL_TITLE, INVOICE_TITLE, load_book, set_confidentiality
 from tests.support.checklist import complete_checklist
 from tests.support.company import EFFECTIVE, approve, employees, plan
 
@@ -47,7 +48,9 @@ def set_manager_languages(http: TestClient, auth: Any, languages: list[str]) -> 
 
 def executed_handover(http: TestClient, auth: Any, clock: ManualClock, hid: int) -> dict[str, Any]:
     """Plan, approve; one client checked and signed by both sides before the effective time; execute at the
-    effective time; then the manager signs another for the leaver, with a reason."""
+    effective time; then the manager signs another for the leaver, with a reason. The strategic client c0 has a
+    book (tests/support/book.py) and two confidentiality steps are recorded."""
+    load_book(http, auth, "c0")
     plan(http, auth, hid)
     approve(http, auth, hid)
     items = http.get(f"/v1/handovers/{hid}/items", headers=auth()).json()["items"]
@@ -75,6 +78,7 @@ def executed_handover(http: TestClient, auth: Any, clock: ManualClock, hid: int)
         headers=auth("manager", sub="mia", emp="m1"),
     )
     assert r.status_code == 200, r.text
+    set_confidentiality(http, auth, hid)
     body = http.get(f"/v1/handovers/{hid}/report", headers=auth()).json()
     assert body["status"] == "executed"
     return body
@@ -119,6 +123,15 @@ def print_to_text(html: str, tmp_path: Path) -> tuple[list[str], float]:
     return [p for p in text.split("\f") if p.strip()], seconds
 
 
+def layout_lines(tmp_path: Path) -> list[str]:
+    """The printed PDF's text as laid out (`pdftotext -layout`): a table's row on one line."""
+    pdf = tmp_path / "report.pdf"
+    text = subprocess.run(
+        ["pdftotext", "-layout", "-enc", "UTF-8", str(pdf), "-"], capture_output=True, text=True, check=True
+    ).stdout
+    return text.splitlines()
+
+
 EXPECTED: dict[str, dict[str, Any]] = {
     "en": {
         "shown": [
@@ -140,11 +153,36 @@ EXPECTED: dict[str, dict[str, Any]] = {
             f"Reason: {MANAGER_LEFT}",
             "Not signed yet",
             "Records",
-            "No records handed over for this client.",
+            "No open deals, renewals, overdue invoices, cases, meetings or projects for this client.",
             "Signatures",
             "Successor",
+            # c0's book: a deal row (title, amount, stage), the overdue invoice row, the totals, the other sections
+            "Key contacts",
+            "Contact 0 <c0@client.example>",
+            "Open deals",
+            "Overdue invoices",
+            "Open deal value: EUR 50,000.00; USD 700.00",
+            "Outstanding: EUR 1,250.50",
+            "Contracts renewing within 90 days",
+            "Renewal date",
+            "Open cases",
+            "Next meetings",
+            "Project progress",
+            # the confidentiality steps, per handover
+            "Confidentiality",
+            "NDA reminder acknowledged",
+            "signed copy on file",
+            "Company data returned",
+            "Non-compete notice given",
+            "not recorded",
         ],
-        "absent": ["交接清单", "签字人", "尚未签字", "客户档案"],
+        "rows": {
+            "d-big": [DEAL_TITLE, "EUR 50,000.00", "negotiation", "2026-12-26"],
+            "i-late": [INVOICE_TITLE, "EUR 1,250.50", "2026-11-06", "10 days"],
+            "p-roll": ["40%"],
+        },
+        "absent": ["交接清单", "签字人", "尚未签字", "客户档案", "逾期发票", "保密事项"]
+        + ["Kick-off", "Last year", "k-far"],
     },
     "zh-CN": {
         "shown": [
@@ -166,10 +204,44 @@ EXPECTED: dict[str, dict[str, Any]] = {
             f"原因：{MANAGER_LEFT}",
             "尚未签字",
             "交接记录",
-            "此客户没有移交的记录。",
+            "此客户没有进行中的商机、续约、逾期发票、工单、会议或项目。",
             "继任者",
+            "主要联系人",
+            "Contact 0 <c0@client.example>",
+            "进行中的商机",
+            "逾期发票",
+            "进行中商机总额：EUR 50,000.00; USD 700.00",
+            "未付总额：EUR 1,250.50",
+            "90 天内续约的合同",
+            "续约日期",
+            "未结工单",
+            "即将举行的会议",
+            "项目进展",
+            "保密事项",
+            "已确认保密协议提醒",
+            "signed copy on file",
+            "已归还公司数据",
+            "已告知竞业限制义务",
+            "未记录",
         ],
-        "absent": ["Checklist (", "Signed by", "Not signed yet", "Client profile", "Effective time"],
+        "absent": [
+            "Checklist (",
+            "Signed by",
+            "Not signed yet",
+            "Client profile",
+            "Effective time",
+            "Open deals",
+            "Overdue invoices",
+            "Confidentiality",
+            "Kick-off",
+            "k-far",
+        ],
+        # Printed rows (pdftotext -layout keeps a table row on one line): the record's id, then cells of its row.
+        "rows": {
+            "d-big": [DEAL_TITLE, "EUR 50,000.00", "negotiation", "2026年12月26日"],
+            "i-late": [INVOICE_TITLE, "EUR 1,250.50", "2026年11月06日", "10 天"],
+            "p-roll": ["40%"],
+        },
     },
 }
 
@@ -197,6 +269,14 @@ def test_the_printed_document_in_the_managers_locale(
         assert squeeze(needle) in whole, needle
     for needle in EXPECTED[locale]["absent"]:
         assert squeeze(needle) not in whole, needle
+    # A record row as printed: its cells on the line of its id (the deal with amount and stage, the overdue invoice
+    # with its outstanding amount and days overdue).
+    lines = layout_lines(tmp_path)
+    for record, cells in EXPECTED[locale]["rows"].items():
+        row = [squeeze(line) for line in lines if record in line]
+        assert len(row) == 1, (record, row)
+        for cell in cells:
+            assert squeeze(cell) in row[0], (record, cell, row[0])
     # The dates as the locale writes them.
     effective = EFFECTIVE.astimezone(dt.UTC)
     date = effective.strftime("%Y-%m-%d") if locale == "en" else effective.strftime("%Y年%m月%d日")
@@ -238,7 +318,9 @@ def test_the_locale_parameter_overrides_the_managers(
     assert zh["locale"] == "zh-CN" and {k: v for k, v in zh.items() if k != "locale"} == {
         k: v for k, v in body.items() if k != "locale"
     }
-    assert all(item["records"] == [] for item in zh["items"])
+    assert {item["client"] for item in zh["items"] if item["records"]} == {"c0"}
+    c0 = next(item for item in zh["items"] if item["client"] == "c0")
+    assert c0["records"][0]["section"] == "deal" and c0["records"][0]["stage"] == "negotiation"  # not translated
     assert zh["items"][0]["checklist"][0]["label"] == "Client profile"
     # CSV is machine-stable: the same bytes in both locales, English column ids.
     en_csv = client.get(url, params={"format": "csv", "locale": "en"}, headers=auth()).content
@@ -293,7 +375,7 @@ def test_every_locale_has_every_message_and_value() -> None:
 
 
 def test_records_render_in_the_clients_section_escaped() -> None:
-    """The records module fills `records` per item; the HTML shows whatever it holds, as text."""
+    """The HTML shows the records the book lists (as text: a CRM title is never markup, a link is escaped)."""
     item = {
         "id": 1,
         "client": "c-1",
@@ -311,7 +393,22 @@ def test_records_render_in_the_clients_section_escaped() -> None:
         "checklist_done": 0,
         "sign_offs": [],
         "transferred_at": None,
-        "records": [{"kind": "note", "title": "<b>Renewal</b> due in March"}],
+        "records": [
+            {
+                "section": "renewal",
+                "kind": "contract",
+                "external_id": "k-1",
+                "title": "<b>Renewal</b> due in March",
+                "owner": "e0",
+                "stage": None,
+                "due_at": "2027-03-01T00:00:00Z",
+                "amount": 1000.0,
+                "currency": "EUR",
+                "progress": None,
+                "url": "https://crm.example.com/k/1?a=1&b=<2>",
+                "days_overdue": None,
+            }
+        ],
     }
     report = {
         "id": 1,
@@ -335,4 +432,7 @@ def test_records_render_in_the_clients_section_escaped() -> None:
     }
     page = to_html(report)
     assert "交接记录" in page and "&lt;b&gt;Renewal&lt;/b&gt; due in March" in page and "<b>" not in page
-    assert "此客户没有移交的记录" not in page
+    assert "此客户没有进行中的商机" not in page and "90 天内续约的合同" in page and "2027年03月01日" in page
+    assert 'href="https://crm.example.com/k/1?a=1&amp;b=&lt;2&gt;"' in page
+    # No confidentiality step recorded: each is shown as not recorded.
+    assert page.count("未记录") == 3

@@ -154,6 +154,28 @@ def pg_tables(db: Database) -> dict[str, list[int]]:
     raise RuntimeError("the table counters did not settle in 10 s")
 
 
+class WalHold:
+    """Keeps the server from recycling the WAL the run writes until it has been read: a temporary physical
+    replication slot reserving WAL from now, held by a connection to the `postgres` database (so this database
+    shows no other backend); the slot goes when the connection closes, also if this process dies. Without it a
+    busy server had removed the segments before the run ended."""
+
+    def __init__(self, db: Database) -> None:
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        url = make_url(db.settings.database_url).set(database="postgres")
+        self.engine = create_engine(url)
+        self.conn = self.engine.connect()
+        name = f"bench_wal_{os.getpid()}_{secrets.token_hex(3)}"
+        self.conn.exec_driver_sql("SELECT pg_create_physical_replication_slot(%(n)s, true, true)", {"n": name})
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+        self.engine.dispose()
+
+
 def pg_lsn(db: Database) -> str:
     with db.engine.connect() as conn:
         return str(conn.exec_driver_sql("SELECT pg_current_wal_lsn()").scalar_one())
@@ -288,7 +310,12 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
             k: sim[k] for k in ("clients", "assigned", "needs_attention", "total_cost", "solver_status")
         }
 
+        hold: WalHold | None = None
         if on_pg:
+            try:
+                hold = WalHold(db)
+            except Exception as exc:  # no free slot: the WAL may be recycled before it is read (then the row says so)
+                print(f"WAL not held ({type(exc).__name__}: {exc})", file=sys.stderr)
             tables_before = pg_tables(db)
             lsn_before = pg_lsn(db)
         ids: list[int] = []
@@ -351,6 +378,9 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
                 out["pg_wal"] = pg_wal_by_table(db, lsn_before, lsn_after)
             except Exception as exc:  # e.g. the WAL was recycled already on a busy server: say so, measure the rest
                 out["pg_wal"] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+            finally:
+                if hold is not None:
+                    hold.close()
         out["peak_rss"] = max(peaks.values(), default=0) if reset_ok else peak_rss_bytes()
         out["peak_rss_method"] = "VmHWM reset at each phase's start" if reset_ok else "ru_maxrss (process lifetime)"
 

@@ -201,6 +201,8 @@ def pg_wal_by_table(db: Database, start: str, end: str) -> dict[str, Any]:
     with db.engine.connect() as conn:
         conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
         conn.commit()
+        # Reading the window's WAL (other sessions' too, on a shared server) outlasts the service's statement timeout.
+        conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
         here = "SELECT oid FROM pg_database WHERE datname = current_database()"
         db_oid = int(conn.exec_driver_sql(here).scalar_one())
         rels = list(conn.exec_driver_sql(RELATIONS))

@@ -236,6 +236,7 @@ class ScenarioResult:
     title: str
     rows: list[Row] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    blocks: list[str] = field(default_factory=list)  # markdown (e.g. a table) printed after the notes
     skipped: str | None = None
     seconds: float = 0.0
 
@@ -293,7 +294,7 @@ def render(results: list[ScenarioResult], header: dict[str, str]) -> str:
             lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += ["", "## Notes", ""]
     for n, res in enumerate(results, 1):
-        if not res.notes and not res.skipped:
+        if not res.notes and not res.skipped and not res.blocks:
             continue
         lines.append(f"**{n}. {res.title}** ({fmt_s(res.seconds)} wall)")
         lines.append("")
@@ -301,4 +302,6 @@ def render(results: list[ScenarioResult], header: dict[str, str]) -> str:
         if res.skipped and not res.notes:
             lines.append(f"- skipped: {res.skipped}")
         lines.append("")
+        for block in res.blocks:
+            lines += [block.rstrip(), ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -5,9 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import random
 from collections.abc import Sequence
 from typing import Any
 
+from app.book import service as book
+from app.book.schemas import RecordIn
 from app.core.db import Database, make_engine, transaction
 from app.demo import company as synthetic
 from app.directory.schemas import ClientBatchItem, ContactIn, EmployeeBatchItem, TeamMemberIn
@@ -22,6 +25,65 @@ def generate(scale: Scale, now: dt.datetime) -> synthetic.Company:
     return synthetic.generate(
         seed=SEED, employees=scale.employees, clients=scale.clients, leavers=scale.leavers, now=now
     )
+
+
+# A client's book of business (issue 16 point 7): five records each, most of them still open.
+RECORD_MIX = ("deal", "deal", "task", "case", "invoice")
+OPEN_SHARE = 0.7
+CLOSED_STAGE = {"deal": "won", "task": "done", "case": "closed", "invoice": "paid"}
+OPEN_STAGE = {"deal": "negotiation", "task": None, "case": "waiting on customer", "invoice": "sent"}
+
+
+def records(clients: Sequence[dict[str, Any]], now: dt.datetime, seed: int = SEED) -> list[dict[str, Any]]:
+    """Record rows for `POST /v1/records/batch` (with `kind` and `external_id`): RECORD_MIX per client, owned by the
+    client's owner, OPEN_SHARE of them open; deterministic for a seed. Open ones follow the client at execution."""
+    rng = random.Random(seed * 7919 + len(clients))
+    out: list[dict[str, Any]] = []
+    for c in clients:
+        for n, kind in enumerate(RECORD_MIX):
+            is_open = rng.random() < OPEN_SHARE
+            money = kind in ("deal", "invoice")
+            out.append(
+                {
+                    "kind": kind,
+                    "external_id": f"{c['external_id']}-{kind[0]}{n}",
+                    "title": f"{kind} {n} of {c['name']}"[:300],
+                    "owner": c["owner"],
+                    "client": c["external_id"],
+                    "status": "open" if is_open else "closed",
+                    "stage": (OPEN_STAGE if is_open else CLOSED_STAGE)[kind],
+                    "due_at": now + dt.timedelta(days=rng.randint(-30, 180)),
+                    "amount": round(rng.uniform(1_000, 250_000), 2) if money else None,
+                    "currency": "EUR" if money else None,
+                    "progress": rng.randint(0, 100) if kind == "task" else None,
+                    "url": None,
+                    "attributes": {},
+                }
+            )
+    return out
+
+
+def construct_record(row: dict[str, Any]) -> tuple[str, str, RecordIn]:
+    body = {k: v for k, v in row.items() if k not in ("kind", "external_id")}
+    return row["kind"], row["external_id"], RecordIn.model_construct(**body)
+
+
+def load_records_via_service(database_url: str, rows: Sequence[dict[str, Any]], now: dt.datetime) -> float:
+    """Writes the records through `book.service.upsert_records` (set-based, 1,000 per call as the batch endpoint
+    allows, ten calls per transaction); returns the seconds it took."""
+    import time
+
+    db = Database(settings_for(database_url))
+    try:
+        start = time.perf_counter()
+        items = [construct_record(r) for r in rows]
+        for part in synthetic.chunks(items, CHUNK * 10):
+            with transaction(db) as session:
+                for batch in synthetic.chunks(part, CHUNK):
+                    book.upsert_records(session, list(batch), actor="bench", now=now)
+        return time.perf_counter() - start
+    finally:
+        db.dispose()
 
 
 def construct_employee(row: dict[str, Any]) -> EmployeeBatchItem:

@@ -7,8 +7,16 @@ Phases (each leaver's step in its own transaction, as the API would run it):
 simulate (all leavers at once, nothing written) → create → plan → approve → execute (at the effective time).
 
 Floor, in the same database right after: the rows those phases wrote (handovers, items, grants, the leaver's
-grants cut, owner updates, employee status, audit entries; outbox rows when app.notify is there) written by
-COPY / executemany and set-based UPDATE / INSERT … SELECT in one transaction, timed, then rolled back.
+grants cut, owner updates, the records' owner updates and record_move rows, employee status, audit entries; outbox
+rows when app.notify is there) written by COPY / executemany and set-based UPDATE / INSERT … SELECT in one
+transaction, timed, then rolled back.
+
+Lean floor (issue 19 point 2), also rolled back: the least a handover must write, one narrow item row per client
+(handover, client, from, to: what undo needs), the clients' owner UPDATE and the open records' owner UPDATE.
+
+On PostgreSQL the service's own writes are measured per table: rows (pg_stat_user_tables), bytes
+(pg_total_relation_size before and after) and WAL (pg_walinspect's records of this database's relations between the
+LSNs before create and after execute; the cluster-wide LSN difference also counts other sessions on the server).
 """
 
 from __future__ import annotations
@@ -29,8 +37,10 @@ from sqlalchemy import event, func, inspect, select
 from sqlalchemy.engine import Engine
 
 from app.audit.models import AuditEntry
+from app.book.models import Record, RecordMove
 from app.core.auth import Principal
 from app.core.db import Database, make_engine, transaction
+from app.directory.models import Client
 from app.transfer import planning, service, solver, visibility
 from app.transfer.models import Handover, HandoverItem
 from bench.common import peak_rss_bytes, reset_peak_rss, settings_for, vm_hwm_bytes
@@ -115,6 +125,121 @@ def _rows_of(session: Any, table_name: str, handover_ids: list[int]) -> tuple[li
     return cols, [list(r) for r in rows]
 
 
+PG_TABLES = """
+SELECT c.relname, pg_total_relation_size(c.oid), pg_indexes_size(c.oid),
+       COALESCE(s.n_tup_ins, 0), COALESCE(s.n_tup_upd, 0), COALESCE(s.n_tup_del, 0), COALESCE(s.n_tup_hot_upd, 0)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid
+WHERE n.nspname = 'public' AND c.relkind = 'r'
+"""
+
+
+def pg_tables(db: Database) -> dict[str, list[int]]:
+    """Per table: total bytes, index bytes, rows inserted, updated, deleted, HOT-updated (this database's counters).
+    The pool is disposed first: a backend reports its counters when it ends, so the figures are complete once two
+    reads agree."""
+    db.engine.dispose()
+    last: dict[str, list[int]] | None = None
+    others = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    for _ in range(50):
+        seen: dict[str, list[int]] | None = None
+        with db.engine.connect() as conn:
+            if not conn.exec_driver_sql(others).scalar_one():
+                seen = {r[0]: [int(v) for v in r[1:]] for r in conn.exec_driver_sql(PG_TABLES)}
+        db.engine.dispose()
+        if seen is not None and seen == last:
+            return seen
+        last = seen
+        time.sleep(0.2)
+    raise RuntimeError("the table counters did not settle in 10 s")
+
+
+class WalHold:
+    """Keeps the server from recycling the WAL the run writes until it has been read: a temporary physical
+    replication slot reserving WAL from now, held by a connection to the `postgres` database (so this database
+    shows no other backend); the slot goes when the connection closes, also if this process dies. Without it a
+    busy server had removed the segments before the run ended."""
+
+    def __init__(self, db: Database) -> None:
+        from sqlalchemy import create_engine
+        from sqlalchemy.engine import make_url
+
+        url = make_url(db.settings.database_url).set(database="postgres")
+        self.engine = create_engine(url)
+        self.conn = self.engine.connect()
+        name = f"bench_wal_{os.getpid()}_{secrets.token_hex(3)}"
+        self.conn.exec_driver_sql("SELECT pg_create_physical_replication_slot(%(n)s, true, true)", {"n": name})
+        self.conn.commit()
+
+    def close(self) -> None:
+        self.conn.close()
+        self.engine.dispose()
+
+
+def pg_lsn(db: Database) -> str:
+    with db.engine.connect() as conn:
+        return str(conn.exec_driver_sql("SELECT pg_current_wal_lsn()").scalar_one())
+
+
+WAL_BY_RELATION = """
+SELECT m[1]::oid, m[2]::oid, count(*), sum(record_length), sum(fpi_length)
+FROM (SELECT regexp_match(block_ref, 'rel [0-9]+/([0-9]+)/([0-9]+)') AS m, record_length, fpi_length
+      FROM pg_get_wal_records_info(%(a)s::pg_lsn, %(b)s::pg_lsn)) w
+WHERE m IS NOT NULL GROUP BY 1, 2
+"""
+RELATIONS = """
+SELECT pg_relation_filenode(c.oid), c.oid, c.relname, c.relkind, c.reltoastrelid, i.indrelid
+FROM pg_class c LEFT JOIN pg_index i ON i.indexrelid = c.oid
+WHERE pg_relation_filenode(c.oid) IS NOT NULL
+"""
+
+
+def pg_wal_by_table(db: Database, start: str, end: str) -> dict[str, Any]:
+    """WAL bytes (and records) per table of this database between two LSNs, split into heap, index and TOAST, from
+    pg_walinspect: a record counts for the relation of its first block reference. Other databases' WAL on the
+    server is left out by the database OID in the reference."""
+    with db.engine.connect() as conn:
+        conn.exec_driver_sql("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        conn.commit()
+        # Reading the window's WAL (other sessions' too, on a shared server) outlasts the service's statement timeout.
+        conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
+        here = "SELECT oid FROM pg_database WHERE datname = current_database()"
+        db_oid = int(conn.exec_driver_sql(here).scalar_one())
+        rels = list(conn.exec_driver_sql(RELATIONS))
+        wal = list(conn.exec_driver_sql(WAL_BY_RELATION, {"a": start, "b": end}))
+        diff = "SELECT pg_wal_lsn_diff(%(b)s::pg_lsn, %(a)s::pg_lsn)"
+        cluster = int(conn.exec_driver_sql(diff, {"a": start, "b": end}).scalar_one())
+    by_oid = {oid: (name, kind, toast, parent) for _, oid, name, kind, toast, parent in rels}
+    toast_owner = {toast: oid for _, oid, _, kind, toast, _ in rels if kind == "r" and toast}
+    node = {filenode: oid for filenode, oid, *_ in rels}
+
+    def owner(oid: int) -> tuple[str, str]:
+        name, kind, _, parent = by_oid[oid]
+        if kind == "i" and parent is not None:
+            table, part = owner(parent)
+            return table, "toast" if part == "toast" else "index"
+        if kind == "t" and oid in toast_owner:
+            return by_oid[toast_owner[oid]][0], "toast"
+        return name, "heap"
+
+    out: dict[str, dict[str, list[int]]] = {}
+    other = [0, 0]
+    for dboid, filenode, records, length, fpi in wal:
+        if int(dboid) != db_oid:
+            continue
+        oid = node.get(int(filenode))
+        if oid is None or oid not in by_oid:
+            other[0] += int(records)
+            other[1] += int(length)
+            continue
+        table, part = owner(oid)
+        cell = out.setdefault(table, {}).setdefault(part, [0, 0, 0])
+        cell[0] += int(records)
+        cell[1] += int(length)
+        cell[2] += int(fpi or 0)
+    return {"tables": out, "unmapped": other, "cluster_bytes": cluster}
+
+
 def run(args: dict[str, Any]) -> dict[str, Any]:
     url = args["database_url"]
     leavers: list[str] = args["leavers"]
@@ -165,7 +290,17 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
         with transaction(db) as session:
             audit_before = session.scalar(select(func.coalesce(func.max(AuditEntry.seq), 0))) or 0
             h_before = session.scalar(select(func.coalesce(func.max(Handover.id), 0))) or 0
+            # The book each moved client should take along: its open records held by its owner (a leaver).
+            open_records = dict(
+                session.execute(
+                    select(Record.client_id, func.count())
+                    .join(Client, Client.external_id == Record.client_id)
+                    .where(Client.owner_id.in_(leavers), Record.status == "open", Record.owner_id == Client.owner_id)
+                    .group_by(Record.client_id)
+                ).all()
+            )
         outbox_before = _outbox_max(db)
+        on_pg = db.engine.dialect.name == "postgresql"
 
         start = phase("simulate")
         with transaction(db, write=False) as session:
@@ -177,6 +312,14 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
             k: sim[k] for k in ("clients", "assigned", "needs_attention", "total_cost", "solver_status")
         }
 
+        hold: WalHold | None = None
+        if on_pg:
+            try:
+                hold = WalHold(db)
+            except Exception as exc:  # no free slot: the WAL may be recycled before it is read (then the row says so)
+                print(f"WAL not held ({type(exc).__name__}: {exc})", file=sys.stderr)
+            tables_before = pg_tables(db)
+            lsn_before = pg_lsn(db)
         ids: list[int] = []
         start = phase("create")
         for leaver in leavers:
@@ -226,6 +369,20 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
         out["executed"] = len(executed)
 
         phase("after")
+        if on_pg:
+            lsn_after = pg_lsn(db)
+            tables_after = pg_tables(db)
+            out["pg_tables"] = {
+                t: [a - b for a, b in zip(v, tables_before.get(t, [0] * len(v)), strict=True)]
+                for t, v in tables_after.items()
+            }
+            try:
+                out["pg_wal"] = pg_wal_by_table(db, lsn_before, lsn_after)
+            except Exception as exc:  # e.g. the WAL was recycled already on a busy server: say so, measure the rest
+                out["pg_wal"] = {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"}
+            finally:
+                if hold is not None:
+                    hold.close()
         out["peak_rss"] = max(peaks.values(), default=0) if reset_ok else peak_rss_bytes()
         out["peak_rss_method"] = "VmHWM reset at each phase's start" if reset_ok else "ru_maxrss (process lifetime)"
 
@@ -239,6 +396,29 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
                 .where(HandoverItem.handover_id.in_(ids), HandoverItem.status == "transferred")
             )
             audit_after = session.scalar(select(func.max(AuditEntry.seq))) or 0
+            arrived = session.scalars(
+                select(HandoverItem.client_id).where(
+                    HandoverItem.handover_id.in_(ids), HandoverItem.status.in_(("transferred", "confirmed"))
+                )
+            ).all()
+            moved_records = session.scalar(
+                select(func.count()).select_from(RecordMove).where(RecordMove.handover_id.in_(ids))
+            )
+            left_behind = session.scalar(
+                select(func.count())
+                .select_from(Record)
+                .join(Client, Client.external_id == Record.client_id)
+                .where(
+                    Record.client_id.in_(select(HandoverItem.client_id).where(HandoverItem.handover_id.in_(ids))),
+                    Record.status == "open",
+                    Record.owner_id != Client.owner_id,
+                )
+            )
+        out["records"] = {
+            "expected": sum(open_records.get(c, 0) for c in arrived),
+            "moved": int(moved_records or 0),
+            "open_not_with_client_owner": int(left_behind or 0),
+        }
         if profile is not None:
             out["sql_profile"] = profile.top()
         for name, prof in out.pop("cprofile", {}).items():
@@ -246,7 +426,17 @@ def run(args: dict[str, Any]) -> dict[str, Any]:
             pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(30)
             out.setdefault("cprofile_text", {})[name] = text.getvalue()
         out["has_outbox"] = _has_outbox(db)
-        out["floor"] = floor(db, ids, h_before, audit_before, audit_after, leavers, now, effective_at, outbox_before)
+        floors: list[tuple[str, Any]] = [
+            (
+                "floor",
+                lambda: floor(db, ids, h_before, audit_before, audit_after, leavers, now, effective_at, outbox_before),
+            ),
+            ("lean_floor", lambda: lean_floor(db, ids)),
+        ]
+        if args.get("order", 0) % 2:  # alternate which floor runs first, so neither always gets the warmer cache
+            floors.reverse()
+        for key, fn in floors:
+            out[key] = fn()
     finally:
         solver.solve = real_solve
         db.dispose()
@@ -273,6 +463,7 @@ def floor(
         items = [list(r) for r in session.execute(select(item_table).where(item_table.c.handover_id.in_(ids))).all()]
         max_item = session.scalar(select(func.max(HandoverItem.id))) or 0
         followups = _rows_of(session, "follow_up", ids)
+        moves = _rows_of(session, "record_move", ids)
         audits = session.execute(
             select(AuditEntry.occurred_at, AuditEntry.actor, AuditEntry.action, AuditEntry.entity_type,
                    AuditEntry.entity_id, AuditEntry.data)
@@ -345,6 +536,12 @@ def floor(
         ),
     )
     prep_outbox = writer.prepare("outbox_message", outbox_cols, outbox) if outbox else None
+    prep_moves = None
+    if moves[1]:
+        m_cols, m_rows = moves
+        for r in m_rows:
+            r[m_cols.index("handover_id")] += offset
+        prep_moves = writer.prepare("record_move", m_cols, m_rows)
     prep_followups = None
     if followups[1]:
         f_cols, f_rows = followups
@@ -412,6 +609,18 @@ def floor(
                 (effective_at, effective_at, lo, hi),
             ),
         )
+        if prep_moves is not None:
+            step("record moves (COPY)", lambda: writer.copy_prepared(prep_moves))
+            # The open records change owner (back to the leavers here, as the clients: every row really changes).
+            step(
+                "record owners (UPDATE … FROM)",
+                lambda: writer.execute(
+                    "UPDATE record SET owner_id = m.from_owner_id, updated_at = %s FROM record_move m "
+                    "WHERE m.handover_id BETWEEN %s AND %s AND record.kind = m.kind "
+                    "AND record.external_id = m.external_id",
+                    (effective_at, lo, hi),
+                ),
+            )
         step("audit entries (COPY)", lambda: writer.copy_prepared(prep_audit))
         if prep_outbox is not None:
             step("outbox rows (COPY)", lambda: writer.copy_prepared(prep_outbox))
@@ -423,6 +632,64 @@ def floor(
         writer.close()
         engine.dispose()
     return {"seconds": total, "steps": steps, "counts": counts, "audit_entries": len(audits)}
+
+
+LEAN_COLS = ("handover_id", "client_id", "from_owner_id", "to_owner_id")
+
+
+def lean_floor(db: Database, ids: list[int]) -> dict[str, Any]:
+    """The minimal rows a handover must write (issue 19 point 2): one narrow row per moved client, enough to undo
+    (handover, client, from, to; no index, no foreign key), then the clients' owner UPDATE and the open records'
+    owner UPDATE (back to the leavers, so every row really changes). Timed from the first write, rolled back."""
+    with transaction(db, write=False) as session:
+        rows = session.execute(
+            select(
+                HandoverItem.handover_id,
+                HandoverItem.client_id,
+                HandoverItem.previous_owner_id,
+                HandoverItem.transferred_to_id,
+            ).where(HandoverItem.handover_id.in_(ids), HandoverItem.transferred_to_id.is_not(None))
+        ).all()
+    engine = make_engine(db.settings)
+    writer = RawWriter(engine)
+    steps: dict[str, float] = {}
+    counts: dict[str, int] = {}
+
+    def step(name: str, fn: Any) -> None:
+        t0 = time.perf_counter()
+        counts[name] = fn()
+        steps[name] = time.perf_counter() - t0
+
+    prepared = writer.prepare("bench_lean_item", LEAN_COLS, rows)
+    try:
+        writer.begin()
+        writer.execute(
+            "CREATE TABLE bench_lean_item (handover_id INTEGER NOT NULL, client_id VARCHAR(100) NOT NULL, "
+            "from_owner_id VARCHAR(100) NOT NULL, to_owner_id VARCHAR(100) NOT NULL)"
+        )
+        start = time.perf_counter()
+        step("lean items (COPY)", lambda: writer.copy_prepared(prepared))
+        step(
+            "client owners (UPDATE … FROM)",
+            lambda: writer.execute(
+                "UPDATE client SET owner_id = li.from_owner_id FROM bench_lean_item li "
+                "WHERE client.external_id = li.client_id"
+            ),
+        )
+        step(
+            "record owners (UPDATE … FROM)",
+            lambda: writer.execute(
+                "UPDATE record SET owner_id = li.from_owner_id FROM bench_lean_item li "
+                "WHERE record.client_id = li.client_id AND record.status = 'open' "
+                "AND record.owner_id = li.to_owner_id"
+            ),
+        )
+        total = time.perf_counter() - start
+    finally:
+        writer.rollback()
+        writer.close()
+        engine.dispose()
+    return {"seconds": total, "steps": steps, "counts": counts}
 
 
 def main() -> int:

@@ -25,3 +25,6 @@ def test_bench_runs_end_to_end_at_tiny_scale(tmp_path: Path, monkeypatch: pytest
         assert TITLES[key] in table
     assert "POST /v1/access/check" in table
     assert "end to end" in table
+    # The book of business moves with the clients (issue 16 point 7), and the lean floor is reported (issue 19).
+    assert "with the book of business" in table and "✔" in table and "CHECK FAILED" not in table
+    assert "end to end vs the lean floor" in table and "Lean floor steps" in table

@@ -42,6 +42,7 @@ from app.core.config import Settings
 from app.core.db import AnySelect
 from app.directory import service as directory
 from app.directory.models import Client, Employee
+from app.notify import events as event_models
 from app.notify import service as notify
 from app.transfer import interim as interim_rule
 from app.transfer.models import Handover
@@ -374,6 +375,7 @@ def take_over(session: Session, h: Handover, *, actor: str, now: dt.datetime, se
             [{"client": c, "from": h.leaver_id, "to": who, "interim": True} for c in moved],
             common={"handover_id": h.id, "effective_at": h.effective_at, "undo": False},
             now=now,
+            model=event_models.ClientReassignedEvent,
         )
     return len(moved)
 
@@ -427,4 +429,5 @@ def on_cancelled(session: Session, h: Handover, *, now: dt.datetime) -> None:
             [{"client": c, "from": who, "to": leaver, "interim": True} for c in clients],
             common={"handover_id": h.id, "effective_at": h.effective_at, "undo": True},
             now=now,
+            model=event_models.ClientReassignedEvent,
         )

@@ -480,7 +480,8 @@ def adopt_late_clients(
         if h.status not in continuity.TAKEOVER_STATUSES or h.reason in SELF_KEEPING:
             continue
         if h.interim_at is None:
-            continuity.lay_interim(session, h, actor=actor, now=now, settings=settings)
+            given = sorted(c for c, old, new in changes if new == h.leaver_id and new != old)
+            continuity.lay_interim_for(session, h, given, actor=actor, now=now, settings=settings)
         elif not directory.can_act(session.get(Employee, h.leaver_id), now):
             continuity.take_over(session, h, actor=actor, now=now, settings=settings)
     live = [h for h in latest.values() if h.status in ("planned", "approved") and h.interim_at is None]

@@ -763,3 +763,58 @@ def test_a_client_given_after_the_takeover_goes_to_the_interim_owner_at_once(
     assert acts_for_all(client, auth, "m1", ["late2"])
     assert violations(db, clock.now()) == []
     assert work(db, clock)["sweep_ownership"] == 0
+
+
+def test_clients_given_while_waiting_lay_only_their_own_interim_grants(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, open_handover: int
+) -> None:
+    """A CRM upsert touches the interim grants of the clients it gives, not every grant the handover laid: after
+    a batch of three and one more, each client has exactly one interim grant, none was revoked and laid again."""
+    body = {k: v for k, v in clients(1)[0].items() if k != "external_id"}
+    batch = [{**body, "external_id": f"n{i}", "name": f"New {i}"} for i in range(3)]
+    r = client.post("/v1/clients/batch", json={"items": batch}, headers=auth("hr"))
+    assert r.status_code == 200, r.text
+    _give(client, auth, "n3")
+    given = [f"n{i}" for i in range(4)]
+    with db.session(write=False) as s:
+        g = AccessGrant
+        laid = s.execute(
+            select(g.client_id, g.employee_id, g.valid_from, g.revoked_at).where(
+                g.handover_id == open_handover, g.reason == continuity.INTERIM_REASON
+            )
+        ).all()
+        leaver = dict(
+            s.execute(select(g.client_id, g.valid_until).where(g.employee_id == "e0", g.client_id.in_(given))).all()
+        )
+    assert sorted(r.client_id for r in laid) == sorted([*CLIENTS, *given])  # one each: nothing laid twice
+    assert all(r.revoked_at is None and r.employee_id == "m1" and r.valid_from == EFFECTIVE for r in laid)
+    assert leaver == dict.fromkeys(given, EFFECTIVE)  # the leaver's new grants end at the effective time
+    clock.set(EFFECTIVE + S)
+    assert acts_for_all(client, auth, "m1", [*given, *CLIENTS])
+    assert not check(client, auth, "e0", "n0", "view")
+    work(db, clock)
+    assert violations(db, clock.now()) == []
+
+
+def test_a_new_interim_owner_takes_every_laid_grant_when_a_client_arrives(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, open_handover: int
+) -> None:
+    """The chain changed before the client arrived (the manager is leaving before the effective time): the
+    interim grants follow the new interim owner for every client, the new one included."""
+    r = client.post(
+        "/v1/handovers",
+        json={"leaver": "m1", "reason": "resignation", "effective_at": (EFFECTIVE - dt.timedelta(days=1)).isoformat()},
+        headers=auth("hr"),
+    )
+    assert r.status_code == 201, r.text
+    _give(client, auth, "n9")
+    with db.session(write=False) as s:
+        g = AccessGrant
+        holders = set(
+            s.scalars(
+                select(g.employee_id).where(
+                    g.handover_id == open_handover, g.reason == continuity.INTERIM_REASON, g.revoked_at.is_(None)
+                )
+            )
+        )
+    assert holders == {"ceo"}

@@ -43,7 +43,7 @@ from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.notify import events as event_models
 from app.notify import service as notify
-from app.transfer import continuity, planning
+from app.transfer import continuity, planning, seats
 from app.transfer import interim as interim_rule
 from app.transfer.models import OPEN_STATUSES, Handover, HandoverItem
 
@@ -454,7 +454,9 @@ def adopt_late_clients(
     settings: Settings,
 ) -> None:
     """Owner changes the CRM pushed: a client given to a leaver joins their open handover (planned at once when
-    it is planned or approved); one given to a leaver whose handover was executed goes to the interim owner."""
+    it is planned or approved); one given to a leaver whose handover was executed goes to the interim owner. A
+    departed person the CRM puts on one of these clients' teams leaves it again (`seats.drop_departed`)."""
+    seats.drop_departed(session, [c for c, _, _ in changes], actor=actor, now=now)
     owners = sorted({new for _, old, new in changes if new != old})
     if not owners:
         return

@@ -101,14 +101,16 @@ def drop_departed(session: Session, clients: Sequence[str], *, actor: str, now: 
             select(s.handover_id, s.client_id).where(s.handover_id.in_([h.id for h in latest.values()]))
         )
     }
-    fresh, again, loose = [], [], []
+    fresh: list[dict[str, Any]] = []
+    again: list[dict[str, Any]] = []
+    loose: list[Any] = []
     for r in found:
-        h = latest.get(r.employee_id)
-        if h is None:
+        of = latest.get(r.employee_id)
+        if of is None:
             loose.append(r)
             continue
-        row = {"handover_id": h.id, "client_id": r.client_id, "employee_id": r.employee_id, "role": r.role}
-        (again if (h.id, r.client_id) in kept else fresh).append(row)
+        row = {"handover_id": of.id, "client_id": r.client_id, "employee_id": r.employee_id, "role": r.role}
+        (again if (of.id, r.client_id) in kept else fresh).append(row)
     if fresh:
         session.execute(insert(s), [{**row, "removed_at": now, "restored_at": None} for row in fresh])
     for row in again:

@@ -20,7 +20,8 @@ Rule 4, the interim owner at the effective time. A handover that is not approved
 its effective time, for the leaver's clients and their interim owner (`app.transfer.interim`): the access decision
 follows the windows to the second whether or not any job runs. When the time has come and the handover is still
 not approved, the worker (`take_over_due`) moves the clients to the interim owner, marks the leaver departed and
-tells the CRM (`client.reassigned`, `interim: true`). A later approval moves them on to the planned successors.
+tells the CRM (`client.reassigned`, `interim: true`). A later approval moves them on to the planned successors; an
+exit moved to a time that has not come reverses the takeover (`give_back`) and the rule runs again at the new time.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from app.directory.models import Client, Employee
 from app.notify import events as event_models
 from app.notify import service as notify
 from app.transfer import interim as interim_rule
+from app.transfer.errors import TakeoverNotReversible
 from app.transfer.models import Handover
 
 # The reasons a client breaks the invariant, in the order they are checked (the first one that applies is given).
@@ -429,6 +431,72 @@ def take_over(session: Session, h: Handover, *, actor: str, now: dt.datetime, se
             model=event_models.ClientReassignedEvent,
         )
     return len(moved)
+
+
+def give_back(session: Session, h: Handover, *, actor: str, now: dt.datetime) -> int:
+    """The exit moved to a time that has not come, after the interim owner took the clients over: the takeover is
+    reversed, so the invariant holds exactly as for a handover that was never taken over. The leaver is who they
+    were at the opening (`leaving`, with the new exit time, set by the caller), their grants this handover cut come
+    back (to be cut again at the new time by `lay_interim`), the clients still with the interim owner that came
+    from the leaver go back to them (one UPDATE … FROM), the interim grants end now and `interim_at` is cleared, so
+    the interim rule runs again at the new time. Audited (`handover.interim_returned`) and told to the CRM
+    (`client.reassigned`, `undo: true`, `interim: true`). Returns the number of clients given back.
+
+    A leaver already departed when the handover was opened cannot get them back: 409, nothing changes."""
+    if h.interim_at is None or h.status not in TAKEOVER_STATUSES or h.effective_at <= now:
+        return 0
+    if h.leaver_status_before == "departed":
+        raise TakeoverNotReversible(
+            f"{h.leaver_id} had already departed when the handover was opened; their clients are with the interim "
+            f"owner {h.interim_owner_id} since {h.interim_at.isoformat()} and stay there: the exit time cannot move "
+            "later.",
+            extra={"handover_id": h.id, "interim_owner": h.interim_owner_id, "allowed": []},
+        )
+    who, leaver = h.interim_owner_id, h.leaver_id
+    clients: list[str] = []
+    if who is not None:
+        back = (Client.owner_id == who, Client.former_owner_id == leaver)
+        clients = list(session.scalars(select(Client.external_id).where(*back).order_by(Client.external_id)))
+        moves = select(
+            Client.external_id.label("client_id"), literal(who).label("from_owner"), literal(leaver).label("to_owner")
+        ).where(*back)
+        directory.move_owners(session, moves, now=now, remember_former=False)
+    access.restore_leaver(session, h.id)
+    grants.end_grants(session, [h.id], reason=INTERIM_REASON, now=now, actor=actor)
+    taken_at = h.interim_at
+    h.interim_owner_id, h.interim_at = None, None
+    h.version += 1
+    h.updated_at = now
+    audit.record_many(
+        session,
+        [
+            audit.Change(
+                actor,
+                "handover.interim_returned",
+                "handover",
+                str(h.id),
+                {
+                    "leaver": leaver,
+                    "interim_owner": who,
+                    "taken_over_at": taken_at.isoformat(),
+                    "effective_at": h.effective_at.isoformat(),
+                    "clients_returned": len(clients),
+                },
+            )
+        ],
+        at=now,
+    )
+    if clients:
+        notify.emit_batches(
+            session,
+            "client.reassigned",
+            "clients",
+            [{"client": c, "from": who, "to": leaver, "interim": True} for c in clients],
+            common={"handover_id": h.id, "effective_at": h.effective_at, "undo": True},
+            now=now,
+            model=event_models.ClientReassignedEvent,
+        )
+    return len(clients)
 
 
 def take_over_due(session: Session, *, now: dt.datetime, settings: Settings, limit: int = 50) -> list[int]:

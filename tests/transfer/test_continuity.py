@@ -818,3 +818,64 @@ def test_a_new_interim_owner_takes_every_laid_grant_when_a_client_arrives(
             )
         )
     assert holders == {"ceo"}
+
+
+# ---- the exit moved later after the takeover ----------------------------------------------------------
+
+
+def _exit_at(hook: TestClient, clock: ManualClock, at: dt.datetime) -> Any:
+    event = {
+        "type": "employee.exit",
+        "timestamp": clock.now().isoformat(),
+        "data": {"employee": "e0", "effective_at": at.isoformat(), "reason": "resignation"},
+    }
+    return deliver(hook, event, clock=clock)
+
+
+def test_an_exit_moved_later_after_the_takeover_gives_the_clients_back_until_the_new_time(
+    hook: TestClient, client: TestClient, auth: Any, db: Database, clock: ManualClock, open_handover: int, crm: None
+) -> None:
+    """HR moves the exit a week later once the interim owner has the clients: the takeover is reversed, the leaver
+    holds and may act for every client until the new time, and the interim owner takes over again from that second."""
+    clock.set(EFFECTIVE + S)
+    assert work(db, clock)["take_over_interim"] == 1
+    assert owners(db)["c0"] == "m1" and status_of(db, "e0") == "departed"
+    later = EFFECTIVE + dt.timedelta(days=7)
+    clock.set(EFFECTIVE + dt.timedelta(hours=1))
+    ok(_exit_at(hook, clock, later))
+    assert status_of(db, "e0") == "leaving"
+    assert {c: o for c, o in owners(db).items() if c in CLIENTS} == dict.fromkeys(CLIENTS, "e0")
+    assert acts_for_all(client, auth, "e0", CLIENTS)
+    assert not check(client, auth, "m1", "c0", "edit")
+    assert violations(db, clock.now()) == []
+    # The new time: the interim owner holds from that second, before any worker pass, and the leaver does not.
+    assert acts_for_all(client, auth, "e0", CLIENTS, later - S)
+    assert acts_for_all(client, auth, "m1", CLIENTS, later)
+    assert not check(client, auth, "e0", "c0", "view", later)
+    back = [m for m in reassigned(db) if m["undo"]]
+    assert sorted(m["client"] for m in back) == CLIENTS
+    assert all((m["from"], m["to"], m["interim"]) == ("m1", "e0", True) for m in back)
+    assert audit_actions(db)["handover.interim_returned"] == 1
+    assert work(db, clock)["take_over_interim"] == 0  # not before the new time
+    clock.set(later + S)
+    assert work(db, clock)["take_over_interim"] == 1
+    assert {c: o for c, o in owners(db).items() if c in CLIENTS} == dict.fromkeys(CLIENTS, "m1")
+    assert violations(db, clock.now()) == []
+    assert Counter(m["client"] for m in reassigned(db)) == dict.fromkeys(CLIENTS, 3)  # away, back, away: once each
+
+
+def test_an_exit_moved_later_for_a_leaver_gone_at_the_opening_is_refused(
+    hook: TestClient, client: TestClient, auth: Any, db: Database, clock: ManualClock, crm: None
+) -> None:
+    clock.set(START + dt.timedelta(days=2))
+    r = client.put("/v1/employees/e0", json=record("e0", status="departed"), headers=auth("hr"))
+    assert r.status_code == 200, r.text
+    assert owners(db)["c0"] == "m1"
+    before = audit_actions(db)
+    r = _exit_at(hook, clock, EFFECTIVE)
+    assert r.status_code == 409, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["type"].endswith(":takeover-not-reversible") and r.json()["interim_owner"] == "m1"
+    assert audit_actions(db) == before  # nothing written
+    assert {c: o for c, o in owners(db).items() if c in CLIENTS} == dict.fromkeys(CLIENTS, "m1")
+    assert violations(db, clock.now()) == []

@@ -476,6 +476,7 @@ def give_back(session: Session, h: Handover, *, actor: str, now: dt.datetime) ->
                 "handover",
                 str(h.id),
                 {
+                    "status": h.status,
                     "leaver": leaver,
                     "interim_owner": who,
                     "taken_over_at": taken_at.isoformat(),

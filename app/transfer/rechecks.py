@@ -298,6 +298,7 @@ def _follow(
         "handover",
         str(h.id),
         {
+            "status": h.status,
             "clients": [{"client": m.client_id, "from": m.old, "to": m.new} for m in moves],
             "messages": sent,
             "follow_ups": follow,

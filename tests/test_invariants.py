@@ -129,6 +129,7 @@ class Case:
     # opened for someone who had departed already.
     taken: bool = False
     departed_before: bool = False
+    held: bool = False  # the interim owner holds the clients now (a later exit time gives them back)
 
 
 @dataclass
@@ -231,8 +232,8 @@ class HandoverWorkflow(RuleBasedStateMachine):
     def _take_over_if_due(self, case: Case) -> None:
         """Issue 15: a handover not approved when its effective time has come hands the clients to the interim
         owner (audited on the handover), and the leaver departs."""
-        if case.status in ("draft", "planned") and not case.taken and case.effective_at <= self.now:
-            case.taken = True
+        if case.status in ("draft", "planned") and not case.held and case.effective_at <= self.now:
+            case.taken = case.held = True
             case.actions.append("handover.interim_owner")
             self.reached["taken over by the interim owner"] += 1
             self.employee[case.leaver] = ("departed", case.effective_at)
@@ -301,6 +302,15 @@ class HandoverWorkflow(RuleBasedStateMachine):
             if open_case.status == "executed":
                 self._refused(call, 409)  # an executed handover cannot move
                 return multiple()
+            if open_case.held and open_case.status in ("draft", "planned") and effective_at > self.now:
+                if open_case.departed_before:
+                    self._refused(call, 409)  # gone before the opening: the clients stay with the interim owner
+                    return multiple()
+                # Moved to a time that has not come: the takeover is reversed until then (issue 15).
+                open_case.held = False
+                open_case.actions.append("handover.interim_returned")
+                self.reached["takeover given back"] += 1
+                self.employee[leaver] = ("leaving", open_case.effective_at)
             r = call()  # the HR system re-announces the exit: the open handover moves to the new time
             assert r.status_code == 200, r.text
             assert r.json()["handover_id"] == open_case.id

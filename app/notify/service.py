@@ -367,6 +367,57 @@ def withdraw(session: Session, *, handover_id: int, reason: str) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+@dataclass(frozen=True)
+class Unsent:
+    """A notification of a case not tried yet, as the case's owner needs it to decide whether it still holds."""
+
+    id: int
+    template: str
+    kind: str
+    locale: str
+    channel: str
+    recipient: str | None
+    client_id: str | None
+    priority: int
+    payload: dict[str, Any]
+    not_before: dt.datetime
+
+
+def unsent_for(session: Session, *, handover_id: int, templates: Sequence[str]) -> list[Unsent]:
+    """The case's notifications of these templates still pending and never tried, in id order: one query."""
+    m = OutboxMessage
+    rows = session.execute(
+        select(
+            m.id, m.template, m.kind, m.locale, m.channel, m.recipient, m.client_id, m.priority, m.payload, m.not_before
+        )
+        .where(
+            m.handover_id == handover_id,
+            m.category == "notification",
+            m.template.in_(list(templates)),
+            m.status == "pending",
+            m.attempts == 0,
+        )
+        .order_by(m.id)
+    ).all()
+    return [
+        Unsent(r[0], r[1] or "", r[2] or "internal", r[3] or "", r[4], r[5], r[6], r[7], dict(r[8]), r[9]) for r in rows
+    ]
+
+
+def withdraw_ids(session: Session, ids: Sequence[int], *, reason: str) -> int:
+    """These notifications, if still not sent, are withdrawn (one UPDATE); returns how many."""
+    if not ids:
+        return 0
+    m = OutboxMessage
+    result = session.execute(
+        update(m)
+        .where(m.id.in_(list(ids)), m.category == "notification", m.status.in_(DUE_STATUSES))
+        .values(status="withdrawn", next_attempt_at=None, last_error=reason)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 def move_pending(session: Session, *, handover_id: int, template: str, at: dt.datetime) -> None:
     """The case's notifications of `template` not tried yet go out at `at` instead."""
     m = OutboxMessage

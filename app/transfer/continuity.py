@@ -20,7 +20,8 @@ Rule 4, the interim owner at the effective time. A handover that is not approved
 its effective time, for the leaver's clients and their interim owner (`app.transfer.interim`): the access decision
 follows the windows to the second whether or not any job runs. When the time has come and the handover is still
 not approved, the worker (`take_over_due`) moves the clients to the interim owner, marks the leaver departed and
-tells the CRM (`client.reassigned`, `interim: true`). A later approval moves them on to the planned successors.
+tells the CRM (`client.reassigned`, `interim: true`). A later approval moves them on to the planned successors; an
+exit moved to a time that has not come reverses the takeover (`give_back`) and the rule runs again at the new time.
 """
 
 from __future__ import annotations
@@ -42,9 +43,11 @@ from app.core.config import Settings, get_settings
 from app.core.db import AnySelect
 from app.directory import service as directory
 from app.directory.models import Client, Employee
+from app.notify import events as event_models
 from app.notify import service as notify
 from app.transfer import interim as interim_rule
 from app.transfer import records
+from app.transfer.errors import TakeoverNotReversible
 from app.transfer.models import Handover
 
 # The reasons a client breaks the invariant, in the order they are checked (the first one that applies is given).
@@ -327,6 +330,57 @@ def lay_interim(session: Session, h: Handover, *, actor: str, now: dt.datetime, 
         take_over(session, h, actor=actor, now=now, settings=settings)
 
 
+def lay_interim_for(
+    session: Session, h: Handover, given: Sequence[str], *, actor: str, now: dt.datetime, settings: Settings | None
+) -> None:
+    """`lay_interim` for clients the CRM just gave the leaver (`given`), touching only their rows: the leaver's
+    grants on them are cut at the effective time and the interim owner gets theirs from it, so a batch upsert costs
+    O(new clients), not a re-lay of the whole handover. When the interim owner is no longer the one the grants laid
+    before name (the chain changed meanwhile), everything is laid again for the new one, as `lay_interim` does."""
+    if h.status not in TAKEOVER_STATUSES or h.interim_at is not None or not given:
+        return
+    who = _interim_for(session, h.leaver_id, at=h.effective_at, settings=settings)
+    g = AccessGrant
+    laid = session.scalar(
+        select(g.employee_id)
+        .where(
+            g.handover_id == h.id,
+            g.reason == INTERIM_REASON,
+            g.revoked_at.is_(None),
+            or_(g.valid_until.is_(None), g.valid_until > now),
+        )
+        .limit(1)
+    )
+    if laid is not None and laid != who:
+        lay_interim(session, h, actor=actor, now=now, settings=settings)
+        return
+    new = _clients_of(h.leaver_id).where(Client.external_id.in_(list(given)))
+    at = g.valid_from.type
+    access.cut_clients(
+        session,
+        select(
+            literal(h.id).label("handover_id"),
+            literal(h.leaver_id).label("employee_id"),
+            literal(h.effective_at, at).label("effective_at"),
+            Client.external_id.label("client_id"),
+        ).where(Client.external_id.in_(new)),
+    )
+    if who is not None:
+        grants.add_grants(
+            session,
+            employee=who,
+            clients=new,
+            level="interim",
+            valid_from=h.effective_at,
+            reason=INTERIM_REASON,
+            handover_id=h.id,
+            actor=actor,
+            now=now,
+        )
+    if h.effective_at <= now:
+        take_over(session, h, actor=actor, now=now, settings=settings)
+
+
 def take_over(session: Session, h: Handover, *, actor: str, now: dt.datetime, settings: Settings | None) -> int:
     """The effective time has come and the handover is not approved: every client the leaver still holds moves to
     the interim owner (who can act now), who holds an interim grant on it; the leaver is departed. Audited
@@ -385,8 +439,77 @@ def take_over(session: Session, h: Handover, *, actor: str, now: dt.datetime, se
             [{"client": c, "from": h.leaver_id, "to": who, "interim": True} for c in moved],
             common={"handover_id": h.id, "effective_at": h.effective_at, "undo": False},
             now=now,
+            model=event_models.ClientReassignedEvent,
         )
     return len(moved)
+
+
+def give_back(session: Session, h: Handover, *, actor: str, now: dt.datetime) -> int:
+    """The exit moved to a time that has not come, after the interim owner took the clients over: the takeover is
+    reversed, so the invariant holds exactly as for a handover that was never taken over. The leaver is who they
+    were at the opening (`leaving`, with the new exit time, set by the caller), their grants this handover cut come
+    back (to be cut again at the new time by `lay_interim`), the clients still with the interim owner that came
+    from the leaver go back to them (one UPDATE … FROM), the interim grants end now and `interim_at` is cleared, so
+    the interim rule runs again at the new time. Audited (`handover.interim_returned`) and told to the CRM
+    (`client.reassigned`, `undo: true`, `interim: true`). Returns the number of clients given back.
+
+    A leaver already departed when the handover was opened cannot get them back: 409, nothing changes."""
+    if h.interim_at is None or h.status not in TAKEOVER_STATUSES or h.effective_at <= now:
+        return 0
+    if h.leaver_status_before == "departed":
+        raise TakeoverNotReversible(
+            f"{h.leaver_id} had already departed when the handover was opened; their clients are with the interim "
+            f"owner {h.interim_owner_id} since {h.interim_at.isoformat()} and stay there: the exit time cannot move "
+            "later.",
+            extra={"handover_id": h.id, "interim_owner": h.interim_owner_id, "allowed": []},
+        )
+    who, leaver = h.interim_owner_id, h.leaver_id
+    clients: list[str] = []
+    if who is not None:
+        back = (Client.owner_id == who, Client.former_owner_id == leaver)
+        clients = list(session.scalars(select(Client.external_id).where(*back).order_by(Client.external_id)))
+        moves = select(
+            Client.external_id.label("client_id"), literal(who).label("from_owner"), literal(leaver).label("to_owner")
+        ).where(*back)
+        directory.move_owners(session, moves, now=now, remember_former=False)
+    records.on_undone(session, h, actor=actor, now=now)  # the records the takeover moved come back with the clients
+    access.restore_leaver(session, h.id)
+    grants.end_grants(session, [h.id], reason=INTERIM_REASON, now=now, actor=actor)
+    taken_at = h.interim_at
+    h.interim_owner_id, h.interim_at = None, None
+    h.version += 1
+    h.updated_at = now
+    audit.record_many(
+        session,
+        [
+            audit.Change(
+                actor,
+                "handover.interim_returned",
+                "handover",
+                str(h.id),
+                {
+                    "status": h.status,
+                    "leaver": leaver,
+                    "interim_owner": who,
+                    "taken_over_at": taken_at.isoformat(),
+                    "effective_at": h.effective_at.isoformat(),
+                    "clients_returned": len(clients),
+                },
+            )
+        ],
+        at=now,
+    )
+    if clients:
+        notify.emit_batches(
+            session,
+            "client.reassigned",
+            "clients",
+            [{"client": c, "from": who, "to": leaver, "interim": True} for c in clients],
+            common={"handover_id": h.id, "effective_at": h.effective_at, "undo": True},
+            now=now,
+            model=event_models.ClientReassignedEvent,
+        )
+    return len(clients)
 
 
 def take_over_due(session: Session, *, now: dt.datetime, settings: Settings, limit: int = 50) -> list[int]:
@@ -438,4 +561,5 @@ def on_cancelled(session: Session, h: Handover, *, now: dt.datetime) -> None:
             [{"client": c, "from": who, "to": leaver, "interim": True} for c in clients],
             common={"handover_id": h.id, "effective_at": h.effective_at, "undo": True},
             now=now,
+            model=event_models.ClientReassignedEvent,
         )

@@ -201,6 +201,13 @@ class LeaveDuringExit(Conflict):
     slug, title = "leave-during-exit", "A leave cannot start during an exit"
 
 
+class TakeoverNotReversible(Conflict):
+    """Moving the exit of a leaver who had already departed when the handover opened to a later time, after their
+    clients went to the interim owner: nobody can give them back to a departed person, so they stay there."""
+
+    slug, title = "takeover-not-reversible", "The clients are with the interim owner and stay there"
+
+
 EXIT_WORKFLOW_REFUSALS = (
     HandoverAlreadyExecuted,
     HandoverAlreadyOpen,
@@ -211,6 +218,7 @@ EXIT_WORKFLOW_REFUSALS = (
     LeaveInvalid,
     LeaveNotMovable,
     LeaveDuringExit,
+    TakeoverNotReversible,
 )
 
 

@@ -215,19 +215,7 @@ def _approval_rows(
         if item.receiver:
             by_receiver[item.receiver].append(item)
     for person_id, mine in by_receiver.items():
-        clients = [
-            {
-                "name": r.client_name,
-                "external_id": r.client_id,
-                "tier": r.tier,
-                "risk_band": r.risk_band,
-                "risk_score": _score(r.risk_score),
-                "checklist": [
-                    {"key": k, "done": bool((r.checklist or {}).get(k, {}).get("done"))} for k in CHECKLIST_KEYS
-                ],
-            }
-            for r in mine
-        ]
+        clients = _briefing_clients(mine)
         internal(
             "successor_briefing",
             person_id,
@@ -244,53 +232,9 @@ def _approval_rows(
     intro_at = intro_time(h.effective_at, now, settings)
     intros = 0
     for item in items:
-        new_owner = people.get(item.receiver) if item.receiver else None
-        for c in shared.contacts.get(item.client_id, []):
-            data = {
-                "contact": {"name": c.name},
-                "client": {"name": item.client_name, "external_id": item.client_id},
-                "leaver": {"name": leaver.name},
-                "successor": {
-                    "name": new_owner.name if new_owner else "",
-                    "email": new_owner.email if new_owner else "",
-                    "title": new_owner.title if new_owner else None,
-                },
-                "effective_date": effective_date,
-                "recipient": {"contact_id": c.id, "name": c.name, "email": c.email, "phone": c.phone},
-            }
-            common: dict[str, Any] = {
-                "kind": "client",
-                "template": "client_intro",
-                "locale": shared.locale("client_intro", (c.locale,), default),
-                "data": data,
-                "not_before": intro_at,
-                "now": now,
-                "handover_id": h.id,
-                "client_id": item.client_id,
-                "priority": _risk_priority(item.risk_score),
-                "for_bulk": True,
-            }
-            if c.channel == "email":
-                skip = None if c.email else "the contact has no email address"
-                rows.append(
-                    notify.message_row(channel="email", recipient=c.email, endpoint_id=None, skip=skip, **common)
-                )
-            elif c.channel == "webhook" and shared.intro_endpoints:
-                for endpoint_id in shared.intro_endpoints:
-                    rows.append(
-                        notify.message_row(channel="webhook", recipient=None, endpoint_id=endpoint_id, **common)
-                    )
-            elif c.channel == "webhook":
-                skip = "no webhook endpoint subscribes to notification.client_intro"
-                rows.append(
-                    notify.message_row(channel="webhook", recipient=None, endpoint_id=None, skip=skip, **common)
-                )
-            else:
-                skip = f"the contact prefers {c.channel}, which this service does not deliver"
-                rows.append(
-                    notify.message_row(channel=c.channel, recipient=None, endpoint_id=None, skip=skip, **common)
-                )
-            intros += 1
+        intros += _intro_rows(
+            h, item, people, shared, rows, leaver=leaver.name, intro_at=intro_at, now=now, settings=settings
+        )
     counts["client_intro"] = intros
 
     # The manager's summary, after the intros are counted.
@@ -356,6 +300,222 @@ def _approval_rows(
         )
     counts["skipped"] = sum(1 for row in rows[first:] if row["status"] == "skipped")
     return dict(counts)
+
+
+def _briefing_clients(mine: Sequence[_Item]) -> list[dict[str, Any]]:
+    """A successor briefing's clients, in the items' order (highest risk first)."""
+    return [
+        {
+            "name": r.client_name,
+            "external_id": r.client_id,
+            "tier": r.tier,
+            "risk_band": r.risk_band,
+            "risk_score": _score(r.risk_score),
+            "checklist": [{"key": k, "done": bool((r.checklist or {}).get(k, {}).get("done"))} for k in CHECKLIST_KEYS],
+        }
+        for r in mine
+    ]
+
+
+def _intro_rows(
+    h: Handover,
+    item: _Item,
+    people: dict[str, directory.Person],
+    shared: _Shared,
+    rows: list[dict[str, Any]],
+    *,
+    leaver: str,
+    intro_at: dt.datetime,
+    now: dt.datetime,
+    settings: Settings,
+) -> int:
+    """Appends the introductions of one item's client (one per contact, in the contact's language, through the
+    contact's channel) naming its receiver; returns how many contacts."""
+    new_owner = people.get(item.receiver) if item.receiver else None
+    contacts = shared.contacts.get(item.client_id, [])
+    for c in contacts:
+        data = {
+            "contact": {"name": c.name},
+            "client": {"name": item.client_name, "external_id": item.client_id},
+            "leaver": {"name": leaver},
+            "successor": {
+                "name": new_owner.name if new_owner else "",
+                "email": new_owner.email if new_owner else "",
+                "title": new_owner.title if new_owner else None,
+            },
+            "effective_date": _date(h.effective_at),
+            "recipient": {"contact_id": c.id, "name": c.name, "email": c.email, "phone": c.phone},
+        }
+        common: dict[str, Any] = {
+            "kind": "client",
+            "template": "client_intro",
+            "locale": shared.locale("client_intro", (c.locale,), settings.default_locale),
+            "data": data,
+            "not_before": intro_at,
+            "now": now,
+            "handover_id": h.id,
+            "client_id": item.client_id,
+            "priority": _risk_priority(item.risk_score),
+            "for_bulk": True,
+        }
+        if c.channel == "email":
+            skip = None if c.email else "the contact has no email address"
+            rows.append(notify.message_row(channel="email", recipient=c.email, endpoint_id=None, skip=skip, **common))
+        elif c.channel == "webhook" and shared.intro_endpoints:
+            for endpoint_id in shared.intro_endpoints:
+                rows.append(notify.message_row(channel="webhook", recipient=None, endpoint_id=endpoint_id, **common))
+        elif c.channel == "webhook":
+            skip = "no webhook endpoint subscribes to notification.client_intro"
+            rows.append(notify.message_row(channel="webhook", recipient=None, endpoint_id=None, skip=skip, **common))
+        else:
+            skip = f"the contact prefers {c.channel}, which this service does not deliver"
+            rows.append(notify.message_row(channel=c.channel, recipient=None, endpoint_id=None, skip=skip, **common))
+    return len(contacts)
+
+
+@dataclass(frozen=True)
+class Rerouted:
+    """An approved item whose receiver a re-check changed: `old` had it, `new` has it now (None: nobody)."""
+
+    item_id: int
+    client_id: str
+    old: str
+    new: str | None
+
+
+REROUTED_TEMPLATES = ("successor_briefing", "client_intro", "signoff_reminder")
+REROUTED = "the client went to another successor when the handover was re-checked"
+
+
+def on_replanned(
+    session: Session, h: Handover, moves: Sequence[Rerouted], *, now: dt.datetime, settings: Settings
+) -> dict[str, int]:
+    """Approval's messages follow items a re-check gave to someone else (at execution, typically): what was not
+    sent yet and names a moved client is withdrawn (the client's introductions; the old receiver's briefing and
+    incoming sign-off reminder, sent again without the moved clients when others remain), and the new receivers
+    get a briefing of their new clients and the clients an introduction naming them. One read of the case's
+    unsent messages; a handover whose approval wrote no messages yet (approval itself) is left alone, so nothing
+    is written twice. Returns the counts (`withdrawn`, `reissued`, `successor_briefing`, `client_intro`)."""
+    if not moves or h.id not in notify.already_sent_for(session, [h.id], APPROVAL_TEMPLATES):
+        return {}
+    moved = {m.client_id for m in moves}
+    moved_items = {m.item_id for m in moves}
+    withdraw: list[int] = []
+    rows: list[dict[str, Any]] = []
+    for u in notify.unsent_for(session, handover_id=h.id, templates=REROUTED_TEMPLATES):
+        if u.template == "client_intro":
+            if u.client_id in moved:
+                withdraw.append(u.id)
+            continue
+        if u.template == "successor_briefing":
+            key, listed = "clients", list(u.payload.get("clients") or [])
+            keep = [c for c in listed if c.get("external_id") not in moved]
+        elif u.payload.get("side") == "incoming":
+            key, listed = "items", list(u.payload.get("items") or [])
+            keep = [i for i in listed if int(i.get("item_id", 0)) not in moved_items]
+        else:
+            continue  # the leaver's outgoing side: they still sign every item off
+        if len(keep) == len(listed):
+            continue
+        withdraw.append(u.id)
+        if keep:
+            rows.append(
+                notify.message_row(
+                    kind=u.kind,
+                    template=u.template,
+                    locale=u.locale,
+                    channel=u.channel,
+                    recipient=u.recipient,
+                    endpoint_id=None,
+                    data={**u.payload, key: keep},
+                    not_before=u.not_before,
+                    now=now,
+                    handover_id=h.id,
+                    priority=u.priority,
+                    for_bulk=True,
+                )
+            )
+    counts: dict[str, int] = {
+        "withdrawn": notify.withdraw_ids(session, withdraw, reason=REROUTED),
+        "reissued": len(rows),
+    }
+    i = HandoverItem
+    items = [
+        _Item(*row)
+        for row in session.execute(
+            select(
+                i.id,
+                i.client_id,
+                Client.name,
+                Client.tier,
+                i.risk_score,
+                i.risk_band,
+                i.checklist,
+                func.coalesce(i.successor_id, i.interim_owner_id),
+                i.successor_id,
+                i.outgoing_signed_at,
+                i.incoming_signed_at,
+            )
+            .join(Client, Client.external_id == i.client_id)
+            .where(
+                i.id.in_(sorted(moved_items)),
+                i.status == "approved",
+                func.coalesce(i.successor_id, i.interim_owner_id).is_not(None),
+            )
+            .order_by(i.risk_score.is_(None), i.risk_score.desc(), i.id)
+        )
+    ]
+    cc = ClientContact
+    contacts: dict[str, list[_Contact]] = defaultdict(list)
+    for c in session.execute(
+        select(cc.client_id, cc.id, cc.name, cc.email, cc.phone, cc.locale, cc.preferred_channel)
+        .where(cc.client_id.in_([r.client_id for r in items]))
+        .order_by(cc.client_id, cc.position, cc.id)
+    ):
+        contacts[c[0]].append(_Contact(*c))
+    people = directory.people(session, {h.leaver_id} | {r.receiver for r in items if r.receiver})
+    shared = _Shared(
+        people, contacts, notify.available_locales(session), notify.subscribers(session, "notification.client_intro")
+    )
+    leaver = people[h.leaver_id].name if h.leaver_id in people else h.leaver_id
+    by_receiver: dict[str, list[_Item]] = defaultdict(list)
+    for r in items:
+        if r.receiver:
+            by_receiver[r.receiver].append(r)
+    for person_id, mine in by_receiver.items():
+        person = people.get(person_id)
+        rows.append(
+            notify.message_row(
+                kind="internal",
+                template="successor_briefing",
+                locale=shared.locale(
+                    "successor_briefing", tuple(person.languages) if person else (), settings.default_locale
+                ),
+                channel="email",
+                recipient=person.email if person else None,
+                endpoint_id=None,
+                data={
+                    "successor": {"name": person.name if person else person_id},
+                    "leaver": {"name": leaver},
+                    "handover": {"id": h.id, "effective_date": _date(h.effective_at)},
+                    "clients": _briefing_clients(mine),
+                },
+                not_before=now,
+                now=now,
+                handover_id=h.id,
+                priority=notify.PRIORITY_INTERNAL,
+                skip=None if person and person.email else f"employee {person_id} has no email address",
+                for_bulk=True,
+            )
+        )
+    counts["successor_briefing"] = len(by_receiver)
+    intro_at = intro_time(h.effective_at, now, settings)
+    counts["client_intro"] = sum(
+        _intro_rows(h, r, people, shared, rows, leaver=leaver, intro_at=intro_at, now=now, settings=settings)
+        for r in items
+    )
+    notify.insert_messages(session, rows)
+    return counts
 
 
 def on_cancelled(session: Session, *, handover_id: int) -> int:

@@ -43,8 +43,9 @@ from app.directory import service as directory
 from app.directory.models import Client, Employee
 from app.notify import events as event_models
 from app.notify import service as notify
-from app.transfer import continuity, planning
+from app.transfer import continuity, messaging, planning, seats
 from app.transfer import interim as interim_rule
+from app.transfer.followups import service as followups
 from app.transfer.models import OPEN_STATUSES, Handover, HandoverItem
 
 Stage = Literal["approval", "execution", "intake"]
@@ -228,6 +229,9 @@ def recheck(
         bulk.insert_rows(session, cast(Table, HandoverItem.__table__), values)
         if status_of[hid] == "approved":
             _regrant(session, h, [r.client_id for r in done], replanned=list(affected), actor=actor, now=now)
+            rerouted = _follow(session, h, affected, done, actor=actor, now=now, settings=settings)
+            if rerouted is not None:
+                changes.append(rerouted)
         if stage == "intake":
             h.version += 1
             h.updated_at = now
@@ -262,6 +266,44 @@ def recheck(
         session.flush()
         audit.record_many(session, changes, at=now)
     return out
+
+
+def _follow(
+    session: Session,
+    h: Handover,
+    affected: dict[str, Any],
+    done: Sequence[Replanned],
+    *,
+    actor: str,
+    now: dt.datetime,
+    settings: Settings,
+) -> audit.Change | None:
+    """Approved items given to someone else: approval's briefing, introductions and sign-off reminders not sent
+    yet follow them (`messaging.on_replanned`), and so do their follow-ups (`followups.follow_receivers`); one audit
+    entry (`handover.messages_rerouted`) says what moved. None when no receiver changed."""
+    moves = [
+        messaging.Rerouted(affected[r.client_id].id, r.client_id, r.previous_successor, r.successor or r.interim_owner)
+        for r in done
+        if r.client_id in affected
+        and r.previous_successor is not None
+        and r.previous_successor != (r.successor or r.interim_owner)
+    ]
+    if not moves:
+        return None
+    sent = messaging.on_replanned(session, h, moves, now=now, settings=settings)
+    follow = followups.follow_receivers(session, {m.item_id: m.new for m in moves}, now=now)
+    return audit.Change(
+        actor,
+        "handover.messages_rerouted",
+        "handover",
+        str(h.id),
+        {
+            "status": h.status,
+            "clients": [{"client": m.client_id, "from": m.old, "to": m.new} for m in moves],
+            "messages": sent,
+            "follow_ups": follow,
+        },
+    )
 
 
 def _stranded(row: dict[str, Any], status: str) -> bool:
@@ -454,7 +496,9 @@ def adopt_late_clients(
     settings: Settings,
 ) -> None:
     """Owner changes the CRM pushed: a client given to a leaver joins their open handover (planned at once when
-    it is planned or approved); one given to a leaver whose handover was executed goes to the interim owner."""
+    it is planned or approved); one given to a leaver whose handover was executed goes to the interim owner. A
+    departed person the CRM puts on one of these clients' teams leaves it again (`seats.drop_departed`)."""
+    seats.drop_departed(session, [c for c, _, _ in changes], actor=actor, now=now)
     owners = sorted({new for _, old, new in changes if new != old})
     if not owners:
         return
@@ -480,7 +524,8 @@ def adopt_late_clients(
         if h.status not in continuity.TAKEOVER_STATUSES or h.reason in SELF_KEEPING:
             continue
         if h.interim_at is None:
-            continuity.lay_interim(session, h, actor=actor, now=now, settings=settings)
+            given = sorted(c for c, old, new in changes if new == h.leaver_id and new != old)
+            continuity.lay_interim_for(session, h, given, actor=actor, now=now, settings=settings)
         elif not directory.can_act(session.get(Employee, h.leaver_id), now):
             continuity.take_over(session, h, actor=actor, now=now, settings=settings)
     live = [h for h in latest.values() if h.status in ("planned", "approved") and h.interim_at is None]

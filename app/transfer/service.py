@@ -265,6 +265,13 @@ def reschedule(
     deadlines.on_rescheduled(h, now=now, settings=settings)
     h.version += 1
     h.updated_at = now
+    # Moved to a time that has not come after the interim owner took the clients over: the takeover is reversed
+    # first (or refused, for a leaver already gone at the opening), then laid again from the new time below.
+    taken_over = h.interim_at is not None
+    continuity.give_back(session, h, actor=actor, now=now)
+    if taken_over and h.interim_at is None:
+        status = "leaving" if not rolechange.stays(h.reason) else (h.leaver_status_before or "active")
+        directory.clear_exit(session, h.leaver_id, status=status, only_if_leaving=False, now=now)
     if not rolechange.stays(h.reason):
         directory.set_exit(session, h.leaver_id, effective_at, now=now, leaving=False)
     if h.status in ("approved", "executed"):

@@ -148,3 +148,24 @@ def test_real_events_of_the_workflow_validate_against_the_contract(
     bad = next(d for d in sent if d["type"] == "access.granted")
     drifted = {**bad, "data": {**bad["data"], "grants": [{**bad["data"]["grants"][0], "level": "boss"}]}}
     assert not validator(document, "access.granted").is_valid(drifted)
+
+
+def test_every_batched_event_of_the_workflow_is_built_through_its_model() -> None:
+    """`emit_batches` checks each batch through the type's model only when given one: a caller that forgets it
+    sends an unchecked mapping (the interim takeover and its reversal once did). Every caller outside the outbox
+    passes `model=`."""
+    import ast
+
+    missing = []
+    for path in sorted((ROOT / "app").rglob("*.py")):
+        if path.parts[-2] == "notify" and path.name == "service.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "emit_batches"
+                and not any(k.arg == "model" for k in node.keywords)
+            ):
+                missing.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert missing == []

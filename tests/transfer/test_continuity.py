@@ -24,6 +24,7 @@ from sqlalchemy import delete, func, insert, select, update
 from app.access import service as access
 from app.access.models import AccessGrant, AccessSuspension
 from app.audit.models import AuditEntry
+from app.book.models import Record
 from app.core.clock import ManualClock
 from app.core.db import Database
 from app.directory.models import Client, Employee
@@ -763,3 +764,130 @@ def test_a_client_given_after_the_takeover_goes_to_the_interim_owner_at_once(
     assert acts_for_all(client, auth, "m1", ["late2"])
     assert violations(db, clock.now()) == []
     assert work(db, clock)["sweep_ownership"] == 0
+
+
+def test_clients_given_while_waiting_lay_only_their_own_interim_grants(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, open_handover: int
+) -> None:
+    """A CRM upsert touches the interim grants of the clients it gives, not every grant the handover laid: after
+    a batch of three and one more, each client has exactly one interim grant, none was revoked and laid again."""
+    body = {k: v for k, v in clients(1)[0].items() if k != "external_id"}
+    batch = [{**body, "external_id": f"n{i}", "name": f"New {i}"} for i in range(3)]
+    r = client.post("/v1/clients/batch", json={"items": batch}, headers=auth("hr"))
+    assert r.status_code == 200, r.text
+    _give(client, auth, "n3")
+    given = [f"n{i}" for i in range(4)]
+    with db.session(write=False) as s:
+        g = AccessGrant
+        laid = s.execute(
+            select(g.client_id, g.employee_id, g.valid_from, g.revoked_at).where(
+                g.handover_id == open_handover, g.reason == continuity.INTERIM_REASON
+            )
+        ).all()
+        leaver = dict(
+            s.execute(select(g.client_id, g.valid_until).where(g.employee_id == "e0", g.client_id.in_(given))).all()
+        )
+    assert sorted(r.client_id for r in laid) == sorted([*CLIENTS, *given])  # one each: nothing laid twice
+    assert all(r.revoked_at is None and r.employee_id == "m1" and r.valid_from == EFFECTIVE for r in laid)
+    assert leaver == dict.fromkeys(given, EFFECTIVE)  # the leaver's new grants end at the effective time
+    clock.set(EFFECTIVE + S)
+    assert acts_for_all(client, auth, "m1", [*given, *CLIENTS])
+    assert not check(client, auth, "e0", "n0", "view")
+    work(db, clock)
+    assert violations(db, clock.now()) == []
+
+
+def test_a_new_interim_owner_takes_every_laid_grant_when_a_client_arrives(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, open_handover: int
+) -> None:
+    """The chain changed before the client arrived (the manager is leaving before the effective time): the
+    interim grants follow the new interim owner for every client, the new one included."""
+    r = client.post(
+        "/v1/handovers",
+        json={"leaver": "m1", "reason": "resignation", "effective_at": (EFFECTIVE - dt.timedelta(days=1)).isoformat()},
+        headers=auth("hr"),
+    )
+    assert r.status_code == 201, r.text
+    _give(client, auth, "n9")
+    with db.session(write=False) as s:
+        g = AccessGrant
+        holders = set(
+            s.scalars(
+                select(g.employee_id).where(
+                    g.handover_id == open_handover, g.reason == continuity.INTERIM_REASON, g.revoked_at.is_(None)
+                )
+            )
+        )
+    assert holders == {"ceo"}
+
+
+# ---- the exit moved later after the takeover ----------------------------------------------------------
+
+
+def _exit_at(hook: TestClient, clock: ManualClock, at: dt.datetime) -> Any:
+    event = {
+        "type": "employee.exit",
+        "timestamp": clock.now().isoformat(),
+        "data": {"employee": "e0", "effective_at": at.isoformat(), "reason": "resignation"},
+    }
+    return deliver(hook, event, clock=clock)
+
+
+def test_an_exit_moved_later_after_the_takeover_gives_the_clients_back_until_the_new_time(
+    hook: TestClient, client: TestClient, auth: Any, db: Database, clock: ManualClock, open_handover: int, crm: None
+) -> None:
+    """HR moves the exit a week later once the interim owner has the clients: the takeover is reversed, the leaver
+    holds and may act for every client until the new time, and the interim owner takes over again from that second.
+    The open records the takeover moved come back with the clients and go again at the new time."""
+    deal = {"title": "Renewal", "owner": "e0", "client": "c0", "amount": 10, "currency": "EUR"}
+    assert client.put("/v1/records/deal/d-gb", json=deal, headers=auth("hr")).status_code in (200, 201)
+    clock.set(EFFECTIVE + S)
+    assert work(db, clock)["take_over_interim"] == 1
+    assert owners(db)["c0"] == "m1" and status_of(db, "e0") == "departed"
+    assert record_owner(db, "deal", "d-gb") == "m1"
+    later = EFFECTIVE + dt.timedelta(days=7)
+    clock.set(EFFECTIVE + dt.timedelta(hours=1))
+    ok(_exit_at(hook, clock, later))
+    assert status_of(db, "e0") == "leaving"
+    assert {c: o for c, o in owners(db).items() if c in CLIENTS} == dict.fromkeys(CLIENTS, "e0")
+    assert acts_for_all(client, auth, "e0", CLIENTS)
+    assert not check(client, auth, "m1", "c0", "edit")
+    assert violations(db, clock.now()) == []
+    # The new time: the interim owner holds from that second, before any worker pass, and the leaver does not.
+    assert acts_for_all(client, auth, "e0", CLIENTS, later - S)
+    assert acts_for_all(client, auth, "m1", CLIENTS, later)
+    assert not check(client, auth, "e0", "c0", "view", later)
+    back = [m for m in reassigned(db) if m["undo"]]
+    assert sorted(m["client"] for m in back) == CLIENTS
+    assert all((m["from"], m["to"], m["interim"]) == ("m1", "e0", True) for m in back)
+    assert audit_actions(db)["handover.interim_returned"] == 1
+    assert record_owner(db, "deal", "d-gb") == "e0"
+    assert work(db, clock)["take_over_interim"] == 0  # not before the new time
+    clock.set(later + S)
+    assert work(db, clock)["take_over_interim"] == 1
+    assert {c: o for c, o in owners(db).items() if c in CLIENTS} == dict.fromkeys(CLIENTS, "m1")
+    assert violations(db, clock.now()) == []
+    assert Counter(m["client"] for m in reassigned(db)) == dict.fromkeys(CLIENTS, 3)  # away, back, away: once each
+    assert record_owner(db, "deal", "d-gb") == "m1"
+
+
+def record_owner(db: Database, kind: str, external_id: str) -> str | None:
+    with db.session(write=False) as s:
+        return s.scalar(select(Record.owner_id).where(Record.kind == kind, Record.external_id == external_id))
+
+
+def test_an_exit_moved_later_for_a_leaver_gone_at_the_opening_is_refused(
+    hook: TestClient, client: TestClient, auth: Any, db: Database, clock: ManualClock, crm: None
+) -> None:
+    clock.set(START + dt.timedelta(days=2))
+    r = client.put("/v1/employees/e0", json=record("e0", status="departed"), headers=auth("hr"))
+    assert r.status_code == 200, r.text
+    assert owners(db)["c0"] == "m1"
+    before = audit_actions(db)
+    r = _exit_at(hook, clock, EFFECTIVE)
+    assert r.status_code == 409, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["type"].endswith(":takeover-not-reversible") and r.json()["interim_owner"] == "m1"
+    assert audit_actions(db) == before  # nothing written
+    assert {c: o for c, o in owners(db).items() if c in CLIENTS} == dict.fromkeys(CLIENTS, "m1")
+    assert violations(db, clock.now()) == []

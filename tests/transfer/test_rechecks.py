@@ -4,6 +4,7 @@ clients the CRM gives a leaver after planning join the handover; nobody is given
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -14,7 +15,9 @@ from app.core.clock import ManualClock
 from app.core.config import Settings
 from app.core.db import Database
 from app.directory.models import Client, Employee
+from app.notify.models import OutboxMessage
 from app.transfer import continuity
+from app.transfer.followups.models import FollowUp
 from app.worker import run_once
 from tests.support.company import EFFECTIVE, START, approve, clients, employees, plan
 from tests.support.events import events, subscribe
@@ -379,3 +382,103 @@ def test_a_client_that_reaches_a_successor_on_leave_is_held_by_the_leaves_delega
             headers=auth("integration", scope="access:check"),
         )
         assert r.json()["allowed"] is True, r.json()
+
+
+# ---- what approval set in motion follows a re-planned item ---------------------------------------------------
+
+
+def notes(db: Database, hid: int, template: str) -> list[OutboxMessage]:
+    with db.session(write=False) as s:
+        return list(
+            s.scalars(
+                select(OutboxMessage)
+                .where(OutboxMessage.handover_id == hid, OutboxMessage.template == template)
+                .order_by(OutboxMessage.id)
+            )
+        )
+
+
+def test_a_successor_replaced_at_execution_hands_on_briefing_intros_and_follow_ups(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, open_handover: int
+) -> None:
+    """Approval briefed a successor who departs before the effective time: at execution their clients go to others,
+    and what was not sent yet follows. The old successor's briefing and incoming reminder are withdrawn (not
+    sent), the clients' introductions naming them too; each new receiver gets one briefing of exactly the clients
+    they got, each contact one introduction naming them; the follow-ups are the new receivers'. Nothing twice."""
+    hid = open_handover
+    plan(client, auth, hid)
+    approve(client, auth, hid)
+    gone = busiest_successor(client, auth, hid)
+    before = items(client, auth, hid)
+    theirs = sorted(c for c, it in before.items() if it["successor"] == gone)
+    others = sorted(set(before) - set(theirs))
+    gone_email = f"{gone}@example.com"
+    assert [m.status for m in notes(db, hid, "successor_briefing") if m.recipient == gone_email] == ["pending"]
+    put_employee(client, auth, gone, status="departed")
+    clock.set(EFFECTIVE)
+    assert client.post(f"/v1/handovers/{hid}/execute", headers=auth("admin")).status_code == 200
+    after = items(client, auth, hid)
+    to = {c: after[c]["transferred_to"] for c in theirs}
+    assert all(t not in (None, gone) for t in to.values()), to
+    # The old successor: nothing of theirs about these clients goes out.
+    mine = [m for m in notes(db, hid, "successor_briefing") if m.recipient == gone_email]
+    assert [m.status for m in mine] == ["withdrawn"]
+    reminders = [m for m in notes(db, hid, "signoff_reminder") if m.recipient == gone_email]
+    assert reminders and all(m.status == "withdrawn" for m in reminders)
+    # The new receivers: one pending briefing each, listing exactly the clients they got here.
+    got: dict[str, list[str]] = {}
+    for c, t in to.items():
+        got.setdefault(t, []).append(c)
+    briefings = [m for m in notes(db, hid, "successor_briefing") if m.status == "pending"]
+    fresh = {
+        m.recipient: sorted(x["external_id"] for x in m.payload["clients"])
+        for m in briefings
+        if {x["external_id"] for x in m.payload["clients"]} <= set(theirs)
+    }
+    assert fresh == {f"{t}@example.com": sorted(cs) for t, cs in got.items()}
+    listed = Counter(x["external_id"] for m in briefings for x in m.payload["clients"])
+    assert all(n == 1 for n in listed.values()) and set(listed) == set(before)  # every client once
+    # Each contact of a moved client: one introduction still to go, naming the new receiver.
+    for c in theirs:
+        intros = notes(db, hid, "client_intro")
+        pending = [m for m in intros if m.client_id == c and m.status == "pending"]
+        assert len(pending) == 1, (c, [(m.status, m.payload["successor"]["name"]) for m in intros])
+        assert pending[0].payload["successor"]["email"] == f"{to[c]}@example.com"
+        assert [m.status for m in intros if m.client_id == c and m is not pending[0]] == ["withdrawn"]
+    for c in others:  # nobody else's messages changed
+        assert [m.status for m in notes(db, hid, "client_intro") if m.client_id == c] == ["pending"]
+    with db.session(write=False) as s:
+        fus = s.execute(select(FollowUp.client_id, FollowUp.assignee_id, FollowUp.status)).all()
+    assert Counter(f.client_id for f in fus) == dict.fromkeys(before, 3)
+    assert all(f.assignee_id == to[f.client_id] and f.status == "open" for f in fus if f.client_id in theirs)
+    [entry] = audit_of(db, "handover.messages_rerouted")
+    assert sorted(x["client"] for x in entry["clients"]) == theirs
+    assert entry["follow_ups"] == {"moved": 3 * len(theirs), "cancelled": 0}
+
+
+def test_a_client_nobody_can_hold_at_execution_has_its_messages_and_follow_ups_withdrawn(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, open_handover: int
+) -> None:
+    """The re-check closes the item (nobody up the chain can act): the old successor is not briefed on it, its
+    contacts are not introduced to anyone, its follow-ups are cancelled."""
+    hid = open_handover
+    r = client.post(
+        f"/v1/handovers/{hid}/plan", json={"candidate_pool": {"kind": "list", "employees": ["x1"]}}, headers=auth("hr")
+    )
+    assert r.status_code == 200, r.text
+    approve(client, auth, hid)
+    theirs = sorted(c for c, it in items(client, auth, hid).items() if it["successor"] == "x1")
+    assert theirs
+    for eid in ("x1", "m1", "ceo"):
+        put_employee(client, auth, eid, status="departed")
+    clock.set(EFFECTIVE)
+    assert client.post(f"/v1/handovers/{hid}/execute", headers=auth("admin")).status_code == 200
+    assert all(m.status == "withdrawn" for m in notes(db, hid, "successor_briefing") if m.recipient == "x1@example.com")
+    intros = notes(db, hid, "client_intro")
+    assert all(m.status == "withdrawn" for m in intros if m.client_id in theirs)
+    with db.session(write=False) as s:
+        fus = s.execute(select(FollowUp.client_id, FollowUp.status)).all()
+    assert {f.status for f in fus if f.client_id in theirs} == {"cancelled"}
+    [entry] = audit_of(db, "handover.messages_rerouted")
+    assert entry["follow_ups"] == {"moved": 0, "cancelled": 3 * len(theirs)}
+    assert all(x["to"] is None for x in entry["clients"])

@@ -3,6 +3,7 @@ team; the seats are kept on the handover, given back exactly on undo, and the CR
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from fastapi.testclient import TestClient
@@ -15,7 +16,7 @@ from app.core.db import Database
 from app.directory.models import AccountTeamMember
 from app.transfer.models import HandoverSeat
 from app.worker import run_once
-from tests.support.company import EFFECTIVE, approve, clients, open_for, plan
+from tests.support.company import EFFECTIVE, approve, clients, employees, open_for, plan
 from tests.support.events import events, subscribe
 
 TEAMS = {
@@ -147,3 +148,64 @@ def test_the_worker_takes_the_seats_of_a_batch_of_leavers(
     with db.session(write=False) as s:
         kept = {(x.handover_id, x.client_id, x.employee_id) for x in s.scalars(select(HandoverSeat))}
     assert kept == {(open_handover, "t0", "e0"), (open_handover, "t1", "e0"), (other, "t0", "e2")}
+
+
+def put_team(client: TestClient, auth: Any, cid: str, owner: str, team: list[dict[str, str]]) -> None:
+    row = {**clients(1, owner=owner)[0], "account_team": team}
+    row.pop("external_id")
+    row["contacts"] = [{**row["contacts"][0], "email": f"{cid}@client.example"}]
+    r = client.put(f"/v1/clients/{cid}", json=row, headers=auth("hr"))
+    assert r.status_code in (200, 201), r.text
+
+
+def test_a_departed_leaver_the_crm_puts_back_on_a_team_leaves_it_again(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, settings: Settings, open_handover: int
+) -> None:
+    """The CRM still lists e0 after the execution: the upsert is accepted, e0's seat is dropped in the same
+    transaction, kept on the executed handover and announced; the others on the team stay; undo gives it back."""
+    subscribe(db, settings)
+    seat_clients(client, auth)
+    plan(client, auth, open_handover)
+    approve(client, auth, open_handover)
+    clock.set(EFFECTIVE)
+    assert client.post(f"/v1/handovers/{open_handover}/execute", headers=auth("admin")).status_code == 200
+    clock.set(EFFECTIVE + dt.timedelta(hours=1))
+    put_team(client, auth, "t2", "e2", [{"employee": "e3", "role": "support"}, {"employee": "e0", "role": "advisor"}])
+    put_team(client, auth, "t0", "e1", [{"employee": "e0", "role": "specialist"}, {"employee": "e2", "role": "lead"}])
+    assert team_of(client, auth, "t2") == [{"employee": "e3", "role": "support"}]
+    assert team_of(client, auth, "t0") == [{"employee": "e2", "role": "lead"}]
+    with db.session(write=False) as s:
+        kept = {(x.client_id, x.role, x.removed_at, x.restored_at) for x in s.scalars(select(HandoverSeat))}
+    later = EFFECTIVE + dt.timedelta(hours=1)
+    assert kept == {
+        ("t0", "specialist", later, None),  # taken at execution, taken again now
+        ("t1", "executive sponsor", EFFECTIVE, None),
+        ("t2", "advisor", later, None),
+    }
+    again = seat_events(db)[1:]
+    assert [[(x["client"], x["change"]) for x in e["seats"]] for e in again] == [
+        [("t2", "removed")],
+        [("t0", "removed")],
+    ]
+    assert all(e["handover_id"] == open_handover and e["undo"] is False for e in again)
+    r = client.post(f"/v1/handovers/{open_handover}/undo", json={"reason": "stays"}, headers=auth("admin"))
+    assert r.status_code == 200, r.text
+    assert {"employee": "e0", "role": "advisor"} in team_of(client, auth, "t2")
+    assert {"employee": "e0", "role": "specialist"} in team_of(client, auth, "t0")
+
+
+def test_a_departed_person_without_a_handover_is_dropped_from_a_team_and_audited(
+    client: TestClient, auth: Any, db: Database, company: Any
+) -> None:
+    seat_clients(client, auth)
+    e3 = {k: v for k, v in employees()[6].items() if k != "external_id"}
+    r = client.put("/v1/employees/e3", json={**e3, "status": "departed"}, headers=auth("hr"))
+    assert r.status_code in (200, 201), r.text
+    put_team(client, auth, "t2", "e2", [{"employee": "e3", "role": "support"}, {"employee": "e4", "role": "cover"}])
+    assert team_of(client, auth, "t2") == [{"employee": "e4", "role": "cover"}]
+    with db.session(write=False) as s:
+        dropped = [
+            (e.entity_id, e.data)
+            for e in s.scalars(select(AuditEntry).where(AuditEntry.action == "client.team_seat_dropped"))
+        ]
+    assert dropped == [("t2", {"employee": "e3", "role": "support", "reason": "the employee has departed"})]

@@ -8,6 +8,8 @@ Functions take a Session and flush at most; the caller commits. The workflow cal
 - `cancel_for_handover(session, *, handover_id, now)` on cancel and on undo: open follow-ups are cancelled.
 - `reschedule_for_handover(session, *, handover_id, now, settings)` when an approved or executed handover's
   effective time moves: open follow-ups move with it.
+- `follow_receivers(session, receivers, *, now)` when a re-check gives approved items to someone else: their open
+  follow-ups go to the new receiver (cancelled when nobody receives the client).
 
 The worker calls `notify_overdue(session, now, settings=...)`.
 """
@@ -147,6 +149,35 @@ def cancel_for_handover(session: Session, *, handover_id: int, now: dt.datetime)
         .execution_options(synchronize_session=False)
     )
     return _rowcount(result)
+
+
+def follow_receivers(session: Session, receivers: dict[int, str | None], *, now: dt.datetime) -> dict[str, int]:
+    """Items (id → new receiver, None: nobody) a re-check gave to someone else: their open follow-ups are the new
+    receiver's (the (item, kind) pair stays unique, so none is created twice) and chase anew; with no receiver
+    they are cancelled. Completed ones stay as history. At most two UPDATEs per receiver; returns the counts."""
+    f = FollowUp
+    by_new: dict[str | None, list[int]] = {}
+    for item_id, new in receivers.items():
+        by_new.setdefault(new, []).append(item_id)
+    out = {"moved": 0, "cancelled": 0}
+    for new, ids in by_new.items():
+        mine = (f.item_id.in_(sorted(ids)), f.status == "open")
+        if new is None:
+            out["cancelled"] += _rowcount(
+                session.execute(
+                    update(f).where(*mine).values(status="cancelled").execution_options(synchronize_session=False)
+                )
+            )
+            continue
+        out["moved"] += _rowcount(
+            session.execute(
+                update(f)
+                .where(*mine, f.assignee_id != new)
+                .values(assignee_id=new, overdue_notified_at=None)
+                .execution_options(synchronize_session=False)
+            )
+        )
+    return out
 
 
 def reschedule_for_handover(session: Session, *, handover_id: int, now: dt.datetime, settings: Settings) -> int:

@@ -8,16 +8,20 @@ handover set); replayed here as plain steps through the HTTP API and the worker,
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.core.clock import ManualClock
 from app.core.db import Database
+from app.main import create_app
 from app.worker import run_once
-from tests.conftest import START
+from tests.conftest import START, make_settings
 from tests.support.company import EFFECTIVE, approve, clients, open_for, plan
+from tests.support.hr import SECRET, deliver, exit_event
 
 pytestmark = pytest.mark.usefixtures("company")
 
@@ -51,6 +55,17 @@ def outliving(client: TestClient, auth: Any, employee: str, when: dt.datetime) -
         if end is None or (end > when and end > dt.datetime.fromisoformat(g["valid_from"])):
             out.append(g)
     return out
+
+
+@pytest.fixture
+def hook(database_url: str, clock: ManualClock, db: Database) -> Iterator[TestClient]:
+    """The app with HR's webhook secret configured (same database and clock as `client`)."""
+    app: FastAPI = create_app(make_settings(database_url, hr_webhook_secret=SECRET), clock=clock)
+    try:
+        with TestClient(app, raise_server_exceptions=False) as c:
+            yield c
+    finally:
+        app.state.db.dispose()
 
 
 def cancel(client: TestClient, auth: Any, hid: int) -> None:
@@ -133,3 +148,26 @@ def test_a_grant_the_crm_ended_while_cut_is_not_extended_by_a_cancel(
     # The other clients are e0's again, open-ended.
     ends = {g["client"]: _end(g) for g in grants(client, auth, "e0") if g["client"] != "c0"}
     assert set(ends.values()) == {None}, ends
+
+
+@pytest.mark.parametrize("days", [-1, 1])
+def test_an_exit_moved_after_the_takeover_moves_the_leavers_cut_but_never_past_the_takeover(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, hook: TestClient, days: int
+) -> None:
+    """Not approved by the effective time: the interim owner took the clients over and e0 departed. HR then moves
+    the exit: earlier, e0's grants end at the new exit; later, they still end at the takeover at the latest (the
+    interim owner alone holds the clients from then on)."""
+    h = open_for(client, auth, "e0", EFFECTIVE, reason="resignation")
+    clock.set(EFFECTIVE)
+    assert run_once(db, clock)["take_over_interim"] == 1
+    took_over = clock.now()
+    clock.advance(H)
+    moved = EFFECTIVE + dt.timedelta(days=days)
+    event = {**exit_event("e0", moved), "timestamp": clock.now().isoformat()}
+    r = deliver(hook, event, clock=clock)
+    assert r.status_code == 200, r.text
+    assert r.json()["handover_id"] == h
+    assert exit_of(client, auth, "e0") == ("departed", moved)
+    assert outliving(client, auth, "e0", min(moved, took_over)) == []
+    holders = {g["employee"] for g in grants(client, auth, "e0", valid_at=clock.now().isoformat())}
+    assert holders == set()

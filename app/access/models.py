@@ -30,13 +30,27 @@ class AccessGrant(Base):
     revoked_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
     reason: Mapped[str] = mapped_column(String(500))
     handover_id: Mapped[int | None] = mapped_column(ForeignKey("handover.id"), index=True)
-    # Set when a handover cut this grant short: which one, and the end it had before (to restore on cancel/undo).
+    # Set while a handover cuts this grant short: the one whose cut ends it earliest, and the grant's own end before
+    # any cut (to restore on cancel/undo). Every standing cut is a row of access_grant_cut.
     cut_by_handover_id: Mapped[int | None] = mapped_column(ForeignKey("handover.id"), index=True)
     cut_from: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     created_by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_access_grant_employee_client", "employee_id", "client_id"),)
+
+
+class AccessGrantCut(Base):
+    """One handover's cut of one grant: the grant ends at `cut_at` at the latest while the cut stands. A grant may be
+    cut by several handovers (a leaver's exit moved earlier by a later handover, a receiver's own exit); its window
+    ends at the earliest of its own end and every standing cut, so lifting one cut (cancel, undo, reschedule) gives
+    back the end the others still impose, never more."""
+
+    __tablename__ = "access_grant_cut"
+
+    grant_id: Mapped[int] = mapped_column(ForeignKey("access_grant.id", ondelete="CASCADE"), primary_key=True)
+    handover_id: Mapped[int] = mapped_column(ForeignKey("handover.id"), primary_key=True, index=True)
+    cut_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
 
 class AccessSuspension(Base):

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import and_, exists, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.access import cuts
 from app.access.models import AccessGrant
 from app.core.bulk import chunks
 
@@ -103,8 +104,8 @@ def end_grants(
             continue
         session.execute(
             update(g)
-            .where(*mine, g.valid_from <= now, or_(g.valid_until.is_(None), g.valid_until > now))
-            .values(valid_until=now)
+            .where(*mine, g.valid_from <= now, cuts.outlives(now))
+            .values(**cuts.end_values(now))
             .execution_options(synchronize_session=False)
         )
 

@@ -12,9 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, case, exists, insert, literal, or_, select, update
+from sqlalchemy import Connection, and_, bindparam, exists, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
+from app.access import cuts
 from app.access.errors import AccessCheckNotOwn, GrantAlreadyRevoked, GrantInvalid, GrantNotFound
 from app.access.models import AccessGrant, AccessSuspension
 from app.audit import service as audit
@@ -416,11 +417,11 @@ def sync_owner_grants(
                     g.client_id.in_(clients),
                     g.level == "owner",
                     g.handover_id.is_(None),
-                    or_(g.valid_until.is_(None), g.valid_until > now),
+                    cuts.outlives(now),
                     g.revoked_at.is_(None),
                     g.employee_id != select(Client.owner_id).where(Client.external_id == g.client_id).scalar_subquery(),
                 )
-                .values(valid_until=now)
+                .values(**cuts.end_values(now))
                 .execution_options(synchronize_session=False)
             )
         session.execute(
@@ -460,55 +461,29 @@ def insert_grants(session: Session, rows: AnySelect, *, actor: str, now: dt.date
 
 
 def cut_leaver(session: Session, handover_id: int, leaver: str, effective_at: dt.datetime) -> None:
-    """Every grant the leaver holds ends at the effective time; the old end is kept to restore it."""
-    g = AccessGrant
-    session.execute(
-        update(g)
-        .where(
-            g.employee_id == leaver,
-            g.revoked_at.is_(None),
-            g.cut_by_handover_id.is_(None),
-            or_(g.valid_until.is_(None), g.valid_until > effective_at),
-        )
-        .values(cut_by_handover_id=handover_id, cut_from=g.valid_until, valid_until=effective_at)
-        .execution_options(synchronize_session=False)
+    """Every grant the leaver holds ends at the effective time at the latest, cut by this handover (`cuts`: a grant
+    another handover cut too ends at the earlier cut; lifting either gives back what the other allows)."""
+    cuts.cut(
+        session,
+        select(
+            literal(handover_id).label("handover_id"),
+            literal(leaver).label("employee_id"),
+            literal(effective_at, AccessGrant.valid_until.type).label("effective_at"),
+        ).subquery(),
     )
 
 
 def cut_leavers(session: Session, leavers: AnySelect) -> None:
-    """`cut_leaver` for every (handover_id, employee_id, effective_at) the statement yields, in one UPDATE … FROM:
-    each leaver's grants end at their own effective time, cut by their own handover."""
-    g, cut = AccessGrant, leavers.subquery()
-    session.execute(
-        update(g)
-        .where(
-            g.employee_id == cut.c.employee_id,
-            g.revoked_at.is_(None),
-            g.cut_by_handover_id.is_(None),
-            or_(g.valid_until.is_(None), g.valid_until > cut.c.effective_at),
-        )
-        .values(cut_by_handover_id=cut.c.handover_id, cut_from=g.valid_until, valid_until=cut.c.effective_at)
-        .execution_options(synchronize_session=False)
-    )
+    """`cut_leaver` for every (handover_id, employee_id, effective_at) the statement yields, set-based: each
+    leaver's grants end at their own effective time, cut by their own handover."""
+    cuts.cut(session, leavers.subquery())
 
 
 def cut_clients(session: Session, rows: AnySelect) -> None:
     """As `cut_leavers`, on given clients only: every (handover_id, employee_id, effective_at, client_id) the
     statement yields ends that employee's grants on that client at the effective time (a role change: the person
     stays, only the clients that move are cut)."""
-    g, cut = AccessGrant, rows.subquery()
-    session.execute(
-        update(g)
-        .where(
-            g.employee_id == cut.c.employee_id,
-            g.client_id == cut.c.client_id,
-            g.revoked_at.is_(None),
-            g.cut_by_handover_id.is_(None),
-            or_(g.valid_until.is_(None), g.valid_until > cut.c.effective_at),
-        )
-        .values(cut_by_handover_id=cut.c.handover_id, cut_from=g.valid_until, valid_until=cut.c.effective_at)
-        .execution_options(synchronize_session=False)
-    )
+    cuts.cut(session, rows.subquery(), by_client=True)
 
 
 def suspend(
@@ -538,39 +513,44 @@ def suspend(
 
 
 def move_windows(session: Session, *, handover_id: int, valid_from: dt.datetime, valid_until: dt.datetime) -> None:
-    """A leave moved: its delegation grants and its suspension get the new window."""
-    for model in (AccessGrant, AccessSuspension):
-        session.execute(
-            update(model)
-            .where(model.handover_id == handover_id, model.revoked_at.is_(None))
-            .values(valid_from=valid_from, valid_until=valid_until)
-            .execution_options(synchronize_session=False)
-        )
+    """A leave moved: its delegation grants and its suspension get the new window (a delegate's grant cut at their
+    own exit stays cut)."""
+    g, s = AccessGrant, AccessSuspension
+    session.execute(
+        update(g)
+        .where(g.handover_id == handover_id, g.revoked_at.is_(None))
+        .values(valid_from=valid_from, **cuts.own_end_values(valid_until))
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(s)
+        .where(s.handover_id == handover_id, s.revoked_at.is_(None))
+        .values(valid_from=valid_from, valid_until=valid_until)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def end_windows(session: Session, *, handover_id: int, at: dt.datetime) -> None:
     """A leave ends early at `at`: its grants and suspension that would run past it end there."""
-    for model in (AccessGrant, AccessSuspension):
-        session.execute(
-            update(model)
-            .where(model.handover_id == handover_id, model.revoked_at.is_(None), model.valid_until > at)
-            .values(valid_until=at)
-            .execution_options(synchronize_session=False)
-        )
+    g, s = AccessGrant, AccessSuspension
+    session.execute(
+        update(g)
+        .where(g.handover_id == handover_id, g.revoked_at.is_(None), cuts.outlives(at))
+        .values(**cuts.end_values(at))
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(s)
+        .where(s.handover_id == handover_id, s.revoked_at.is_(None), s.valid_until > at)
+        .values(valid_until=at)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def restore_leaver(session: Session, handover_id: int, *, except_clients: Any = None) -> None:
-    """Grants this handover cut get their old end back (except on `except_clients`, a select of client ids)."""
-    g = AccessGrant
-    where = [g.cut_by_handover_id == handover_id]
-    if except_clients is not None:
-        where.append(g.client_id.not_in(except_clients))
-    session.execute(
-        update(g)
-        .where(*where)
-        .values(valid_until=g.cut_from, cut_from=None, cut_by_handover_id=None)
-        .execution_options(synchronize_session=False)
-    )
+    """This handover's cuts are lifted (except on `except_clients`, a select of client ids): the grants get back
+    the earlier of their own end and the cuts other handovers still hold on them."""
+    cuts.lift(session, handover_id, except_clients=except_clients)
 
 
 def on_reschedule(
@@ -591,15 +571,11 @@ def on_reschedule(
     else:
         cut_clients(session, clients)
     # Shadow windows end at the new time. One another handover cut at its holder's own exit keeps that cut:
-    # only the end it would get back (cut_from) moves, and it never outlives either.
-    cut = g.cut_by_handover_id.is_not(None)
+    # only its own end (cut_from) moves, and it never outlives either.
     session.execute(
         update(g)
         .where(g.handover_id == handover_id, g.level == "shadow", g.revoked_at.is_(None))
-        .values(
-            cut_from=case((cut, effective_at), else_=g.cut_from),
-            valid_until=case((and_(cut, g.valid_until < effective_at), g.valid_until), else_=effective_at),
-        )
+        .values(**cuts.own_end_values(effective_at))
         .execution_options(synchronize_session=False)
     )
     session.execute(
@@ -610,9 +586,11 @@ def on_reschedule(
     )
 
 
-def on_cancel(session: Session, *, handover_id: int, actor: str, now: dt.datetime) -> None:
-    """Grants (and, a leave, the suspension) the handover gave are revoked now; cut ones get their end back."""
-    restore_leaver(session, handover_id)
+def on_cancel(session: Session, *, handover_id: int, actor: str, now: dt.datetime, keep_cuts: bool = False) -> None:
+    """Grants (and, a leave, the suspension) the handover gave are revoked now; cut ones get their end back (not
+    with `keep_cuts`: the exit the cuts stand for stays)."""
+    if not keep_cuts:
+        restore_leaver(session, handover_id)
     for model in (AccessGrant, AccessSuspension):
         session.execute(
             update(model)
@@ -633,9 +611,9 @@ def on_undo(session: Session, *, handover_id: int, actor: str, now: dt.datetime,
             g.handover_id == handover_id,
             g.revoked_at.is_(None),
             g.valid_from <= now,
-            or_(g.valid_until.is_(None), g.valid_until > now),
+            cuts.outlives(now),
         )
-        .values(valid_until=now)
+        .values(**cuts.end_values(now))
         .execution_options(synchronize_session=False)
     )
     session.execute(
@@ -659,8 +637,8 @@ def end_handover_grants_for_clients(
             .where(
                 g.handover_id == handover_id,
                 g.client_id.in_(part),
-                or_(g.valid_until.is_(None), g.valid_until > now),
+                cuts.outlives(now),
             )
-            .values(valid_until=now)
+            .values(**cuts.end_values(now))
             .execution_options(synchronize_session=False)
         )

@@ -305,8 +305,14 @@ def _moves_of(owner: str, to: str) -> AnySelect:
 def lay_interim(session: Session, h: Handover, *, actor: str, now: dt.datetime, settings: Settings | None) -> None:
     """The interim grants ahead of a handover that is not approved (opened or rescheduled): from its effective
     time, for the interim owner at that time, on every client the leaver holds. Grants laid before (another time,
-    another interim owner) stop now. Once the clients were taken over (`interim_at`) nothing moves any more."""
-    if h.status not in TAKEOVER_STATUSES or h.interim_at is not None:
+    another interim owner) stop now. Once the clients were taken over (`interim_at`) they stay with the interim
+    owner; only the leaver's own cut follows the exit, never past the takeover (the interim owner alone holds the
+    clients from then on)."""
+    if h.status not in TAKEOVER_STATUSES:
+        return
+    if h.interim_at is not None:
+        access.restore_leaver(session, h.id)
+        access.cut_leaver(session, h.id, h.leaver_id, min(h.effective_at, h.interim_at))
         return
     # The leaver's own grants end at the effective time, cut by this handover (a cancellation gives them back), as
     # the approval would cut them: from that second the interim owner alone holds owner-level access.

@@ -172,7 +172,8 @@ class ReportFormatNotAcceptable(NotAcceptable):
 
 
 class LeaveInvalid(Unprocessable):
-    """A leave that cannot be: no or a wrong return time, an unknown or self delegate, nobody who can stand in."""
+    """A leave that cannot be: no or a wrong return time, an unknown or self delegate, a delegate on leave or leaving
+    during it, nobody who can stand in."""
 
     slug, title = "leave-invalid", "The leave is not valid"
 

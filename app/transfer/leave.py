@@ -69,10 +69,13 @@ def _delegate(
     delegate: str | None,
     *,
     at: dt.datetime,
+    until: dt.datetime,
     settings: Settings,
     locs: dict[str, list[str | int]],
 ) -> str:
-    """The named delegate if they can act at the leave's start, else the interim owner rule; 422 if nobody."""
+    """The named delegate if they can act for the whole leave [at, until), else the interim owner rule; 422 if
+    nobody. A delegate who is on leave themselves during it, or whose exit falls inside it, would leave the clients
+    with nobody who can act: refused."""
     if delegate is None:
         found = interim_owner(session, leaver, at=at, settings=settings)
         if found is None:
@@ -82,6 +85,7 @@ def _delegate(
                 "nobody up the manager chain (nor HANDOVER_INTERIM_OWNER) can act at effective_at",
                 "no_delegate",
             )
+        _away_during(session, found, at=at, until=until, locs=locs, named=False)
         return found
     if delegate == leaver:
         raise _invalid("The delegate is the person on leave.", locs["delegate"], "is the leaver", "value_error")
@@ -92,7 +96,41 @@ def _delegate(
         raise _invalid(
             f"Employee {delegate!r} cannot act at the leave's start.", locs["delegate"], "cannot act", "invalid_state"
         )
+    _away_during(session, delegate, at=at, until=until, locs=locs, named=True)
     return delegate
+
+
+def _away_during(
+    session: Session, who: str, *, at: dt.datetime, until: dt.datetime, locs: dict[str, list[str | int]], named: bool
+) -> None:
+    """422 if `who` leaves (exit time before `until`) or is on a leave of their own that overlaps [at, until)."""
+    hint = "" if named else " (the interim owner rule's choice): name another delegate"
+    exit_at = session.scalar(select(Employee.exit_at).where(Employee.external_id == who))
+    if exit_at is not None and exit_at < until:
+        raise _invalid(
+            f"Employee {who!r} leaves during the leave{hint}.",
+            locs["delegate"],
+            "departs during the leave",
+            "invalid_state",
+        )
+    overlapping = session.scalar(
+        select(Handover.id)
+        .where(
+            Handover.leaver_id == who,
+            Handover.reason == REASON,
+            Handover.status.in_(OPEN_STATUSES),
+            Handover.effective_at < until,
+            Handover.return_at > at,
+        )
+        .limit(1)
+    )
+    if overlapping is not None:
+        raise _invalid(
+            f"Employee {who!r} is on leave during the leave (handover {overlapping}){hint}.",
+            locs["delegate"],
+            "on leave during the leave",
+            "invalid_state",
+        )
 
 
 def open_leave(
@@ -128,7 +166,7 @@ def open_leave(
         raise HandoverAlreadyOpen(
             f"Employee {leaver!r} already has an open handover ({open_one}).", extra={"handover_id": open_one}
         )
-    chosen = _delegate(session, leaver, delegate, at=effective_at, settings=settings, locs=locs)
+    chosen = _delegate(session, leaver, delegate, at=effective_at, until=return_at, settings=settings, locs=locs)
     h = Handover(
         leaver_id=leaver,
         manager_id=emp.manager_id,

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, func, or_, select
+from sqlalchemy import Table, and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -72,14 +72,24 @@ class Plan:
 def _candidates(
     session: Session, leavers: Sequence[str], pool: dict[str, Any], effective_at: dt.datetime, settings: Settings
 ) -> tuple[list[Employee], dict[str, int]]:
-    """Active employees who stay long enough, ranked: 0 the leaver's team, 1 department, 2 organisation."""
+    """Active employees who stay long enough and are not on leave at the effective time, ranked: 0 the leaver's
+    team, 1 department, 2 organisation."""
     leaver_rows = session.scalars(select(Employee).where(Employee.external_id.in_(leavers))).all()
     managers = {e.manager_id for e in leaver_rows if e.manager_id}
     horizon = effective_at + dt.timedelta(days=settings.successor_exit_horizon_days)
+    # Someone on leave at the effective time cannot take a client over then (their own access is suspended).
+    on_leave = exists().where(
+        Handover.leaver_id == Employee.external_id,
+        Handover.reason == "leave",
+        Handover.status.in_(OPEN_STATUSES),
+        Handover.effective_at <= effective_at,
+        Handover.return_at > effective_at,
+    )
     stmt = select(Employee).where(
         Employee.status == "active",
         Employee.external_id.not_in(leavers),
         or_(Employee.exit_at.is_(None), Employee.exit_at > horizon),
+        ~on_leave,
     )
     kind = pool.get("kind", "organisation")
     grand = {

@@ -723,9 +723,13 @@ def cancel(session: Session, h: Handover, *, actor: str, now: dt.datetime, reaso
     )
     directory.clear_exit(session, h.leaver_id, status=h.leaver_status_before or "active", only_if_leaving=True, now=now)
     h.cancelled_by, h.cancelled_at, h.cancel_reason = actor, now, reason
-    access.on_cancel(session, handover_id=h.id, actor=actor, now=now)
     records.on_cancelled(session, h, actor=actor, now=now)
     continuity.on_cancelled(session, h, now=now)
+    # A leaver who stays departed (they had left before it was opened) keeps the exit this handover gave them, so
+    # its cuts stand; anyone else gets their grants back, as far as other handovers' cuts allow.
+    session.flush()
+    stays_departed = session.scalar(select(Employee.status).where(Employee.external_id == h.leaver_id)) == "departed"
+    access.on_cancel(session, handover_id=h.id, actor=actor, now=now, keep_cuts=stays_departed)
     messaging.on_cancelled(session, handover_id=h.id)
     followups.cancel_for_handover(session, handover_id=h.id, now=now)
     seats.restore(session, h, actor=actor, now=now)
@@ -768,6 +772,10 @@ def undo(
         item.handover_id == h.id, item.status.in_(("transferred", "confirmed", "closed"))
     )
     access.on_undo(session, handover_id=h.id, actor=actor, now=now, staying=staying)
+    # The person is back: exits of their handovers cancelled while they stayed departed stand no more either.
+    cancelled = select(Handover.id).where(Handover.leaver_id == h.leaver_id, Handover.status == "cancelled")
+    for stale in session.scalars(cancelled):
+        access.restore_leaver(session, stale)
     followups.cancel_for_handover(session, handover_id=h.id, now=now)
     seats.restore(session, h, actor=actor, now=now)
     record(session, actor, "handover.undone", h, now, reason=reason)

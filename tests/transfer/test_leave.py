@@ -367,3 +367,102 @@ def test_listed_and_reported_like_any_handover(client: TestClient, auth: Any, co
     # The leaver's manager sees it; the person on leave sees their own.
     assert client.get(f"/v1/handovers/{h['id']}", headers=auth("manager", emp="m1")).status_code == 200
     assert client.get(f"/v1/handovers/{h['id']}", headers=auth("account_manager", emp="e0")).status_code == 200
+
+
+def _leave_for(client: TestClient, auth: Any, who: str, start: dt.datetime, end: dt.datetime) -> int:
+    body = {"leaver": who, "reason": "leave", "effective_at": start.isoformat(), "return_at": end.isoformat()}
+    r = client.post("/v1/handovers", json=body, headers=auth("hr"))
+    assert r.status_code == 201, r.text
+    return int(r.json()["id"])
+
+
+@pytest.mark.parametrize(
+    ("case", "start", "end"),
+    [
+        ("the same window", EFFECTIVE, RETURN),
+        ("starting inside it", EFFECTIVE + dt.timedelta(days=7), RETURN + dt.timedelta(days=7)),
+        ("ending inside it", EFFECTIVE - dt.timedelta(days=7), EFFECTIVE + S),
+    ],
+)
+def test_a_delegate_on_leave_during_the_leave_is_refused(
+    client: TestClient,
+    auth: Any,
+    db: Database,
+    company: dict[str, Any],
+    case: str,
+    start: dt.datetime,
+    end: dt.datetime,
+) -> None:
+    """e1 is away for part of e0's leave: naming e1 would leave e0's clients with nobody who can act then."""
+    _leave_for(client, auth, "e1", start, end)
+    before = snapshot(db, WRITTEN)
+    body = {"leaver": "e0", "effective_at": EFFECTIVE.isoformat(), **LEAVE, "delegate": "e1"}
+    problem = assert_problem(client.post("/v1/handovers", json=body, headers=auth("hr")), 422, loc=["body", "delegate"])
+    assert "on leave" in problem["detail"], problem
+    assert snapshot(db, WRITTEN) == before
+
+
+def test_a_delegate_whose_leave_does_not_overlap_is_accepted(
+    client: TestClient, auth: Any, company: dict[str, Any]
+) -> None:
+    """A leave that ends at the second e0's starts (windows are half-open) does not overlap."""
+    _leave_for(client, auth, "e1", EFFECTIVE - dt.timedelta(days=7), EFFECTIVE)
+    assert open_leave(client, auth, delegate="e1")["delegate"] == "e1"
+
+
+def test_a_delegate_departing_during_the_leave_is_refused(
+    client: TestClient, auth: Any, db: Database, company: dict[str, Any]
+) -> None:
+    """e1's exit falls inside e0's leave: they could not hold e0's clients to its end."""
+    r = client.post(
+        "/v1/handovers",
+        json={"leaver": "e1", "reason": "resignation", "effective_at": (RETURN - S).isoformat()},
+        headers=auth("hr"),
+    )
+    assert r.status_code == 201, r.text
+    before = snapshot(db, WRITTEN)
+    body = {"leaver": "e0", "effective_at": EFFECTIVE.isoformat(), **LEAVE, "delegate": "e1"}
+    problem = assert_problem(client.post("/v1/handovers", json=body, headers=auth("hr")), 422, loc=["body", "delegate"])
+    assert "leaves during" in problem["detail"], problem
+    assert snapshot(db, WRITTEN) == before
+
+
+def test_the_default_delegate_on_leave_is_refused(
+    client: TestClient, auth: Any, db: Database, company: dict[str, Any]
+) -> None:
+    """No delegate named: the interim owner rule picks m1, who is away for the whole leave; refused (name one)."""
+    _leave_for(client, auth, "m1", EFFECTIVE - dt.timedelta(days=1), RETURN + dt.timedelta(days=1))
+    before = snapshot(db, WRITTEN)
+    body = {"leaver": "e0", "effective_at": EFFECTIVE.isoformat(), **LEAVE}
+    assert_problem(client.post("/v1/handovers", json=body, headers=auth("hr")), 422, loc=["body", "delegate"])
+    assert snapshot(db, WRITTEN) == before
+    assert open_leave(client, auth, delegate="e2")["delegate"] == "e2"
+
+
+def _successors(client: TestClient, auth: Any, hid: int) -> set[str]:
+    plan(client, auth, hid)
+    r = client.get(f"/v1/handovers/{hid}/items", params={"limit": 200}, headers=auth())
+    assert r.status_code == 200, r.text
+    return {i["successor"] for i in r.json()["items"] if i["successor"]}
+
+
+def test_planning_proposes_nobody_on_leave_at_the_effective_time(
+    client: TestClient, auth: Any, db: Database, company: dict[str, Any]
+) -> None:
+    """The plan's first choice goes on leave over e0's effective time: re-planned, they are proposed for nothing;
+    a leave that ends before the effective time (or is cancelled) does not keep them out."""
+    r = client.post(
+        "/v1/handovers",
+        json={"leaver": "e0", "reason": "resignation", "effective_at": EFFECTIVE.isoformat()},
+        headers=auth("hr"),
+    )
+    assert r.status_code == 201, r.text
+    hid = int(r.json()["id"])
+    first = _successors(client, auth, hid)
+    away = sorted(first)[0]
+    covering = _leave_for(client, auth, away, EFFECTIVE - dt.timedelta(days=1), EFFECTIVE + S)
+    assert away not in _successors(client, auth, hid)
+    r = client.post(f"/v1/handovers/{covering}/cancel", json={"reason": "not going"}, headers=auth("hr"))
+    assert r.status_code == 200, r.text
+    _leave_for(client, auth, away, EFFECTIVE - dt.timedelta(days=7), EFFECTIVE)  # back at the effective time
+    assert _successors(client, auth, hid) == first

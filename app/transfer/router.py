@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -814,7 +814,7 @@ def handover_report(
     principal: HandoversRead,
     now: Now,
     format: Annotated[
-        Literal["json", "csv", "html"] | None,
+        schemas.ReportFormat | None,
         Query(description="json, csv or html: the report's format, instead of (and over) Accept."),
     ] = None,
     locale: Annotated[

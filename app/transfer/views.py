@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from fastapi import Response
 from sqlalchemy.orm import Session
 
+from app.core.http import etag
 from app.directory.models import Client
 from app.transfer import leave, schemas, visibility
 from app.transfer.models import Handover, HandoverItem
@@ -95,3 +97,13 @@ def item_out(item: HandoverItem, client: Client, *, own: bool = False) -> schema
         transferred_at=item.transferred_at,
         version=item.version,
     )
+
+
+def item_response(
+    session: Session, v: visibility.HandoverView, item: HandoverItem, response: Response
+) -> schemas.ItemOut:
+    """An item as answered by the routes that read or change it, with its ETag."""
+    client = session.get(Client, item.client_id)
+    assert client is not None
+    response.headers["ETag"] = etag(item.version, "item", item.id)
+    return item_out(item, client, own=v.own is not None)

@@ -16,7 +16,8 @@ from app.transfer import schemas, visibility
 from app.transfer.checklists import service as checklists
 from app.transfer.errors import ConfidentialityLocked, HandoverNotFound, HandoverNotManaged
 from app.transfer.models import ChecklistTemplate
-from app.transfer.router import CREATOR_ROLES, HandoverId
+from app.transfer.params import HandoverId
+from app.transfer.router import CREATOR_ROLES
 from app.transfer.views import handover_out
 
 router = APIRouter(tags=["handovers"])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -10,9 +10,11 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
+from app.access import schemas as access_schemas
 from app.access import service as access_service
 from app.access.router import router as access_router
 from app.audit.router import router as audit_router
+from app.book import schemas as book_schemas
 from app.book.router import router as book_router
 from app.core import openapi as contract
 from app.core.auth import SCOPES, TokenVerifier
@@ -23,23 +25,32 @@ from app.core.errors import PROBLEM_MEDIA_TYPE, install_handlers, name_problem_t
 from app.core.idempotency import ASYNC_PREFIXES, EXCLUDED_PREFIXES, IdempotencyMiddleware, describe
 from app.core.middleware import RequestMiddleware, configure_logging
 from app.core.types import NO_NUL_PATTERN
+from app.directory import schemas as directory_schemas
 from app.directory.router import router as directory_router
+from app.intake import schemas as intake_schemas
 from app.intake.router import router as intake_router
+from app.jobs import schemas as jobs_schemas
 from app.jobs.router import router as jobs_router
 from app.notify import events as notify_events
+from app.notify import schemas as notify_schemas
 from app.notify.router import router as notify_router
 from app.ops import metrics as ops_metrics
 from app.ops.docs import router as docs_router
 from app.ops.router import router as ops_router
+from app.risk import schemas as risk_schemas
 from app.risk.router import router as risk_router
 from app.transfer import leave as transfer_leave
 from app.transfer import planning as transfer_planning
 from app.transfer import rechecks as transfer_rechecks
+from app.transfer import report as transfer_report
+from app.transfer import reporttexts
 from app.transfer import retention as transfer_retention
+from app.transfer import schemas as transfer_schemas
 from app.transfer import service as transfer_service
 from app.transfer import visibility as transfer_visibility
 from app.transfer.checklists.router import router as checklist_router
 from app.transfer.errors import EXIT_WORKFLOW_REFUSALS
+from app.transfer.followups import schemas as followups_schemas
 from app.transfer.followups.router import router as followups_router
 from app.transfer.router import router as transfer_router
 from app.transfer.sweeper import OwnershipCollector
@@ -130,7 +141,7 @@ def create_app(settings: Settings | None = None, *, clock: Clock | None = None) 
             schema,
             webhooks=section,
             webhook_schemas=webhook_schemas,
-            enum_names={frozenset([*notify_events.EVENT_TYPES, "*"]): "EventType"},
+            enum_names=contract.enum_names(ENUMS),
             servers=SERVERS,
         )
         app.openapi_schema = schema
@@ -211,3 +222,51 @@ def _optional_body_without_null(op: dict[str, Any]) -> None:
         kept = [a for a in alternatives if a != {"type": "null"}]
         if len(alternatives) == 2 and len(kept) == 1:
             media["schema"] = kept[0]
+
+
+# Every enum of the contract, named once: each name with the types that spell it (a Literal, or the field using an
+# inline one), so the value sets come from the code (`contract.enum_names`) and a new value renames nothing. An enum
+# not listed is named after its first owner and property (`<Schema><Property>`); list it here to give it a better
+# name. A concept spelled in several modules lists every spelling: they must agree.
+ENUMS: dict[str, Iterable[Any]] = {
+    "AccessAction": [access_schemas.Action],
+    "AccessEventAction": [access_schemas.EventAction],
+    "GrantLevel": [access_schemas.Level, notify_events.GrantLevel],
+    "AccessReason": [access_schemas.DecisionReason],
+    "AlertStatus": [access_schemas.AlertStatus],
+    "CandidatePoolKind": [transfer_schemas.PoolKind],
+    "ClientTier": [directory_schemas.ClientTier, risk_schemas.Tier],
+    "ClientStatus": [directory_schemas.ClientStatus],
+    "RecordKind": [book_schemas.RecordKind],
+    "RecordStatus": [book_schemas.RecordStatus],
+    "RecordClientless": [transfer_schemas.RecordClientless],
+    "RecordPlanRule": [transfer_schemas.RecordPlanRule],
+    "Channel": [notify_schemas.Channel, directory_schemas.Channel],
+    "MessageStatus": [notify_schemas.Status],
+    "EmployeeStatus": [directory_schemas.EmployeeStatus],
+    "ExitReason": [notify_events.ExitReason, intake_schemas.ExitReason, risk_schemas.Reason],
+    "HandoverReason": [notify_events.StoredReason],
+    "FollowUpOutcome": [followups_schemas.Outcome],
+    "FollowUpKind": [followups_schemas.FollowUpKind],
+    "FollowUpStatus": [followups_schemas.FollowUpStatus],
+    "HandoverStatus": [notify_events.HandoverStatus],
+    "HandoverSource": [transfer_schemas.HandoverOut.model_fields["source"]],
+    "ReportView": [transfer_schemas.View],
+    "ItemStatus": [transfer_schemas.ItemStatus],
+    "JobKind": [jobs_schemas.JobKind],
+    "JobState": [jobs_schemas.JobState],
+    "MessageCategory": [notify_schemas.MessageOut.model_fields["category"]],
+    "NotificationKind": [notify_schemas.NotificationOut.model_fields["kind"]],
+    "TemplateKey": [notify_schemas.TemplateKey],
+    "RetentionGroupBy": [followups_schemas.GroupBy],
+    "RiskModelStatus": [risk_schemas.RiskModelSummary.model_fields["status"]],
+    "RiskModelSource": [risk_schemas.RiskModelSummary.model_fields["source"]],
+    "RiskBand": [risk_schemas.Band],
+    "RuleOperator": [risk_schemas.Op],
+    "SignOffSide": [transfer_schemas.SignOff.model_fields["side"], transfer_report.SignOffRecord.model_fields["side"]],
+    "EndpointStatus": [notify_schemas.EndpointStatus],
+    "ReportFormat": [transfer_schemas.ReportFormat],
+    "ReportLocale": [reporttexts.ReportLocale],
+    "RetentionFormat": [followups_schemas.RetentionFormat],
+    "EventType": [notify_schemas.EventType],
+}

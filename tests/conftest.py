@@ -26,7 +26,7 @@ from app.core.migrate import upgrade
 from app.main import create_app
 from app.metadata import metadata
 
-pytest_plugins = ["tests.support.company", "tests.support.delivery"]
+pytest_plugins = ["tests.support.company", "tests.support.continuity", "tests.support.delivery"]
 
 TEST_SECRET = "test-secret-0123456789abcdef-0123456789abcdef"  # noqa: S105
 START = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)

@@ -5,7 +5,8 @@
 - the outbound events as the OpenAPI 3.1 `webhooks` section (built by `app.notify.events`, handed in);
 - one named enum per concept: every inline `enum` becomes a `$ref` to `components/schemas/<Name>` (`HandoverStatus`,
   `ItemStatus`, `ExitReason`, `RiskBand`, `GrantLevel`, …), so a generator makes one enum class, not one per
-  property or parameter (`…Type0`);
+  property or parameter (`…Type0`); the names are handed in, keyed by the value sets of the types that spell them
+  (`enum_names`, bound in `app.main`);
 - inline objects that would get a derived name (a nullable free-form object, the HR hook's event variants) become
   named components; `Page_X_` becomes `PageX`;
 - response headers the server sends (ETag, Location, Retry-After) documented on the responses that carry them;
@@ -17,75 +18,17 @@ Nothing here changes an operation, its id, path or status codes.
 from __future__ import annotations
 
 import copy
+import enum
 import re
-from collections.abc import Iterator, Mapping
+import types
+import typing
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+
+from pydantic.fields import FieldInfo
 
 REF = "#/components/schemas/"
 
-# One name per concept, by its set of values. An enum missing here is named after its first owner and property
-# (`<Schema><Property>`); add it here to give it a better one.
-ENUM_NAMES: dict[frozenset[str], str] = {
-    frozenset(v): name
-    for name, v in {
-        "AccessAction": ("view", "edit", "export", "delete"),
-        "AccessEventAction": ("view", "edit", "export", "download", "delete"),
-        "GrantLevel": ("owner", "interim", "shadow", "read"),
-        "AccessReason": (
-            "granted",
-            "unknown_employee",
-            "unknown_client",
-            "employee_departed",
-            "no_grant",
-            "insufficient_clearance",
-            "view_only",
-            "owner_required",
-            "employee_away",
-        ),
-        "AlertStatus": ("open", "resolved"),
-        "CandidatePoolKind": ("team", "department", "organisation", "list"),
-        "ClientTier": ("strategic", "key", "standard", "prospect"),
-        "ClientStatus": ("active", "at_risk", "churned", "inactive"),
-        "RecordKind": ("deal", "task", "case", "meeting", "contract", "invoice", "project", "automation", "other"),
-        "RecordStatus": ("open", "closed"),
-        "RecordClientless": ("manager", "keep"),
-        "RecordPlanRule": ("follow", "keep", "manager", "override", "meeting_stays"),
-        "Channel": ("email", "webhook", "phone", "none"),
-        "MessageStatus": ("pending", "sent", "failed", "dead", "acknowledged", "withdrawn", "skipped"),
-        "EmployeeStatus": ("active", "leaving", "departed"),
-        "ExitReason": ("resignation", "termination", "retirement", "role_change", "leave", "other"),
-        "HandoverReason": ("resignation", "termination", "retirement", "role_change", "leave", "other", "unknown"),
-        "FollowUpOutcome": ("retained", "at_risk", "churned"),
-        "FollowUpKind": ("first_contact", "check_in", "satisfaction_survey"),
-        "FollowUpStatus": ("open", "completed", "cancelled"),
-        "HandoverStatus": ("draft", "planned", "approved", "executed", "scheduled", "completed", "cancelled", "undone"),
-        "HandoverSource": ("api", "hr_webhook"),
-        "ReportView": ("all", "own"),
-        "ItemStatus": ("proposed", "approved", "transferred", "confirmed", "closed", "cancelled", "reverted"),
-        "JobKind": ("handover-plans", "simulations"),
-        "JobState": ("queued", "running", "succeeded", "failed"),
-        "MessageCategory": ("event", "notification"),
-        "NotificationKind": ("client", "internal"),
-        "TemplateKey": (
-            "client_intro",
-            "successor_briefing",
-            "manager_summary",
-            "signoff_reminder",
-            "follow_up_due",
-            "approval_reminder",
-        ),
-        "RetentionGroupBy": ("team", "successor", "tier", "risk_band"),
-        "RiskModelStatus": ("draft", "active", "retired"),
-        "RiskModelSource": ("manual", "fit"),
-        "RiskBand": ("low", "medium", "high", "critical"),
-        "RuleOperator": ("==", "!=", ">=", ">", "<=", "<"),
-        "SignOffSide": ("outgoing", "incoming"),
-        "EndpointStatus": ("active", "disabled", "deleted"),
-        "ReportFormat": ("json", "csv", "html"),
-        "ReportLocale": ("en", "zh-CN"),
-        "RetentionFormat": ("json", "csv"),
-    }.items()
-}
 # Nullable free-form objects, by owner and property: one name each (identical ones share it).
 OBJECT_NAMES: dict[tuple[str, str], str] = {
     ("JobOut", "result"): "JobResult",
@@ -140,7 +83,7 @@ def finish(
     _rename_pages(schema)
     _hoist_request_variants(schema)
     _hoist_nullable_objects(components)
-    _name_enums(schema, {**ENUM_NAMES, **(enum_names or {})})
+    _name_enums(schema, enum_names or {})
     _document_headers(schema)
     _instance_in_examples(schema)
     if servers:
@@ -172,6 +115,40 @@ def _declare_tags(schema: dict[str, Any]) -> None:
 
 
 # ---- names ------------------------------------------------------------------------------------
+
+
+def enum_values(source: Any) -> tuple[str, ...]:
+    """The values a Literal, an Enum or a field's annotation (`X | None`, `Annotated[X, ...]`) admits."""
+    if isinstance(source, FieldInfo):
+        source = source.annotation
+    origin = typing.get_origin(source)
+    if origin is typing.Annotated:
+        return enum_values(typing.get_args(source)[0])
+    if origin is typing.Literal:
+        return tuple(str(v) for v in typing.get_args(source))
+    if origin is typing.Union or origin is types.UnionType:
+        values = [v for arg in typing.get_args(source) if arg is not type(None) for v in enum_values(arg)]
+        return tuple(dict.fromkeys(values))
+    if isinstance(source, type) and issubclass(source, enum.Enum):
+        return tuple(str(member.value) for member in source)
+    raise TypeError(f"{source!r} is not a Literal, an Enum or a field using one")
+
+
+def enum_names(named: Mapping[str, Iterable[Any]]) -> dict[frozenset[str], str]:
+    """One name per concept, each given by the types that spell it (`finish(enum_names=...)`): the value sets come
+    from the types, so a new value renames nothing. Every spelling of a concept must admit the same values, and two
+    concepts never the same ones: either would name an enum by accident."""
+    out: dict[frozenset[str], str] = {}
+    for name, sources in named.items():
+        sets = {frozenset(enum_values(source)) for source in sources}
+        if len(sets) != 1:
+            spelled = " vs ".join(sorted(str(sorted(s)) for s in sets))
+            raise ValueError(f"the spellings of enum {name} disagree: {spelled}")
+        (values,) = sets
+        if values in out:
+            raise ValueError(f"enums {out[values]} and {name} have the same values")
+        out[values] = name
+    return out
 
 
 def _pascal(text: str) -> str:

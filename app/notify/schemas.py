@@ -1,39 +1,17 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from app.core.types import InputModel
+from app.notify.events import EVENT_TYPES
 
-EventType = Literal[
-    "handover.created",
-    "handover.planned",
-    "handover.approved",
-    "handover.cancelled",
-    "handover.executed",
-    "handover.completed",
-    "handover.undone",
-    "handover.overdue",
-    "client.reassigned",
-    "record.reassigned",
-    "access.granted",
-    "account_team.changed",
-    "handover.attention",
-    "ownership.violation",
-    "access.revoked",
-    "alert.raised",
-    "notification.failed",
-    "notification.client_intro",
-    "notification.successor_briefing",
-    "notification.manager_summary",
-    "notification.signoff_reminder",
-    "notification.follow_up_due",
-    "notification.approval_reminder",
-    "audit.checkpoint",
-    "*",
-]
+if TYPE_CHECKING:
+    EventType = str
+else:  # the one list of event types (`events.EVENT_MODELS`), and "*" for every one
+    EventType = Literal[(*EVENT_TYPES, "*")]
 TemplateKey = Literal[
     "client_intro", "successor_briefing", "manager_summary", "signoff_reminder", "follow_up_due", "approval_reminder"
 ]

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
@@ -15,25 +15,19 @@ from app.core.pagination import Page, Pagination, page_of
 from app.core.types import EXTERNAL_ID_PATTERN, UtcTime
 from app.directory import service as directory
 from app.directory.errors import EmployeeNotFound
-from app.directory.models import Client
 from app.jobs import service as jobs
 from app.jobs.router import ACCEPTED_RESPONSE, PREFER_DESCRIPTION, accepted
 from app.risk.errors import NoActiveRiskModel
-from app.transfer import leave, longops, planning, records, schemas, service, signoff, visibility
+from app.transfer import leave, longops, planning, records, schemas, service, visibility
 from app.transfer.errors import (
-    AlreadySigned,
-    ChecklistIncomplete,
-    ChecklistLocked,
     EffectiveTimeNotReached,
     HandoverAlreadyOpen,
     HandoverNotFound,
     HandoverNotManaged,
     HandoverNotPlannable,
     HandoverNotPlanned,
-    HandoverNotSignable,
     InterimOwnerInvalid,
     ItemNotFound,
-    ItemNotSignable,
     ItemsLocked,
     ItemsUnassigned,
     LeaveDuringExit,
@@ -42,29 +36,33 @@ from app.transfer.errors import (
     LeaveNotUndoable,
     LeaverAlreadyDeparted,
     LeaverTwiceInPlan,
-    MitigationNotFound,
-    NotInvolved,
     NotTheApprover,
-    NotTheSigner,
     RecordNotInHandover,
     RecordsLocked,
     RecordTargetInvalid,
     ReportFormatNotAcceptable,
-    SignOffReasonRequired,
     SuccessorBreaksConstraints,
     TransitionNotAllowed,
     UndoWindowPassed,
     UnknownEmployee,
 )
-from app.transfer.models import Handover, HandoverItem
+from app.transfer.models import Handover
+from app.transfer.params import HandoverId, ItemId
 from app.transfer.report import HandoverReport, build_report, manager_languages, to_csv, to_html
 from app.transfer.reporttexts import ReportLocale, choose_locale
-from app.transfer.views import handover_out, handover_records, item_out, item_records, preview_records, view_out
+from app.transfer.signoffs.router import router as signoffs_router
+from app.transfer.views import (
+    handover_out,
+    handover_records,
+    item_out,
+    item_records,
+    item_response,
+    preview_records,
+    view_out,
+)
 
 router = APIRouter(tags=["handovers"])
 
-HandoverId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The handover id.")]
-ItemId = Annotated[int, Path(ge=1, le=2**31 - 1, description="The item id.")]
 IfMatch = Annotated[str | None, Header(max_length=200, description="The ETag you last read.")]
 Prefer = Annotated[str | None, Header(max_length=1000, description=PREFER_DESCRIPTION)]
 
@@ -336,15 +334,6 @@ def list_items(
     )
 
 
-def _item_response(
-    session: Session, v: visibility.HandoverView, item: HandoverItem, response: Response
-) -> schemas.ItemOut:
-    client = session.get(Client, item.client_id)
-    assert client is not None
-    response.headers["ETag"] = etag(item.version, "item", item.id)
-    return item_out(item, client, own=v.own is not None, records=item_records(session, [item.id]).get(item.id))
-
-
 @router.get(
     "/v1/handovers/{handover_id}/items/{item_id}",
     name="handovers-items-get",
@@ -358,7 +347,7 @@ def get_item(
     handover_id: HandoverId, item_id: ItemId, session: DbSession, principal: HandoversRead, response: Response
 ) -> schemas.ItemOut:
     v = visibility.see_handover(session, principal, handover_id)
-    return _item_response(session, v, visibility.get_item(session, v, item_id), response)
+    return item_response(session, v, visibility.get_item(session, v, item_id), response)
 
 
 @router.patch(
@@ -414,7 +403,7 @@ def patch_item(
     planning.patch_item(
         session, v.handover, item, body, actor=principal.actor, now=now, settings=request.app.state.settings
     )
-    return _item_response(session, v, item, response)
+    return item_response(session, v, item, response)
 
 
 RecordKind = Annotated[book_schemas.RecordKind, Path(description="The record's kind.")]
@@ -791,98 +780,8 @@ def complete_handover(
     return _transition_endpoint(h, session, response)
 
 
-@router.put(
-    "/v1/handovers/{handover_id}/items/{item_id}/checklist/{key}",
-    name="handovers-items-checklist-set",
-    summary="Mark a checklist entry done or not, with a note and evidence",
-    description="The entry is replaced: done, note and `evidence` (at most 10 http/https links or record "
-    "references {kind, external_id}, stored as given, never fetched or looked up). Which entries are required "
-    "before sign-off comes from the tier's checklist template (GET /v1/checklist-templates/{tier}) and the item's "
-    "mitigations.",
-    response_model=schemas.ItemOut,
-    responses=problem_responses(
-        401,
-        403,
-        404,
-        409,
-        415,
-        422,
-        errors=[NotInvolved, HandoverNotFound, ItemNotFound, MitigationNotFound, ChecklistLocked],
-    ),
-)
-def set_checklist(
-    handover_id: HandoverId,
-    item_id: ItemId,
-    key: Annotated[
-        str,
-        Path(
-            pattern=schemas.CHECKLIST_KEY_PATTERN,
-            description="A checklist key (client_profile, contacts, open_projects, contracts_financials, "
-            "open_issues, handover_meeting) or a mitigation the risk score put on the item (mitigation:<action>).",
-        ),
-    ],
-    body: schemas.ChecklistUpdate,
-    session: DbSession,
-    principal: HandoversWrite,
-    now: Now,
-    response: Response,
-) -> schemas.ItemOut:
-    v = visibility.see_handover(session, principal, handover_id)
-    item = visibility.get_item(session, v, item_id)
-    signoff.set_checklist(
-        session,
-        v.handover,
-        item,
-        key,
-        done=body.done,
-        note=body.note,
-        principal=principal,
-        now=now,
-        evidence=[e.model_dump(exclude_none=True) for e in body.evidence],
-    )
-    return _item_response(session, v, item, response)
-
-
-@router.post(
-    "/v1/handovers/{handover_id}/items/{item_id}/sign-off",
-    name="handovers-items-sign-off",
-    summary="Sign off an item: outgoing (the leaver, or their manager after exit) or incoming (the successor)",
-    description="Refused with 409 checklist-incomplete, `open_items` naming them, while a required checklist entry "
-    "is open: the required entries of the client's tier template, and every mitigation the risk score put on the "
-    "item. Optional entries do not block.",
-    response_model=schemas.ItemOut,
-    responses=problem_responses(
-        401,
-        403,
-        404,
-        409,
-        415,
-        422,
-        errors=[
-            NotTheSigner,
-            HandoverNotFound,
-            ItemNotFound,
-            AlreadySigned,
-            HandoverNotSignable,
-            ItemNotSignable,
-            SignOffReasonRequired,
-            ChecklistIncomplete,
-        ],
-    ),
-)
-def sign_off(
-    handover_id: HandoverId,
-    item_id: ItemId,
-    body: schemas.SignOff,
-    session: DbSession,
-    principal: HandoversWrite,
-    now: Now,
-    response: Response,
-) -> schemas.ItemOut:
-    v = visibility.see_handover(session, principal, handover_id, lock=True)
-    item = visibility.get_item(session, v, item_id)
-    signoff.sign_off(session, v.handover, item, side=body.side, reason=body.reason, principal=principal, now=now)
-    return _item_response(session, v, item, response)
+# Checklist entries and sign-off (their own package), here so that the contract keeps its order.
+router.include_router(signoffs_router)
 
 
 @router.post(
@@ -958,7 +857,7 @@ def handover_report(
     principal: HandoversRead,
     now: Now,
     format: Annotated[
-        Literal["json", "csv", "html"] | None,
+        schemas.ReportFormat | None,
         Query(description="json, csv or html: the report's format, instead of (and over) Accept."),
     ] = None,
     locale: Annotated[

@@ -28,6 +28,7 @@ CHECKLIST_KEY_PATTERN = (
     r"|mitigation:[a-z][a-z0-9_]{0,49})$"
 )
 PoolKind = Literal["team", "department", "organisation", "list"]
+ReportFormat = Literal["json", "csv", "html"]
 ConfidentialityStep = Literal["nda_reminder_acknowledged", "company_data_returned", "non_compete_notice_given"]
 
 

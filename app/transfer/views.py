@@ -5,11 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from fastapi import Response
 from sqlalchemy import and_, case, or_, select, true
 from sqlalchemy.orm import Session
 
 from app.book import service as book
 from app.core.config import get_settings
+from app.core.http import etag
 from app.directory.models import Client
 from app.transfer import leave, schemas, visibility
 from app.transfer import records as record_plans
@@ -170,3 +172,13 @@ def item_out(
         version=item.version,
         records=records or {},
     )
+
+
+def item_response(
+    session: Session, v: visibility.HandoverView, item: HandoverItem, response: Response
+) -> schemas.ItemOut:
+    """An item as answered by the routes that read or change it, with its ETag."""
+    client = session.get(Client, item.client_id)
+    assert client is not None
+    response.headers["ETag"] = etag(item.version, "item", item.id)
+    return item_out(item, client, own=v.own is not None, records=item_records(session, [item.id]).get(item.id))

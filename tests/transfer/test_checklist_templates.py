@@ -41,7 +41,9 @@ def approved_items(client: TestClient, auth: Any, hid: int) -> list[dict[str, An
 def test_every_tier_has_the_default_until_configured(client: TestClient, auth: Any, db: Database) -> None:
     r = client.get("/v1/checklist-templates", headers=auth("account_manager", emp="e0"))
     assert r.status_code == 200, r.text
-    body = r.json()
+    page = r.json()
+    assert (page["limit"], page["offset"], page["next_offset"]) == (50, 0, None)
+    body = page["items"]
     assert [t["tier"] for t in body] == ["strategic", "key", "standard", "prospect"]
     for t in body:
         assert t["default"] is True and t["version"] == 0 and t["updated_by"] is None
@@ -50,6 +52,23 @@ def test_every_tier_has_the_default_until_configured(client: TestClient, auth: A
     r = client.get("/v1/checklist-templates/key", headers=auth("auditor"))
     assert r.status_code == 200 and r.headers["etag"] == '"checklist-template-key-v0"'
     assert templates(db) == 0
+
+
+def test_the_template_list_is_paged(client: TestClient, auth: Any) -> None:
+    body = {"entries": [{"key": "contacts", "label": "Contacts met", "required": True}]}
+    assert client.put("/v1/checklist-templates/standard", json=body, headers=auth("hr")).status_code == 200
+    first = client.get("/v1/checklist-templates", params={"limit": 2}, headers=auth()).json()
+    assert ([t["tier"] for t in first["items"]], first["next_offset"]) == (["strategic", "key"], 2)
+    second = client.get("/v1/checklist-templates", params={"limit": 2, "offset": 2}, headers=auth()).json()
+    assert ([t["tier"] for t in second["items"]], second["next_offset"]) == (["standard", "prospect"], None)
+    assert [t["default"] for t in second["items"]] == [False, True]
+    assert second["items"][0]["entries"] == body["entries"]
+    past = client.get("/v1/checklist-templates", params={"offset": 4}, headers=auth()).json()
+    assert (past["items"], past["next_offset"]) == ([], None)
+    for params in ({"limit": 201}, {"limit": 0}, {"offset": -1}):  # 201: over the configured maximum (200)
+        r = client.get("/v1/checklist-templates", params=params, headers=auth())
+        assert r.status_code == 422, params
+        assert r.json()["type"] == PROBLEM + "validation-error"
 
 
 def test_put_replaces_a_tier_is_audited_and_honours_if_match(client: TestClient, auth: Any, db: Database) -> None:

@@ -7,18 +7,15 @@ delivery: no network), both databases.
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from sqlalchemy import delete, func, insert, select, update
 
 from app.access import service as access
@@ -28,37 +25,30 @@ from app.book.models import Record
 from app.core.clock import ManualClock
 from app.core.db import Database
 from app.directory.models import Client, Employee
-from app.main import create_app
 from app.notify.models import OutboxMessage
 from app.transfer import continuity
 from app.transfer.models import OwnershipRepair
-from app.worker import DB_JOBS
-from tests.conftest import START, _clean, make_settings
+from tests.conftest import START, _clean
 from tests.support.company import EFFECTIVE, clients, employees, plan
-from tests.support.hr import SECRET, deliver, ok
+from tests.support.continuity import (
+    S,
+    acts_for_all,
+    check,
+    events,
+    handovers_of,
+    owners,
+    record,
+    run_machine,
+    work,
+)
+from tests.support.hr import deliver, ok
 
-S = dt.timedelta(seconds=1)
 CLIENTS = [f"c{i}" for i in range(8)]
 
 pytestmark = pytest.mark.usefixtures("company")
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
-
-
-def work(db: Database, clock: ManualClock) -> dict[str, int]:
-    """One worker pass of the database jobs (the outbox delivery left out: it would send over the network)."""
-    done = {}
-    for name, job in DB_JOBS:
-        if name in ("deliver_outbox", "run_jobs"):
-            continue
-        done[name] = job(db, clock, threading.Event())
-    return done
-
-
-def owners(db: Database) -> dict[str, str]:
-    with db.session(write=False) as s:
-        return dict(s.execute(select(Client.external_id, Client.owner_id)).all())
 
 
 def status_of(db: Database, eid: str) -> str:
@@ -71,28 +61,6 @@ def violations(db: Database, at: dt.datetime) -> list[continuity.Violation]:
         found = continuity.violations_in(s, at)
         assert found == continuity.violations(continuity.snapshot(s), at)
         return found
-
-
-def check(client: TestClient, auth: Any, employee: str, cl: str, action: str, at: dt.datetime | None = None) -> bool:
-    body: dict[str, Any] = {"employee": employee, "client": cl, "action": action}
-    if at is not None:
-        body["at"] = at.isoformat()
-    r = client.post("/v1/access/check", json=body, headers=auth("integration", scope="access:check access:admin"))
-    assert r.status_code == 200, r.text
-    return bool(r.json()["allowed"])
-
-
-def acts_for_all(
-    client: TestClient, auth: Any, employee: str, clients: list[str], at: dt.datetime | None = None
-) -> bool:
-    return all(check(client, auth, employee, c, a, at) for c in clients for a in ("view", "edit"))
-
-
-def handovers_of(client: TestClient, auth: Any, leaver: str) -> list[dict[str, Any]]:
-    r = client.get("/v1/handovers", params={"leaver": leaver}, headers=auth())
-    assert r.status_code == 200, r.text
-    items: list[dict[str, Any]] = r.json()["items"]
-    return items
 
 
 def items_of(client: TestClient, auth: Any, hid: int) -> list[dict[str, Any]]:
@@ -118,12 +86,6 @@ def reassigned(db: Database) -> list[dict[str, Any]]:
     return [{**m, "undo": p["data"]["undo"]} for p in rows for m in p["data"]["clients"]]
 
 
-def events(db: Database, event_type: str) -> list[dict[str, Any]]:
-    with db.session(write=False) as s:
-        rows = s.scalars(select(OutboxMessage.payload).where(OutboxMessage.event_type == event_type)).all()
-        return [p["data"] for p in rows]
-
-
 @pytest.fixture
 def crm(client: TestClient, auth: Any) -> None:
     """A CRM endpoint subscribed to everything, so that events are stored (never delivered here)."""
@@ -131,20 +93,6 @@ def crm(client: TestClient, auth: Any) -> None:
         "/v1/webhook-endpoints", json={"url": "https://93.184.215.14/hooks", "event_types": ["*"]}, headers=auth()
     )
     assert r.status_code == 201, r.text
-
-
-def record(eid: str, **changes: Any) -> dict[str, Any]:
-    row = next(e for e in employees() if e["external_id"] == eid)
-    body = {k: v for k, v in row.items() if k != "external_id"}
-    return {**body, **changes}
-
-
-@pytest.fixture
-def hook(database_url: str, clock: ManualClock, db: Database) -> Iterator[TestClient]:
-    app: FastAPI = create_app(make_settings(database_url, hr_webhook_secret=SECRET), clock=clock)
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
-    app.state.db.dispose()
 
 
 # ---- row 1: every departure signal opens a handover ---------------------------------------------------
@@ -713,17 +661,7 @@ def test_the_invariant_holds_through_interleavings(
 ) -> None:
     REACHED.clear()
     Continuity.ctx = {"client": client, "auth": auth, "db": db, "clock": clock, "hook": hook}
-    run_state_machine_as_test(
-        Continuity,
-        settings=hsettings(
-            max_examples=25,
-            stateful_step_count=15,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-        ),
-    )
+    run_machine(Continuity, max_examples=25)
     # The runs did reach the workflow's takeover, the sweeper and executions.
     assert {"interim_takeover", "sweep_ownership", "execute_due_handovers"} <= {k for k, v in REACHED.items() if v}
 

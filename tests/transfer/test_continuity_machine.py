@@ -27,10 +27,8 @@ from typing import Any, ClassVar
 
 import pytest
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck
-from hypothesis import settings as hsettings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule, run_state_machine_as_test
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 from sqlalchemy import select, update
 
 from app.access.models import AccessGrant
@@ -40,12 +38,9 @@ from app.transfer import continuity
 from app.transfer.models import Handover
 from tests.conftest import START, _clean
 from tests.support.company import EFFECTIVE, clients, employees
+from tests.support.continuity import S, acts_for_all, check, events, handovers_of, owners, record, run_machine, work
 from tests.support.hr import deliver
-from tests.transfer.test_continuity import acts_for_all, check, events, handovers_of, hook, owners, record, work
 
-__all__ = ["hook"]  # the fixture, shared with test_continuity
-
-S = dt.timedelta(seconds=1)
 H = dt.timedelta(hours=1)
 LEAVERS = ("e0", "e1", "e2")
 OWNERS = ("e0", "e1", "e2", "m1", "x1")  # clearance enough for every client below
@@ -293,17 +288,7 @@ def test_role_changes_leaves_and_owner_changes_keep_the_invariant(
 ) -> None:
     REACHED.clear()
     Interleavings.ctx = {"client": client, "auth": auth, "db": db, "clock": clock, "hook": hook}
-    run_state_machine_as_test(
-        Interleavings,
-        settings=hsettings(
-            max_examples=30,
-            stateful_step_count=15,
-            deadline=None,
-            derandomize=True,
-            database=None,
-            suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-        ),
-    )
+    run_machine(Interleavings, max_examples=30)
     print(sorted(REACHED.items()))
     # The runs did reach the interleavings the issue names.
     wanted = {

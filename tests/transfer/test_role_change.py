@@ -8,47 +8,19 @@ effective time. Real HTTP, the injected clock, the worker's own pass; SQLite and
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from app.access.models import AccessGrant
 from app.core.clock import ManualClock
 from app.core.db import Database
-from app.directory.models import Client
-from app.main import create_app
 from app.worker import run_once
-from tests.conftest import make_settings
 from tests.support.company import EFFECTIVE, approve, clients, plan
+from tests.support.continuity import S, decide, owners
 from tests.support.db import employee
-from tests.support.hr import SECRET, deliver, exit_event, ok
-
-S = dt.timedelta(seconds=1)
-
-
-@pytest.fixture
-def hook(database_url: str, clock: ManualClock, db: Database) -> Iterator[TestClient]:
-    """The app with HR's webhook secret configured (same database and clock as `client`)."""
-    app: FastAPI = create_app(make_settings(database_url, hr_webhook_secret=SECRET), clock=clock)
-    try:
-        with TestClient(app, raise_server_exceptions=False) as c:
-            yield c
-    finally:
-        app.state.db.dispose()
-
-
-def decide(client: TestClient, auth: Any, employee_id: str, cl: str, action: str, at: dt.datetime) -> dict[str, Any]:
-    r = client.post(
-        "/v1/access/check",
-        json={"employee": employee_id, "client": cl, "action": action, "at": at.isoformat()},
-        headers=auth("integration", scope="access:check access:admin"),
-    )
-    assert r.status_code == 200, r.text
-    return dict(r.json())
+from tests.support.hr import deliver, exit_event, ok
 
 
 def open_role_change(client: TestClient, auth: Any, effective_at: dt.datetime = EFFECTIVE) -> int:
@@ -60,11 +32,6 @@ def open_role_change(client: TestClient, auth: Any, effective_at: dt.datetime = 
     assert r.status_code == 201, r.text
     assert r.json()["return_at"] is None and r.json()["delegate"] is None
     return int(r.json()["id"])
-
-
-def owners(db: Database) -> dict[str, str]:
-    with db.session(write=False) as s:
-        return {c: o for c, o in s.execute(select(Client.external_id, Client.owner_id))}
 
 
 def new_client(client: TestClient, auth: Any, external_id: str, owner: str = "e0") -> None:

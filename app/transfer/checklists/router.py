@@ -10,12 +10,14 @@ from app.core.auth import HandoversRead, HandoversWrite, Principal
 from app.core.deps import DbSession, Now
 from app.core.errors import RoleNotAllowed, problem_responses
 from app.core.http import check_if_match
+from app.core.pagination import Page, Pagination, page_of
 from app.directory.schemas import ClientTier
 from app.transfer import schemas, visibility
 from app.transfer.checklists import service as checklists
 from app.transfer.errors import ConfidentialityLocked, HandoverNotFound, HandoverNotManaged
 from app.transfer.models import ChecklistTemplate
-from app.transfer.router import CREATOR_ROLES, HandoverId
+from app.transfer.params import HandoverId
+from app.transfer.router import CREATOR_ROLES
 from app.transfer.views import handover_out
 
 router = APIRouter(tags=["handovers"])
@@ -50,12 +52,20 @@ def _out(tier: str, row: ChecklistTemplate | None, entries: list[dict[str, Any]]
     "/v1/checklist-templates",
     name="checklist-templates-list",
     summary="Every tier's checklist template (the default for a tier never configured)",
-    response_model=list[schemas.ChecklistTemplateOut],
-    responses=problem_responses(401, 403),
+    response_model=Page[schemas.ChecklistTemplateOut],
+    responses=problem_responses(401, 403, 422),
 )
-def list_templates(session: DbSession, principal: HandoversRead) -> list[schemas.ChecklistTemplateOut]:
-    rows = checklists.all_templates(session)
-    return [_out(tier, row, checklists.entries(session, tier)) for tier, row in rows.items()]
+def list_templates(
+    session: DbSession, principal: HandoversRead, page: Pagination
+) -> Page[schemas.ChecklistTemplateOut]:
+    rows = checklists.templates(session, limit=page.limit + 1, offset=page.offset)
+    items, nxt = page_of(rows, page)
+    return Page[schemas.ChecklistTemplateOut](
+        items=[_out(tier, row, checklists.entries(session, tier)) for tier, row in items],
+        limit=page.limit,
+        offset=page.offset,
+        next_offset=nxt,
+    )
 
 
 @router.get(

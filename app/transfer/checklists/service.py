@@ -40,9 +40,11 @@ def entries(session: Session, tier: str) -> list[dict[str, Any]]:
     return list(row.entries) if row is not None else [dict(e) for e in DEFAULT_ENTRIES]
 
 
-def all_templates(session: Session) -> dict[str, Template | None]:
-    rows = {t.tier: t for t in session.scalars(select(Template))}
-    return {tier: rows.get(tier) for tier in CLIENT_TIERS}
+def templates(session: Session, *, limit: int, offset: int) -> list[tuple[str, Template | None]]:
+    """Tiers in their fixed order, each with its configured template (None: the default): a page like any list."""
+    tiers = CLIENT_TIERS[offset : offset + limit]
+    rows = {t.tier: t for t in session.scalars(select(Template).where(Template.tier.in_(tiers)))} if tiers else {}
+    return [(tier, rows.get(tier)) for tier in tiers]
 
 
 def put_template(

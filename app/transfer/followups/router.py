@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import JSONResponse
@@ -32,6 +32,7 @@ from app.transfer.followups.schemas import (
     FollowUpStatus,
     GroupBy,
     Outcome,
+    RetentionFormat,
     RetentionReport,
 )
 
@@ -187,7 +188,7 @@ def retention_report(
     to: Annotated[UtcTime | None, Query(description="Effective before (default: now).")] = None,
     group_by: Annotated[GroupBy, Query(description="team, successor, tier or risk_band.")] = "team",
     format: Annotated[
-        Literal["json", "csv"] | None,
+        RetentionFormat | None,
         Query(description="json or csv: the report's format, instead of (and over) Accept."),
     ] = None,
 ) -> Response:

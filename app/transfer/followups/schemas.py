@@ -13,6 +13,7 @@ FollowUpKind = Literal["first_contact", "check_in", "satisfaction_survey"]
 FollowUpStatus = Literal["open", "completed", "cancelled"]
 Outcome = Literal["retained", "at_risk", "churned"]
 GroupBy = Literal["team", "successor", "tier", "risk_band"]
+RetentionFormat = Literal["json", "csv"]
 NOTE_MAX = 4000
 
 

@@ -1,0 +1,1 @@
+"""Each item's checklist entries and its two signatures: the rules (service) and their routes (router)."""

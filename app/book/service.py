@@ -8,7 +8,23 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import ColumnElement, Table, and_, exists, false, insert, literal, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -294,3 +310,113 @@ def moves_of(session: Session, handover_ids: Sequence[int], *, back: bool) -> di
         old, new = (after, before) if back else (before, after)
         out[hid].append({"kind": kind, "record": eid, "client": client, "from": old, "to": new})
     return out
+
+
+# ---- risk features ----------------------------------------------------------------------------
+# What risk (app/risk, a higher layer) reads of the book, one grouped query per batch of clients, and what the access
+# decision reads to resolve a record to its client (or, client-less, its owner).
+
+
+@dataclass(frozen=True, slots=True)
+class ClientBook:
+    """One client's records as risk factors. Amounts are summed in `base_currency` only (mixing currencies without
+    rates would be wrong); records with an amount in another currency are counted in `*_other_currency` instead.
+    `cases` / `contracts` count records of that kind in any status: whether the book, not the client's own field,
+    knows the client's cases and renewals."""
+
+    open_deals: int = 0
+    open_deal_amount: float = 0.0
+    open_deals_other_currency: int = 0
+    cases: int = 0
+    open_cases: int = 0
+    overdue_invoices: int = 0
+    overdue_amount: float = 0.0
+    overdue_other_currency: int = 0
+    contracts: int = 0
+    next_renewal_at: dt.datetime | None = None
+
+
+def client_books(
+    session: Session, clients: Sequence[str] | AnySelect, *, now: dt.datetime, base_currency: str
+) -> dict[str, ClientBook]:
+    """Per client (a list of ids, or a statement of them) with at least one record: open deals and their amount,
+    open and all cases, overdue invoices (open, due before `now`) and their amount, and the nearest renewal (the
+    earliest due time, from `now` on, of an open contract). One GROUP BY query, whatever the number of clients."""
+    r = Record
+    is_open = r.status == "open"
+    base = r.currency == base_currency
+    deal = and_(r.kind == "deal", is_open)
+    overdue = and_(r.kind == "invoice", is_open, r.due_at < literal(now, UTCDateTime))
+    renewal = and_(r.kind == "contract", is_open, r.due_at >= literal(now, UTCDateTime))
+
+    def count(cond: ColumnElement[bool]) -> Any:
+        return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+    def amount(cond: ColumnElement[bool]) -> Any:
+        return func.coalesce(func.sum(case((and_(cond, base), r.amount), else_=None)), 0)
+
+    elsewhere = and_(r.amount.is_not(None), r.currency != base_currency)
+    where = among(session, r.client_id, clients) if isinstance(clients, Sequence) else r.client_id.in_(clients)
+    stmt = (
+        select(
+            r.client_id,
+            count(deal),
+            amount(deal),
+            count(and_(deal, elsewhere)),
+            count(r.kind == "case"),
+            count(and_(r.kind == "case", is_open)),
+            count(overdue),
+            amount(overdue),
+            count(and_(overdue, elsewhere)),
+            count(r.kind == "contract"),
+            func.min(case((renewal, r.due_at), else_=None), type_=UTCDateTime),
+        )
+        .where(where)
+        .group_by(r.client_id)
+    )
+    out: dict[str, ClientBook] = {}
+    for (
+        cid,
+        deals,
+        deal_amt,
+        deals_other,
+        cases,
+        open_cases,
+        over,
+        over_amt,
+        over_other,
+        contracts,
+        nxt,
+    ) in session.connection().execute(stmt):
+        out[cid] = ClientBook(
+            int(deals),
+            float(deal_amt),
+            int(deals_other),
+            int(cases),
+            int(open_cases),
+            int(over),
+            float(over_amt),
+            int(over_other),
+            int(contracts),
+            nxt,
+        )
+    return out
+
+
+class RecordHolder(NamedTuple):
+    client_id: str | None
+    owner_id: str
+
+
+def record_holders(conn: Session | Connection, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RecordHolder]:
+    """(kind, external_id) → the record's client and owner, for the records that exist (one query); what the access
+    decision needs to decide a record as its client (or, client-less, as its owner's)."""
+    if not refs:
+        return {}
+    r = Record
+    if len(refs) == 1:
+        where = and_(r.kind == refs[0][0], r.external_id == refs[0][1])
+    else:
+        where = tuple_(r.kind, r.external_id).in_(list(dict.fromkeys(refs)))
+    stmt = select(r.kind, r.external_id, r.client_id, r.owner_id).where(where)
+    return {(k, e): RecordHolder(c, o) for k, e, c, o in conn.execute(stmt)}

@@ -5,6 +5,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from app.book.schemas import RecordKind
 from app.core.types import ExternalId, InputModel, UtcTime
 
 Level = Literal["owner", "interim", "shadow", "read"]
@@ -19,21 +20,46 @@ DecisionReason = Literal[
     "insufficient_clearance",
     "view_only",
     "owner_required",
+    "not_record_owner",
 ]
 
 BATCH_CHECK_MAX = 500
 
 
+class RecordRef(InputModel):
+    """A record of the book (a deal, case, task, …), by its kind and the CRM's id."""
+
+    kind: RecordKind = Field(description="deal, task, case, meeting, contract, invoice, project, automation, other.")
+    external_id: ExternalId = Field(description="The record's id in the CRM (unique per kind).")
+
+
+class RecordRefOut(BaseModel):
+    kind: RecordKind
+    external_id: str
+
+
 class AccessCheck(InputModel):
     employee: ExternalId = Field(description="Who wants access.")
-    client: ExternalId = Field(description="To which client's data.")
+    client: ExternalId | None = Field(None, description="To which client's data (give this or `record`).")
+    record: RecordRef | None = Field(
+        None,
+        description="Or to which record: decided as for the record's client; a client-less record (the owner's own "
+        "automation, report, …) is allowed only to its owner. An unknown record is a 404.",
+    )
     action: Action = Field(description="view, edit, export or delete.")
     at: UtcTime | None = Field(None, description="The instant to decide for; default now.")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> AccessCheck:
+        if (self.client is None) == (self.record is None):
+            raise ValueError("give exactly one of client and record")
+        return self
 
 
 class AccessDecision(BaseModel):
     employee: str
-    client: str
+    client: str | None = Field(description="The client decided for (a record's client); null: a client-less record.")
+    record: RecordRefOut | None = Field(None, description="The record asked about, if one was.")
     action: Action
     at: dt.datetime = Field(description="The instant decided for.")
     allowed: bool

@@ -41,6 +41,7 @@ ENUM_NAMES: dict[frozenset[str], str] = {
             "view_only",
             "owner_required",
             "employee_away",
+            "not_record_owner",
         ),
         "AlertStatus": ("open", "resolved"),
         "CandidatePoolKind": ("team", "department", "organisation", "list"),

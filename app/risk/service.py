@@ -585,19 +585,16 @@ def _book_columns(
         return {name: np.zeros(n) for name in ("open_deal_value", "overdue_invoices", "overdue_amount")}
     empty = book.ClientBook()
     rows = [books.get(cid, empty) for cid in client_ids]
-
-    def days(at: dt.datetime | None) -> float:
-        return math.nan if at is None else (at - now).total_seconds() / 86_400.0
-
-    return {
-        "open_deal_value": np.array([b.open_deal_amount for b in rows], dtype=np.float64),
-        "overdue_invoices": np.array([b.overdue_invoices for b in rows], dtype=np.float64),
-        "overdue_amount": np.array([b.overdue_amount for b in rows], dtype=np.float64),
-        "has_cases": np.array([b.cases for b in rows], dtype=np.float64),
-        "open_cases": np.array([b.open_cases for b in rows], dtype=np.float64),
-        "has_contracts": np.array([b.contracts for b in rows], dtype=np.float64),
-        "days_to_renewal": np.array([days(b.next_renewal_at) for b in rows], dtype=np.float64),
-    }
+    table = np.array(
+        [(b.open_deal_amount, b.overdue_invoices, b.overdue_amount, b.cases, b.open_cases, b.contracts) for b in rows],
+        dtype=np.float64,
+    ).reshape(n, 6)
+    days = np.full(n, math.nan)
+    for i, b in enumerate(rows):
+        if b.next_renewal_at is not None:
+            days[i] = (b.next_renewal_at - now).total_seconds() / 86_400.0
+    names = ("open_deal_value", "overdue_invoices", "overdue_amount", "has_cases", "open_cases", "has_contracts")
+    return {**{name: table[:, j] for j, name in enumerate(names)}, "days_to_renewal": days}
 
 
 def _fit_columns(client_ids: Sequence[str], fits: Mapping[str, rm.SuccessorFit]) -> dict[str, rm.FloatArray]:

@@ -61,13 +61,13 @@ def _out(d: service.Decision) -> schemas.AccessDecision:
     response_model=schemas.AccessDecision,
     responses=problem_responses(401, 403, 404, 413, 415, 422, errors=[AccessCheckNotOwn, AccessRecordNotFound]),
 )
-async def check(body: schemas.AccessCheck, principal: AccessCheckScope, request: Request) -> schemas.AccessDecision:
+async def check(body: schemas.AnyCheck, principal: AccessCheckScope, request: Request) -> schemas.AccessDecision:
     # async with one thread hop: the hot path of every CRM page view takes no writer and no second hop; the clock
     # and the database come straight from the app (what `Now` and `DbSession` would resolve) to skip two dependencies;
     # the hop takes one of pool-size threads (deps.read_limiter), so it never waits for, or opens, a connection.
     service.require_own_or_admin(principal, body.employee)
     now = now_of(request)
-    if body.record is not None:
+    if isinstance(body, schemas.RecordAccessCheck):
         decision = await anyio.to_thread.run_sync(
             partial(
                 service.check_record,
@@ -88,7 +88,7 @@ async def check(body: schemas.AccessCheck, principal: AccessCheckScope, request:
             service.check,
             db_of(request),
             body.employee,
-            cast(str, body.client),  # the body gives exactly one of client and record
+            body.client,
             body.action,
             body.at or now,
             actor=principal.actor,
@@ -115,11 +115,11 @@ async def check_batch(
         service.require_own_or_admin(principal, c.employee)
     now = now_of(request)
     default_at = body.at or now
-    if any(c.record is not None for c in body.checks):
+    if any(isinstance(c, schemas.RecordAccessCheck) for c in body.checks):
         targets: list[tuple[str, service.Target, str, dt.datetime]] = [
             (
                 c.employee,
-                (c.record.kind, c.record.external_id) if c.record is not None else cast(str, c.client),
+                (c.record.kind, c.record.external_id) if isinstance(c, schemas.RecordAccessCheck) else c.client,
                 c.action,
                 c.at or default_at,
             )
@@ -134,7 +134,11 @@ async def check_batch(
         partial(
             service.check_batch,
             db_of(request),
-            [(c.employee, cast(str, c.client), c.action, c.at or default_at) for c in body.checks],
+            [
+                (c.employee, c.client, c.action, c.at or default_at)
+                for c in body.checks
+                if isinstance(c, schemas.AccessCheck)
+            ],
             actor=principal.actor,
             now=now,
         ),

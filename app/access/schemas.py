@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 from app.book.schemas import RecordKind
 from app.core.types import ExternalId, InputModel, UtcTime
@@ -40,20 +40,34 @@ class RecordRefOut(BaseModel):
 
 class AccessCheck(InputModel):
     employee: ExternalId = Field(description="Who wants access.")
-    client: ExternalId | None = Field(None, description="To which client's data (give this or `record`).")
-    record: RecordRef | None = Field(
-        None,
-        description="Or to which record: decided as for the record's client; a client-less record (the owner's own "
-        "automation, report, …) is allowed only to its owner. An unknown record is a 404.",
-    )
+    client: ExternalId = Field(description="To which client's data.")
     action: Action = Field(description="view, edit, export or delete.")
     at: UtcTime | None = Field(None, description="The instant to decide for; default now.")
 
-    @model_validator(mode="after")
-    def _one_target(self) -> AccessCheck:
-        if (self.client is None) == (self.record is None):
-            raise ValueError("give exactly one of client and record")
-        return self
+
+class RecordAccessCheck(InputModel):
+    """A check naming a record instead of a client: decided as for the record's client; a client-less record (the
+    owner's own automation, report, …) is allowed only to its owner. An unknown record is a 404."""
+
+    employee: ExternalId = Field(description="Who wants access.")
+    record: RecordRef = Field(description="To which record.")
+    action: Action = Field(description="view, edit, export or delete.")
+    at: UtcTime | None = Field(None, description="The instant to decide for; default now.")
+
+
+def _target(value: Any) -> str:
+    """Which check a body is: a record check names a record and no client; anything else is validated (and refused,
+    naming the field) as a client check."""
+    record = isinstance(value, dict) and "record" in value and "client" not in value
+    return "RecordAccessCheck" if record else "AccessCheck"
+
+
+# Discriminated, so only the chosen shape validates and its errors name the body's own fields (the tag is dropped
+# from `loc`, see app.core.errors); an undiscriminated union reported every member's errors.
+AnyCheck = Annotated[
+    Annotated[AccessCheck, Tag("AccessCheck")] | Annotated[RecordAccessCheck, Tag("RecordAccessCheck")],
+    Discriminator(_target),
+]
 
 
 class AccessDecision(BaseModel):
@@ -70,7 +84,9 @@ class AccessDecision(BaseModel):
 
 
 class AccessCheckBatch(InputModel):
-    checks: list[AccessCheck] = Field(min_length=1, max_length=BATCH_CHECK_MAX, description="At most 500 pairs.")
+    checks: list[AnyCheck] = Field(
+        min_length=1, max_length=BATCH_CHECK_MAX, description="At most 500 pairs (each naming a client or a record)."
+    )
     at: UtcTime | None = Field(None, description="Default instant for checks that give none.")
 
 

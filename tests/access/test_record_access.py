@@ -153,6 +153,8 @@ def test_unknown_records_and_bad_references(client: TestClient, auth: Any, compa
         {"employee": "e0", "record": {"kind": "deal", "external_id": "d1", "client": "c0"}, "action": "view"},
         {"employee": "e0", "client": "c0", "record": {"kind": "deal", "external_id": "d1"}, "action": "view"},
         {"employee": "e0", "action": "view"},
+        {"employee": "e0", "client": "c0", "record": None, "action": "view"},  # omitted, not null
+        {"employee": "e0", "client": None, "record": {"kind": "deal", "external_id": "d1"}, "action": "view"},
     ]
     for body in bad:
         assert_problem(_check(client, auth, body), 422)

@@ -17,6 +17,12 @@ class GrantNotFound(NotFound):
     slug, title = "grant-not-found", "No such access grant"
 
 
+class AccessRecordNotFound(NotFound):
+    """An access check naming a record the book does not hold."""
+
+    slug, title = "access-record-not-found", "No such record"
+
+
 class GrantAlreadyRevoked(Conflict):
     """Revoking a grant that was already revoked."""
 

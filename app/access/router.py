@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import datetime as dt
 from functools import partial
 from typing import Annotated, cast
 
@@ -11,6 +12,7 @@ from app.access.errors import (
     AccessCheckNotOwn,
     AccessEventsInvalid,
     AccessEventsNotAllowed,
+    AccessRecordNotFound,
     AlertAlreadyResolved,
     AlertNotFound,
     GrantAlreadyRevoked,
@@ -33,6 +35,7 @@ def _out(d: service.Decision) -> schemas.AccessDecision:
     return schemas.AccessDecision(
         employee=d.employee,
         client=d.client,
+        record=None if d.record is None else schemas.RecordRefOut(kind=d.record[0], external_id=d.record[1]),
         action=d.action,
         at=d.at,
         allowed=d.allowed,
@@ -52,16 +55,34 @@ def _out(d: service.Decision) -> schemas.AccessDecision:
     "delegate holds interim grants for it), and everything their grants give again from return_at; shadow and read "
     "grants allow "
     "view only; export and delete of sensitivity-3 clients need an owner grant; clearance must cover sensitivity. "
-    "Every deny, and every allowed export or delete, is audited.",
+    "Every deny, and every allowed export or delete, is audited. Instead of a client, a `record` ({kind, "
+    "external_id}) may be named: it is decided as for the record's client; a client-less record (the owner's own "
+    "automation or report) only for its owner (`not_record_owner` otherwise); an unknown record is a 404.",
     response_model=schemas.AccessDecision,
-    responses=problem_responses(401, 403, 413, 415, 422, errors=[AccessCheckNotOwn]),
+    responses=problem_responses(401, 403, 404, 413, 415, 422, errors=[AccessCheckNotOwn, AccessRecordNotFound]),
 )
-async def check(body: schemas.AccessCheck, principal: AccessCheckScope, request: Request) -> schemas.AccessDecision:
+async def check(body: schemas.AnyCheck, principal: AccessCheckScope, request: Request) -> schemas.AccessDecision:
     # async with one thread hop: the hot path of every CRM page view takes no writer and no second hop; the clock
     # and the database come straight from the app (what `Now` and `DbSession` would resolve) to skip two dependencies;
     # the hop takes one of pool-size threads (deps.read_limiter), so it never waits for, or opens, a connection.
     service.require_own_or_admin(principal, body.employee)
     now = now_of(request)
+    if isinstance(body, schemas.RecordAccessCheck):
+        decision = await anyio.to_thread.run_sync(
+            partial(
+                service.check_record,
+                db_of(request),
+                body.employee,
+                body.record.kind,
+                body.record.external_id,
+                body.action,
+                body.at or now,
+                actor=principal.actor,
+                now=now,
+            ),
+            limiter=read_limiter(request),
+        )
+        return _out(decision)
     decision = await anyio.to_thread.run_sync(
         partial(
             service.check,
@@ -82,8 +103,10 @@ async def check(body: schemas.AccessCheck, principal: AccessCheckScope, request:
     "/v1/access/check/batch",
     name="access-check-batch",
     summary="Decide up to 500 pairs in one call (a CRM list view)",
+    description="Each check names a client or a record, as in the single check; one unknown record makes the "
+    "whole batch a 404 naming the unknown ones.",
     response_model=schemas.AccessDecisionBatch,
-    responses=problem_responses(401, 403, 413, 415, 422, errors=[AccessCheckNotOwn]),
+    responses=problem_responses(401, 403, 404, 413, 415, 422, errors=[AccessCheckNotOwn, AccessRecordNotFound]),
 )
 async def check_batch(
     body: schemas.AccessCheckBatch, principal: AccessCheckScope, request: Request
@@ -92,11 +115,30 @@ async def check_batch(
         service.require_own_or_admin(principal, c.employee)
     now = now_of(request)
     default_at = body.at or now
+    if any(isinstance(c, schemas.RecordAccessCheck) for c in body.checks):
+        targets: list[tuple[str, service.Target, str, dt.datetime]] = [
+            (
+                c.employee,
+                (c.record.kind, c.record.external_id) if isinstance(c, schemas.RecordAccessCheck) else c.client,
+                c.action,
+                c.at or default_at,
+            )
+            for c in body.checks
+        ]
+        decisions = await anyio.to_thread.run_sync(
+            partial(service.check_targets, db_of(request), targets, actor=principal.actor, now=now),
+            limiter=read_limiter(request),
+        )
+        return schemas.AccessDecisionBatch(decisions=[_out(d) for d in decisions])
     decisions = await anyio.to_thread.run_sync(
         partial(
             service.check_batch,
             db_of(request),
-            [(c.employee, c.client, c.action, c.at or default_at) for c in body.checks],
+            [
+                (c.employee, c.client, c.action, c.at or default_at)
+                for c in body.checks
+                if isinstance(c, schemas.AccessCheck)
+            ],
             actor=principal.actor,
             now=now,
         ),

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
+from app.book.schemas import RecordKind
 from app.core.types import ExternalId, InputModel, UtcTime
 
 Level = Literal["owner", "interim", "shadow", "read"]
@@ -19,9 +20,22 @@ DecisionReason = Literal[
     "insufficient_clearance",
     "view_only",
     "owner_required",
+    "not_record_owner",
 ]
 
 BATCH_CHECK_MAX = 500
+
+
+class RecordRef(InputModel):
+    """A record of the book (a deal, case, task, …), by its kind and the CRM's id."""
+
+    kind: RecordKind = Field(description="deal, task, case, meeting, contract, invoice, project, automation, other.")
+    external_id: ExternalId = Field(description="The record's id in the CRM (unique per kind).")
+
+
+class RecordRefOut(BaseModel):
+    kind: RecordKind
+    external_id: str
 
 
 class AccessCheck(InputModel):
@@ -31,9 +45,35 @@ class AccessCheck(InputModel):
     at: UtcTime | None = Field(None, description="The instant to decide for; default now.")
 
 
+class RecordAccessCheck(InputModel):
+    """A check naming a record instead of a client: decided as for the record's client; a client-less record (the
+    owner's own automation, report, …) is allowed only to its owner. An unknown record is a 404."""
+
+    employee: ExternalId = Field(description="Who wants access.")
+    record: RecordRef = Field(description="To which record.")
+    action: Action = Field(description="view, edit, export or delete.")
+    at: UtcTime | None = Field(None, description="The instant to decide for; default now.")
+
+
+def _target(value: Any) -> str:
+    """Which check a body is: a record check names a record and no client; anything else is validated (and refused,
+    naming the field) as a client check."""
+    record = isinstance(value, dict) and "record" in value and "client" not in value
+    return "RecordAccessCheck" if record else "AccessCheck"
+
+
+# Discriminated, so only the chosen shape validates and its errors name the body's own fields (the tag is dropped
+# from `loc`, see app.core.errors); an undiscriminated union reported every member's errors.
+AnyCheck = Annotated[
+    Annotated[AccessCheck, Tag("AccessCheck")] | Annotated[RecordAccessCheck, Tag("RecordAccessCheck")],
+    Discriminator(_target),
+]
+
+
 class AccessDecision(BaseModel):
     employee: str
-    client: str
+    client: str | None = Field(description="The client decided for (a record's client); null: a client-less record.")
+    record: RecordRefOut | None = Field(None, description="The record asked about, if one was.")
     action: Action
     at: dt.datetime = Field(description="The instant decided for.")
     allowed: bool
@@ -44,7 +84,9 @@ class AccessDecision(BaseModel):
 
 
 class AccessCheckBatch(InputModel):
-    checks: list[AccessCheck] = Field(min_length=1, max_length=BATCH_CHECK_MAX, description="At most 500 pairs.")
+    checks: list[AnyCheck] = Field(
+        min_length=1, max_length=BATCH_CHECK_MAX, description="At most 500 pairs (each naming a client or a record)."
+    )
     at: UtcTime | None = Field(None, description="Default instant for checks that give none.")
 
 

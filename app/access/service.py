@@ -9,16 +9,23 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import Connection, and_, bindparam, exists, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.access import cuts
-from app.access.errors import AccessCheckNotOwn, GrantAlreadyRevoked, GrantInvalid, GrantNotFound
+from app.access.errors import (
+    AccessCheckNotOwn,
+    AccessRecordNotFound,
+    GrantAlreadyRevoked,
+    GrantInvalid,
+    GrantNotFound,
+)
 from app.access.models import AccessGrant, AccessSuspension
 from app.audit import service as audit
+from app.book import service as book
 from app.core.auth import Principal
 from app.core.bulk import chunks
 from app.core.db import AnySelect, Database, transaction
@@ -33,7 +40,7 @@ VIEW_ONLY = frozenset({"shadow", "read"})
 @dataclass(frozen=True)
 class Decision:
     employee: str
-    client: str
+    client: str | None  # None only for a client-less record (decided by its owner)
     action: str
     at: dt.datetime
     allowed: bool
@@ -41,6 +48,7 @@ class Decision:
     level: str | None = None
     grant_id: int | None = None
     valid_until: dt.datetime | None = None
+    record: tuple[str, str] | None = None  # (kind, external_id) when a record was asked about
 
 
 def _active(at: Any) -> Any:
@@ -230,14 +238,131 @@ def decide_batch(session: Session, checks: Sequence[tuple[str, str, str, dt.date
     return out
 
 
+# ---- records: decided as their client, or (client-less) by their owner ----------------------------------------
+
+Target = str | tuple[str, str]  # a client's external id, or a record's (kind, external_id)
+
+EMPLOYEE_STATE = select(
+    Employee.status, Employee.exit_at, Employee.clearance, _away(bindparam("at", type_=AccessGrant.valid_from.type))
+).where(Employee.external_id == bindparam("employee", type_=Employee.external_id.type))
+
+
+def _owned(
+    employee: str,
+    owner: str,
+    record: tuple[str, str],
+    action: str,
+    at: dt.datetime,
+    emp: tuple[str, dt.datetime | None, int, bool] | None,
+) -> Decision:
+    """A client-less record (the owner's own automation or report): the employee rules of `_rule`, then its owner
+    only; there is no client, so no grant and no sensitivity to weigh."""
+
+    def deny(reason: str) -> Decision:
+        return Decision(employee, None, action, at, False, reason, record=record)
+
+    if emp is None:
+        return deny("unknown_employee")
+    status, exit_at, _, away = emp
+    if status == "departed" or (exit_at is not None and exit_at <= at):
+        return deny("employee_departed")
+    if away:
+        return deny("employee_away")
+    if employee != owner:
+        return deny("not_record_owner")
+    return Decision(employee, None, action, at, True, "granted", "owner", record=record)
+
+
+def _state(
+    conn: Session | Connection, employee: str, at: dt.datetime
+) -> tuple[str, dt.datetime | None, int, bool] | None:
+    row = conn.execute(EMPLOYEE_STATE, {"employee": employee, "at": at}).first()
+    return None if row is None else (row[0], row[1], row[2], bool(row[3]))
+
+
+def _holders(conn: Session | Connection, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], book.RecordHolder]:
+    """Every record named must exist (404 naming the others): a decision about nothing would be a guess."""
+    found = book.record_holders(conn, refs)
+    missing = list(dict.fromkeys(r for r in refs if r not in found))
+    if missing:
+        shown = ", ".join(f"{k} {e!r}" for k, e in missing[:20])
+        more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+        raise AccessRecordNotFound(f"No such record: {shown}{more}.")
+    return found
+
+
+def decide_record(
+    conn: Session | Connection, employee: str, kind: str, external_id: str, action: str, at: dt.datetime
+) -> Decision:
+    """The record's client decides (`decide`, unchanged); a client-less record is its owner's alone."""
+    ref = (kind, external_id)
+    holder = _holders(conn, [ref])[ref]
+    if holder.client_id is not None:
+        return replace(decide(conn, employee, holder.client_id, action, at), record=ref)
+    return _owned(employee, holder.owner_id, ref, action, at, _state(conn, employee, at))
+
+
+def check_record(
+    db: Database,
+    employee: str,
+    kind: str,
+    external_id: str,
+    action: str,
+    at: dt.datetime,
+    *,
+    actor: str,
+    now: dt.datetime,
+) -> Decision:
+    """`check` for a record: one more indexed read (the record's client and owner) before the client's decision."""
+    with db.single_read.connect() as conn:
+        decision = decide_record(conn, employee, kind, external_id, action, at)
+    if _audited(decision):
+        with transaction(db) as session:
+            audit_decisions(session, [decision], actor=actor, now=now)
+    return decision
+
+
+def check_targets(
+    db: Database, checks: Sequence[tuple[str, Target, str, dt.datetime]], *, actor: str, now: dt.datetime
+) -> list[Decision]:
+    """`check_batch` where some checks name a record: one query resolves every record to its client, the clients are
+    decided together by `decide_batch`; client-less records (rare: the owner's own) read their employee each."""
+    with db.session(write=False) as session:
+        refs = [t for _, t, _, _ in checks if isinstance(t, tuple)]
+        holders = _holders(session, refs)
+        as_clients: list[tuple[str, str, str, dt.datetime]] = []
+        for employee, target, action, at in checks:
+            client = target if isinstance(target, str) else holders[target].client_id
+            if client is not None:
+                as_clients.append((employee, client, action, at))
+        decided = iter(decide_batch(session, as_clients) if as_clients else [])
+        decisions: list[Decision] = []
+        for employee, target, action, at in checks:
+            if isinstance(target, str):
+                decisions.append(next(decided))
+                continue
+            holder = holders[target]
+            if holder.client_id is not None:
+                decisions.append(replace(next(decided), record=target))
+            else:
+                emp = _state(session, employee, at)
+                decisions.append(_owned(employee, holder.owner_id, target, action, at, emp))
+        session.rollback()
+    if any(_audited(d) for d in decisions):
+        with transaction(db) as writer:
+            audit_decisions(writer, decisions, actor=actor, now=now)
+    return decisions
+
+
 def audit_decisions(session: Session, decisions: Sequence[Decision], *, actor: str, now: dt.datetime) -> None:
-    """Every deny, and every allowed export or delete, is on the record."""
+    """Every deny, and every allowed export or delete, is on the record (a record's decision under the record, with
+    the client it was decided for)."""
     changes = [
         audit.Change(
             actor,
             "access.denied" if not d.allowed else f"access.allowed_{d.action}",
-            "client",
-            d.client,
+            "client" if d.record is None else "record",
+            str(d.client) if d.record is None else f"{d.record[0]}/{d.record[1]}",
             {
                 "employee": d.employee,
                 "action": d.action,
@@ -245,6 +370,7 @@ def audit_decisions(session: Session, decisions: Sequence[Decision], *, actor: s
                 "reason": d.reason,
                 "grant": d.grant_id,
                 "level": d.level,
+                **({} if d.record is None else {"client": d.client}),
             },
         )
         for d in decisions

@@ -10,8 +10,13 @@ from typing import Any, NamedTuple, cast
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
+    Float,
+    String,
     Table,
     and_,
+    any_,
+    bindparam,
     case,
     exists,
     false,
@@ -22,9 +27,11 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    tuple_,
     union_all,
     update,
 )
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -602,3 +609,101 @@ def owner_load(
             else:
                 loads[owner] += points_per_case * int(n)
     return loads
+
+
+# ---- risk features ----------------------------------------------------------------------------
+# What risk (app/risk, a higher layer) reads of the book, one grouped query per batch of clients, and what the access
+# decision reads to resolve a record to its client (or, client-less, its owner).
+
+
+@dataclass(frozen=True, slots=True)
+class ClientBook:
+    """One client's records as risk factors. Amounts are summed in `base_currency` only (mixing currencies without
+    rates would be wrong); records with an amount in another currency are counted in `*_other_currency` instead.
+    `cases` / `contracts` count records of that kind in any status: whether the book, not the client's own field,
+    knows the client's cases and renewals."""
+
+    open_deals: int = 0
+    open_deal_amount: float = 0.0
+    open_deals_other_currency: int = 0
+    cases: int = 0
+    open_cases: int = 0
+    overdue_invoices: int = 0
+    overdue_amount: float = 0.0
+    overdue_other_currency: int = 0
+    contracts: int = 0
+    next_renewal_at: dt.datetime | None = None
+
+
+def client_books(
+    session: Session, clients: Sequence[str] | AnySelect, *, now: dt.datetime, base_currency: str
+) -> dict[str, ClientBook]:
+    """Per client (a list of ids, or a statement of them) with at least one record: open deals and their amount,
+    open and all cases, overdue invoices (open, due before `now`) and their amount, and the nearest renewal (the
+    earliest due time, from `now` on, of an open contract). One GROUP BY query, whatever the number of clients."""
+    r = Record
+    is_open = r.status == "open"
+    base = r.currency == base_currency
+    deal = and_(r.kind == "deal", is_open)
+    overdue = and_(r.kind == "invoice", is_open, r.due_at < literal(now, UTCDateTime))
+    renewal = and_(r.kind == "contract", is_open, r.due_at >= literal(now, UTCDateTime))
+
+    def count(cond: ColumnElement[bool]) -> Any:
+        return func.coalesce(func.sum(case((cond, 1), else_=0)), 0)
+
+    def amount(cond: ColumnElement[bool]) -> Any:
+        # As a float: risk takes a logarithm of it, and a float's aggregate state is a fraction of a numeric's (the
+        # grouping of 100k clients stays in memory).
+        return func.coalesce(func.sum(case((and_(cond, base), sql_cast(r.amount, Float)), else_=None)), 0.0)
+
+    elsewhere = and_(r.amount.is_not(None), r.currency != base_currency)
+    where: ColumnElement[bool]
+    if not isinstance(clients, Sequence):
+        where = r.client_id.in_(clients)
+    elif _on_pg(session):
+        # = ANY(array) at any size: the planner then knows how many ids there are. A JSON list (`among` from 5,000)
+        # is estimated at 100 rows, which made 100k ids 100k index probes (measured on 100k clients with 500k
+        # records: 5.2 s for the whole call this way, 7.1 s with `among`; 10k: 0.43 s against 0.64 s).
+        where = r.client_id == any_(bindparam(None, list(clients), type_=postgresql.ARRAY(String)))
+    else:
+        where = among(session, r.client_id, clients)
+    # Only the rows any aggregate reads: tasks, meetings, projects, … and closed deals and invoices never count.
+    wanted = or_(r.kind.in_(("case", "contract")), and_(r.kind.in_(("deal", "invoice")), is_open))
+    stmt = (
+        select(
+            r.client_id,
+            count(deal),
+            amount(deal),
+            count(and_(deal, elsewhere)),
+            count(r.kind == "case"),
+            count(and_(r.kind == "case", is_open)),
+            count(overdue),
+            amount(overdue),
+            count(and_(overdue, elsewhere)),
+            count(r.kind == "contract"),
+            func.min(case((renewal, r.due_at), else_=None), type_=UTCDateTime),
+        )
+        .where(where, wanted)
+        .group_by(r.client_id)
+    )
+    # all(): one fetch of every row (iterating the result fetches them one by one).
+    return {row[0]: ClientBook(*row[1:]) for row in session.connection().execute(stmt).all()}
+
+
+class RecordHolder(NamedTuple):
+    client_id: str | None
+    owner_id: str
+
+
+def record_holders(conn: Session | Connection, refs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], RecordHolder]:
+    """(kind, external_id) → the record's client and owner, for the records that exist (one query); what the access
+    decision needs to decide a record as its client (or, client-less, as its owner's)."""
+    if not refs:
+        return {}
+    r = Record
+    if len(refs) == 1:
+        where = and_(r.kind == refs[0][0], r.external_id == refs[0][1])
+    else:
+        where = tuple_(r.kind, r.external_id).in_(list(dict.fromkeys(refs)))
+    stmt = select(r.kind, r.external_id, r.client_id, r.owner_id).where(where)
+    return {(k, e): RecordHolder(c, o) for k, e, c, o in conn.execute(stmt)}

@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     # Exact planning proves optimality; past this many seconds (a mass exit) it returns the best plan found,
     # marked "feasible" with its certified gap. Null: no limit.
     solver_time_limit_seconds: float | None = Field(30.0, gt=0, le=3600)
+    # The currency the book's amounts are summed in for risk (open deals, overdue invoices): ISO 4217. Amounts in
+    # other currencies are counted, never converted (no exchange rates here) nor added.
+    base_currency: str = Field("EUR", pattern=r"^[A-Z]{3}$")
     interim_owner: str | None = None  # fallback interim owner when a leaver has no manager
     # What a handover does with the leaver's records (issue 16 point 2), overridable per handover (`record_rules`):
     # client-less open records go to the leaver's manager (the interim owner rule), or stay ("keep"); meetings due

@@ -194,10 +194,14 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_MEDIA_TYPE)
 
 
+_UNION_TAGS = frozenset({"AccessCheck", "RecordAccessCheck"})
+
+
 def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     out = []
     for err in exc.errors():
-        loc = [p if isinstance(p, int) else str(p) for p in err.get("loc", ())]
+        # A discriminated union's tag (a request model's class name, never a field's) is not where the error is.
+        loc = [p if isinstance(p, int) else str(p) for p in err.get("loc", ()) if p not in _UNION_TAGS]
         out.append(
             {
                 "loc": loc,

@@ -74,12 +74,19 @@ FEATURES: Final[tuple[Feature, ...]] = (
     Feature("seniority_gap", "levels the successor's seniority is below the tier's norm (0 without a successor)", True),
     Feature("skill_mismatch", "1 if the successor lacks the client's industry skill (0 without a successor)", True),
     Feature("language_mismatch", "1 if the successor lacks the client's language (0 without a successor)", True),
+    # The book (issue 16): what is in flight with the client. Added after the first model versions, so a version
+    # stored without their weights reads them as 0 (OPTIONAL_FEATURES) and scores exactly as before.
+    Feature("open_deal_value", "log10(1 + open deals' amount in the base currency)", False),
+    Feature("overdue_invoices", "log(1 + open invoices past their due time)", True),
+    Feature("overdue_amount", "log10(1 + overdue invoices' amount in the base currency)", True),
 )
 FEATURE_NAMES: Final = tuple(f.name for f in FEATURES)
 NONNEGATIVE: Final = frozenset(f.name for f in FEATURES if f.nonnegative)
 # Termination must weigh at least as much as these, so that it never lowers risk whatever the reason was.
 DOMINATED_BY_TERMINATION: Final = ("reason_retirement", "reason_role_change", "reason_leave", "reason_other")
 _INDEX: Final = {name: i for i, name in enumerate(FEATURE_NAMES)}
+# Features a model may leave out: their weight is then 0 (versions stored before the features existed).
+OPTIONAL_FEATURES: Final = frozenset({"open_deal_value", "overdue_invoices", "overdue_amount"})
 
 
 # ---- factors ------------------------------------------------------------------------------------
@@ -103,6 +110,10 @@ class Factors:
     seniority_gap: int = 0
     skill_mismatch: bool = False
     language_mismatch: bool = False
+    # From the client's records (app/book); 0 without records. Amounts count the base currency only.
+    open_deal_value: float = 0.0
+    overdue_invoices: int = 0
+    overdue_amount: float = 0.0
 
     def __post_init__(self) -> None:
         if self.tier not in TIERS:
@@ -111,7 +122,15 @@ class Factors:
             raise ValueError(f"reason must be one of {REASONS}, got {self.reason!r}")
         if self.satisfaction is not None and not (0 <= self.satisfaction <= 10):
             raise ValueError("satisfaction must lie in 0–10")
-        for name in ("years_with_leaver", "annual_value", "open_issues", "seniority_gap"):
+        for name in (
+            "years_with_leaver",
+            "annual_value",
+            "open_issues",
+            "seniority_gap",
+            "open_deal_value",
+            "overdue_invoices",
+            "overdue_amount",
+        ):
             value = getattr(self, name)
             if not (value >= 0 and math.isfinite(value)):
                 raise ValueError(f"{name} must be a finite number >= 0")
@@ -312,7 +331,8 @@ def validate_model(data: Mapping[str, Any], *, bounded: bool = True) -> RiskMode
             problems.append((("weights", name), f"unknown factor; known: {', '.join(FEATURE_NAMES)}"))
         for name in FEATURE_NAMES:
             if name not in weights:
-                problems.append((("weights", name), "missing"))
+                if name not in OPTIONAL_FEATURES:
+                    problems.append((("weights", name), "missing"))
             elif not _finite(weights[name]):
                 problems.append((("weights", name), "must be a finite number"))
             elif abs(weights[name]) > limit:
@@ -357,7 +377,7 @@ def validate_model(data: Mapping[str, Any], *, bounded: bool = True) -> RiskMode
     assert isinstance(thresholds, Mapping) and _is_number(intercept)
     return RiskModel(
         intercept=float(intercept),
-        weights=MappingProxyType({n: float(weights[n]) for n in FEATURE_NAMES}),
+        weights=MappingProxyType({n: float(weights.get(n, 0.0)) for n in FEATURE_NAMES}),
         thresholds=MappingProxyType({b: float(thresholds[b]) for b in THRESHOLD_BANDS}),
         mitigations=tuple(rules),
     )
@@ -389,6 +409,11 @@ DEFAULT_MODEL: Final = validate_model(
             "seniority_gap": 0.4,
             "skill_mismatch": 0.3,
             "language_mismatch": 0.5,
+            # An open deal of 100k adds 0.4 (log10 ≈ 5 × 0.08); one overdue invoice 0.42, three 0.83, and its
+            # amount a little more (10k overdue: 0.2).
+            "open_deal_value": 0.08,
+            "overdue_invoices": 0.6,
+            "overdue_amount": 0.05,
         },
         "thresholds": {"medium": 0.15, "high": 0.35, "critical": 0.6},
         "mitigations": [
@@ -431,6 +456,11 @@ DEFAULT_MODEL: Final = validate_model(
                 "when": {"factor": "satisfaction", "op": "<=", "value": 4},
                 "action": "service_recovery_plan",
                 "text": "Agree a service recovery plan for the open complaints with the client.",
+            },
+            {
+                "when": {"factor": "overdue_invoices", "op": ">=", "value": 1},
+                "action": "settle_overdue_invoices",
+                "text": "Settle the overdue invoices with finance and the client before the introduction.",
             },
             {
                 "when": {"factor": "days_since_last_contact", "op": ">=", "value": 90},
@@ -491,7 +521,7 @@ class Score:
 
 _NUMERIC_FACTORS: Final = tuple(n for n in FACTOR_NAMES if n not in CATEGORY_FACTORS)
 _NULLABLE: Final = frozenset({"satisfaction", "days_since_last_contact"})
-_INTEGER_FACTORS: Final = frozenset({"open_issues", "seniority_gap"})
+_INTEGER_FACTORS: Final = frozenset({"open_issues", "seniority_gap", "overdue_invoices"})
 
 
 def _as_array(name: str, values: Sequence[Any]) -> FloatArray:
@@ -574,8 +604,11 @@ def feature_matrix(table: FactorTable) -> FloatArray:
     put("open_issues", np.log1p(num["open_issues"]))
     for reason in REASONS[1:]:
         put(f"reason_{reason}", (cat["reason"] == reason).astype(np.float64))
-    for name in FEATURE_NAMES[_INDEX["destination_competitor"] :]:  # these features are the factors as they are
-        put(name, num[name])
+    for name in FEATURE_NAMES[_INDEX["destination_competitor"] : _INDEX["language_mismatch"] + 1]:
+        put(name, num[name])  # these features are the factors as they are
+    put("open_deal_value", np.log10(1.0 + np.maximum(num["open_deal_value"], 0.0)))
+    put("overdue_invoices", np.log1p(np.maximum(num["overdue_invoices"], 0.0)))
+    put("overdue_amount", np.log10(1.0 + np.maximum(num["overdue_amount"], 0.0)))
     return x
 
 

@@ -47,7 +47,9 @@ def get_outcome_source(request: Request) -> service.OutcomeSource:
 
 def get_context(request: Request) -> service.RiskContext:
     """The departure each owner faces, as the workflow knows it (bound in app.main)."""
-    return service.RiskContext(departures=request.app.state.departures)
+    return service.RiskContext(
+        departures=request.app.state.departures, base_currency=request.app.state.settings.base_currency
+    )
 
 
 OutcomeSourceDep = Annotated[service.OutcomeSource, Depends(get_outcome_source)]
@@ -135,7 +137,10 @@ def score_batch(
     body: schemas.ScoreRequest, session: DbSession, principal: RiskRead, now: Now, owners: OwnersDeparture
 ) -> schemas.ScoreBatchOut:
     context = service.RiskContext(
-        reason=body.reason, destination_competitor=body.destination_competitor, departures=owners.departures
+        reason=body.reason,
+        destination_competitor=body.destination_competitor,
+        departures=owners.departures,
+        base_currency=owners.base_currency,
     )
     version, results = service.score_visible(
         session, principal, body.clients, context=context, now=now, version=body.model_version

@@ -41,6 +41,11 @@ class FactorsOut(BaseModel):
     seniority_gap: int = Field(description="Levels the successor is below the tier's norm (0: no successor yet).")
     skill_mismatch: bool = Field(description="The successor lacks the client's industry (false: no successor yet).")
     language_mismatch: bool = Field(description="The successor lacks the client's language (false: no successor).")
+    open_deal_value: float = Field(
+        0.0, description="The client's open deals' amount in the base currency (HANDOVER_BASE_CURRENCY); 0 without."
+    )
+    overdue_invoices: int = Field(0, description="The client's open invoices past their due time (any currency).")
+    overdue_amount: float = Field(0.0, description="Those invoices' amount in the base currency.")
 
 
 class ContributionOut(BaseModel):
@@ -125,8 +130,10 @@ class RiskModelIn(InputModel):
 
     intercept: Coefficient = Field(description=f"The logit of a client whose features are all 0. {_BOUND}")
     weights: dict[str, Coefficient] = Field(
-        description="One weight per feature (all of them; see GET /v1/risk/model for the list). Features that must "
-        "never lower risk take weights >= 0, and reason_termination must be at least every other reason's weight. "
+        description="One weight per feature (see GET /v1/risk/model for the list): all of them, except that the "
+        "book's features (open_deal_value, overdue_invoices, overdue_amount) may be left out and then weigh 0. "
+        "Features that must never lower risk take weights >= 0, and reason_termination must be at least every other "
+        "reason's weight. "
         f"Each weight: {_BOUND[0].lower()}{_BOUND[1:]}"
     )
     thresholds: Thresholds

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from app.access import events as access_events
 from app.audit import service as audit
+from app.book import service as book
 from app.core.auth import Principal
 from app.core.bulk import among
 from app.core.db import UTCDateTime
@@ -378,6 +379,8 @@ class RiskContext:
     tier's norm in `min_seniority`, skill and language mismatch) from the directory.
     successor_fit: client id → fit already computed by the caller; wins over `successors`.
     Clients with neither have fit 0 (no successor yet).
+    base_currency: the currency the book's amounts (open deals, overdue invoices) are summed in; amounts in other
+    currencies are left out of the sums (settings.base_currency, HANDOVER_BASE_CURRENCY).
     """
 
     reason: str | None = None
@@ -386,6 +389,7 @@ class RiskContext:
     successor_fit: Mapping[str, rm.SuccessorFit] = field(default_factory=dict)
     min_seniority: Mapping[str, int] = field(default_factory=lambda: dict(rm.DEFAULT_MIN_SENIORITY))
     departures: DepartureSource | None = None
+    base_currency: str = "EUR"
 
     def __post_init__(self) -> None:
         if self.reason is not None and self.reason not in rm.REASONS:
@@ -531,6 +535,14 @@ def factor_batch(
     no_alerts: set[str] = set()
     years_known = _floats(years)
     until_renewal = _floats(renewal_in)
+    open_issues = _floats(issues)
+    books = book.client_books(session, cids, now=now, base_currency=context.base_currency) if cids else {}
+    book_columns = _book_columns(cids, books, now)
+    if books:
+        # Where the book holds a client's cases (its contracts), they, not the client's own fields, give its open
+        # issues (its nearest renewal).
+        open_issues = np.where(book_columns["has_cases"] > 0, book_columns["open_cases"], open_issues)
+        until_renewal = np.where(book_columns["has_contracts"] > 0, book_columns["days_to_renewal"], until_renewal)
     with np.errstate(invalid="ignore"):
         renewal_soon = (until_renewal >= 0) & (until_renewal <= RENEWAL_HORIZON.days)
     numbers: dict[str, rm.FloatArray] = {
@@ -540,7 +552,10 @@ def factor_batch(
         "satisfaction": _floats(satisfaction),
         "renewal_within_90d": renewal_soon.astype(np.float64),
         "days_since_last_contact": np.maximum(_floats(contact_days), 0.0),
-        "open_issues": _floats(issues),
+        "open_issues": open_issues,
+        "open_deal_value": book_columns["open_deal_value"],
+        "overdue_invoices": book_columns["overdue_invoices"],
+        "overdue_amount": book_columns["overdue_amount"],
         "destination_competitor": np.array([departure[o][1] for o in owner_ids], dtype=np.float64),
         "exfiltration_alert": np.array(
             [cid in alerts.get(o, no_alerts) for cid, o in zip(cids, owner_ids, strict=True)], dtype=np.float64
@@ -558,6 +573,28 @@ def factor_batch(
         industries=list(industries),
         languages=list(languages),
     )
+
+
+def _book_columns(
+    client_ids: Sequence[str], books: Mapping[str, book.ClientBook], now: dt.datetime
+) -> dict[str, rm.FloatArray]:
+    """The book's aggregates as columns in request order (0, and no cases or contracts, for a client without
+    records); days to the nearest renewal is NaN without an upcoming open contract."""
+    n = len(client_ids)
+    if not books:
+        return {name: np.zeros(n) for name in ("open_deal_value", "overdue_invoices", "overdue_amount")}
+    empty = book.ClientBook()
+    rows = [books.get(cid, empty) for cid in client_ids]
+    table = np.array(
+        [(b.open_deal_amount, b.overdue_invoices, b.overdue_amount, b.cases, b.open_cases, b.contracts) for b in rows],
+        dtype=np.float64,
+    ).reshape(n, 6)
+    days = np.full(n, math.nan)
+    for i, b in enumerate(rows):
+        if b.next_renewal_at is not None:
+            days[i] = (b.next_renewal_at - now).total_seconds() / 86_400.0
+    names = ("open_deal_value", "overdue_invoices", "overdue_amount", "has_cases", "open_cases", "has_contracts")
+    return {**{name: table[:, j] for j, name in enumerate(names)}, "days_to_renewal": days}
 
 
 def _fit_columns(client_ids: Sequence[str], fits: Mapping[str, rm.SuccessorFit]) -> dict[str, rm.FloatArray]:

@@ -183,6 +183,7 @@ def compute_plan(
         destination_competitor=destination_competitor,
         min_seniority=dict(settings.min_seniority),
         departures=open_departures,
+        base_currency=settings.base_currency,
     )
     held = [and_(Client.owner_id == who, Client.former_owner_id == leaver) for leaver, who in (held_by or {}).items()]
     clients = list(

@@ -15,7 +15,16 @@ from hypothesis import strategies as st
 
 from app.risk import fitting
 from app.risk import model as rm
-from app.risk.model import DEFAULT_MODEL, FEATURE_NAMES, Factors, ModelError, score, score_many, validate_model
+from app.risk.model import (
+    DEFAULT_MODEL,
+    FEATURE_NAMES,
+    OPTIONAL_FEATURES,
+    Factors,
+    ModelError,
+    score,
+    score_many,
+    validate_model,
+)
 from tests.support.outcomes import TRUE_MODEL, TRUE_WEIGHTS, synthetic_factors, synthetic_outcomes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -319,7 +328,15 @@ def test_the_migration_seeds_the_default_model() -> None:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    assert validate_model(module.DEFAULT_MODEL_V1) == DEFAULT_MODEL
+    seeded = validate_model(module.DEFAULT_MODEL_V1)
+    # The book's features came later: the seeded version weighs them 0 (it scores as it always did), the code's
+    # default weighs them, and gained one rule on them.
+    assert seeded.intercept == DEFAULT_MODEL.intercept and seeded.thresholds == DEFAULT_MODEL.thresholds
+    assert {n: w for n, w in seeded.weights.items() if n not in OPTIONAL_FEATURES} == {
+        n: w for n, w in DEFAULT_MODEL.weights.items() if n not in OPTIONAL_FEATURES
+    }
+    assert all(seeded.weights[n] == 0 and DEFAULT_MODEL.weights[n] > 0 for n in OPTIONAL_FEATURES)
+    assert seeded.mitigations == tuple(r for r in DEFAULT_MODEL.mitigations if r.factor not in OPTIONAL_FEATURES)
 
 
 def test_factors_refuse_impossible_values() -> None:

@@ -188,7 +188,7 @@ def test_scoring_is_set_based(client: TestClient, auth: Any, company: Any, db: D
     finally:
         event.remove(db.engine, "before_cursor_execute", count)
     assert len(few) == 3 and len(many) == 600
-    assert n_many == n_few <= 5  # model, clients with counts, alerts, open handovers
+    assert n_many == n_few <= 5  # model, clients with counts, the book, alerts, open handovers
     assert list(many)[:3] == ["c0", "c1", "c2"]
     assert many["c1"].risk.probability == few["c1"].risk.probability
     stored = many["c5"].as_json()

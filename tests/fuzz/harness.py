@@ -119,7 +119,10 @@ def with_links(raw: dict[str, Any]) -> dict[str, Any]:
                         "parameters": {**parameters, param: f"$response.body#/items/{index}/{field}"},
                     }
     etag_writes = {
-        "/v1/handovers/{handover_id}": [("post", "/v1/handovers/{handover_id}/approve")],
+        "/v1/handovers/{handover_id}": [
+            ("post", "/v1/handovers/{handover_id}/approve"),
+            ("patch", "/v1/handovers/{handover_id}"),
+        ],
         "/v1/handovers/{handover_id}/items/{item_id}": [("patch", "/v1/handovers/{handover_id}/items/{item_id}")],
     }
     for get_path, writes in etag_writes.items():
@@ -216,6 +219,11 @@ EXCLUDED: dict[tuple[str, str], dict[Any, str]] = {
         positive_data_acceptance: _IF_MATCH + "; " + _REFERENCES + "; force needs a reason (a cross-field rule)"
     },
     ("POST", "/v1/handovers/{handover_id}/approve"): {positive_data_acceptance: _IF_MATCH},
+    ("PATCH", "/v1/handovers/{handover_id}"): {positive_data_acceptance: _IF_MATCH},
+    ("PATCH", "/v1/handovers/{handover_id}/records/{kind}/{external_id}"): {
+        positive_data_acceptance: _IF_MATCH + "; " + _REFERENCES + "; the receiver must be able to hold the record "
+        "(active, not leaving, not the leaver)"
+    },
     ("POST", "/v1/simulations"): {positive_data_acceptance: _REFERENCES},
     ("POST", "/v1/access/grants"): {
         positive_data_acceptance: _REFERENCES + "; valid_until must be after valid_from (a cross-field rule)"

@@ -20,7 +20,7 @@ from app.core.db import Database
 from app.main import create_app
 from app.worker import run_once
 from tests.conftest import START, make_settings
-from tests.support.company import EFFECTIVE, approve, clients, open_for, plan
+from tests.support.company import EFFECTIVE, approve, clients, open_for, plan, second_leaver
 from tests.support.hr import SECRET, deliver, exit_event
 
 pytestmark = pytest.mark.usefixtures("company")
@@ -179,3 +179,47 @@ def test_an_exit_moved_after_the_takeover_moves_the_leavers_cut_but_never_past_t
     assert outliving(client, auth, "e0", min(moved, took_over)) == []
     holders = {g["employee"] for g in grants(client, auth, "e0", valid_at=clock.now().isoformat())}
     assert holders == set()
+
+
+def _successor(client: TestClient, auth: Any, hid: int, employee: str) -> str:
+    """The first item of the handover goes to `employee` (an override with its ETag); returns its client."""
+    items = client.get(f"/v1/handovers/{hid}/items", headers=auth()).json()["items"]
+    url = f"/v1/handovers/{hid}/items/{items[0]['id']}"
+    etag = client.get(url, headers=auth()).headers["etag"]
+    r = client.patch(
+        url,
+        json={"successor": employee, "force": True, "reason": "knows them"},
+        headers={**auth("hr"), "If-Match": etag},
+    )
+    assert r.status_code == 200, r.text
+    return str(items[0]["client"])
+
+
+def test_a_revoked_shadow_grant_stays_cut_when_its_holders_exit_moves(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, hook: TestClient
+) -> None:
+    """The machine's shrunk sequence: e1, successor-to-be of one of e0's clients (a shadow grant until e0's exit),
+    leaves an hour ago and the interim owner takes e1's clients over (e1's grants cut then). A week later e0's
+    handover is cancelled (the shadow grant revoked now, after the cut) and HR moves e1's exit to an hour ago:
+    re-laying the takeover lifts e1's cut and cuts again, and the revoked shadow grant must be cut too, not left
+    open until its revocation, past e1's exit."""
+    second_leaver(client, auth)
+    h0 = open_for(client, auth, "e0", EFFECTIVE, reason="resignation")
+    plan(client, auth, h0)
+    shadowed = _successor(client, auth, h0, "e1")
+    approve(client, auth, h0)
+    assert [g["level"] for g in grants(client, auth, "e1", client=shadowed)] == ["shadow", "owner"]
+    h1 = open_for(client, auth, "e1", clock.now() - H, reason="resignation")
+    assert exit_of(client, auth, "e1")[0] == "departed"
+    clock.advance(dt.timedelta(days=8))
+    cancel(client, auth, h0)
+    plan(client, auth, h1)
+    moved = clock.now() - H
+    r = deliver(hook, {**exit_event("e1", moved), "timestamp": clock.now().isoformat()}, clock=clock)
+    assert r.status_code == 200, r.text
+    assert r.json()["handover_id"] == h1
+    status, exit_at = exit_of(client, auth, "e1")
+    assert status == "departed" and exit_at == moved
+    assert [
+        (g["client"], g["level"], g["valid_until"], g["revoked_at"]) for g in outliving(client, auth, "e1", exit_at)
+    ] == []

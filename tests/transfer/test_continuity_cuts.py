@@ -223,3 +223,43 @@ def test_a_revoked_shadow_grant_stays_cut_when_its_holders_exit_moves(
     assert [
         (g["client"], g["level"], g["valid_until"], g["revoked_at"]) for g in outliving(client, auth, "e1", exit_at)
     ] == []
+
+
+def test_a_second_handover_for_a_departed_leaver_does_not_plan_clients_the_first_gave_the_interim_owner(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock
+) -> None:
+    """The machine's shrunk sequence: e0's handover gives c0 to m1 (e0's manager, also the interim owner) and is
+    executed; HR then opens a second handover for the departed e0, taken over by m1 at once (e0 holds nothing now).
+    c0 is m1's by the first handover (its former owner e0), not held for e0 by the takeover: the second plan must
+    not move it on, or m1's owner grant and the new successor's would both hold."""
+    h0 = open_for(client, auth, "e0", EFFECTIVE, reason="resignation")
+    plan(client, auth, h0)
+    assert _successor(client, auth, h0, "m1") == "c0"
+    approve(client, auth, h0)
+    r = client.post(f"/v1/handovers/{h0}/execute", headers=auth())
+    assert r.status_code == 200, r.text
+    r = client.post(f"/v1/handovers/{h0}/complete", json={"reason": "done"}, headers=auth())
+    assert r.status_code == 200, r.text
+    owners = {
+        c["external_id"]: c["owner"]
+        for c in client.get("/v1/clients", params={"limit": 100}, headers=auth()).json()["items"]
+    }
+    assert owners["c0"] == "m1" and "e0" not in owners.values()
+    h1 = open_for(client, auth, "e0", clock.now() + 72 * H, reason="resignation")
+    plan(client, auth, h1)
+    items = client.get(f"/v1/handovers/{h1}/items", headers=auth()).json()["items"]
+    assert [i["client"] for i in items] == []
+    r = client.post(f"/v1/handovers/{h1}/approve", headers=auth())
+    assert r.status_code == 200, r.text
+    now = clock.now().isoformat()
+    holders = [
+        g["employee"]
+        for g in grants(client, auth, "m1", client="c0", valid_at=now)
+        if g["level"] in ("owner", "interim")
+    ]
+    assert holders == ["m1"]
+    owners = {
+        c["external_id"]: c["owner"]
+        for c in client.get("/v1/clients", params={"limit": 100}, headers=auth()).json()["items"]
+    }
+    assert owners["c0"] == "m1"

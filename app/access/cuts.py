@@ -66,10 +66,12 @@ def own_end_values(end: Any) -> dict[str, Any]:
 
 def cut(session: Session, rows: Any, *, by_client: bool = False) -> None:
     """Every (handover_id, employee_id, effective_at[, client_id]) row of `rows` (a subquery) cuts that employee's
-    grants (on that client, `by_client`) at the effective time: each grant not revoked whose own end is later gets
-    the handover's cut (once per handover), and its window ends at its earliest cut."""
+    grants (on that client, `by_client`) at the effective time: each grant not revoked by then whose own end is
+    later gets the handover's cut (once per handover), and its window ends at its earliest cut. A grant revoked
+    after the effective time is cut too: its window held that time, and a lifted cut gives its own end back."""
     g, k = AccessGrant, AccessGrantCut
-    match = [g.employee_id == rows.c.employee_id, g.revoked_at.is_(None), outlives(rows.c.effective_at)]
+    at = rows.c.effective_at
+    match = [g.employee_id == rows.c.employee_id, or_(g.revoked_at.is_(None), g.revoked_at > at), outlives(at)]
     if by_client:
         match.append(g.client_id == rows.c.client_id)
     fresh = select(g.id, rows.c.handover_id, rows.c.effective_at).where(

@@ -110,6 +110,14 @@ def end_grants(
         )
 
 
+def laid_on(handover_id: int, reason: str) -> Any:
+    """The clients the workflow laid grants with `reason` on for the handover, ended or not (a select of client
+    ids): an interim owner holds for the leaver only the clients its takeover laid a grant on, not ones that became
+    theirs another way (an earlier handover of the same leaver gave them a client, its former owner that leaver)."""
+    g = AccessGrant
+    return select(g.client_id).where(g.handover_id == handover_id, g.reason == reason)
+
+
 def holding(at: Any) -> Any:
     """A grant that holds at `at` (the access decision's window)."""
     g = AccessGrant

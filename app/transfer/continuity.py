@@ -302,6 +302,16 @@ def _moves_of(owner: str, to: str) -> AnySelect:
     ).where(Client.owner_id == owner, Client.status != "churned")
 
 
+def held_for(h: Handover, who: str) -> tuple[ColumnElement[bool], ...]:
+    """The clients `who` holds for the leaver since the takeover: theirs, formerly the leaver's, and laid an interim
+    grant on by this handover (a client an earlier handover of the leaver gave `who` is theirs to keep)."""
+    return (
+        Client.owner_id == who,
+        Client.former_owner_id == h.leaver_id,
+        Client.external_id.in_(grants.laid_on(h.id, INTERIM_REASON)),
+    )
+
+
 def lay_interim(session: Session, h: Handover, *, actor: str, now: dt.datetime, settings: Settings | None) -> None:
     """The interim grants ahead of a handover that is not approved (opened or rescheduled): from its effective
     time, for the interim owner at that time, on every client the leaver holds. Grants laid before (another time,
@@ -472,7 +482,7 @@ def give_back(session: Session, h: Handover, *, actor: str, now: dt.datetime) ->
     who, leaver = h.interim_owner_id, h.leaver_id
     clients: list[str] = []
     if who is not None:
-        back = (Client.owner_id == who, Client.former_owner_id == leaver)
+        back = held_for(h, who)
         clients = list(session.scalars(select(Client.external_id).where(*back).order_by(Client.external_id)))
         moves = select(
             Client.external_id.label("client_id"), literal(who).label("from_owner"), literal(leaver).label("to_owner")
@@ -553,11 +563,11 @@ def on_cancelled(session: Session, h: Handover, *, now: dt.datetime) -> None:
     directory.clear_exit(session, leaver, status=h.leaver_status_before or "active", only_if_leaving=False, now=now)
     if who is None:
         return
-    back = select(Client.external_id).where(Client.owner_id == who, Client.former_owner_id == leaver)
+    back = select(Client.external_id).where(*held_for(h, who))
     clients = list(session.scalars(back.order_by(Client.external_id)))
     moves = select(
         Client.external_id.label("client_id"), literal(who).label("from_owner"), literal(leaver).label("to_owner")
-    ).where(Client.owner_id == who, Client.former_owner_id == leaver)
+    ).where(*held_for(h, who))
     directory.move_owners(session, moves, now=now, remember_former=False)
     if clients:
         notify.emit_batches(

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, delete, exists, func, or_, select
+from sqlalchemy import ColumnElement, Table, and_, delete, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -21,8 +21,8 @@ from app.core.config import Settings
 from app.directory import service as directory
 from app.directory.models import AccountTeamMember, Client, Employee
 from app.risk import service as risk
+from app.transfer import continuity, service, solver
 from app.transfer import interim as interim_rule
-from app.transfer import service, solver
 from app.transfer.errors import (
     HandoverNotPlannable,
     InterimOwnerInvalid,
@@ -166,12 +166,12 @@ def compute_plan(
     now: dt.datetime | None = None,
     reason: str | None = None,
     destination_competitor: bool | None = None,
-    held_by: Mapping[str, str] | None = None,
+    held_by: Mapping[str, Sequence[ColumnElement[bool]]] | None = None,
 ) -> Plan:
     """Solve the whole reassignment for the clients of `leavers` at once; nothing is written.
 
-    `held_by` (leaver -> interim owner): the clients an interim owner took over from that leaver at the effective
-    time (issue 15, `app.transfer.continuity`) are still the leaver's to plan.
+    `held_by` (leaver -> conditions on Client, `continuity.held_for`): the clients an interim owner took over from
+    that leaver at the effective time (issue 15, `app.transfer.continuity`) are still the leaver's to plan.
 
     Risk goes in twice: before solving, each client's band sets its weight (riskier clients get the better
     fits); after solving, the score is recomputed with the chosen successor's fit and stored on the item.
@@ -185,7 +185,7 @@ def compute_plan(
         departures=open_departures,
         base_currency=settings.base_currency,
     )
-    held = [and_(Client.owner_id == who, Client.former_owner_id == leaver) for leaver, who in (held_by or {}).items()]
+    held = [and_(*conditions) for conditions in (held_by or {}).values()]
     clients = list(
         session.scalars(
             select(Client)
@@ -360,7 +360,7 @@ def plan(
         now=now,
         reason=h.reason,
         destination_competitor=h.destination_competitor,
-        held_by={h.leaver_id: h.interim_owner_id} if h.interim_owner_id else None,
+        held_by={h.leaver_id: continuity.held_for(h, h.interim_owner_id)} if h.interim_owner_id else None,
     )
     if dry_run:
         preview = [

@@ -20,7 +20,7 @@ from app.core.db import Database
 from app.main import create_app
 from app.worker import run_once
 from tests.conftest import START, make_settings
-from tests.support.company import EFFECTIVE, approve, clients, open_for, plan
+from tests.support.company import EFFECTIVE, approve, clients, open_for, plan, second_leaver
 from tests.support.hr import SECRET, deliver, exit_event
 
 pytestmark = pytest.mark.usefixtures("company")
@@ -179,3 +179,87 @@ def test_an_exit_moved_after_the_takeover_moves_the_leavers_cut_but_never_past_t
     assert outliving(client, auth, "e0", min(moved, took_over)) == []
     holders = {g["employee"] for g in grants(client, auth, "e0", valid_at=clock.now().isoformat())}
     assert holders == set()
+
+
+def _successor(client: TestClient, auth: Any, hid: int, employee: str) -> str:
+    """The first item of the handover goes to `employee` (an override with its ETag); returns its client."""
+    items = client.get(f"/v1/handovers/{hid}/items", headers=auth()).json()["items"]
+    url = f"/v1/handovers/{hid}/items/{items[0]['id']}"
+    etag = client.get(url, headers=auth()).headers["etag"]
+    r = client.patch(
+        url,
+        json={"successor": employee, "force": True, "reason": "knows them"},
+        headers={**auth("hr"), "If-Match": etag},
+    )
+    assert r.status_code == 200, r.text
+    return str(items[0]["client"])
+
+
+def test_a_revoked_shadow_grant_stays_cut_when_its_holders_exit_moves(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock, hook: TestClient
+) -> None:
+    """The machine's shrunk sequence: e1, successor-to-be of one of e0's clients (a shadow grant until e0's exit),
+    leaves an hour ago and the interim owner takes e1's clients over (e1's grants cut then). A week later e0's
+    handover is cancelled (the shadow grant revoked now, after the cut) and HR moves e1's exit to an hour ago:
+    re-laying the takeover lifts e1's cut and cuts again, and the revoked shadow grant must be cut too, not left
+    open until its revocation, past e1's exit."""
+    second_leaver(client, auth)
+    h0 = open_for(client, auth, "e0", EFFECTIVE, reason="resignation")
+    plan(client, auth, h0)
+    shadowed = _successor(client, auth, h0, "e1")
+    approve(client, auth, h0)
+    assert [g["level"] for g in grants(client, auth, "e1", client=shadowed)] == ["shadow", "owner"]
+    h1 = open_for(client, auth, "e1", clock.now() - H, reason="resignation")
+    assert exit_of(client, auth, "e1")[0] == "departed"
+    clock.advance(dt.timedelta(days=8))
+    cancel(client, auth, h0)
+    plan(client, auth, h1)
+    moved = clock.now() - H
+    r = deliver(hook, {**exit_event("e1", moved), "timestamp": clock.now().isoformat()}, clock=clock)
+    assert r.status_code == 200, r.text
+    assert r.json()["handover_id"] == h1
+    status, exit_at = exit_of(client, auth, "e1")
+    assert status == "departed" and exit_at == moved
+    assert [
+        (g["client"], g["level"], g["valid_until"], g["revoked_at"]) for g in outliving(client, auth, "e1", exit_at)
+    ] == []
+
+
+def test_a_second_handover_for_a_departed_leaver_does_not_plan_clients_the_first_gave_the_interim_owner(
+    client: TestClient, auth: Any, db: Database, clock: ManualClock
+) -> None:
+    """The machine's shrunk sequence: e0's handover gives c0 to m1 (e0's manager, also the interim owner) and is
+    executed; HR then opens a second handover for the departed e0, taken over by m1 at once (e0 holds nothing now).
+    c0 is m1's by the first handover (its former owner e0), not held for e0 by the takeover: the second plan must
+    not move it on, or m1's owner grant and the new successor's would both hold."""
+    h0 = open_for(client, auth, "e0", EFFECTIVE, reason="resignation")
+    plan(client, auth, h0)
+    assert _successor(client, auth, h0, "m1") == "c0"
+    approve(client, auth, h0)
+    r = client.post(f"/v1/handovers/{h0}/execute", headers=auth())
+    assert r.status_code == 200, r.text
+    r = client.post(f"/v1/handovers/{h0}/complete", json={"reason": "done"}, headers=auth())
+    assert r.status_code == 200, r.text
+    owners = {
+        c["external_id"]: c["owner"]
+        for c in client.get("/v1/clients", params={"limit": 100}, headers=auth()).json()["items"]
+    }
+    assert owners["c0"] == "m1" and "e0" not in owners.values()
+    h1 = open_for(client, auth, "e0", clock.now() + 72 * H, reason="resignation")
+    plan(client, auth, h1)
+    items = client.get(f"/v1/handovers/{h1}/items", headers=auth()).json()["items"]
+    assert [i["client"] for i in items] == []
+    r = client.post(f"/v1/handovers/{h1}/approve", headers=auth())
+    assert r.status_code == 200, r.text
+    now = clock.now().isoformat()
+    holders = [
+        g["employee"]
+        for g in grants(client, auth, "m1", client="c0", valid_at=now)
+        if g["level"] in ("owner", "interim")
+    ]
+    assert holders == ["m1"]
+    owners = {
+        c["external_id"]: c["owner"]
+        for c in client.get("/v1/clients", params={"limit": 100}, headers=auth()).json()["items"]
+    }
+    assert owners["c0"] == "m1"

@@ -146,9 +146,18 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     return value
 
 
+# 9999-12-31T23:59:59Z: a NumericDate past what a datetime holds is not a date (and an int beyond a float's range
+# would make math.isfinite raise OverflowError: a 500 from a malformed token).
+MAX_NUMERIC_DATE = 253_402_300_799
+
+
 def _is_numeric_date(value: Any) -> bool:
-    """RFC 7519 NumericDate: a JSON number of seconds (not a string, a boolean or an infinity)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """RFC 7519 NumericDate: a JSON number of seconds (not a string, a boolean, an infinity or past year 9999)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    if isinstance(value, float) and not math.isfinite(value):
+        return False
+    return -MAX_NUMERIC_DATE <= value <= MAX_NUMERIC_DATE
 
 
 def read_token(token: str) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -246,8 +246,8 @@ def recheck(
             )
             for r in done
         )
-    for hid, clients in stranded.items():
-        h = by_id[hid]
+    for hid, found in stranded.items():
+        h, clients = by_id[hid], sorted(found)  # in client order, whatever order the database gave the items
         notify.emit(
             session,
             "handover.attention",

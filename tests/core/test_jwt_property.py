@@ -148,3 +148,24 @@ def test_malformed_tokens_are_401_or_403_never_500(client: TestClient, settings:
             check(client.get("/v1/employees", headers=headers), may_pass, {200})
 
     run()
+
+
+def test_a_time_claim_beyond_a_float_is_malformed_not_an_overflow() -> None:
+    """`exp` = a 400-digit integer made math.isfinite raise OverflowError (a 500, found by the property on
+    PostgreSQL's run); past year 9999 a NumericDate is refused as malformed."""
+    from app.core.auth import read_token
+    from app.core.errors import Unauthorized
+
+    def seg(text: str) -> str:
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    header = seg('{"alg":"HS256","typ":"JWT"}')
+    for exp in ("1" * 400, str(2**63), "253402300800"):
+        token = f"{header}.{seg('{' + chr(34) + 'exp' + chr(34) + ':' + exp + '}')}.{seg('sig')}"
+        try:
+            read_token(token)
+        except Unauthorized as exc:
+            assert "exp must be a number of seconds" in str(exc.detail if hasattr(exc, "detail") else exc)
+        else:
+            raise AssertionError(f"exp={exp[:20]} was accepted")
+    assert read_token(f"{header}.{seg('{' + chr(34) + 'exp' + chr(34) + ':253402300799}')}.{seg('sig')}")[1]["exp"]

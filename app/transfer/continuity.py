@@ -330,11 +330,25 @@ def lay_interim(session: Session, h: Handover, *, actor: str, now: dt.datetime, 
     access.cut_leaver(session, h.id, h.leaver_id, h.effective_at)
     grants.end_grants(session, [h.id], reason=INTERIM_REASON, now=now, actor=actor)
     who = _interim_for(session, h.leaver_id, at=h.effective_at, settings=settings)
+    _grant_interim(session, h, who, _clients_of(h.leaver_id), actor=actor, now=now, settings=settings)
+
+
+def _grant_interim(
+    session: Session,
+    h: Handover,
+    who: str | None,
+    clients: AnySelect,
+    *,
+    actor: str,
+    now: dt.datetime,
+    settings: Settings | None,
+) -> None:
+    """The interim owner's grants on `clients` from the effective time; taken over at once if that time has come."""
     if who is not None:
         grants.add_grants(
             session,
             employee=who,
-            clients=_clients_of(h.leaver_id),
+            clients=clients,
             level="interim",
             valid_from=h.effective_at,
             reason=INTERIM_REASON,
@@ -381,20 +395,7 @@ def lay_interim_for(
             Client.external_id.label("client_id"),
         ).where(Client.external_id.in_(new)),
     )
-    if who is not None:
-        grants.add_grants(
-            session,
-            employee=who,
-            clients=new,
-            level="interim",
-            valid_from=h.effective_at,
-            reason=INTERIM_REASON,
-            handover_id=h.id,
-            actor=actor,
-            now=now,
-        )
-    if h.effective_at <= now:
-        take_over(session, h, actor=actor, now=now, settings=settings)
+    _grant_interim(session, h, who, new, actor=actor, now=now, settings=settings)
 
 
 def take_over(session: Session, h: Handover, *, actor: str, now: dt.datetime, settings: Settings | None) -> int:
